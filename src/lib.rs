@@ -1,0 +1,14 @@
+//! Tunelab's engine: pre-trained NLP models from Hugging Face files, run with burn on WebGPU or
+//! the CPU, natively and in the browser. The web app (`ui`, wasm only) sits on top.
+
+pub mod clock;
+pub mod data;
+pub mod model;
+pub mod pipeline;
+pub mod prompt;
+pub mod rng;
+pub mod text;
+pub mod train;
+
+#[cfg(target_arch = "wasm32")]
+pub mod ui;

@@ -1,0 +1,342 @@
+//! Hugging Face `config.json` for the architectures Tunelab runs: BERT (and BERT-shaped
+//! sentence-transformers checkpoints such as all-MiniLM-L6-v2), DistilBERT and GPT-2.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ModelError;
+
+/// The architecture family named by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Family {
+    Bert,
+    DistilBert,
+    Gpt2,
+}
+
+/// What the checkpoint's `architectures` entry says the weights are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A bare encoder (`BertModel`, `DistilBertModel`): embeddings, no head.
+    Base,
+    /// `*ForSequenceClassification`: a classification head with `id2label`.
+    SequenceClassification,
+    /// `BertForMaskedLM` / `DistilBertForMaskedLM`: fill-mask.
+    MaskedLm,
+    /// `GPT2LMHeadModel`: next-token prediction.
+    CausalLm,
+}
+
+/// The sizes of a BERT-family encoder, with DistilBERT's names mapped onto BERT's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderConfig {
+    pub family: Family,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    /// 0 for DistilBERT (no token type embeddings).
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub activation: Activation,
+    pub pad_token_id: u32,
+}
+
+/// The sizes of a GPT-2 decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_inner: usize,
+    pub layer_norm_epsilon: f64,
+    pub activation: Activation,
+    pub bos_token_id: u32,
+    pub eos_token_id: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf (`gelu`).
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            other => Err(ModelError::Config(format!(
+                "activation \"{other}\" is not supported (gelu, gelu_new, relu are)"
+            ))),
+        }
+    }
+}
+
+/// A parsed `config.json`: the architecture plus everything the file holds, kept so that a
+/// fine-tuned model can be saved with the original fields intact.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub task: Task,
+    /// Label names by class index, from `id2label` (empty when the file has none).
+    pub id2label: Vec<String>,
+    /// The whole file as read.
+    pub raw: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arch {
+    Encoder(EncoderConfig),
+    Gpt2(Gpt2Config),
+}
+
+impl ModelConfig {
+    /// Parses `config.json` text.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ModelError::Config(format!("config.json is not valid JSON: {e}")))?;
+        let Value::Object(raw) = value else {
+            return Err(ModelError::Config(
+                "config.json is not a JSON object".into(),
+            ));
+        };
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ModelError::Config("config.json has no \"model_type\"".into()))?;
+        let family = match model_type {
+            "bert" => Family::Bert,
+            "distilbert" => Family::DistilBert,
+            "gpt2" => Family::Gpt2,
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "model_type \"{other}\" is not supported: Tunelab runs bert, distilbert and gpt2 checkpoints"
+                )))
+            }
+        };
+        let architecture = raw
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let task = task_of(family, architecture.as_deref())?;
+        let f = Fields(&raw);
+        let arch = match family {
+            Family::Bert => Arch::Encoder(EncoderConfig {
+                family,
+                vocab_size: f.usize("vocab_size")?,
+                hidden_size: f.usize("hidden_size")?,
+                num_layers: f.usize("num_hidden_layers")?,
+                num_heads: f.usize("num_attention_heads")?,
+                intermediate_size: f.usize("intermediate_size")?,
+                max_position_embeddings: f.usize_or("max_position_embeddings", 512)?,
+                type_vocab_size: f.usize_or("type_vocab_size", 2)?,
+                layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
+                activation: Activation::parse(f.str_or("hidden_act", "gelu"))?,
+                pad_token_id: f.usize_or("pad_token_id", 0)? as u32,
+            }),
+            // With `sinusoidal_pos_embds` the table is still saved as position_embeddings, so
+            // loading it as a learned table gives the same numbers.
+            Family::DistilBert => Arch::Encoder(EncoderConfig {
+                family,
+                vocab_size: f.usize("vocab_size")?,
+                hidden_size: f.usize("dim")?,
+                num_layers: f.usize("n_layers")?,
+                num_heads: f.usize("n_heads")?,
+                intermediate_size: f.usize("hidden_dim")?,
+                max_position_embeddings: f.usize_or("max_position_embeddings", 512)?,
+                type_vocab_size: 0,
+                layer_norm_eps: 1e-12,
+                activation: Activation::parse(f.str_or("activation", "gelu"))?,
+                pad_token_id: f.usize_or("pad_token_id", 0)? as u32,
+            }),
+            Family::Gpt2 => {
+                let n_embd = f.usize("n_embd")?;
+                Arch::Gpt2(Gpt2Config {
+                    vocab_size: f.usize("vocab_size")?,
+                    n_positions: f.usize_or("n_positions", 1024)?,
+                    n_embd,
+                    n_layer: f.usize("n_layer")?,
+                    n_head: f.usize("n_head")?,
+                    n_inner: f.usize_or("n_inner", 4 * n_embd)?,
+                    layer_norm_epsilon: f.f64_or("layer_norm_epsilon", 1e-5)?,
+                    activation: Activation::parse(f.str_or("activation_function", "gelu_new"))?,
+                    bos_token_id: f.usize_or("bos_token_id", 50256)? as u32,
+                    eos_token_id: f.usize_or("eos_token_id", 50256)? as u32,
+                })
+            }
+        };
+        if let Arch::Encoder(e) = &arch {
+            if e.num_heads == 0 || e.hidden_size % e.num_heads != 0 {
+                return Err(ModelError::Config(format!(
+                    "hidden size {} is not divisible by {} attention heads",
+                    e.hidden_size, e.num_heads
+                )));
+            }
+        }
+        if let Arch::Gpt2(g) = &arch {
+            if g.n_head == 0 || g.n_embd % g.n_head != 0 {
+                return Err(ModelError::Config(format!(
+                    "n_embd {} is not divisible by {} heads",
+                    g.n_embd, g.n_head
+                )));
+            }
+        }
+        let id2label = parse_id2label(&raw)?;
+        Ok(Self {
+            arch,
+            task,
+            id2label,
+            raw,
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        match &self.arch {
+            Arch::Encoder(e) => e.family,
+            Arch::Gpt2(_) => Family::Gpt2,
+        }
+    }
+
+    pub fn encoder(&self) -> Option<&EncoderConfig> {
+        match &self.arch {
+            Arch::Encoder(e) => Some(e),
+            Arch::Gpt2(_) => None,
+        }
+    }
+
+    pub fn gpt2(&self) -> Option<&Gpt2Config> {
+        match &self.arch {
+            Arch::Gpt2(g) => Some(g),
+            Arch::Encoder(_) => None,
+        }
+    }
+
+    /// The label name for class `i`: `id2label` when present, else `LABEL_i` as transformers does.
+    pub fn label(&self, i: usize) -> String {
+        self.id2label
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{i}"))
+    }
+
+    /// `config.json` for a sequence classifier with these labels, keeping every other field.
+    pub fn for_classification(&self, labels: &[String]) -> serde_json::Map<String, Value> {
+        let mut raw = self.raw.clone();
+        let arch = match self.family() {
+            Family::DistilBert => "DistilBertForSequenceClassification",
+            _ => "BertForSequenceClassification",
+        };
+        raw.insert("architectures".into(), Value::from(vec![arch]));
+        let id2label: serde_json::Map<String, Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), Value::from(l.as_str())))
+            .collect();
+        let label2id: serde_json::Map<String, Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), Value::from(i)))
+            .collect();
+        raw.insert("id2label".into(), Value::Object(id2label));
+        raw.insert("label2id".into(), Value::Object(label2id));
+        let problem = if labels.len() == 1 {
+            "regression"
+        } else {
+            "single_label_classification"
+        };
+        raw.insert("problem_type".into(), Value::from(problem));
+        raw
+    }
+}
+
+fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelError> {
+    let Some(name) = architecture else {
+        return Ok(match family {
+            Family::Gpt2 => Task::CausalLm,
+            _ => Task::Base,
+        });
+    };
+    let task = match (family, name) {
+        (Family::Bert, "BertModel") | (Family::DistilBert, "DistilBertModel") => Task::Base,
+        (Family::Bert, "BertForSequenceClassification")
+        | (Family::DistilBert, "DistilBertForSequenceClassification") => {
+            Task::SequenceClassification
+        }
+        (Family::Bert, "BertForMaskedLM")
+        | (Family::Bert, "BertForPreTraining")
+        | (Family::DistilBert, "DistilBertForMaskedLM") => Task::MaskedLm,
+        (Family::Gpt2, "GPT2LMHeadModel") | (Family::Gpt2, "GPT2Model") => Task::CausalLm,
+        (_, other) => return Err(ModelError::Unsupported(format!(
+            "architecture \"{other}\" is not supported (BertModel, BertForSequenceClassification, \
+                 BertForMaskedLM, DistilBertModel, DistilBertForSequenceClassification, \
+                 DistilBertForMaskedLM and GPT2LMHeadModel are)"
+        ))),
+    };
+    Ok(task)
+}
+
+fn parse_id2label(raw: &serde_json::Map<String, Value>) -> Result<Vec<String>, ModelError> {
+    let Some(Value::Object(map)) = raw.get("id2label") else {
+        return Ok(Vec::new());
+    };
+    let mut by_index = BTreeMap::new();
+    for (k, v) in map {
+        let i: usize = k
+            .parse()
+            .map_err(|_| ModelError::Config(format!("id2label key \"{k}\" is not an integer")))?;
+        let name = v
+            .as_str()
+            .ok_or_else(|| ModelError::Config(format!("id2label[{k}] is not a string")))?;
+        by_index.insert(i, name.to_string());
+    }
+    let n = by_index.len();
+    if by_index.keys().copied().ne(0..n) {
+        return Err(ModelError::Config(
+            "id2label keys must be 0, 1, ... n-1 without gaps".into(),
+        ));
+    }
+    Ok(by_index.into_values().collect())
+}
+
+struct Fields<'a>(&'a serde_json::Map<String, Value>);
+
+impl Fields<'_> {
+    fn usize(&self, key: &str) -> Result<usize, ModelError> {
+        match self.0.get(key) {
+            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                ModelError::Config(format!("\"{key}\" must be a non-negative integer, got {v}"))
+            }),
+            None => Err(ModelError::Config(format!("config.json has no \"{key}\""))),
+        }
+    }
+    fn usize_or(&self, key: &str, default: usize) -> Result<usize, ModelError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => self.usize(key),
+        }
+    }
+    fn f64_or(&self, key: &str, default: f64) -> Result<f64, ModelError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| ModelError::Config(format!("\"{key}\" must be a number, got {v}"))),
+        }
+    }
+    fn str_or<'b>(&'b self, key: &str, default: &'b str) -> &'b str {
+        self.0.get(key).and_then(Value::as_str).unwrap_or(default)
+    }
+}

@@ -1,0 +1,258 @@
+//! GPT-2 (`GPT2LMHeadModel`) with a KV cache: pre-LayerNorm blocks, `Conv1D` weights stored
+//! `[in, out]`, the LM head tied to the token embeddings, tanh GELU.
+//!
+//! The token embedding matrix of real GPT-2 (50257 x 768 f32 = 154 MB) is larger than WebGPU's
+//! default 128 MiB storage-binding limit, so it is kept in row chunks no larger than the
+//! device's limit: the lookup gathers from each chunk and the LM head concatenates the chunks'
+//! logits.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation;
+
+use super::config::{Activation, Gpt2Config};
+use super::layers::{self, Exporter};
+use super::weights::Weights;
+
+#[derive(Module, Debug)]
+pub struct Gpt2Block {
+    pub ln_1: LayerNorm,
+    /// Query, key and value: `[d, 3d]`.
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub ln_2: LayerNorm,
+    pub c_fc: Linear,
+    pub mlp_proj: Linear,
+    pub n_head: usize,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// Keys and values of the tokens seen so far, per layer: `[b, heads, t, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+}
+
+impl KvCache {
+    /// How many positions the cache holds.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Gpt2Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [b, t, d] = x.dims();
+        let h = self.n_head;
+        let dh = d / h;
+        let qkv = self.c_attn.forward(self.ln_1.forward(x.clone()));
+        let heads = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d, d)
+                .reshape([b, t, h, dh])
+                .swap_dims(1, 2)
+        };
+        let (q, mut k, mut v) = (heads(0), heads(1), heads(2));
+        if let Some((pk, pv)) = past {
+            k = Tensor::cat(vec![pk.clone(), k], 2);
+            v = Tensor::cat(vec![pv.clone(), v], 2);
+        }
+        let total = k.dims()[2];
+        let past_len = total - t;
+        let mut scores = q
+            .matmul(k.clone().swap_dims(2, 3))
+            .mul_scalar(1.0 / (dh as f64).sqrt());
+        if t > 1 {
+            // Query i (absolute position past_len + i) sees keys 0..=past_len + i.
+            let mask = Tensor::<2, Bool>::tril_mask([t, total], past_len as i64, &x.device());
+            scores = scores.mask_fill(mask.reshape([1, 1, t, total]), f32::MIN);
+        }
+        let probs = activation::softmax(scores, 3);
+        let context = probs.matmul(v.clone()).swap_dims(1, 2).reshape([b, t, d]);
+        let x = x + self.c_proj.forward(context);
+        let inner = self.c_fc.forward(self.ln_2.forward(x.clone()));
+        let inner = match self.activation {
+            Activation::Gelu => activation::gelu(inner),
+            Activation::GeluTanh => activation::gelu_approximate(inner),
+            Activation::Relu => activation::relu(inner),
+        };
+        (x + self.mlp_proj.forward(inner), (k, v))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embeddings (= the LM head), in row chunks.
+    pub wte: Vec<Param<Tensor<2>>>,
+    pub wpe: Embedding,
+    pub blocks: Vec<Gpt2Block>,
+    pub ln_f: LayerNorm,
+    #[module(skip)]
+    pub config: Gpt2Config,
+}
+
+impl Gpt2 {
+    pub const PREFIX: &'static str = "transformer.";
+
+    /// Loads the model, splitting the token embeddings into chunks of at most
+    /// `max_binding_bytes` (use `u64::MAX` where there is no limit).
+    pub fn load(w: &Weights, config: &Gpt2Config, max_binding_bytes: u64) -> Self {
+        let d = config.n_embd;
+        let eps = config.layer_norm_epsilon;
+        let wte = w.tensor("wte.weight", [config.vocab_size, d]);
+        let row_bytes = (d * 4) as u64;
+        let rows_per_chunk =
+            ((max_binding_bytes / row_bytes).max(1) as usize).min(config.vocab_size);
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < config.vocab_size {
+            let n = rows_per_chunk.min(config.vocab_size - start);
+            chunks.push(Param::from_tensor(wte.clone().narrow(0, start, n)));
+            start += n;
+        }
+        let blocks = (0..config.n_layer)
+            .map(|i| {
+                let p = format!("h.{i}");
+                Gpt2Block {
+                    ln_1: layers::layer_norm(w, &format!("{p}.ln_1"), d, eps),
+                    c_attn: layers::conv1d(w, &format!("{p}.attn.c_attn"), d, 3 * d),
+                    c_proj: layers::conv1d(w, &format!("{p}.attn.c_proj"), d, d),
+                    ln_2: layers::layer_norm(w, &format!("{p}.ln_2"), d, eps),
+                    c_fc: layers::conv1d(w, &format!("{p}.mlp.c_fc"), d, config.n_inner),
+                    mlp_proj: layers::conv1d(w, &format!("{p}.mlp.c_proj"), config.n_inner, d),
+                    n_head: config.n_head,
+                    activation: config.activation,
+                }
+            })
+            .collect();
+        Self {
+            wte: chunks,
+            wpe: layers::embedding(w, "wpe", config.n_positions, d),
+            blocks,
+            ln_f: layers::layer_norm(w, "ln_f", d, eps),
+            config: config.clone(),
+        }
+    }
+
+    /// Writes the tensors with transformers' names (the LM head stays tied: no `lm_head`).
+    pub fn export(&self, out: &mut Exporter) {
+        let p = Self::PREFIX;
+        let wte = Tensor::cat(self.wte.iter().map(|c| c.val()).collect(), 0);
+        out.put(&format!("{p}wte.weight"), wte);
+        out.embedding(&format!("{p}wpe"), &self.wpe);
+        for (i, b) in self.blocks.iter().enumerate() {
+            let n = |s: &str| format!("{p}h.{i}.{s}");
+            out.layer_norm(&n("ln_1"), &b.ln_1);
+            out.conv1d(&n("attn.c_attn"), &b.c_attn);
+            out.conv1d(&n("attn.c_proj"), &b.c_proj);
+            out.layer_norm(&n("ln_2"), &b.ln_2);
+            out.conv1d(&n("mlp.c_fc"), &b.c_fc);
+            out.conv1d(&n("mlp.c_proj"), &b.mlp_proj);
+        }
+        out.layer_norm(&format!("{p}ln_f"), &self.ln_f);
+    }
+
+    /// Token embeddings of `ids` `[b, t]` gathered across the chunks.
+    fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let flat = ids.reshape([b * t]);
+        let d = self.config.n_embd;
+        if self.wte.len() == 1 {
+            return self.wte[0].val().select(0, flat).reshape([b, t, d]);
+        }
+        let mut out: Option<Tensor<2>> = None;
+        let mut start = 0i64;
+        for chunk in &self.wte {
+            let chunk = chunk.val();
+            let n = chunk.dims()[0] as i64;
+            let local = flat.clone().sub_scalar(start);
+            let inside = local
+                .clone()
+                .greater_equal_elem(0)
+                .bool_and(local.clone().lower_elem(n));
+            let rows = chunk
+                .select(0, local.clamp(0, n - 1))
+                .mul(inside.float().reshape([b * t, 1]));
+            out = Some(match out {
+                Some(acc) => acc + rows,
+                None => rows,
+            });
+            start += n;
+        }
+        out.expect("at least one chunk").reshape([b, t, d])
+    }
+
+    /// Runs `ids` `[b, t]` after the cached positions; returns the final hidden states
+    /// (after `ln_f`) `[b, t, d]` and extends the cache.
+    pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let states = self.forward_states(ids, cache, false);
+        states.into_iter().last().expect("states")
+    }
+
+    /// Every hidden state as transformers reports them: the embeddings, each block's output, and
+    /// the last one after `ln_f`.
+    pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Vec<Tensor<3>> {
+        self.forward_states(ids, &mut KvCache::default(), true)
+    }
+
+    fn forward_states(
+        &self,
+        ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+        all: bool,
+    ) -> Vec<Tensor<3>> {
+        let [_, t] = ids.dims();
+        let past = cache.len();
+        let device = ids.device();
+        let positions =
+            Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device).reshape([1, t]);
+        let mut x = self.embed_tokens(ids) + self.wpe.forward(positions);
+        let mut states = Vec::new();
+        let mut next_cache = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            if all {
+                states.push(x.clone());
+            }
+            let (y, kv) = block.forward(x, cache.layers.get(i));
+            next_cache.push(kv);
+            x = y;
+        }
+        cache.layers = next_cache;
+        states.push(self.ln_f.forward(x));
+        states
+    }
+
+    /// Next-token logits `[b, t, vocab]` from final hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = hidden.dims();
+        let h = hidden.reshape([b * t, d]);
+        let parts: Vec<Tensor<2>> = self
+            .wte
+            .iter()
+            .map(|c| h.clone().matmul(c.val().transpose()))
+            .collect();
+        let logits = if parts.len() == 1 {
+            parts.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(parts, 1)
+        };
+        logits.reshape([b, t, self.config.vocab_size])
+    }
+
+    /// Logits of the last position only: `[b, vocab]`.
+    pub fn last_logits(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, _] = hidden.dims();
+        self.logits(hidden.narrow(1, t - 1, 1))
+            .reshape([b, self.config.vocab_size])
+    }
+}

@@ -1,0 +1,43 @@
+//! Models from Hugging Face files: config, weights, and the burn modules.
+
+pub mod bert;
+pub mod config;
+pub mod gpt2;
+pub mod layers;
+pub mod weights;
+
+use burn::prelude::*;
+
+pub use config::{Activation, Arch, EncoderConfig, Family, Gpt2Config, ModelConfig, Task};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("config.json: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Weights(String),
+    #[error("the weights do not match config.json: {0}")]
+    Mismatch(String),
+    #[error("reading a result from the device failed: {0}")]
+    Device(String),
+}
+
+/// Reads a tensor back to the host as f32 (async: on WebGPU a synchronous read is not possible).
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    t.into_data_async()
+        .await
+        .map_err(|e| ModelError::Device(format!("{e:?}")))?
+        .try_into_vec_as::<f32>()
+        .map_err(|e| ModelError::Device(format!("{e:?}")))
+}
+
+/// Reads an int tensor back to the host.
+pub async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>, ModelError> {
+    t.into_data_async()
+        .await
+        .map_err(|e| ModelError::Device(format!("{e:?}")))?
+        .try_into_vec_as::<i64>()
+        .map_err(|e| ModelError::Device(format!("{e:?}")))
+}

@@ -1,0 +1,267 @@
+//! `model.safetensors` bytes -> burn tensors, by Hugging Face name.
+//!
+//! Read from bytes (no mmap, so it works in wasm). f32, f16 and bf16 are accepted and computed in
+//! f32. Names are found with or without the architecture prefix (`bert.`, `distilbert.`,
+//! `transformer.`), known buffers are ignored, and every missing, unexpected or mis-shaped tensor
+//! is collected and reported by name in one error.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::prelude::*;
+use safetensors::{Dtype, SafeTensors};
+
+use super::ModelError;
+
+/// Buffers some checkpoints carry that hold no weights.
+const IGNORED_SUFFIXES: &[&str] = &[
+    "embeddings.position_ids",
+    "embeddings.token_type_ids",
+    "attn.bias",
+    "attn.masked_bias",
+];
+
+/// Tensors of heads other than the one being loaded (for example the pre-training heads of
+/// `bert-base-uncased` when it is loaded as a base for a classifier). Ignored unless a loader asks
+/// for them by name.
+const OTHER_HEADS: &[&str] = &[
+    "cls.",
+    "classifier.",
+    "pre_classifier.",
+    "qa_outputs.",
+    "vocab_transform.",
+    "vocab_layer_norm.",
+    "vocab_projector.",
+    "lm_head.",
+    "pooler.",
+    "bert.pooler.",
+    "score.",
+];
+
+/// An opened checkpoint plus the bookkeeping of which tensors a model took.
+pub struct Weights<'a> {
+    tensors: SafeTensors<'a>,
+    /// The architecture prefix present in the file (`"bert."`), or empty.
+    prefix: String,
+    device: Device,
+    used: RefCell<BTreeSet<String>>,
+    missing: RefCell<Vec<String>>,
+    misshapen: RefCell<Vec<String>>,
+    unsupported: RefCell<Vec<String>>,
+}
+
+impl<'a> Weights<'a> {
+    /// Parses the safetensors header. `prefix` is the architecture prefix to accept (`"bert."`).
+    pub fn from_bytes(bytes: &'a [u8], prefix: &str, device: &Device) -> Result<Self, ModelError> {
+        if bytes.len() >= 15 && bytes[..15].eq_ignore_ascii_case(b"<!doctype html>") {
+            return Err(ModelError::Weights(
+                "model.safetensors is an HTML page, not weights (a wrong URL or a login page?)"
+                    .into(),
+            ));
+        }
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
+            ModelError::Weights(format!(
+                "model.safetensors is truncated or not a safetensors file ({} bytes): {e}",
+                bytes.len()
+            ))
+        })?;
+        let has_prefix = tensors.names().iter().any(|n| n.starts_with(prefix));
+        Ok(Self {
+            tensors,
+            prefix: if has_prefix && !prefix.is_empty() {
+                prefix.to_string()
+            } else {
+                String::new()
+            },
+            device: device.clone(),
+            used: RefCell::default(),
+            missing: RefCell::default(),
+            misshapen: RefCell::default(),
+            unsupported: RefCell::default(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether the file holds `name` (tried with the prefix first).
+    pub fn contains(&self, name: &str) -> bool {
+        self.resolve(name).is_some()
+    }
+
+    /// Whether the file holds any tensor whose name starts with `start` (prefix applied).
+    pub fn has_any(&self, start: &str) -> bool {
+        let full = format!("{}{start}", self.prefix);
+        self.tensors
+            .names()
+            .iter()
+            .any(|n| n.starts_with(&full) || n.starts_with(start))
+    }
+
+    /// The shape the file gives `name`, if it holds it.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        let full = self.resolve(name)?;
+        self.tensors.tensor(&full).ok().map(|v| v.shape().to_vec())
+    }
+
+    fn resolve(&self, name: &str) -> Option<String> {
+        let with = format!("{}{name}", self.prefix);
+        let names = self.tensors.names();
+        if names.iter().any(|n| **n == with) {
+            Some(with)
+        } else if names.iter().any(|n| *n == name) {
+            Some(name.to_string())
+        } else {
+            None
+        }
+    }
+
+    /// The tensor `name` as f32 host data of the given shape. A missing or mis-shaped tensor is
+    /// recorded and zeros come back, so that loading continues and every problem is reported.
+    pub fn host(&self, name: &str, shape: &[usize]) -> Vec<f32> {
+        let zeros = || vec![0.0; shape.iter().product()];
+        let Some(full) = self.resolve(name) else {
+            self.missing.borrow_mut().push(name.to_string());
+            return zeros();
+        };
+        self.used.borrow_mut().insert(full.clone());
+        let view = match self.tensors.tensor(&full) {
+            Ok(v) => v,
+            Err(e) => {
+                self.unsupported.borrow_mut().push(format!("{full}: {e}"));
+                return zeros();
+            }
+        };
+        if view.shape() != shape {
+            self.misshapen.borrow_mut().push(format!(
+                "{full}: the file has {:?}, the config implies {:?}",
+                view.shape(),
+                shape
+            ));
+            return zeros();
+        }
+        match to_f32(view.dtype(), view.data()) {
+            Some(v) => v,
+            None => {
+                self.unsupported.borrow_mut().push(format!(
+                    "{full}: dtype {:?} (f32, f16 and bf16 are supported)",
+                    view.dtype()
+                ));
+                zeros()
+            }
+        }
+    }
+
+    /// The tensor `name` on the device, with the shape checked.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        let data = self.host(name, &shape);
+        Tensor::from_data(TensorData::new(data, shape), &self.device)
+    }
+
+    /// Like [`Weights::tensor`] but `None` (and nothing recorded) when the file lacks it.
+    pub fn optional<const D: usize>(&self, name: &str, shape: [usize; D]) -> Option<Tensor<D>> {
+        self.contains(name).then(|| self.tensor(name, shape))
+    }
+
+    /// Ends loading: an error naming every missing, mis-shaped, unreadable or unexpected tensor.
+    /// Unexpected means: under the model's own prefix or layers, not taken, and not a known
+    /// buffer or another task's head.
+    pub fn finish(self) -> Result<(), ModelError> {
+        let used = self.used.into_inner();
+        let mut unexpected: Vec<String> = self
+            .tensors
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(*n))
+            .filter(|n| !IGNORED_SUFFIXES.iter().any(|s| n.ends_with(s)))
+            .filter(|n| {
+                let bare = n.strip_prefix(self.prefix.as_str()).unwrap_or(n);
+                !OTHER_HEADS
+                    .iter()
+                    .any(|h| bare.starts_with(h) || n.starts_with(h))
+            })
+            .map(|n| n.to_string())
+            .collect();
+        unexpected.sort();
+        let mut problems = Vec::new();
+        let list = |label: &str, items: &[String], problems: &mut Vec<String>| {
+            if !items.is_empty() {
+                let shown: Vec<&str> = items.iter().take(12).map(String::as_str).collect();
+                let more = if items.len() > 12 {
+                    format!(" and {} more", items.len() - 12)
+                } else {
+                    String::new()
+                };
+                problems.push(format!(
+                    "{label} ({}): {}{more}",
+                    items.len(),
+                    shown.join(", ")
+                ));
+            }
+        };
+        list("missing", &self.missing.into_inner(), &mut problems);
+        list("wrong shape", &self.misshapen.into_inner(), &mut problems);
+        list("unreadable", &self.unsupported.into_inner(), &mut problems);
+        list("unexpected", &unexpected, &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::Mismatch(problems.join("; ")))
+        }
+    }
+}
+
+/// Little-endian f32/f16/bf16 bytes to f32.
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    match dtype {
+        Dtype::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        Dtype::F16 => Some(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        Dtype::BF16 => Some(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Tensors to write: name -> (shape, f32 values).
+pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Serialises f32 tensors as `model.safetensors` bytes (with `{"format": "pt"}` metadata, as
+/// transformers writes).
+pub fn write_safetensors(tensors: &HostTensors) -> Result<Vec<u8>, ModelError> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), shape.clone(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ModelError::Weights(format!("{name}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let metadata = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
+    safetensors::serialize(views, metadata)
+        .map_err(|e| ModelError::Weights(format!("could not write safetensors: {e}")))
+}

@@ -1,0 +1,62 @@
+//! Prompting GPT-2: templates, generation and classification by label scoring.
+
+pub mod generate;
+pub mod score;
+pub mod template;
+
+use burn::prelude::*;
+
+use crate::model::gpt2::{Gpt2, KvCache};
+use crate::model::weights::Weights;
+use crate::pipeline::{Error, ModelFiles};
+use crate::text::TextTokenizer;
+
+pub use generate::{Generation, GenerationConfig, StopReason};
+pub use score::{LabelScorer, LabelScores};
+pub use template::{sample_examples, Example, Template};
+
+/// A GPT-2 family model with its tokenizer.
+pub struct LanguageModel {
+    pub model: Gpt2,
+    pub tokenizer: TextTokenizer,
+    pub device: Device,
+}
+
+impl LanguageModel {
+    /// Loads a GPT-2 checkpoint; `max_binding_bytes` is the device's storage-binding limit
+    /// (`u64::MAX` on the CPU).
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        max_binding_bytes: u64,
+    ) -> Result<Self, Error> {
+        let config = files.config()?;
+        let g = config.gpt2().ok_or_else(|| {
+            Error::Usage("this is an encoder (BERT family): prompting needs a GPT-2 model".into())
+        })?;
+        let tokenizer = files.tokenizer()?;
+        let w = Weights::from_bytes(&files.weights, Gpt2::PREFIX, device)?;
+        let model = Gpt2::load(&w, g, max_binding_bytes);
+        w.finish()?;
+        Ok(Self {
+            model,
+            tokenizer,
+            device: device.clone(),
+        })
+    }
+
+    pub fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {
+        let v: Vec<i32> = ids.iter().map(|&x| x as i32).collect();
+        Tensor::from_data(TensorData::new(v, [1, ids.len()]), &self.device)
+    }
+
+    /// Runs `ids` after the cache; returns the last position's logits `[1, vocab]`.
+    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> Tensor<2> {
+        let hidden = self.model.forward(self.ids_tensor(ids), cache);
+        self.model.last_logits(hidden)
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.model.config.n_positions
+    }
+}

@@ -1,0 +1,208 @@
+//! Classification by label scoring: each label's verbalizer (one or more tokens with a leading
+//! space) is scored by the summed log-probability of its tokens after the prompt; label
+//! probabilities are a softmax over those scores, optionally calibrated (Zhao et al. 2021:
+//! divided by the label probabilities of a content-free input such as "N/A", renormalised).
+
+use burn::tensor::activation;
+use serde::{Deserialize, Serialize};
+
+use super::template::Template;
+use super::LanguageModel;
+use crate::data::Dataset;
+use crate::model::gpt2::KvCache;
+use crate::model::read_f32;
+use crate::pipeline::{softmax, Error};
+use crate::train::metrics::{evaluate, Average, Metrics};
+
+/// Summed log-probabilities of each continuation (token ids) after `prompt_ids`. The prompt runs
+/// once; each continuation reuses its KV cache.
+pub async fn continuation_log_probs(
+    lm: &LanguageModel,
+    prompt_ids: &[u32],
+    continuations: &[Vec<u32>],
+) -> Result<Vec<f32>, Error> {
+    if prompt_ids.is_empty() {
+        return Err(Error::Usage("the prompt is empty".into()));
+    }
+    let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
+    if prompt_ids.len() + longest > lm.max_positions() {
+        return Err(Error::Usage(format!(
+            "the prompt and label take {} tokens; this model reads at most {}",
+            prompt_ids.len() + longest,
+            lm.max_positions()
+        )));
+    }
+    let mut cache = KvCache::default();
+    let first = activation::log_softmax(lm.step(prompt_ids, &mut cache), 1);
+    let first = read_f32(first).await?;
+    let vocab = lm.model.config.vocab_size;
+    let mut out = Vec::with_capacity(continuations.len());
+    for tokens in continuations {
+        let Some((&t0, rest)) = tokens.split_first() else {
+            return Err(Error::Usage("a label has no tokens".into()));
+        };
+        let mut total = first[t0 as usize];
+        if !rest.is_empty() {
+            // Feed all but the last token; position i predicts token i + 1.
+            let mut c = cache.clone();
+            let feed = &tokens[..tokens.len() - 1];
+            let hidden = lm.model.forward(lm.ids_tensor(feed), &mut c);
+            let lp = activation::log_softmax(lm.model.logits(hidden), 2);
+            let lp = read_f32(lp).await?;
+            for (i, &t) in rest.iter().enumerate() {
+                total += lp[i * vocab + t as usize];
+            }
+        }
+        out.push(total);
+    }
+    Ok(out)
+}
+
+/// Label probabilities for one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScores {
+    pub labels: Vec<String>,
+    /// Summed log-probability of each label's tokens.
+    pub log_probs: Vec<f32>,
+    /// Softmax over labels (calibrated when calibration is on).
+    pub probs: Vec<f32>,
+    /// Index of the most probable label.
+    pub best: usize,
+}
+
+/// Scores labels for texts with a template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelScorer {
+    pub template: Template,
+    /// Label names, as the dataset spells them.
+    pub labels: Vec<String>,
+    /// The words scored for each label (a leading space is added when missing).
+    pub verbalizers: Vec<String>,
+    pub calibrate: bool,
+    /// The content-free input of calibration.
+    pub content_free: String,
+    /// Label probabilities of the content-free input, computed on first use.
+    #[serde(skip)]
+    calibration: Option<Vec<f32>>,
+}
+
+impl LabelScorer {
+    pub fn new(template: Template, labels: Vec<String>, verbalizers: Vec<String>) -> Self {
+        Self {
+            template,
+            labels,
+            verbalizers,
+            calibrate: false,
+            content_free: "N/A".into(),
+            calibration: None,
+        }
+    }
+
+    fn verbalizer_ids(&self, lm: &LanguageModel) -> Result<Vec<Vec<u32>>, Error> {
+        if self.labels.len() < 2 || self.labels.len() != self.verbalizers.len() {
+            return Err(Error::Usage(
+                "label scoring needs at least 2 labels, each with its word(s)".into(),
+            ));
+        }
+        self.verbalizers
+            .iter()
+            .map(|v| {
+                let v = v.trim();
+                if v.is_empty() {
+                    return Err(Error::Usage("a label word is empty".into()));
+                }
+                Ok(lm.tokenizer.encode(&format!(" {v}"), false)?)
+            })
+            .collect()
+    }
+
+    async fn raw_probs(
+        &self,
+        lm: &LanguageModel,
+        text: &str,
+    ) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        let ids = self.verbalizer_ids(lm)?;
+        let prompt = lm.tokenizer.encode(&self.template.render(text), false)?;
+        let log_probs = continuation_log_probs(lm, &prompt, &ids).await?;
+        let probs = softmax(&log_probs);
+        Ok((log_probs, probs))
+    }
+
+    /// Computes the content-free probabilities (when calibration is on and not yet done).
+    pub async fn prepare(&mut self, lm: &LanguageModel) -> Result<(), Error> {
+        if self.calibrate && self.calibration.is_none() {
+            let (_, p) = self.raw_probs(lm, &self.content_free.clone()).await?;
+            self.calibration = Some(p);
+        }
+        Ok(())
+    }
+
+    pub async fn score(&mut self, lm: &LanguageModel, text: &str) -> Result<LabelScores, Error> {
+        self.prepare(lm).await?;
+        let (log_probs, mut probs) = self.raw_probs(lm, text).await?;
+        if let (true, Some(cf)) = (self.calibrate, &self.calibration) {
+            let q: Vec<f32> = probs
+                .iter()
+                .zip(cf)
+                .map(|(p, c)| p / c.max(1e-30))
+                .collect();
+            let total: f32 = q.iter().sum();
+            probs = q.iter().map(|x| x / total).collect();
+        }
+        let best = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        Ok(LabelScores {
+            labels: self.labels.clone(),
+            log_probs,
+            probs,
+            best,
+        })
+    }
+
+    /// Scores a labelled dataset; label names must match the scorer's labels. `on_progress`
+    /// receives (done, total) and returns `false` to cancel.
+    pub async fn evaluate(
+        &mut self,
+        lm: &LanguageModel,
+        data: &Dataset,
+        on_progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(Metrics, Vec<usize>), Error> {
+        // Map the dataset's label indices onto the scorer's labels.
+        let map: Vec<usize> = data
+            .label_names
+            .iter()
+            .map(|name| {
+                self.labels
+                    .iter()
+                    .position(|l| l.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "the dataset's label \"{name}\" is not one of the prompt's labels ({})",
+                            self.labels.join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut truth = Vec::with_capacity(data.len());
+        let mut predicted = Vec::with_capacity(data.len());
+        for (i, (text, &label)) in data.texts.iter().zip(&data.labels).enumerate() {
+            let s = self.score(lm, text).await?;
+            truth.push(map[label]);
+            predicted.push(s.best);
+            if !on_progress(i + 1, data.len()) {
+                break;
+            }
+        }
+        let metrics = evaluate(
+            &truth,
+            &predicted,
+            &self.labels,
+            Average::default_for(&self.labels),
+        );
+        Ok((metrics, predicted))
+    }
+}

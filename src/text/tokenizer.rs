@@ -1,0 +1,198 @@
+//! `tokenizer.json` through the Hugging Face `tokenizers` crate: batch encoding with attention
+//! masks and token type ids, padding to the longest text of the batch, truncation to a length set
+//! in code (whatever padding or truncation the file asks for), sentence pairs, decoding.
+
+use tokenizers::{
+    EncodeInput, Encoding, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer,
+    TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use super::TextError;
+
+/// A loaded tokenizer. Padding and truncation are decided per call, not by the file.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pad_id: u32,
+    pad_token: String,
+}
+
+/// One batch of encoded texts, row-major `[batch, seq_len]`, padded to the longest row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub input_ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+}
+
+impl EncodedBatch {
+    /// The ids of row `i` without padding.
+    pub fn row_ids(&self, i: usize) -> Vec<u32> {
+        let r = i * self.seq_len..(i + 1) * self.seq_len;
+        self.input_ids[r.clone()]
+            .iter()
+            .zip(&self.attention_mask[r])
+            .filter(|(_, &m)| m == 1)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Number of real (unpadded) tokens in row `i`.
+    pub fn row_len(&self, i: usize) -> usize {
+        self.attention_mask[i * self.seq_len..(i + 1) * self.seq_len]
+            .iter()
+            .filter(|&&m| m == 1)
+            .count()
+    }
+
+    /// A batch from already padded rows (for example the golden fixtures' inputs).
+    pub fn from_rows(ids: &[Vec<u32>], mask: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Self {
+        let batch = ids.len();
+        let seq_len = ids.first().map_or(0, Vec::len);
+        let flat = |rows: &[Vec<u32>]| rows.iter().flatten().copied().collect::<Vec<_>>();
+        Self {
+            batch,
+            seq_len,
+            input_ids: flat(ids),
+            attention_mask: flat(mask),
+            token_type_ids: types.map(flat).unwrap_or_else(|| vec![0; batch * seq_len]),
+        }
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TextError> {
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| {
+            TextError::Load(
+                if serde_json::from_slice::<serde_json::Value>(bytes).is_err() {
+                    "tokenizer.json is not valid JSON".to_string()
+                } else {
+                    format!("tokenizer.json could not be read: {e}")
+                },
+            )
+        })?;
+        let (pad_id, pad_token) = match inner.get_padding() {
+            Some(p) => (p.pad_id, p.pad_token.clone()),
+            None => ["[PAD]", "<pad>", "<|endoftext|>"]
+                .iter()
+                .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
+                .unwrap_or((0, String::new())),
+        };
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TextError::Load(e.to_string()))?;
+        Ok(Self {
+            inner,
+            pad_id,
+            pad_token,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Encodes texts (each a single sequence) padded to the longest and truncated to `max_length`.
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        max_length: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        let inputs: Vec<EncodeInput> = texts
+            .iter()
+            .map(|t| EncodeInput::Single((*t).into()))
+            .collect();
+        self.encode_inputs(inputs, max_length)
+    }
+
+    /// Encodes sentence pairs (`[CLS] a [SEP] b [SEP]` for BERT, with token type 1 on `b`).
+    pub fn encode_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        max_length: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        let inputs: Vec<EncodeInput> = pairs
+            .iter()
+            .map(|(a, b)| EncodeInput::Dual((*a).into(), (*b).into()))
+            .collect();
+        self.encode_inputs(inputs, max_length)
+    }
+
+    fn encode_inputs(
+        &self,
+        inputs: Vec<EncodeInput>,
+        max_length: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        if max_length == 0 {
+            return Err(TextError::Encode("max length must be at least 1".into()));
+        }
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| TextError::Encode(e.to_string()))?;
+        tok.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id: self.pad_id,
+            pad_type_id: 0,
+            pad_token: self.pad_token.clone(),
+        }));
+        let encodings = tok
+            .encode_batch(inputs, true)
+            .map_err(|e| TextError::Encode(e.to_string()))?;
+        Ok(batch_of(&encodings))
+    }
+
+    /// Token ids of one text, without padding or truncation.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
+        self.inner
+            .encode(text, add_special_tokens)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| TextError::Encode(e.to_string()))
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| TextError::Encode(e.to_string()))
+    }
+}
+
+fn batch_of(encodings: &[Encoding]) -> EncodedBatch {
+    let batch = encodings.len();
+    let seq_len = encodings.first().map_or(0, Encoding::len);
+    let mut out = EncodedBatch {
+        batch,
+        seq_len,
+        input_ids: Vec::with_capacity(batch * seq_len),
+        attention_mask: Vec::with_capacity(batch * seq_len),
+        token_type_ids: Vec::with_capacity(batch * seq_len),
+    };
+    for e in encodings {
+        out.input_ids.extend_from_slice(e.get_ids());
+        out.attention_mask.extend_from_slice(e.get_attention_mask());
+        out.token_type_ids.extend_from_slice(e.get_type_ids());
+    }
+    out
+}

