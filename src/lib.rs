@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod data;
+pub mod device;
 pub mod model;
 pub mod pipeline;
 pub mod prompt;

@@ -8,8 +8,8 @@ use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
 use crate::model::bert::{
-    first_token, l2_normalize, mean_pool, DropoutRates, Encoder, EncoderInput, MaskedLm, Pooling,
-    SequenceClassifier,
+    first_token, l2_normalize, mean_pool, DropoutRates, Encoder, EncoderInput, HeadInit, MaskedLm,
+    Pooling, SequenceClassifier,
 };
 use crate::model::weights::Weights;
 use crate::model::{read_f32, EncoderConfig, ModelConfig, ModelError, Task};
@@ -109,7 +109,7 @@ pub fn default_max_length(config: &EncoderConfig) -> usize {
     config.max_position_embeddings.min(512)
 }
 
-fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
+pub fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
     config
         .encoder()
         .ok_or_else(|| Error::Usage("this is a GPT-2 model: use it on the Prompt page".into()))
@@ -155,7 +155,7 @@ impl TextClassifier {
             num_labels,
             pooling,
             DropoutRates::default(),
-            0,
+            HeadInit::Checkpoint,
         );
         w.finish()?;
         let labels = (0..num_labels).map(|i| config.label(i)).collect();

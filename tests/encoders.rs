@@ -6,7 +6,7 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use tunelab::model::bert::{
-    DropoutRates, Encoder, EncoderInput, MaskedLm, Pooling, SequenceClassifier,
+    DropoutRates, Encoder, EncoderInput, HeadInit, MaskedLm, Pooling, SequenceClassifier,
 };
 use tunelab::model::read_f32;
 use tunelab::model::weights::Weights;
@@ -42,7 +42,7 @@ fn load_classifier(name: &str, dev: &Device) -> SequenceClassifier {
         2,
         Pooling::Cls,
         DropoutRates::default(),
-        0,
+        HeadInit::Checkpoint,
     );
     w.finish().unwrap();
     model

@@ -6,7 +6,9 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use tunelab::data::Dataset;
-use tunelab::model::bert::{DropoutRates, Encoder, EncoderInput, Pooling, SequenceClassifier};
+use tunelab::model::bert::{
+    DropoutRates, Encoder, EncoderInput, HeadInit, Pooling, SequenceClassifier,
+};
 use tunelab::model::read_f32;
 use tunelab::model::weights::Weights;
 use tunelab::pipeline::ModelFiles;
@@ -29,7 +31,7 @@ fn tiny_bert(dev: &Device) -> SequenceClassifier {
         2,
         Pooling::Cls,
         DropoutRates::default(),
-        0,
+        HeadInit::Checkpoint,
     );
     w.finish().unwrap();
     m

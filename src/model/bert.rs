@@ -402,9 +402,17 @@ pub fn init_linear(
     l
 }
 
+/// Where a classifier's head comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadInit {
+    /// The checkpoint's `classifier` (and DistilBERT's `pre_classifier`); missing ones are
+    /// reported by [`Weights::finish`].
+    Checkpoint,
+    /// A new head initialised as transformers does, from this seed (a missing BERT pooler too).
+    Fresh(u64),
+}
+
 impl SequenceClassifier {
-    /// Loads a classifier. The head is read from the checkpoint when it holds one; otherwise (a
-    /// base checkpoint) it is initialised as transformers does, from `seed`.
     pub fn load(
         w: &Weights,
         config: &EncoderConfig,
@@ -412,11 +420,14 @@ impl SequenceClassifier {
         num_labels: usize,
         pooling: Pooling,
         dropout: DropoutRates,
-        seed: u64,
+        head: HeadInit,
     ) -> Self {
         let d = config.hidden_size;
         let encoder = Encoder::load(w, config, dropout);
-        let has_head = w.contains("classifier.weight");
+        let (has_head, seed) = match head {
+            HeadInit::Checkpoint => (true, 0),
+            HeadInit::Fresh(seed) => (false, seed),
+        };
         let init_std = raw
             .get("initializer_range")
             .and_then(|v| v.as_f64())

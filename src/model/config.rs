@@ -279,11 +279,13 @@ fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelErro
         | (Family::Bert, "BertForPreTraining")
         | (Family::DistilBert, "DistilBertForMaskedLM") => Task::MaskedLm,
         (Family::Gpt2, "GPT2LMHeadModel") | (Family::Gpt2, "GPT2Model") => Task::CausalLm,
-        (_, other) => return Err(ModelError::Unsupported(format!(
+        (_, other) => {
+            return Err(ModelError::Unsupported(format!(
             "architecture \"{other}\" is not supported (BertModel, BertForSequenceClassification, \
                  BertForMaskedLM, DistilBertModel, DistilBertForSequenceClassification, \
                  DistilBertForMaskedLM and GPT2LMHeadModel are)"
-        ))),
+        )))
+        }
     };
     Ok(task)
 }

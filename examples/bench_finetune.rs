@@ -1,0 +1,106 @@
+//! Fine-tuning quality and speed with the real all-MiniLM-L6-v2 on tests/data/movie_reviews.csv
+//! (stratified 80/20 split, seed 42), on burn's CPU backend (native):
+//! - head: encoder frozen, features (mean pooling) extracted once, a linear head trained on the
+//!   whole training split;
+//! - full: every weight, on 2,000 stratified training examples, 3 epochs, batch 8, lr 5e-5,
+//!   max length 128 (transformers' Trainer settings).
+//!
+//!     cargo run --example bench_finetune -- [head|full|both]
+
+use burn::prelude::*;
+use tunelab::data::{import_dataset, stratified_sample, stratified_split, TableOptions};
+use tunelab::pipeline::ModelFiles;
+use tunelab::train::{
+    classifier_for_training, default_pooling, fine_tune, Mode, Outcome, TrainEvent, TrainHooks,
+    TrainingArgs,
+};
+
+include!("common/bench.rs");
+
+struct Print;
+
+impl TrainHooks for Print {
+    fn event(&mut self, e: &TrainEvent) {
+        match e {
+            TrainEvent::Log { step, epoch, loss, .. } if step % 100 == 0 => {
+                eprintln!("  step {step} (epoch {epoch:.2}): loss {loss:.4}")
+            }
+            TrainEvent::Evaluated { epoch, loss, metrics, .. } => eprintln!(
+                "  epoch {epoch}: eval loss {loss:.4}, accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}",
+                metrics.accuracy, metrics.precision, metrics.recall, metrics.f1
+            ),
+            TrainEvent::Progress { phase: tunelab::train::Phase::Extracting, done, total, elapsed_s } if done % 2048 < 32 => {
+                eprintln!("  extracting features: {done}/{total} ({elapsed_s:.0} s)")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn run(mode: Mode) {
+    let dir = models_dir().join("all-MiniLM-L6-v2");
+    let files = ModelFiles::from_dir(&dir).expect("all-MiniLM-L6-v2 (run scripts/setup-test.sh)");
+    let csv = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/movie_reviews.csv"
+    ))
+    .unwrap();
+    let (data, _) = import_dataset(&csv, &TableOptions::default(), None, None).unwrap();
+    let split = stratified_split(&data.labels, data.num_classes(), 0.2, 42).unwrap();
+    let (mut train, test) = (data.subset(&split.train), data.subset(&split.test));
+    let args = match mode {
+        Mode::Head => TrainingArgs::head_defaults(),
+        Mode::Full => {
+            train = stratified_sample(&train, 2000, 42);
+            TrainingArgs {
+                mode: Mode::Full,
+                num_train_epochs: 3,
+                per_device_train_batch_size: 8,
+                learning_rate: 5e-5,
+                max_length: 128,
+                ..TrainingArgs::default()
+            }
+        }
+    };
+    let device = Device::flex();
+    let tokenizer = files.tokenizer().unwrap();
+    let pooling = default_pooling(&files, mode);
+    let (model, _) =
+        classifier_for_training(&files, &train.label_names, &args, pooling, &device).unwrap();
+    eprintln!(
+        "{mode:?}: {} training / {} test examples, pooling {pooling:?}, {args:?}",
+        train.len(),
+        test.len()
+    );
+    let start = std::time::Instant::now();
+    let mut hooks = Print;
+    let result = pollster::block_on(fine_tune(
+        model, &tokenizer, &train, &test, &args, &device, &mut hooks,
+    ))
+    .unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(result.outcome, Outcome::Completed);
+    let (_, _, m) = result.history.last().unwrap();
+    let examples =
+        (result.steps * args.per_device_train_batch_size).min(train.len() * args.num_train_epochs);
+    println!(
+        "{:?} fine-tuning: test accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4} ({} train / {} test, {} epochs, batch {}, lr {})",
+        mode, m.accuracy, m.precision, m.recall, m.f1, train.len(), test.len(), args.num_train_epochs, args.per_device_train_batch_size, args.learning_rate
+    );
+    println!(
+        "{mode:?} fine-tuning: wall time {wall:.1} s, {:.1} training examples/s over the whole run",
+        examples as f64 / wall
+    );
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "both".into());
+    println!("machine: {}", machine());
+    println!("backend: burn Flex (CPU), native, f32; model all-MiniLM-L6-v2; data tests/data/movie_reviews.csv");
+    if which == "head" || which == "both" {
+        run(Mode::Head);
+    }
+    if which == "full" || which == "both" {
+        run(Mode::Full);
+    }
+}

@@ -1,0 +1,78 @@
+//! Saving a fine-tuned classifier as a Hugging Face folder (`config.json` with
+//! `architectures`, `id2label`, `label2id`; `model.safetensors`; the tokenizer files), which
+//! transformers' `pipeline("text-classification", model=folder)` loads, and which Tunelab loads
+//! back to classify.
+
+use crate::model::bert::{Pooling, SequenceClassifier};
+use crate::model::layers::Exporter;
+use crate::model::weights::write_safetensors;
+use crate::model::ModelConfig;
+use crate::pipeline::{Error, ModelFiles};
+
+/// Tokenizer files copied from the base model when it has them.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+];
+
+/// The files of the saved folder, as (path, bytes).
+pub async fn export_classifier(
+    model: &SequenceClassifier,
+    base: &ModelConfig,
+    labels: &[String],
+    source: &ModelFiles,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    if labels.len() != model.num_labels() {
+        return Err(Error::Usage(format!(
+            "{} labels for a head with {} outputs",
+            labels.len(),
+            model.num_labels()
+        )));
+    }
+    let mut config = base.for_classification(labels);
+    if model.pooling == Pooling::Mean {
+        // transformers' BertForSequenceClassification reads the [CLS] pooler; this head reads
+        // the mean of the tokens, which Tunelab records here (see README: "Saved models").
+        config.insert("tunelab_pooling".into(), "mean".into());
+    } else {
+        config.remove("tunelab_pooling");
+    }
+    let mut out = Exporter::default();
+    model.export(&mut out);
+    let tensors = out.read().await?;
+    let mut files = vec![
+        (
+            "config.json".to_string(),
+            serde_json::to_vec_pretty(&serde_json::Value::Object(config))
+                .map_err(|e| Error::Usage(e.to_string()))?,
+        ),
+        (
+            "model.safetensors".to_string(),
+            write_safetensors(&tensors)?,
+        ),
+        ("tokenizer.json".to_string(), source.tokenizer.clone()),
+    ];
+    for name in TOKENIZER_FILES {
+        if let Some(bytes) = source.extra.get(*name) {
+            files.push((name.to_string(), bytes.clone()));
+        }
+    }
+    Ok(files)
+}
+
+/// The saved files as [`ModelFiles`] (to load them back).
+pub fn as_model_files(files: &[(String, Vec<u8>)]) -> ModelFiles {
+    let mut m = ModelFiles::default();
+    for (name, bytes) in files {
+        match name.as_str() {
+            "config.json" => m.config = bytes.clone(),
+            "tokenizer.json" => m.tokenizer = bytes.clone(),
+            "model.safetensors" => m.weights = bytes.clone(),
+            other => {
+                m.extra.insert(other.to_string(), bytes.clone());
+            }
+        }
+    }
+    m
+}

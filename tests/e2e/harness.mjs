@@ -1,0 +1,103 @@
+// A small end-to-end harness: serves a folder on 127.0.0.1, launches the system Chromium with
+// playwright-core, records console errors and every request (failing on any to another host).
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json',
+  '.csv': 'text/csv; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.txt': 'text/plain',
+};
+
+// Serves `routes`: URL prefix -> folder. Returns { url, close, hits }.
+export async function serve(routes) {
+  const hits = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    hits.push(url.pathname);
+    for (const [prefix, dir] of Object.entries(routes)) {
+      if (!url.pathname.startsWith(prefix)) continue;
+      let rel = decodeURIComponent(url.pathname.slice(prefix.length));
+      if (rel === '' || rel.endsWith('/')) rel += 'index.html';
+      const file = path.join(dir, rel);
+      if (!file.startsWith(dir) || !fs.existsSync(file) || !fs.statSync(file).isFile()) break;
+      res.writeHead(200, {
+        'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
+        'content-length': fs.statSync(file).size,
+        'access-control-allow-origin': '*',
+      });
+      fs.createReadStream(file).pipe(res);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found');
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address();
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(ok)), hits };
+}
+
+const BASE_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-default-apps', '--disable-quic',
+];
+export const WEBGPU_ARGS = [
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader',
+];
+export const NO_WEBGPU_ARGS = ['--disable-features=WebGPU', '--disable-gpu'];
+
+export async function launch(extraArgs) {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', args: [...BASE_ARGS, ...extraArgs] });
+}
+
+// A page that records console errors, uncaught exceptions and every request.
+export async function openPage(browser, origin, viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const log = { errors: [], requests: [], console: [] };
+  page.on('console', (m) => {
+    log.console.push(`${m.type()}: ${m.text()}`);
+    // Resource failures are reported with their URL by the response handler below.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) log.errors.push(m.text());
+  });
+  page.on('pageerror', (e) => log.errors.push(`uncaught: ${e.message}`));
+  context.on('request', (r) => log.requests.push(r.url()));
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !page.allowedFailures?.some((p) => r.url().includes(p))) {
+      log.errors.push(`HTTP ${r.status()} for ${r.url()}`);
+    }
+  });
+  page.log = log;
+  page.assertPrivate = () => {
+    const foreign = log.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:') && !u.startsWith('blob:'));
+    if (foreign.length) throw new Error(`requests left the local server: ${foreign.slice(0, 5).join(', ')}`);
+  };
+  page.assertNoErrors = () => {
+    if (log.errors.length) throw new Error(`console errors:\n  ${log.errors.join('\n  ')}`);
+  };
+  return page;
+}
+
+export function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// Runs named async tests in order; prints a line each; returns the number failed.
+export async function runTests(tests, only) {
+  let failed = 0;
+  for (const [name, fn] of tests) {
+    if (only && !name.includes(only)) continue;
+    const t0 = Date.now();
+    try {
+      await fn();
+      console.log(`e2e PASS ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed += 1;
+      console.log(`e2e FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n  ${String(e.stack || e).split('\n').join('\n  ')}`);
+    }
+  }
+  return failed;
+}
