@@ -7,9 +7,18 @@ pub mod device;
 pub mod model;
 pub mod pipeline;
 pub mod prompt;
+pub mod protocol;
 pub mod rng;
 pub mod text;
 pub mod train;
+pub mod zip;
 
 #[cfg(target_arch = "wasm32")]
+pub mod js;
+#[cfg(target_arch = "wasm32")]
+pub mod probe;
+#[cfg(target_arch = "wasm32")]
 pub mod ui;
+
+#[cfg(target_arch = "wasm32")]
+pub mod worker;

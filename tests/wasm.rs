@@ -139,7 +139,7 @@ async fn tiny_gpt2_greedy_on_webgpu_gives_the_golden_tokens() {
 
 #[wasm_bindgen_test]
 async fn the_backend_probe_finds_the_webgpu_adapter() {
-    let status = tunelab::ui::backend::probe().await;
+    let status = tunelab::probe::probe().await;
     console_log!("{}", status.line());
     assert!(status.is_webgpu(), "{}", status.line());
 }

@@ -21,14 +21,14 @@ pub struct Table {
     pub ragged: Vec<SkippedRow>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkippedRow {
     pub row: usize,
     pub reason: String,
 }
 
 /// Options of an import. `None` means "detect".
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableOptions {
     pub delimiter: Option<u8>,
     pub has_header: Option<bool>,
@@ -43,7 +43,7 @@ pub struct Dataset {
 }
 
 /// What an import read, for the user to check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {
     pub delimiter: char,
     pub has_header: bool,

@@ -1,9 +1,17 @@
 //! The app shell: header, navigation, backend status line, and the page router (by URL hash).
+//! With `?embed=classify|prompt` only the widget shows.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
-use super::backend::{probe, BackendStatus};
+use super::classify::ClassifyPage;
+use super::client;
+use super::finetune::FineTunePage;
+use super::models::ModelsPage;
+use super::prompt::PromptPage;
+use super::state::{query_param, AppState};
+use super::widget::Widget;
+use crate::device::Backend;
+use crate::protocol::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -50,59 +58,79 @@ fn current_hash() -> String {
 }
 
 #[component]
-pub fn App() -> impl IntoView {
-    let page = RwSignal::new(Page::from_hash(&current_hash()));
-    let backend: RwSignal<Option<BackendStatus>> = RwSignal::new(None);
+fn StatusLine() -> impl IntoView {
+    let state = super::state::use_state();
+    view! {
+        <p id="backend-status" class="status"
+            data-backend=move || match (state.backend.get(), state.engine_error.get()) {
+                (_, Some(_)) => "error",
+                (Some(Backend::WebGpu { .. }), None) => "webgpu",
+                (Some(Backend::Cpu { .. }), None) => "cpu",
+                (None, None) => "probing",
+            }>
+            {move || match (state.backend.get(), state.engine_error.get()) {
+                (_, Some(e)) => format!("Engine error: {e}"),
+                (Some(b), None) => format!("Backend: {}", b.describe()),
+                (None, None) => "Backend: starting the engine…".to_string(),
+            }}
+        </p>
+    }
+}
 
-    // Follow the URL hash (back/forward buttons, links).
+#[component]
+pub fn App() -> impl IntoView {
+    let state = AppState::new();
+    provide_context(state);
+    if let Err(e) = client::start(move |event, _| {
+        if let Event::Error { message } = event {
+            state.engine_error.set(Some(message));
+        }
+    }) {
+        state
+            .engine_error
+            .set(Some(format!("could not start the engine worker: {e}")));
+    }
+    state.start_engine();
+
+    if let Some(kind) = query_param("embed") {
+        return view! {
+            <main class="embedded">
+                <StatusLine />
+                <Widget kind=kind model=query_param("model") />
+            </main>
+        }
+        .into_any();
+    }
+
+    let page = RwSignal::new(Page::from_hash(&current_hash()));
     let on_hash = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
-        page.set(Page::from_hash(&current_hash()));
+        page.set(Page::from_hash(&current_hash()))
     });
     if let Some(w) = web_sys::window() {
         w.set_onhashchange(Some(wasm_bindgen::JsCast::unchecked_ref(on_hash.as_ref())));
     }
     on_hash.forget();
 
-    spawn_local(async move {
-        backend.set(Some(probe().await));
-    });
-
     view! {
         <header class="topbar">
             <a class="brand" href="#/classify">"Tunelab"</a>
             <nav aria-label="Main">
-                {Page::ALL
-                    .into_iter()
-                    .map(|p| {
-                        view! {
-                            <a
-                                href=format!("#/{}", p.slug())
-                                class:active=move || page.get() == p
-                                aria-current=move || (page.get() == p).then_some("page")
-                            >
-                                {p.title()}
-                            </a>
-                        }
-                    })
-                    .collect_view()}
+                {Page::ALL.into_iter().map(|p| view! {
+                    <a href=format!("#/{}", p.slug()) class:active=move || page.get() == p
+                        aria-current=move || (page.get() == p).then_some("page")>{p.title()}</a>
+                }).collect_view()}
             </nav>
         </header>
-        <p
-            id="backend-status"
-            class="status"
-            data-backend=move || match backend.get() {
-                Some(BackendStatus::WebGpu { .. }) => "webgpu",
-                Some(BackendStatus::Cpu { .. }) => "cpu",
-                None => "probing",
-            }
-        >
-            {move || match backend.get() {
-                Some(status) => status.line(),
-                None => "Backend: probing WebGPU…".to_string(),
-            }}
-        </p>
+        <StatusLine />
         <main id="page" data-page=move || page.get().slug()>
             <h1>{move || page.get().title()}</h1>
+            // Pages stay mounted so that work in progress (a training run, a download) survives
+            // moving between them.
+            <div hidden=move || page.get() != Page::Classify><ClassifyPage /></div>
+            <div hidden=move || page.get() != Page::FineTune><FineTunePage /></div>
+            <div hidden=move || page.get() != Page::Prompt><PromptPage /></div>
+            <div hidden=move || page.get() != Page::Models><ModelsPage /></div>
         </main>
     }
+    .into_any()
 }

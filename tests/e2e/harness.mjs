@@ -11,18 +11,21 @@ const TYPES = {
   '.csv': 'text/csv; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.txt': 'text/plain',
 };
 
-// Serves `routes`: URL prefix -> folder. Returns { url, close, hits }.
+// Serves `routes`: URL prefix -> folder, list of folders (first hit wins), or a function
+// (req, res, rest) => void. Returns { url, close, hits }.
 export async function serve(routes) {
   const hits = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     hits.push(url.pathname);
-    for (const [prefix, dir] of Object.entries(routes)) {
+    for (const [prefix, target] of Object.entries(routes)) {
       if (!url.pathname.startsWith(prefix)) continue;
       let rel = decodeURIComponent(url.pathname.slice(prefix.length));
+      if (typeof target === 'function') return target(req, res, rel);
       if (rel === '' || rel.endsWith('/')) rel += 'index.html';
-      const file = path.join(dir, rel);
-      if (!file.startsWith(dir) || !fs.existsSync(file) || !fs.statSync(file).isFile()) break;
+      const file = [target].flat().map((dir) => path.join(dir, rel))
+        .find((f) => fs.existsSync(f) && fs.statSync(f).isFile());
+      if (!file || rel.includes('..')) break;
       res.writeHead(200, {
         'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
         'content-length': fs.statSync(file).size,
@@ -64,6 +67,11 @@ export async function openPage(browser, origin, viewport = { width: 1280, height
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) log.errors.push(m.text());
   });
   page.on('pageerror', (e) => log.errors.push(`uncaught: ${e.message}`));
+  // The engine runs in a worker: its console errors count too.
+  page.on('worker', (w) => w.on('console', (m) => {
+    log.console.push(`worker ${m.type()}: ${m.text()}`);
+    if (m.type() === 'error') log.errors.push(`worker: ${m.text()}`);
+  }));
   context.on('request', (r) => log.requests.push(r.url()));
   page.on('response', (r) => {
     if (r.status() >= 400 && !page.allowedFailures?.some((p) => r.url().includes(p))) {
@@ -88,8 +96,10 @@ export function assert(cond, message) {
 // Runs named async tests in order; prints a line each; returns the number failed.
 export async function runTests(tests, only) {
   let failed = 0;
+  let ran = 0;
   for (const [name, fn] of tests) {
     if (only && !name.includes(only)) continue;
+    ran += 1;
     const t0 = Date.now();
     try {
       await fn();
@@ -99,5 +109,5 @@ export async function runTests(tests, only) {
       console.log(`e2e FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n  ${String(e.stack || e).split('\n').join('\n  ')}`);
     }
   }
-  return failed;
+  return { ran, failed };
 }

@@ -1,66 +1,320 @@
-// End-to-end tests: the built app (TUNELAB_DIST) served on 127.0.0.1, driven in headless Chromium.
+// End-to-end tests: the built app (TUNELAB_DIST) served on 127.0.0.1 with the test models,
+// driven in headless Chromium (with WebGPU through SwiftShader, or without WebGPU).
 // Usage: TUNELAB_DIST=<trunk dist> node tests/e2e/run.mjs [name filter]
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { serve, launch, openPage, assert, runTests, WEBGPU_ARGS, NO_WEBGPU_ARGS } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const dist = process.env.TUNELAB_DIST || path.join(root, 'dist');
-const shots = path.join(here, 'out');
-fs.mkdirSync(shots, { recursive: true });
+const models = process.env.TUNELAB_MODELS || path.join(os.homedir(), '.cache/tunelab/models');
+const out = path.join(here, 'out');
+fs.mkdirSync(out, { recursive: true });
 assert(fs.existsSync(path.join(dist, 'index.html')), `no build at ${dist}: run trunk build first`);
+assert(fs.existsSync(path.join(models, 'all-MiniLM-L6-v2/model.safetensors')), `no all-MiniLM-L6-v2 in ${models}: run scripts/setup-test.sh`);
 
-const server = await serve({ '/models/': path.join(root, 'tests/fixtures/models'), '/': dist });
-const LOAD_TIMEOUT = 120_000;
+const server = await serve({
+  '/models/': [path.join(root, 'tests/fixtures/models'), models],
+  // A "mirror" that answers every file with an HTML page (a login or error page).
+  '/html-mirror/': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<!DOCTYPE html><html><body>Sign in</body></html>'); },
+  '/': dist,
+});
+const source = encodeURIComponent(`${server.url}/models/{id}/{file}`);
+const T = 180_000; // generous: SwiftShader WebGPU and wasm CPU are slow
 
-async function backendLine(page) {
+const golden = (name) => JSON.parse(fs.readFileSync(path.join(root, `tests/fixtures/golden/${name}.golden.json`), 'utf8'));
+const softmax = (row) => { const m = Math.max(...row); const e = row.map((x) => Math.exp(x - m)); const s = e.reduce((a, b) => a + b); return e.map((x) => x / s); };
+
+async function withPage(args, viewport, fn) {
+  const browser = await launch(args);
+  try {
+    const page = await openPage(browser, server.url, viewport);
+    page.setDefaultTimeout(T);
+    await fn(page);
+    page.assertNoErrors();
+    page.assertPrivate();
+  } finally {
+    await browser.close();
+  }
+}
+
+async function backend(page) {
   const status = page.locator('#backend-status:not([data-backend="probing"])');
-  await status.waitFor({ timeout: LOAD_TIMEOUT });
-  return { kind: await status.getAttribute('data-backend'), text: await status.textContent() };
+  await status.waitFor();
+  return { kind: await status.getAttribute('data-backend'), text: (await status.textContent()).trim() };
+}
+
+const picker = (page, slot) => page.locator(`.model-picker[data-slot="model-${slot}"]`);
+
+async function loadModel(page, slot, id) {
+  const p = picker(page, slot);
+  await p.locator('input[type="text"]').fill(id);
+  await p.locator('button.load').click();
+  await p.locator(`.loaded[data-loaded="${id}"]`).or(p.locator('.error')).first().waitFor();
+  const err = p.locator('.error');
+  if (await err.count()) throw new Error(`loading ${id} failed: ${await err.textContent()}`);
+}
+
+async function scoresOf(result) {
+  return result.locator('.score').evaluateAll((els) => els.map((e) => ({ label: e.dataset.label, score: Number(e.dataset.score) })));
+}
+
+async function shoot(page, name) {
+  await page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
+}
+
+// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
+function csvRecords(text) {
+  const records = [];
+  let field = '', record = [], quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') { record.push(field); field = ''; }
+    else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      record.push(field); field = '';
+      if (record.some((f) => f !== '')) records.push(record);
+      record = [];
+    } else field += c;
+  }
+  if (field || record.length) { record.push(field); records.push(record); }
+  return records;
 }
 
 const tests = [
-  ['shell loads and detects WebGPU (SwiftShader)', async () => {
-    const browser = await launch(WEBGPU_ARGS);
-    try {
-      const page = await openPage(browser, server.url);
-      await page.goto(server.url + '/');
-      const { kind, text } = await backendLine(page);
+  ['shell: WebGPU detected (SwiftShader), every page reachable, screenshots', async () => {
+    await withPage(WEBGPU_ARGS, { width: 1280, height: 900 }, async (page) => {
+      await page.goto(`${server.url}/?source=${source}`);
+      const { kind, text } = await backend(page);
       assert(kind === 'webgpu', `expected WebGPU, the status line says: ${text}`);
       assert(/^Backend: WebGPU \(.+\)$/.test(text), `status line: ${text}`);
-      for (const name of ['Classify', 'Fine-tune', 'Prompt', 'Models']) {
+      for (const [name, slug] of [['Classify', 'classify'], ['Fine-tune', 'fine-tune'], ['Prompt', 'prompt'], ['Models', 'models']]) {
         await page.getByRole('link', { name, exact: true }).click();
-        await page.locator(`main h1:text-is("${name}")`).waitFor();
+        await page.locator(`main[data-page="${slug}"] h1:text-is("${name}")`).waitFor();
+        await shoot(page, `desktop-${slug}`);
       }
-      await page.screenshot({ path: path.join(shots, 'shell-webgpu.png'), fullPage: true });
-      page.assertNoErrors();
-      page.assertPrivate();
       console.log(`  ${text}`);
-    } finally {
-      await browser.close();
-    }
+    });
   }],
-  ['shell falls back to the CPU without WebGPU', async () => {
-    const browser = await launch(NO_WEBGPU_ARGS);
-    try {
-      const page = await openPage(browser, server.url, { width: 390, height: 844 });
-      await page.goto(server.url + '/');
-      const { kind, text } = await backendLine(page);
+  ['shell: CPU fallback without WebGPU, phone-width screenshots', async () => {
+    await withPage(NO_WEBGPU_ARGS, { width: 390, height: 844 }, async (page) => {
+      await page.goto(`${server.url}/?source=${source}`);
+      const { kind, text } = await backend(page);
       assert(kind === 'cpu', `expected the CPU fallback, the status line says: ${text}`);
       assert(/^Backend: CPU \(.+\)$/.test(text), `status line: ${text}`);
-      await page.screenshot({ path: path.join(shots, 'shell-cpu-phone.png'), fullPage: true });
-      page.assertNoErrors();
-      page.assertPrivate();
+      for (const slug of ['classify', 'fine-tune', 'prompt', 'models']) {
+        await page.goto(`${server.url}/?source=${source}#/${slug}`);
+        await page.locator(`main[data-page="${slug}"]`).waitFor();
+        await shoot(page, `phone-${slug}`);
+      }
       console.log(`  ${text}`);
-    } finally {
-      await browser.close();
-    }
+    });
+  }],
+  ['classify: tiny-bert on WebGPU shows the engine\'s labels and scores; <script> stays text', async () => {
+    const g = golden('tiny-bert');
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
+      await loadModel(page, 'classifier', 'tiny-bert');
+      const texts = [g.texts[0], g.texts[1], '<script>window.__pwned = 1</script><b>bold?</b>'];
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(texts.join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result');
+      await results.nth(2).waitFor();
+      for (let i = 0; i < 2; i++) {
+        const want = softmax(g.logits[i]);
+        const shown = await scoresOf(results.nth(i));
+        assert(shown.length === 2, `two labels for text ${i}`);
+        for (const s of shown) {
+          const w = want[s.label === 'NEGATIVE' ? 0 : 1];
+          assert(Math.abs(s.score - w) < 1e-3, `text ${i} ${s.label}: shown ${s.score}, engine ${w}`);
+        }
+        assert(shown[0].score >= shown[1].score, 'most probable first');
+      }
+      assert((await results.nth(2).locator('.text').textContent()) === texts[2], 'the <script> text is shown as text');
+      assert(await page.evaluate(() => window.__pwned === undefined), 'no script ran');
+      assert(await results.nth(2).locator('b').count() === 0, 'no markup was injected');
+      await shoot(page, 'classify-tiny-bert-webgpu');
+    });
+  }],
+  ['model errors: 404 and an HTML page give clear messages and nothing is stored', async () => {
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      page.allowedFailures = ['/models/no-such-model/'];
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      await backend(page);
+      const p = picker(page, 'classifier');
+      await p.locator('input[type="text"]').fill('no-such-model');
+      await p.locator('button.load').click();
+      const err = p.locator('.error');
+      await err.waitFor();
+      const msg = await err.textContent();
+      assert(/config\.json: HTTP 404 from .*no-such-model.*config\.json/.test(msg), `404 message: ${msg}`);
+      // An HTML page where a model file should be.
+      await page.goto(`${server.url}/?source=${encodeURIComponent(`${server.url}/html-mirror/{id}/{file}`)}#/classify`);
+      await backend(page);
+      await p.locator('input[type="text"]').fill('tiny-bert');
+      await p.locator('button.load').click();
+      await err.waitFor();
+      const msg2 = await err.textContent();
+      assert(/returned an HTML page, not the model file/.test(msg2), `HTML message: ${msg2}`);
+      const stored = await page.evaluate(async () => {
+        const c = await caches.open('tunelab-models-v1');
+        return (await c.keys()).map((r) => r.url);
+      });
+      assert(!stored.some((u) => u.includes('no-such-model') || u.includes('html-mirror')), `stored: ${stored}`);
+      await shoot(page, 'model-errors');
+    });
+  }],
+  ['fine-tune: a malformed CSV shows the row-level error', async () => {
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+      await backend(page);
+      const bad = path.join(out, 'malformed.csv');
+      fs.writeFileSync(bad, 'text,label\ngood film,positive\n"never closed,negative\nbad film,negative\n');
+      await page.locator('#dataset-file').setInputFiles(bad);
+      const err = page.locator('section .error').first();
+      await err.waitFor();
+      const msg = await err.textContent();
+      assert(msg.includes('malformed.csv: line 3: a quote opens here and is never closed'), `message: ${msg}`);
+    });
+  }],
+  ['fine-tune on the CPU: all-MiniLM-L6-v2, head only, charts, metrics, download, reload, classify like the native engine', async () => {
+    // A few hundred rows of tests/data/tweets.csv (the shared data), both classes.
+    const records = csvRecords(fs.readFileSync(path.join(root, 'tests/data/tweets.csv'), 'utf8'));
+    const [header, ...rows] = records;
+    const pos = rows.filter((r) => r[1] === 'positive').slice(0, 150);
+    const neg = rows.filter((r) => r[1] === 'negative').slice(0, 150);
+    const csv = path.join(out, 'tweets-300.csv');
+    const quote = (f) => `"${f.replaceAll('"', '""')}"`;
+    fs.writeFileSync(csv, [header, ...pos.flatMap((p, i) => [p, neg[i]])].map((r) => r.map(quote).join(',')).join('\n') + '\n');
+    const zipPath = path.join(out, 'finetuned.zip');
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+      assert((await backend(page)).kind === 'cpu', 'CPU expected');
+      await loadModel(page, 'base-model', 'all-MiniLM-L6-v2');
+      await page.locator('#dataset-file').setInputFiles(csv);
+      await page.locator('#dataset-preview').waitFor();
+      assert((await page.locator('#text-column').inputValue()) === '0' && (await page.locator('#label-column').inputValue()) === '1', 'default columns');
+      await page.locator('#mode-head').check();
+      await page.locator('#arg-epochs').fill('4');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      // The page stays responsive while the engine works: type on another page and read it back.
+      await page.locator('#train-progress').waitFor();
+      await page.getByRole('link', { name: 'Classify', exact: true }).click();
+      const t0 = Date.now();
+      await page.locator('#classify-text').fill('typed while training');
+      assert((await page.locator('#classify-text').inputValue()) === 'typed while training', 'typing works during training');
+      const typingMs = Date.now() - t0;
+      assert(typingMs < 5000, `typing took ${typingMs} ms during training`);
+      await page.getByRole('link', { name: 'Fine-tune', exact: true }).click();
+      await page.locator('#metrics-table tr[data-epoch="4"]').waitFor({ timeout: 600_000 });
+      const lossPoints = Number(await page.locator('#chart-loss svg').getAttribute('data-points'));
+      const accPoints = Number(await page.locator('#chart-accuracy svg').getAttribute('data-points'));
+      assert(lossPoints >= 4 && accPoints === 4, `charts filled: ${lossPoints} loss points, ${accPoints} accuracy points`);
+      const acc = Number(await page.locator('#metrics-table tr[data-epoch="4"] .accuracy').textContent());
+      assert(acc > 0.5, `test accuracy ${acc} beats chance`);
+      assert(await page.locator('#confusion tbody tr').count() === 2, 'a 2x2 confusion matrix');
+      console.log(`  typing during training: ${typingMs} ms; test accuracy after 4 epochs: ${acc}`);
+      await shoot(page, 'fine-tune-done');
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.locator('#export-model').click(),
+      ]).catch(async (e) => { throw new Error(`${e.message}; page says: ${await page.locator('section .error').allTextContents()}`); });
+      await download.saveAs(zipPath);
+      assert(fs.statSync(zipPath).size > 80_000_000, 'the zip holds the model');
+      await page.locator('#use-model').click();
+      await page.locator('#saved-message').waitFor();
+      // Reload: the trained model is in browser storage; its scores equal the native engine's
+      // on the downloaded folder.
+      const texts = ['what a wonderful day with friends', 'this is the worst service ever'];
+      const native = JSON.parse(execFileSync('cargo', ['run', '--quiet', '--example', 'classify', '--', zipPath, ...texts], { cwd: root, encoding: 'utf8' }));
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      await page.reload();
+      await backend(page);
+      const stored = picker(page, 'classifier').locator('select.stored');
+      const option = stored.locator('option', { hasText: 'fine-tuned' }).first();
+      await option.waitFor({ state: 'attached' });
+      await stored.selectOption(await option.getAttribute('value'));
+      await picker(page, 'classifier').locator('.loaded').waitFor();
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(texts.join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result');
+      await results.nth(1).waitFor();
+      for (let i = 0; i < texts.length; i++) {
+        const shown = await scoresOf(results.nth(i));
+        assert(shown.length === 2, 'two labels');
+        for (const s of shown) {
+          const w = native[i].find((n) => n.label === s.label);
+          assert(w && Math.abs(w.score - s.score) < 1e-4, `text ${i} ${s.label}: browser ${s.score}, native ${w && w.score}`);
+        }
+      }
+      console.log(`  native: ${JSON.stringify(native)}`);
+      await shoot(page, 'classify-finetuned-cpu');
+    });
+  }],
+  ['prompt: tiny-gpt2 greedy gives the golden tokens, label scores show, seeded sampling repeats', async () => {
+    const g = golden('tiny-gpt2');
+    const want = g.greedy_8_new_tokens[0].slice(g.input_ids[0].length).join(',');
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/prompt`);
+      await backend(page);
+      await loadModel(page, 'language-model', 'tiny-gpt2');
+      await page.locator('#raw-prompt').check();
+      await page.locator('#prompt-text').fill(g.text);
+      await page.locator('#stop-newline').uncheck();
+      await page.locator('#max-new-tokens').fill('8');
+      await page.locator('#max-new-tokens').dispatchEvent('change');
+      await page.locator('#generate').click();
+      await page.locator('#generation[data-ids]:not([data-ids=""])').waitFor();
+      const ids = await page.locator('#generation').getAttribute('data-ids');
+      assert(ids === want, `greedy ids ${ids}, golden ${want}`);
+      await page.locator('#zero-shot').check();
+      await page.locator('#score').click();
+      await page.locator('#label-scores .score').nth(1).waitFor();
+      const scores = await scoresOf(page.locator('#label-scores'));
+      const total = scores.reduce((a, s) => a + s.score, 0);
+      assert(scores.length === 2 && Math.abs(total - 1) < 1e-3, `label probabilities ${JSON.stringify(scores)}`);
+      const sample = async () => {
+        await page.locator('#generation').evaluate((e) => { e.dataset.ids = ''; });
+        await page.locator('#generate').click();
+        await page.locator('#generation[data-ids]:not([data-ids=""])').waitFor();
+        return page.locator('#generation').getAttribute('data-ids');
+      };
+      await page.locator('#do-sample').check();
+      await page.locator('#gen-seed').fill('7');
+      await page.locator('#gen-seed').dispatchEvent('change');
+      const a = await sample();
+      const b = await sample();
+      assert(a === b, `same seed, same sample: ${a} vs ${b}`);
+      await shoot(page, 'prompt-tiny-gpt2');
+    });
+  }],
+  ['widget: the embedded classifier box loads its model and classifies', async () => {
+    await withPage(NO_WEBGPU_ARGS, { width: 480, height: 640 }, async (page) => {
+      await page.goto(`${server.url}/?embed=classify&model=tiny-bert&source=${source}`);
+      await page.locator('.widget-status', { hasText: 'tiny-bert' }).waitFor();
+      assert(await page.locator('nav').count() === 0, 'no navigation in the widget');
+      await page.locator('#classify-run').click();
+      await page.locator('#classify-results .score').first().waitFor();
+      await shoot(page, 'widget-classify');
+    });
   }],
 ];
 
-const failed = await runTests(tests, process.argv[2]);
+let { ran, failed } = await runTests(tests, process.argv[2]);
 await server.close();
-console.log(`e2e: ${tests.length - failed} passed, ${failed} failed; screenshots in ${path.relative(root, shots)}`);
+console.log(`e2e: ${ran - failed} passed, ${failed} failed; screenshots in ${path.relative(root, out)}`);
+if (ran === 0) failed = 1;
 process.exit(failed ? 1 : 0);

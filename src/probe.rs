@@ -1,4 +1,4 @@
-//! Which compute backend the browser offers: WebGPU with its adapter, or the CPU with the reason
+//! Which compute backend the browser offers (asked in the page or in the worker): WebGPU with its adapter, or the CPU with the reason
 //! WebGPU is unavailable. The probe is async and never throws: a missing `navigator.gpu`, a null
 //! adapter or a rejected promise all become a CPU reason.
 

@@ -1,0 +1,150 @@
+//! The Classify page: a text (or one text per line) through a sequence classifier, every label
+//! with its score; and a fill-mask box for masked-LM checkpoints.
+
+use leptos::prelude::*;
+
+use crate::pipeline::{LabelScore, MaskCandidate};
+use crate::protocol::{Event, Request, Slot};
+
+use super::client;
+use super::components::{ErrorBox, ModelPicker, ScoreBars};
+use super::state::use_state;
+
+/// The classifier box (also the embeddable widget).
+#[component]
+pub fn ClassifyBox() -> impl IntoView {
+    let state = use_state();
+    let text = RwSignal::new(String::from("I love the food here. It's amazing!"));
+    let batch = RwSignal::new(false);
+    let results: RwSignal<Vec<(String, Vec<LabelScore>)>> = RwSignal::new(Vec::new());
+    let error: RwSignal<Option<String>> = RwSignal::new(None);
+    let busy = RwSignal::new(false);
+    let run = move |_| {
+        let input = text.get_untracked();
+        let texts: Vec<String> = if batch.get_untracked() {
+            input
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        } else {
+            vec![input.trim().to_string()]
+        };
+        error.set(None);
+        busy.set(true);
+        let sent = texts.clone();
+        client::send(
+            Request::Classify { texts },
+            None,
+            move |event, _| match event {
+                Event::Classified { results: r } => {
+                    let kept: Vec<String> =
+                        sent.iter().filter(|t| !t.is_empty()).cloned().collect();
+                    results.set(kept.into_iter().zip(r).collect());
+                }
+                Event::Error { message } => {
+                    error.set(Some(message));
+                    busy.set(false);
+                }
+                Event::Done => busy.set(false),
+                _ => {}
+            },
+        );
+    };
+    view! {
+        <div class="card classify-box">
+            <label for="classify-text">{move || if batch.get() { "Texts (one per line)" } else { "Text" }}</label>
+            <textarea id="classify-text" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+            <div class="row">
+                <label class="inline"><input type="checkbox" id="classify-batch" prop:checked=move || batch.get()
+                    on:change=move |ev| batch.set(event_target_checked(&ev)) />" One text per line"</label>
+                <button id="classify-run" on:click=run disabled=move || busy.get() || state.classifier.get().is_none()>
+                    {move || if busy.get() { "Classifying…" } else { "Classify" }}
+                </button>
+            </div>
+            <ErrorBox error=error />
+            <div id="classify-results">
+                {move || results.get().into_iter().map(|(t, scores)| view! {
+                    <div class="result">
+                        <p class="text">{t}</p>
+                        <ScoreBars scores=scores />
+                    </div>
+                }).collect_view()}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn FillMaskBox() -> impl IntoView {
+    let state = use_state();
+    let text = RwSignal::new(String::from("The capital of France is [MASK]."));
+    let k = RwSignal::new(5usize);
+    let results: RwSignal<Vec<Vec<MaskCandidate>>> = RwSignal::new(Vec::new());
+    let error: RwSignal<Option<String>> = RwSignal::new(None);
+    let busy = RwSignal::new(false);
+    let run = move |_| {
+        error.set(None);
+        busy.set(true);
+        client::send(
+            Request::FillMask {
+                text: text.get_untracked(),
+                k: k.get_untracked(),
+            },
+            None,
+            move |event, _| match event {
+                Event::Filled { masks } => results.set(masks),
+                Event::Error { message } => {
+                    error.set(Some(message));
+                    busy.set(false);
+                }
+                Event::Done => busy.set(false),
+                _ => {}
+            },
+        );
+    };
+    view! {
+        <div class="card fill-mask-box">
+            <label for="fill-text">"Text with [MASK]"</label>
+            <input id="fill-text" type="text" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev)) />
+            <div class="row">
+                <div>
+                    <label for="fill-k">"Candidates"</label>
+                    <input id="fill-k" type="number" min="1" max="50" prop:value=move || k.get().to_string()
+                        on:input=move |ev| k.set(event_target_value(&ev).parse().unwrap_or(5)) />
+                </div>
+                <button id="fill-run" on:click=run disabled=move || busy.get() || state.fill_mask.get().is_none()>"Fill"</button>
+            </div>
+            <ErrorBox error=error />
+            <div id="fill-results">
+                {move || results.get().into_iter().enumerate().map(|(i, cands)| view! {
+                    <table>
+                        <caption>{format!("Mask {}", i + 1)}</caption>
+                        <thead><tr><th>"Token"</th><th>"Score"</th><th>"Sequence"</th></tr></thead>
+                        <tbody>
+                            {cands.into_iter().map(|c| view! {
+                                <tr><td>{c.token_str}</td><td>{format!("{:.4}", c.score)}</td><td>{c.sequence}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }).collect_view()}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+pub fn ClassifyPage() -> impl IntoView {
+    view! {
+        <section>
+            <h2>"Text classification"</h2>
+            <ModelPicker target=Slot::Classifier default_id="distilbert-base-uncased-finetuned-sst-2-english"
+                hint="A *ForSequenceClassification checkpoint, or a model fine-tuned on the Fine-tune page." />
+            <ClassifyBox />
+            <h2>"Fill-mask"</h2>
+            <ModelPicker target=Slot::FillMask default_id="bert-base-uncased" hint="A masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM)." />
+            <FillMaskBox />
+        </section>
+    }
+}

@@ -1,0 +1,199 @@
+//! Pieces the pages share: the model picker (Hub id, stored models, local files) with download
+//! progress, error boxes and label-score bars.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsValue;
+
+use crate::pipeline::LabelScore;
+use crate::protocol::{check_model_id, Event, ModelSource, Request, Slot};
+
+use super::client;
+use super::state::{human_bytes, use_state};
+
+#[derive(Clone, Debug, PartialEq)]
+struct FileProgress {
+    file: String,
+    loaded: u64,
+    total: Option<u64>,
+    bytes_per_s: f64,
+    from_cache: bool,
+}
+
+/// Loads a model into `slot`: by Hub id (through the configured source), from browser storage,
+/// or from local files.
+#[component]
+pub fn ModelPicker(
+    /// The engine slot to load into (`slot` is reserved by leptos' view macro).
+    target: Slot,
+    default_id: &'static str,
+    #[prop(optional)] hint: &'static str,
+) -> impl IntoView {
+    let slot = target;
+    let state = use_state();
+    let id = RwSignal::new(default_id.to_string());
+    let progress: RwSignal<Vec<FileProgress>> = RwSignal::new(Vec::new());
+    let error: RwSignal<Option<String>> = RwSignal::new(None);
+    let busy = RwSignal::new(false);
+    let loaded = state.slot(slot);
+    let name = format!("model-{}", slot.describe().replace(' ', "-"));
+
+    let load = move |source: ModelSource, payload: Option<JsValue>| {
+        error.set(None);
+        progress.set(Vec::new());
+        busy.set(true);
+        client::send(
+            Request::Load { slot, source },
+            payload,
+            move |event, _| match event {
+                Event::Download {
+                    file,
+                    loaded,
+                    total,
+                    bytes_per_s,
+                    from_cache,
+                } => progress.update(|list| {
+                    let p = FileProgress {
+                        file: file.clone(),
+                        loaded,
+                        total,
+                        bytes_per_s,
+                        from_cache,
+                    };
+                    match list.iter_mut().find(|f| f.file == file) {
+                        Some(f) => *f = p,
+                        None => list.push(p),
+                    }
+                }),
+                Event::Loaded { info, .. } => {
+                    loaded.set(Some(info));
+                    state.refresh_cached();
+                }
+                Event::Error { message } => {
+                    error.set(Some(message));
+                    busy.set(false);
+                }
+                Event::Done => busy.set(false),
+                _ => {}
+            },
+        );
+    };
+    let load_hub = move || {
+        let model = id.get_untracked();
+        if let Err(e) = check_model_id(&model) {
+            error.set(Some(e));
+            return;
+        }
+        load(
+            ModelSource::Hub {
+                id: model.trim().to_string(),
+                url_template: state.url_template.get_untracked(),
+            },
+            None,
+        );
+    };
+    let on_files = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        if let Some(files) = input.files() {
+            let list = js_sys::Array::new();
+            for i in 0..files.length() {
+                if let Some(f) = files.get(i) {
+                    list.push(&f);
+                }
+            }
+            if list.length() > 0 {
+                load(ModelSource::Local, Some(list.into()));
+            }
+        }
+        input.set_value("");
+    };
+
+    view! {
+        <div class="card model-picker" data-slot=name.clone()>
+            <div class="row">
+                <div>
+                    <label for=format!("{name}-id")>"Model (Hugging Face id)"</label>
+                    <input id=format!("{name}-id") type="text" list=format!("{name}-stored") spellcheck="false"
+                        prop:value=move || id.get()
+                        on:input=move |ev| id.set(event_target_value(&ev))
+                        on:keydown=move |ev| if ev.key() == "Enter" { load_hub() } />
+                    <datalist id=format!("{name}-stored")>
+                        {move || state.cached.get().into_iter().filter(|m| !m.key.starts_with("trained|")).map(|m| view! { <option value=m.name.clone()></option> }).collect_view()}
+                    </datalist>
+                </div>
+                <div style="flex: 0 0 auto">
+                    <button class="load" on:click=move |_| load_hub() disabled=move || busy.get()>
+                        {move || if busy.get() { "Loading…" } else { "Load" }}
+                    </button>
+                </div>
+            </div>
+            <div class="row">
+                <div>
+                    <label>"or a stored model"</label>
+                    <select class="stored" on:change=move |ev| {
+                        let key = event_target_value(&ev);
+                        if !key.is_empty() { load(ModelSource::Cached { key }, None) }
+                    }>
+                        <option value="">"—"</option>
+                        {move || state.cached.get().into_iter().map(|m| view! {
+                            <option value=m.key.clone()>{format!("{} ({})", m.name, human_bytes(m.bytes as f64))}</option>
+                        }).collect_view()}
+                    </select>
+                </div>
+                <div>
+                    <label>"or files from your disk"</label>
+                    <input class="local-files" type="file" multiple accept=".json,.safetensors,.zip,.txt" on:change=on_files />
+                </div>
+            </div>
+            {(!hint.is_empty()).then(|| view! { <p class="muted">{hint}</p> })}
+            <div class="downloads">
+                {move || progress.get().into_iter().map(|p| {
+                    let pct = p.total.map(|t| if t == 0 { 100.0 } else { p.loaded as f64 * 100.0 / t as f64 }).unwrap_or(0.0);
+                    let text = if p.from_cache {
+                        format!("{}: {} from browser storage", p.file, human_bytes(p.loaded as f64))
+                    } else {
+                        format!("{}: {} of {} at {}/s", p.file, human_bytes(p.loaded as f64), p.total.map(|t| human_bytes(t as f64)).unwrap_or("?".into()), human_bytes(p.bytes_per_s))
+                    };
+                    view! {
+                        <div class="download">
+                            <div class="muted">{text}</div>
+                            <div class="bar"><span style=format!("width: {pct:.1}%")></span></div>
+                        </div>
+                    }
+                }).collect_view()}
+            </div>
+            <ErrorBox error=error />
+            {move || loaded.get().map(|info| view! {
+                <p class="loaded" data-loaded=info.name.clone()>
+                    "Loaded "<strong>{info.name.clone()}</strong>
+                    {format!(" — {}, {:.1} M parameters{}", info.architecture, info.parameters as f64 / 1e6,
+                        if info.labels.is_empty() { String::new() } else { format!(", labels: {}", info.labels.join(", ")) })}
+                </p>
+            })}
+        </div>
+    }
+}
+
+#[component]
+pub fn ErrorBox(error: RwSignal<Option<String>>) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .map(|e| view! { <div class="error" role="alert">{e}</div> })
+    }
+}
+
+/// Every label with its score as a bar, most probable first.
+#[component]
+pub fn ScoreBars(scores: Vec<LabelScore>) -> impl IntoView {
+    view! {
+        <div class="scores">
+            {scores.into_iter().map(|s| view! {
+                <div class="score" data-label=s.label.clone() data-score=format!("{:.6}", s.score)>
+                    <span class="label">{s.label.clone()}</span>
+                    <div class="bar"><span style=format!("width: {:.1}%", s.score * 100.0)></span></div>
+                    <span class="value">{format!("{:.4}", s.score)}</span>
+                </div>
+            }).collect_view()}
+        </div>
+    }
+}

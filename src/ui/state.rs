@@ -1,0 +1,151 @@
+//! State shared by the pages: the engine's backend, loaded models, the model source.
+
+use leptos::prelude::*;
+
+use crate::device::Backend;
+use crate::protocol::{
+    BackendChoice, CachedModel, Event, ModelInfo, Request, Slot, HUB_URL_TEMPLATE,
+};
+
+use super::client;
+
+#[derive(Clone, Copy)]
+pub struct AppState {
+    /// `None` while the engine starts.
+    pub backend: RwSignal<Option<Backend>>,
+    pub backend_choice: RwSignal<BackendChoice>,
+    /// A failure of the engine itself (worker crash).
+    pub engine_error: RwSignal<Option<String>>,
+    pub classifier: RwSignal<Option<ModelInfo>>,
+    pub fill_mask: RwSignal<Option<ModelInfo>>,
+    pub language_model: RwSignal<Option<ModelInfo>>,
+    pub base: RwSignal<Option<ModelInfo>>,
+    pub cached: RwSignal<Vec<CachedModel>>,
+    pub storage: RwSignal<Option<(f64, f64)>>,
+    /// Where model files come from: `{id}` and `{file}` are filled in.
+    pub url_template: RwSignal<String>,
+}
+
+/// `localStorage.getItem` / `setItem` through JS (no web-sys `Storage` binding is compiled in).
+fn storage_call(method: &str, args: &[&str]) -> Option<wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsCast;
+    let window: wasm_bindgen::JsValue = web_sys::window()?.into();
+    let storage = js_sys::Reflect::get(&window, &"localStorage".into()).ok()?;
+    let f: js_sys::Function = js_sys::Reflect::get(&storage, &method.into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let args: js_sys::Array = args
+        .iter()
+        .map(|a| wasm_bindgen::JsValue::from_str(a))
+        .collect();
+    f.apply(&storage, &args).ok()
+}
+
+fn stored_source() -> Option<String> {
+    storage_call("getItem", &["tunelab.source"])?.as_string()
+}
+
+/// A query parameter of the page URL.
+pub fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get(name)
+}
+
+impl AppState {
+    pub fn new() -> Self {
+        let template = query_param("source")
+            .or_else(stored_source)
+            .unwrap_or_else(|| HUB_URL_TEMPLATE.to_string());
+        let choice = match query_param("backend").as_deref() {
+            Some("cpu") => BackendChoice::Cpu,
+            _ => BackendChoice::Auto,
+        };
+        Self {
+            backend: RwSignal::new(None),
+            backend_choice: RwSignal::new(choice),
+            engine_error: RwSignal::new(None),
+            classifier: RwSignal::new(None),
+            fill_mask: RwSignal::new(None),
+            language_model: RwSignal::new(None),
+            base: RwSignal::new(None),
+            cached: RwSignal::new(Vec::new()),
+            storage: RwSignal::new(None),
+            url_template: RwSignal::new(template),
+        }
+    }
+
+    pub fn slot(&self, slot: Slot) -> RwSignal<Option<ModelInfo>> {
+        match slot {
+            Slot::Classifier => self.classifier,
+            Slot::FillMask => self.fill_mask,
+            Slot::LanguageModel => self.language_model,
+            Slot::Base => self.base,
+        }
+    }
+
+    pub fn set_url_template(&self, template: String) {
+        let _ = storage_call("setItem", &["tunelab.source", &template]);
+        self.url_template.set(template);
+    }
+
+    /// (Re)starts the engine on the chosen backend; loaded models are dropped.
+    pub fn start_engine(&self) {
+        let this = *self;
+        this.backend.set(None);
+        for slot in [
+            Slot::Classifier,
+            Slot::FillMask,
+            Slot::LanguageModel,
+            Slot::Base,
+        ] {
+            this.slot(slot).set(None);
+        }
+        client::send(
+            Request::Start {
+                backend: this.backend_choice.get_untracked(),
+            },
+            None,
+            move |event, _| match event {
+                Event::Started { backend } => {
+                    this.backend.set(Some(backend));
+                    this.refresh_cached();
+                }
+                Event::Error { message } => this.engine_error.set(Some(message)),
+                _ => {}
+            },
+        );
+    }
+
+    pub fn refresh_cached(&self) {
+        let this = *self;
+        client::send(Request::ListCached, None, move |event, _| {
+            if let Event::CachedModels { models, usage } = event {
+                this.cached.set(models);
+                this.storage.set(usage);
+            }
+        });
+    }
+}
+
+pub fn use_state() -> AppState {
+    expect_context::<AppState>()
+}
+
+/// "1.5 MB" style sizes.
+pub fn human_bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
