@@ -17,11 +17,25 @@ use tunelab::train::{
 
 include!("common/bench.rs");
 
-struct Print;
+/// Prints progress; remembers when training started (after any feature extraction) and the
+/// loop's own count of training examples per second.
+#[derive(Default)]
+struct Print {
+    training_started: Option<std::time::Instant>,
+    training_secs: f64,
+    train_examples_per_s: f64,
+}
 
 impl TrainHooks for Print {
     fn event(&mut self, e: &TrainEvent) {
         match e {
+            TrainEvent::Progress { phase: tunelab::train::Phase::Training, .. } if self.training_started.is_none() => {
+                self.training_started = Some(std::time::Instant::now());
+            }
+            TrainEvent::Finished { train_examples_per_s, .. } => {
+                self.training_secs = self.training_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.train_examples_per_s = *train_examples_per_s;
+            }
             TrainEvent::Log { step, epoch, loss, .. } if step % 100 == 0 => {
                 eprintln!("  step {step} (epoch {epoch:.2}): loss {loss:.4}")
             }
@@ -73,7 +87,7 @@ fn run(mode: Mode) {
         test.len()
     );
     let start = std::time::Instant::now();
-    let mut hooks = Print;
+    let mut hooks = Print::default();
     let result = pollster::block_on(fine_tune(
         model, &tokenizer, &train, &test, &args, &device, &mut hooks,
     ))

@@ -121,11 +121,17 @@ impl AppState {
 
     pub fn refresh_cached(&self) {
         let this = *self;
-        client::send(Request::ListCached, None, move |event, _| {
-            if let Event::CachedModels { models, usage } = event {
+        client::send(Request::ListCached, None, move |event, _| match event {
+            Event::CachedModels { models, usage } => {
                 this.cached.set(models);
-                this.storage.set(usage);
+                if usage.is_some() {
+                    this.storage.set(usage);
+                }
             }
+            Event::Error { message } => {
+                web_sys::console::warn_1(&format!("stored models: {message}").into())
+            }
+            _ => {}
         });
     }
 }

@@ -316,8 +316,8 @@ pub async fn store(
     write_manifest(&cache, &m).await
 }
 
-/// The models kept in browser storage, and the storage use and quota in bytes when known.
-pub async fn list() -> Result<(Vec<CachedModel>, Option<(f64, f64)>), String> {
+/// The models kept in browser storage.
+pub async fn list() -> Result<Vec<CachedModel>, String> {
     let cache = open_cache().await?;
     let m = read_manifest(&cache).await;
     let models = m
@@ -332,10 +332,11 @@ pub async fn list() -> Result<(Vec<CachedModel>, Option<(f64, f64)>), String> {
             saved_ms: e.saved_ms,
         })
         .collect();
-    Ok((models, estimate().await))
+    Ok(models)
 }
 
-async fn estimate() -> Option<(f64, f64)> {
+/// The browser's storage use and quota in bytes, when it says (it can take a while).
+pub async fn estimate() -> Option<(f64, f64)> {
     let navigator = get(&js_sys::global(), "navigator")?;
     let storage: web_sys::StorageManager = get(&navigator, "storage")?.dyn_into().ok()?;
     let e = JsFuture::from(storage.estimate().ok()?).await.ok()?;

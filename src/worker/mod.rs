@@ -254,6 +254,31 @@ impl TrainHooks for WorkerHooks {
     }
 }
 
+/// The stored models at once, then again with the storage use (which the browser may be slow to
+/// report).
+async fn list_cached(id: u64) -> Result<(), String> {
+    let models = hub::list().await?;
+    post(
+        id,
+        Event::CachedModels {
+            models: models.clone(),
+            usage: None,
+        },
+        None,
+    );
+    if let Some(usage) = hub::estimate().await {
+        post(
+            id,
+            Event::CachedModels {
+                models,
+                usage: Some(usage),
+            },
+            None,
+        );
+    }
+    Ok(())
+}
+
 async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(), String> {
     match request {
         Request::Start { backend } => {
@@ -353,14 +378,10 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
             }
             post(id, Event::Loaded { slot, info }, None);
         }
-        Request::ListCached => {
-            let (models, usage) = hub::list().await?;
-            post(id, Event::CachedModels { models, usage }, None);
-        }
+        Request::ListCached => list_cached(id).await?,
         Request::DeleteCached { key } => {
             hub::delete(&key).await?;
-            let (models, usage) = hub::list().await?;
-            post(id, Event::CachedModels { models, usage }, None);
+            list_cached(id).await?;
         }
         Request::Classify { texts } => {
             let m = need(|s| s.classifier.clone(), "classifier")?;

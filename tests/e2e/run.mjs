@@ -34,7 +34,15 @@ async function withPage(args, viewport, fn) {
   try {
     const page = await openPage(browser, server.url, viewport);
     page.setDefaultTimeout(T);
-    await fn(page);
+    try {
+      await fn(page);
+    } catch (e) {
+      // What the page showed, for the failure report.
+      await page.screenshot({ path: path.join(out, `FAILED-${Date.now()}.png`), fullPage: true }).catch(() => {});
+      const status = await page.locator('#backend-status').textContent().catch(() => '?');
+      const errors = await page.locator('.error').allTextContents().catch(() => []);
+      throw new Error(`${e.message}\n  status line: ${status}\n  errors shown: ${JSON.stringify(errors)}\n  console: ${page.log.console.slice(-8).join(' | ')}`);
+    }
     page.assertNoErrors();
     page.assertPrivate();
   } finally {
@@ -234,7 +242,8 @@ const tests = [
       await download.saveAs(zipPath);
       assert(fs.statSync(zipPath).size > 80_000_000, 'the zip holds the model');
       await page.locator('#use-model').click();
-      await page.locator('#saved-message').waitFor();
+      // (The export left a message too: wait for this one.)
+      await page.locator('#saved-message', { hasText: 'kept in browser storage' }).waitFor();
       // Reload: the trained model is in browser storage; its scores equal the native engine's
       // on the downloaded folder.
       const texts = ['what a wonderful day with friends', 'this is the worst service ever'];
@@ -244,7 +253,9 @@ const tests = [
       await backend(page);
       const stored = picker(page, 'classifier').locator('select.stored');
       const option = stored.locator('option', { hasText: 'fine-tuned' }).first();
-      await option.waitFor({ state: 'attached' });
+      await option.waitFor({ state: 'attached', timeout: 30_000 }).catch(async (e) => {
+        throw new Error(`${e.message}; stored options: ${JSON.stringify(await stored.locator('option').allTextContents())}`);
+      });
       await stored.selectOption(await option.getAttribute('value'));
       await picker(page, 'classifier').locator('.loaded').waitFor();
       await page.locator('#classify-batch').check();

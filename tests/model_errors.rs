@@ -1,0 +1,275 @@
+//! Bad model files give clear errors, never panics; half-precision and unprefixed checkpoints
+//! load; exported checkpoints keep transformers' names, shapes and values.
+
+mod common;
+
+use burn::prelude::*;
+use common::*;
+use safetensors::{Dtype, SafeTensors};
+use tunelab::model::bert::{DropoutRates, Encoder, HeadInit, Pooling, SequenceClassifier};
+use tunelab::model::layers::Exporter;
+use tunelab::model::weights::{write_safetensors, HostTensors, Weights};
+use tunelab::model::{read_f32, ModelConfig, ModelError};
+use tunelab::pipeline::{Error, ModelFiles, TextClassifier};
+use tunelab::prompt::LanguageModel;
+
+fn host_tensors(bytes: &[u8]) -> HostTensors {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter(|(_, v)| v.dtype() == Dtype::F32)
+        .map(|(n, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (n.to_string(), (v.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn tiny_bert() -> ModelFiles {
+    ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap()
+}
+
+fn load_err(files: &ModelFiles) -> String {
+    match TextClassifier::load(files, &Device::flex()) {
+        Ok(_) => panic!("loaded a broken model"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn truncated_safetensors_is_reported_not_panicked() {
+    let mut files = tiny_bert();
+    files.weights.truncate(files.weights.len() / 2);
+    let msg = load_err(&files);
+    assert!(
+        msg.starts_with("model.safetensors is truncated or not a safetensors file"),
+        "{msg}"
+    );
+    files.weights = b"<!DOCTYPE html><html>404</html>".to_vec();
+    assert_eq!(
+        load_err(&files),
+        "model.safetensors is an HTML page, not weights (a wrong URL or a login page?)"
+    );
+    files.weights = vec![1, 2, 3];
+    assert!(load_err(&files).contains("truncated or not a safetensors file"));
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_names_the_tensors() {
+    let mut files = tiny_bert();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    cfg["hidden_size"] = 64.into();
+    files.config = serde_json::to_vec(&cfg).unwrap();
+    let msg = load_err(&files);
+    assert!(
+        msg.starts_with("the weights do not match config.json: wrong shape (38): "),
+        "{msg}"
+    );
+    assert!(msg.contains("bert.encoder.layer.0.attention.self.query.weight: the file has [32, 32], the config implies [64, 64]"), "{msg}");
+    assert!(msg.ends_with(" and 26 more"), "long lists are cut: {msg}");
+    // More layers than the file has: the missing ones are named.
+    let mut files = tiny_bert();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    cfg["num_hidden_layers"] = 3.into();
+    files.config = serde_json::to_vec(&cfg).unwrap();
+    let msg = load_err(&files);
+    assert!(
+        msg.contains("missing (16): encoder.layer.2.attention.self.query.weight"),
+        "{msg}"
+    );
+    // Fewer: the extra layer's tensors are unexpected.
+    let mut files = tiny_bert();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    cfg["num_hidden_layers"] = 1.into();
+    files.config = serde_json::to_vec(&cfg).unwrap();
+    let msg = load_err(&files);
+    assert!(
+        msg.contains("unexpected (16): bert.encoder.layer.1."),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let mut files = tiny_bert();
+    let mut t = host_tensors(&files.weights);
+    t.remove("bert.encoder.layer.1.output.LayerNorm.bias")
+        .unwrap();
+    files.weights = write_safetensors(&t).unwrap();
+    assert_eq!(
+        load_err(&files),
+        "the weights do not match config.json: missing (1): encoder.layer.1.output.LayerNorm.bias"
+    );
+}
+
+#[test]
+fn unsupported_configs_say_what_is_supported() {
+    let err = ModelConfig::from_json(r#"{"model_type": "llama"}"#).unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert and gpt2 checkpoints".into())
+    );
+    let err = ModelConfig::from_json(
+        r#"{"model_type": "bert", "architectures": ["BertForQuestionAnswering"]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("architecture \"BertForQuestionAnswering\" is not supported"),
+        "{err}"
+    );
+    let err = ModelConfig::from_json("<html>").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config.json: config.json is not valid JSON"),
+        "{err}"
+    );
+    let err = ModelConfig::from_json(r#"{"model_type": "bert", "vocab_size": 10, "hidden_size": 30, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 8}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config.json: hidden size 30 is not divisible by 4 attention heads"
+    );
+    // A base checkpoint cannot classify before it has a head.
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert-mlm")).unwrap();
+    match TextClassifier::load(&files, &Device::flex()) {
+        Err(Error::Usage(m)) => assert!(
+            m.starts_with("this checkpoint has no classification head"),
+            "{m}"
+        ),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+/// Rewrites every f32 tensor of a checkpoint with `convert`, optionally renaming.
+fn converted(bytes: &[u8], dtype: Dtype, rename: impl Fn(&str) -> String) -> Vec<u8> {
+    let t = host_tensors(bytes);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .into_iter()
+        .map(|(n, (shape, v))| {
+            let bytes: Vec<u8> = match dtype {
+                Dtype::F16 => v
+                    .iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => v
+                    .iter()
+                    .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                    .collect(),
+                _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            };
+            (rename(&n), shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn logits(files: &ModelFiles) -> Vec<f32> {
+    let clf = TextClassifier::load(files, &Device::flex()).unwrap();
+    block_on(clf.logits(&["I love the food here.", "Terrible service."]))
+        .unwrap()
+        .concat()
+}
+
+#[test]
+fn f16_bf16_and_unprefixed_checkpoints_load() {
+    let files = tiny_bert();
+    let want = logits(&files);
+    for (dtype, tol) in [(Dtype::F16, 5e-2), (Dtype::BF16, 2e-1)] {
+        let mut f = files.clone();
+        f.weights = converted(&files.weights, dtype, str::to_string);
+        let got = logits(&f);
+        let d = max_abs_diff(&got, &want);
+        assert!(d < tol, "{dtype:?}: logits differ by {d}");
+    }
+    // Names without "bert." (as sentence-transformers saves them), plus a position_ids buffer.
+    let mut f = files.clone();
+    let mut t = host_tensors(&converted(&files.weights, Dtype::F32, |n| {
+        n.strip_prefix("bert.").unwrap_or(n).to_string()
+    }));
+    t.insert(
+        "embeddings.position_ids".into(),
+        (vec![1, 128], (0..128).map(|i| i as f32).collect()),
+    );
+    f.weights = write_safetensors(&t).unwrap();
+    assert_eq!(logits(&f), want);
+}
+
+#[test]
+fn gpt2_checkpoints_without_the_prefix_and_with_attention_buffers_load() {
+    let files = ModelFiles::from_dir(fixture_model("tiny-gpt2")).unwrap();
+    let mut t = host_tensors(&converted(&files.weights, Dtype::F32, |n| {
+        n.strip_prefix("transformer.").unwrap_or(n).to_string()
+    }));
+    for i in 0..2 {
+        t.insert(
+            format!("h.{i}.attn.bias"),
+            (vec![1, 1, 4, 4], vec![1.0; 16]),
+        );
+        t.insert(format!("h.{i}.attn.masked_bias"), (vec![1], vec![-1e4]));
+    }
+    let hub_style = ModelFiles {
+        weights: write_safetensors(&t).unwrap(),
+        ..files.clone()
+    };
+    let dev = Device::flex();
+    let a = LanguageModel::load(&files, &dev, u64::MAX).unwrap();
+    let b = LanguageModel::load(&hub_style, &dev, u64::MAX).unwrap();
+    let ids = [40u32, 1842, 262];
+    let la = block_on(read_f32(a.step(&ids, &mut Default::default()))).unwrap();
+    let lb = block_on(read_f32(b.step(&ids, &mut Default::default()))).unwrap();
+    assert_eq!(la, lb);
+    // An LM checkpoint is refused by the classifier with a pointer to the right page.
+    match TextClassifier::load(&files, &dev) {
+        Err(Error::Usage(m)) => assert_eq!(m, "this is a GPT-2 model: use it on the Prompt page"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn exported_classifiers_keep_transformers_names_shapes_and_values() {
+    // tiny-bert and tiny-distilbert were written by transformers: exporting what was loaded
+    // gives back exactly their tensors.
+    for name in ["tiny-bert", "tiny-distilbert"] {
+        let files = ModelFiles::from_dir(fixture_model(name)).unwrap();
+        let config = files.config().unwrap();
+        let enc = config.encoder().unwrap().clone();
+        let dev = Device::flex();
+        let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), &dev).unwrap();
+        let m = SequenceClassifier::load(
+            &w,
+            &enc,
+            &config.raw,
+            2,
+            Pooling::Cls,
+            DropoutRates::default(),
+            HeadInit::Checkpoint,
+        );
+        w.finish().unwrap();
+        let mut out = Exporter::default();
+        m.export(&mut out);
+        let exported = block_on(out.read()).unwrap();
+        let original = host_tensors(&files.weights);
+        assert_eq!(
+            exported.keys().collect::<Vec<_>>(),
+            original.keys().collect::<Vec<_>>(),
+            "{name}: tensor names"
+        );
+        for (k, (shape, values)) in &original {
+            assert_eq!(&exported[k].0, shape, "{name}: {k} shape");
+            assert_eq!(&exported[k].1, values, "{name}: {k} values");
+        }
+    }
+}
