@@ -9,6 +9,16 @@ use tunelab::pipeline::{Embedder, ModelFiles};
 
 include!("common/bench.rs");
 
+/// Flex, or ndarray with `--features ndarray` and `TUNELAB_CPU=ndarray`.
+fn cpu_device() -> (Device, &'static str) {
+    #[cfg(feature = "ndarray")]
+    if std::env::var("TUNELAB_CPU").as_deref() == Ok("ndarray") {
+        #[allow(deprecated)]
+        return (Device::ndarray(), "NdArray");
+    }
+    (Device::flex(), "Flex")
+}
+
 fn main() {
     let dir = models_dir().join("all-MiniLM-L6-v2");
     let files = ModelFiles::from_dir(&dir).unwrap_or_else(|e| {
@@ -17,7 +27,7 @@ fn main() {
             dir.display()
         )
     });
-    let device = Device::flex();
+    let (device, backend) = cpu_device();
     let mut embedder = Embedder::load(&files, &device).expect("load");
     let csv = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -55,7 +65,7 @@ fn main() {
     });
 
     println!("machine: {}", machine());
-    println!("backend: burn Flex (CPU), native, f32");
+    println!("backend: burn {backend} (CPU), native, f32");
     println!("all-MiniLM-L6-v2 batch 1 x 128 tokens: {:.1} sentences/s ({:.1} ms per batch, median of 15)", 1.0 / one, one * 1e3);
     println!("all-MiniLM-L6-v2 batch 32 x 32 tokens: {:.1} sentences/s ({:.1} ms per batch, median of 10)", 32.0 / many, many * 1e3);
 }

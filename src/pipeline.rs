@@ -58,6 +58,37 @@ impl ModelFiles {
         })
     }
 
+    /// Puts a file in by its path in the folder.
+    pub fn insert(&mut self, name: &str, bytes: Vec<u8>) {
+        match name {
+            "config.json" => self.config = bytes,
+            "tokenizer.json" => self.tokenizer = bytes,
+            "model.safetensors" => self.weights = bytes,
+            other => {
+                self.extra.insert(other.to_string(), bytes);
+            }
+        }
+    }
+
+    /// A file by its path in the folder, if present.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "config.json" => Some(&self.config),
+            "tokenizer.json" => Some(&self.tokenizer),
+            "model.safetensors" => Some(&self.weights),
+            other => self.extra.get(other).map(Vec::as_slice),
+        }
+    }
+
+    /// A folder's files from (path, bytes) pairs.
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
+        let mut files = Self::default();
+        for (name, bytes) in entries {
+            files.insert(&name, bytes);
+        }
+        files
+    }
+
     pub fn config(&self) -> Result<ModelConfig, Error> {
         let text = std::str::from_utf8(&self.config)
             .map_err(|_| ModelError::Config("config.json is not UTF-8 text".into()))?;

@@ -5,9 +5,7 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use tunelab::model::bert::{
-    DropoutRates, Encoder, EncoderInput, HeadInit, MaskedLm, Pooling, SequenceClassifier,
-};
+use tunelab::model::bert::{EncoderInput, MaskedLm, Pooling};
 use tunelab::model::read_f32;
 use tunelab::model::weights::Weights;
 use tunelab::pipeline::{cosine, Embedder, FillMask, ModelFiles, TextClassifier};
@@ -30,22 +28,8 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     block_on(read_f32(t)).unwrap()
 }
 
-fn load_classifier(name: &str, dev: &Device) -> SequenceClassifier {
-    let files = ModelFiles::from_dir(fixture_model(name)).unwrap();
-    let config = files.config().unwrap();
-    let enc = config.encoder().unwrap().clone();
-    let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), dev).unwrap();
-    let model = SequenceClassifier::load(
-        &w,
-        &enc,
-        &config.raw,
-        2,
-        Pooling::Cls,
-        DropoutRates::default(),
-        HeadInit::Checkpoint,
-    );
-    w.finish().unwrap();
-    model
+fn load_classifier(name: &str, dev: &Device) -> tunelab::model::bert::SequenceClassifier {
+    fixture_classifier(name, dev)
 }
 
 #[test]

@@ -6,9 +6,8 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use safetensors::{Dtype, SafeTensors};
-use tunelab::model::bert::{DropoutRates, Encoder, HeadInit, Pooling, SequenceClassifier};
 use tunelab::model::layers::Exporter;
-use tunelab::model::weights::{write_safetensors, HostTensors, Weights};
+use tunelab::model::weights::{write_safetensors, HostTensors};
 use tunelab::model::{read_f32, ModelConfig, ModelError};
 use tunelab::pipeline::{Error, ModelFiles, TextClassifier};
 use tunelab::prompt::LanguageModel;
@@ -244,20 +243,7 @@ fn exported_classifiers_keep_transformers_names_shapes_and_values() {
     // gives back exactly their tensors.
     for name in ["tiny-bert", "tiny-distilbert"] {
         let files = ModelFiles::from_dir(fixture_model(name)).unwrap();
-        let config = files.config().unwrap();
-        let enc = config.encoder().unwrap().clone();
-        let dev = Device::flex();
-        let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), &dev).unwrap();
-        let m = SequenceClassifier::load(
-            &w,
-            &enc,
-            &config.raw,
-            2,
-            Pooling::Cls,
-            DropoutRates::default(),
-            HeadInit::Checkpoint,
-        );
-        w.finish().unwrap();
+        let m = fixture_classifier(name, &Device::flex());
         let mut out = Exporter::default();
         m.export(&mut out);
         let exported = block_on(out.read()).unwrap();

@@ -6,11 +6,8 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use tunelab::data::Dataset;
-use tunelab::model::bert::{
-    DropoutRates, Encoder, EncoderInput, HeadInit, Pooling, SequenceClassifier,
-};
+use tunelab::model::bert::{EncoderInput, Pooling, SequenceClassifier};
 use tunelab::model::read_f32;
-use tunelab::model::weights::Weights;
 use tunelab::pipeline::ModelFiles;
 use tunelab::text::EncodedBatch;
 use tunelab::train::optim::{AdamW, AdamWSettings};
@@ -20,21 +17,7 @@ use tunelab::train::{
 };
 
 fn tiny_bert(dev: &Device) -> SequenceClassifier {
-    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
-    let config = files.config().unwrap();
-    let enc = config.encoder().unwrap().clone();
-    let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), dev).unwrap();
-    let m = SequenceClassifier::load(
-        &w,
-        &enc,
-        &config.raw,
-        2,
-        Pooling::Cls,
-        DropoutRates::default(),
-        HeadInit::Checkpoint,
-    );
-    w.finish().unwrap();
-    m
+    fixture_classifier("tiny-bert", dev)
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -63,16 +63,5 @@ pub async fn export_classifier(
 
 /// The saved files as [`ModelFiles`] (to load them back).
 pub fn as_model_files(files: &[(String, Vec<u8>)]) -> ModelFiles {
-    let mut m = ModelFiles::default();
-    for (name, bytes) in files {
-        match name.as_str() {
-            "config.json" => m.config = bytes.clone(),
-            "tokenizer.json" => m.tokenizer = bytes.clone(),
-            "model.safetensors" => m.weights = bytes.clone(),
-            other => {
-                m.extra.insert(other.to_string(), bytes.clone());
-            }
-        }
-    }
-    m
+    ModelFiles::from_entries(files.iter().cloned())
 }

@@ -237,25 +237,9 @@ pub async fn fetch_model(
         if name == "modules.json" {
             wanted.extend(["1_Pooling/config.json", "sentence_bert_config.json"]);
         }
-        match name {
-            "config.json" => files.config = bytes,
-            "tokenizer.json" => files.tokenizer = bytes,
-            "model.safetensors" => files.weights = bytes,
-            other => {
-                files.extra.insert(other.to_string(), bytes);
-            }
-        }
+        files.insert(name, bytes);
     }
     Ok((files, fetched))
-}
-
-fn bytes_of<'a>(files: &'a ModelFiles, name: &str) -> Option<&'a [u8]> {
-    match name {
-        "config.json" => Some(&files.config),
-        "tokenizer.json" => Some(&files.tokenizer),
-        "model.safetensors" => Some(&files.weights),
-        other => files.extra.get(other).map(Vec::as_slice),
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -302,7 +286,7 @@ pub async fn store(
         saved_ms: js_sys::Date::now(),
     };
     for (file, url) in urls {
-        let Some(bytes) = bytes_of(files, file) else {
+        let Some(bytes) = files.get(file) else {
             continue;
         };
         cache_put(&cache, url, bytes).await?;
@@ -360,14 +344,7 @@ pub async fn load_cached(key: &str) -> Result<(ModelFiles, String), String> {
                 entry.name
             )
         })?;
-        match file.as_str() {
-            "config.json" => files.config = bytes,
-            "tokenizer.json" => files.tokenizer = bytes,
-            "model.safetensors" => files.weights = bytes,
-            other => {
-                files.extra.insert(other.to_string(), bytes);
-            }
-        }
+        files.insert(file, bytes);
     }
     Ok((files, entry.name.clone()))
 }

@@ -205,14 +205,7 @@ async fn load_files(
                 } else {
                     file
                 };
-                match file.as_str() {
-                    "config.json" => files.config = bytes,
-                    "tokenizer.json" => files.tokenizer = bytes,
-                    "model.safetensors" => files.weights = bytes,
-                    other => {
-                        files.extra.insert(other.to_string(), bytes);
-                    }
-                }
+                files.insert(&file, bytes);
             }
             let missing: Vec<&str> = [
                 ("config.json", files.config.is_empty()),
@@ -252,6 +245,12 @@ impl TrainHooks for WorkerHooks {
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(yield_now())
     }
+}
+
+fn label_scorer(spec: ScorerSpec) -> LabelScorer {
+    let mut s = LabelScorer::new(spec.template, spec.labels, spec.verbalizers);
+    s.calibrate = spec.calibrate;
+    s
 }
 
 /// The stored models at once, then again with the storage use (which the browser may be slow to
@@ -424,9 +423,10 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
         }
         Request::ScoreLabels { text, scorer } => {
             let lm = need(|s| s.lm.clone(), "language model")?;
-            let mut s = LabelScorer::new(scorer.template, scorer.labels, scorer.verbalizers);
-            s.calibrate = scorer.calibrate;
-            let scores = s.score(&lm, &text).await.map_err(|e| e.to_string())?;
+            let scores = label_scorer(scorer)
+                .score(&lm, &text)
+                .await
+                .map_err(|e| e.to_string())?;
             post(id, Event::Scored { scores }, None);
         }
         Request::EvaluatePrompt {
@@ -444,8 +444,7 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
                 label_column.as_deref(),
             )
             .map_err(|e| e.to_string())?;
-            let mut s = LabelScorer::new(scorer.template, scorer.labels, scorer.verbalizers);
-            s.calibrate = scorer.calibrate;
+            let mut s = label_scorer(scorer);
             let total = data.len();
             let mut last = 0.0;
             let mut progress = |done: usize, _: usize| {

@@ -116,3 +116,31 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
 }
+
+/// A fixture classifier (tiny-bert, tiny-distilbert) with its checkpoint head, on `dev`.
+pub fn fixture_classifier(
+    name: &str,
+    dev: &burn::prelude::Device,
+) -> tunelab::model::bert::SequenceClassifier {
+    use tunelab::model::bert::{DropoutRates, Encoder, HeadInit, Pooling, SequenceClassifier};
+    let files = tunelab::pipeline::ModelFiles::from_dir(fixture_model(name)).unwrap();
+    let config = files.config().unwrap();
+    let enc = config.encoder().unwrap().clone();
+    let w = tunelab::model::weights::Weights::from_bytes(
+        &files.weights,
+        Encoder::prefix(enc.family),
+        dev,
+    )
+    .unwrap();
+    let model = SequenceClassifier::load(
+        &w,
+        &enc,
+        &config.raw,
+        2,
+        Pooling::Cls,
+        DropoutRates::default(),
+        HeadInit::Checkpoint,
+    );
+    w.finish().unwrap();
+    model
+}
