@@ -96,12 +96,19 @@ pub enum Request {
     ParseTable {
         name: String,
         options: TableOptions,
+        /// Keep it as the separate test file instead of the training data.
+        #[serde(default)]
+        test: bool,
     },
+    /// Fine-tunes the base model on the kept table. The test set is a stratified, seeded split
+    /// of it (`test_fraction`), or the kept test file when `separate_test` is set.
     Train {
         text_column: usize,
         label_column: usize,
         test_fraction: f64,
         split_seed: u64,
+        #[serde(default)]
+        separate_test: bool,
         args: TrainingArgs,
     },
     /// Stops the request with this id between steps.

@@ -189,3 +189,76 @@ fn tiny_classes_keep_one_example_on_each_side() {
     assert!(s.train.iter().any(|&i| labels[i] == 1));
     assert!(stratified_split(&labels, 2, 1.5, 1).is_err());
 }
+
+#[test]
+fn a_separate_test_file_uses_the_training_classes_and_columns() {
+    let opts = TableOptions::default();
+    let train = parse_table(
+        b"text,label\na,neg\nb,pos\nc,neutral\nd,neg\ne,pos\nf,neutral\n",
+        &opts,
+    )
+    .unwrap();
+    let (train_set, _) = train.to_dataset(0, 1).unwrap();
+    assert_eq!(train_set.label_names, ["neg", "neutral", "pos"]);
+
+    // Columns in another order, found by name; one class absent; an empty row skipped.
+    let test = parse_table(b"label,id,text\npos,1,x\npos,2,y\n,3,z\nneg,4,w\n", &opts).unwrap();
+    let (tc, lc) = test.matching_columns(&train, 0, 1).unwrap();
+    assert_eq!((tc, lc), (2, 0));
+    let (test_set, report) = test
+        .to_test_dataset(tc, lc, &train_set.label_names)
+        .unwrap();
+    assert_eq!(test_set.texts, ["x", "y", "w"]);
+    assert_eq!(test_set.labels, [2, 2, 0]);
+    assert_eq!(test_set.label_names, train_set.label_names);
+    assert_eq!(report.rows_used, 3);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.classes[1], ("neutral".to_string(), 0));
+
+    // A label the training data does not have.
+    let odd = parse_table(b"text,label\nx,pos\ny,positive\n", &opts).unwrap();
+    let (tc, lc) = odd.matching_columns(&train, 0, 1).unwrap();
+    let err = odd
+        .to_test_dataset(tc, lc, &train_set.label_names)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "row 3, column \"label\": the label \"positive\" is not one of the training data's classes (neg, neutral, pos)"
+    );
+
+    // A missing column by name.
+    let other = parse_table(b"sentence,sentiment\nx,pos\ny,neg\n", &opts).unwrap();
+    let err = other
+        .matching_columns(&train, 0, 1)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "no column named \"text\" (the columns are: sentence, sentiment)"
+    );
+
+    // Without headers, columns go by position.
+    let bare = parse_table(
+        b"x,pos\ny,neg\n",
+        &TableOptions {
+            delimiter: None,
+            has_header: Some(false),
+        },
+    )
+    .unwrap();
+    assert_eq!(bare.matching_columns(&train, 0, 1).unwrap(), (0, 1));
+    let narrow = parse_table(
+        b"x\ny\n",
+        &TableOptions {
+            delimiter: None,
+            has_header: Some(false),
+        },
+    )
+    .unwrap();
+    assert!(narrow
+        .matching_columns(&train, 0, 1)
+        .unwrap_err()
+        .to_string()
+        .contains("the test file has 1 column(s)"));
+}

@@ -254,44 +254,7 @@ impl Table {
         text_column: usize,
         label_column: usize,
     ) -> Result<(Dataset, ImportReport), DataError> {
-        if text_column >= self.columns.len() || label_column >= self.columns.len() {
-            return Err(DataError::Invalid(format!(
-                "the file has {} columns",
-                self.columns.len()
-            )));
-        }
-        if text_column == label_column {
-            return Err(DataError::Invalid(
-                "the text and label columns must differ".into(),
-            ));
-        }
-        let text_name = &self.columns[text_column];
-        let label_name = &self.columns[label_column];
-        let mut skipped = self.ragged.clone();
-        let mut texts = Vec::new();
-        let mut raw_labels = Vec::new();
-        for (row, fields) in &self.rows {
-            let text = fields[text_column].trim();
-            let label = fields[label_column].trim();
-            if text.is_empty() {
-                skipped.push(SkippedRow {
-                    row: *row,
-                    reason: format!("column \"{text_name}\": empty text"),
-                });
-            } else if label.is_empty() {
-                skipped.push(SkippedRow {
-                    row: *row,
-                    reason: format!("column \"{label_name}\": empty label"),
-                });
-            } else {
-                texts.push(text.to_string());
-                raw_labels.push(label.to_string());
-            }
-        }
-        skipped.sort_by_key(|s| s.row);
-        if texts.is_empty() {
-            return Err(DataError::NoUsableRows(skipped));
-        }
+        let (_, texts, raw_labels, skipped) = self.labelled_rows(text_column, label_column)?;
         let label_names = order_labels(&raw_labels);
         let index: BTreeMap<&str, usize> = label_names
             .iter()
@@ -318,17 +281,148 @@ impl Table {
         if !rare.is_empty() {
             return Err(DataError::RareClass(rare));
         }
-        let report = ImportReport {
+        let report = self.report(text_column, label_column, &dataset, skipped);
+        Ok((dataset, report))
+    }
+
+    /// Builds a separate test set with the training data's classes: each label is matched by
+    /// name to `label_names` (the training set's), so class indices agree; a label the training
+    /// data lacks is an error naming its row. A class may be absent from the test set.
+    pub fn to_test_dataset(
+        &self,
+        text_column: usize,
+        label_column: usize,
+        label_names: &[String],
+    ) -> Result<(Dataset, ImportReport), DataError> {
+        let (used_rows, texts, raw_labels, skipped) =
+            self.labelled_rows(text_column, label_column)?;
+        let index: BTreeMap<&str, usize> = label_names
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let mut labels = Vec::with_capacity(raw_labels.len());
+        for (i, label) in raw_labels.iter().enumerate() {
+            match index.get(label.as_str()) {
+                Some(&c) => labels.push(c),
+                None => {
+                    return Err(DataError::At {
+                        row: used_rows[i],
+                        column: Some(format!("column \"{}\"", self.columns[label_column])),
+                        message: format!(
+                            "the label \"{label}\" is not one of the training data's classes ({})",
+                            label_names.join(", ")
+                        ),
+                    })
+                }
+            }
+        }
+        let dataset = Dataset {
+            texts,
+            labels,
+            label_names: label_names.to_vec(),
+        };
+        let report = self.report(text_column, label_column, &dataset, skipped);
+        Ok((dataset, report))
+    }
+
+    /// The columns of this table that correspond to `train`'s chosen ones: by name when both
+    /// files have a header, else by position.
+    pub fn matching_columns(
+        &self,
+        train: &Table,
+        text_column: usize,
+        label_column: usize,
+    ) -> Result<(usize, usize), DataError> {
+        if self.has_header && train.has_header {
+            let text = self.column_index(&train.columns[text_column])?;
+            let label = self.column_index(&train.columns[label_column])?;
+            return Ok((text, label));
+        }
+        if text_column >= self.columns.len() || label_column >= self.columns.len() {
+            return Err(DataError::Invalid(format!(
+                "the test file has {} column(s); the training data's text and label are columns {} and {}",
+                self.columns.len(),
+                text_column + 1,
+                label_column + 1
+            )));
+        }
+        Ok((text_column, label_column))
+    }
+
+    fn report(
+        &self,
+        text_column: usize,
+        label_column: usize,
+        dataset: &Dataset,
+        skipped: Vec<SkippedRow>,
+    ) -> ImportReport {
+        ImportReport {
             delimiter: self.delimiter as char,
             has_header: self.has_header,
-            text_column: text_name.clone(),
-            label_column: label_name.clone(),
+            text_column: self.columns[text_column].clone(),
+            label_column: self.columns[label_column].clone(),
             rows_read: self.rows.len() + self.ragged.len(),
             rows_used: dataset.len(),
-            classes: dataset.label_names.iter().cloned().zip(counts).collect(),
+            classes: dataset
+                .label_names
+                .iter()
+                .cloned()
+                .zip(dataset.class_counts())
+                .collect(),
             skipped,
-        };
-        Ok((dataset, report))
+        }
+    }
+
+    /// Row numbers, texts and raw labels of the rows with both, and the rows skipped (empty or
+    /// malformed).
+    #[allow(clippy::type_complexity)]
+    fn labelled_rows(
+        &self,
+        text_column: usize,
+        label_column: usize,
+    ) -> Result<(Vec<usize>, Vec<String>, Vec<String>, Vec<SkippedRow>), DataError> {
+        if text_column >= self.columns.len() || label_column >= self.columns.len() {
+            return Err(DataError::Invalid(format!(
+                "the file has {} columns",
+                self.columns.len()
+            )));
+        }
+        if text_column == label_column {
+            return Err(DataError::Invalid(
+                "the text and label columns must differ".into(),
+            ));
+        }
+        let text_name = &self.columns[text_column];
+        let label_name = &self.columns[label_column];
+        let mut skipped = self.ragged.clone();
+        let mut used = Vec::new();
+        let mut texts = Vec::new();
+        let mut raw_labels = Vec::new();
+        for (row, fields) in &self.rows {
+            let text = fields[text_column].trim();
+            let label = fields[label_column].trim();
+            if text.is_empty() {
+                skipped.push(SkippedRow {
+                    row: *row,
+                    reason: format!("column \"{text_name}\": empty text"),
+                });
+            } else if label.is_empty() {
+                skipped.push(SkippedRow {
+                    row: *row,
+                    reason: format!("column \"{label_name}\": empty label"),
+                });
+            } else {
+                used.push(*row);
+                texts.push(text.to_string());
+                raw_labels.push(label.to_string());
+            }
+        }
+        skipped.sort_by_key(|s| s.row);
+        if texts.is_empty() {
+            return Err(DataError::NoUsableRows(skipped));
+        }
+        Ok((used, texts, raw_labels, skipped))
     }
 }
 

@@ -32,6 +32,8 @@ struct Run {
     /// Optimisation steps done when training ended.
     steps: usize,
     report: Option<(ImportReport, usize, usize)>,
+    /// The engine reported an error (shown above the run).
+    failed: bool,
 }
 
 fn download_bytes(name: &str, bytes: &JsValue) -> Result<(), String> {
@@ -69,42 +71,65 @@ pub fn FineTunePage() -> impl IntoView {
     let dragging = RwSignal::new(false);
     let args = RwSignal::new(TrainingArgs::default());
     let test_fraction = RwSignal::new(0.2f64);
+    // Evaluate on a separate test file instead of a split of the training file.
+    let separate = RwSignal::new(false);
+    let test_preview: RwSignal<Option<TablePreview>> = RwSignal::new(None);
+    let test_error: RwSignal<Option<String>> = RwSignal::new(None);
     let run: RwSignal<Option<Run>> = RwSignal::new(None);
     let saved_msg: RwSignal<Option<String>> = RwSignal::new(None);
 
-    let parse = move |name: String, bytes: JsValue| {
-        data_error.set(None);
-        preview.set(None);
+    // `test`: the file is the separate test file, not the training data.
+    let parse = move |name: String, bytes: JsValue, test: bool| {
+        let (shown, error) = if test {
+            (test_preview, test_error)
+        } else {
+            (preview, data_error)
+        };
+        error.set(None);
+        shown.set(None);
         client::send(
             Request::ParseTable {
                 name,
                 options: TableOptions::default(),
+                test,
             },
             Some(bytes),
             move |event, _| match event {
                 Event::Table { preview: p } => {
-                    text_col.set(p.text_column);
-                    label_col.set(p.label_column);
-                    preview.set(Some(p));
+                    if !test {
+                        text_col.set(p.text_column);
+                        label_col.set(p.label_column);
+                    }
+                    shown.set(Some(p));
                 }
-                Event::Error { message } => data_error.set(Some(message)),
+                Event::Error { message } => error.set(Some(message)),
                 _ => {}
             },
         );
     };
-    let read_file = move |file: web_sys::File| {
+    let read_file = move |file: web_sys::File, test: bool| {
         let name = file.name();
         wasm_bindgen_futures::spawn_local(async move {
             match JsFuture::from(file.array_buffer()).await {
-                Ok(buf) => parse(name, buf),
-                Err(e) => data_error.set(Some(format!("{name}: {}", error_text(&e)))),
+                Ok(buf) => parse(name, buf, test),
+                Err(e) => {
+                    let error = if test { test_error } else { data_error };
+                    error.set(Some(format!("{name}: {}", error_text(&e))))
+                }
             }
         });
     };
     let on_pick = move |ev: web_sys::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
         if let Some(f) = input.files().and_then(|l| l.get(0)) {
-            read_file(f);
+            read_file(f, false);
+        }
+        input.set_value("");
+    };
+    let on_pick_test = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        if let Some(f) = input.files().and_then(|l| l.get(0)) {
+            read_file(f, true);
         }
         input.set_value("");
     };
@@ -116,7 +141,7 @@ pub fn FineTunePage() -> impl IntoView {
             .and_then(|d| d.files())
             .and_then(|l| l.get(0))
         {
-            read_file(f);
+            read_file(f, false);
         }
     };
     let load_sample = move |_| {
@@ -140,7 +165,7 @@ pub fn FineTunePage() -> impl IntoView {
             }
             .await;
             match result {
-                Ok(buf) => parse("sample_movie_reviews.csv".into(), buf),
+                Ok(buf) => parse("sample_movie_reviews.csv".into(), buf, false),
                 Err(e) => data_error.set(Some(e)),
             }
         });
@@ -159,6 +184,7 @@ pub fn FineTunePage() -> impl IntoView {
             label_column: label_col.get_untracked(),
             test_fraction: test_fraction.get_untracked(),
             split_seed: a.seed,
+            separate_test: separate.get_untracked(),
             args: a,
         };
         let id = client::send(request, None, move |event, _| match event {
@@ -207,8 +233,13 @@ pub fn FineTunePage() -> impl IntoView {
             }),
             Event::Error { message } => {
                 train_error.set(Some(message));
+                // Refused before anything ran (bad data, a missing model): no run to show.
+                if run.get_untracked().is_some_and(|r| r.phase.is_none()) {
+                    run.set(None);
+                }
                 run.update(|r| {
                     if let Some(r) = r {
+                        r.failed = true;
                         r.outcome.get_or_insert(Outcome::Cancelled);
                     }
                 });
@@ -227,6 +258,7 @@ pub fn FineTunePage() -> impl IntoView {
             outcome: None,
             steps: 0,
             report: None,
+            failed: false,
         }));
     };
     let cancel = move |_| {
@@ -359,6 +391,23 @@ pub fn FineTunePage() -> impl IntoView {
                         </div>
                     }
                 })}
+                <div class="row" id="test-source">
+                    <label class="inline"><input type="radio" name="test-source" id="test-split" prop:checked=move || !separate.get()
+                        on:change=move |_| separate.set(false) />" Test on a held-out split of this file"</label>
+                    <label class="inline"><input type="radio" name="test-source" id="test-separate" prop:checked=move || separate.get()
+                        on:change=move |_| separate.set(true) />" Test on a separate file"</label>
+                </div>
+                {move || separate.get().then(|| view! {
+                    <div class="row">
+                        <label for="test-file">"Test file (same columns, the training data's labels)"</label>
+                        <input id="test-file" type="file" accept=".csv,.tsv,.txt,text/csv" on:change=on_pick_test />
+                    </div>
+                    {move || test_preview.get().map(|p| view! {
+                        <p class="muted" id="test-preview">{format!("Test file {}: {} rows, {}", p.name, p.total_rows,
+                            if p.has_header { format!("columns {}", p.columns.join(", ")) } else { format!("{} columns, no header", p.columns.len()) })}</p>
+                    })}
+                    <ErrorBox error=test_error />
+                })}
             </div>
 
             <h2>"3. Training"</h2>
@@ -385,12 +434,13 @@ pub fn FineTunePage() -> impl IntoView {
                     <div>
                         <label for="arg-test">"Test split"</label>
                         <input id="arg-test" type="text" inputmode="decimal" prop:value=move || test_fraction.get().to_string()
+                            disabled=move || separate.get()
                             on:change=move |ev| if let Ok(x) = event_target_value(&ev).trim().parse() { test_fraction.set(x) } />
                     </div>
                 </div>
-                <p class="muted">"Evaluation after each epoch on the held-out split (stratified, seeded)."</p>
+                <p class="muted">{move || if separate.get() { "Evaluation after each epoch on the test file; training uses every row of the data file." } else { "Evaluation after each epoch on the held-out split (stratified, seeded)." }}</p>
                 <div class="row">
-                    <button id="train-start" on:click=start disabled=move || running() || preview.get().is_none() || state.base.get().is_none()>"Start training"</button>
+                    <button id="train-start" on:click=start disabled=move || running() || preview.get().is_none() || state.base.get().is_none() || (separate.get() && test_preview.get().is_none())>"Start training"</button>
                     <button id="train-cancel" class="secondary" on:click=cancel disabled=move || !running()>"Cancel"</button>
                 </div>
                 <ErrorBox error=train_error />
@@ -417,6 +467,7 @@ pub fn FineTunePage() -> impl IntoView {
                             <div class="muted">{match &r.outcome {
                                 None => format!("{phase}: {} / {}{left}", r.done, r.total),
                                 Some(Outcome::Completed) => format!("Finished in {:.0} s", r.elapsed_s),
+                                Some(_) if r.failed => "Stopped by the error above".to_string(),
                                 Some(Outcome::Cancelled) => "Stopped; the model keeps the weights of the last finished step".to_string(),
                                 Some(Outcome::Diverged(m)) => m.clone(),
                             }}</div>

@@ -41,6 +41,7 @@ struct State {
     lm: Option<Rc<LanguageModel>>,
     base: Option<Rc<(ModelFiles, String)>>,
     table: Option<Rc<(String, Table)>>,
+    test_table: Option<Rc<(String, Table)>>,
     trained: Option<Rc<Trained>>,
 }
 
@@ -461,7 +462,11 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
                 .map_err(|e| e.to_string())?;
             post(id, Event::PromptEvaluated { metrics, report }, None);
         }
-        Request::ParseTable { name, options } => {
+        Request::ParseTable {
+            name,
+            options,
+            test,
+        } => {
             let bytes = js_to_bytes(&payload.ok_or("choose a CSV or TSV file")?).await?;
             let table = parse_table(&bytes, &options).map_err(|e| format!("{name}: {e}"))?;
             let preview = TablePreview {
@@ -475,7 +480,15 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
                 label_column: table.default_label_column(),
                 ragged: table.ragged.len(),
             };
-            STATE.with(|s| s.borrow_mut().table = Some(Rc::new((name, table))));
+            let kept = Some(Rc::new((name, table)));
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                if test {
+                    s.test_table = kept;
+                } else {
+                    s.table = kept;
+                }
+            });
             post(id, Event::Table { preview }, None);
         }
         Request::Train {
@@ -483,6 +496,7 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
             label_column,
             test_fraction,
             split_seed,
+            separate_test,
             args,
         } => {
             let c = compute()?;
@@ -492,10 +506,22 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
                 .1
                 .to_dataset(text_column, label_column)
                 .map_err(|e| e.to_string())?;
-            let split =
-                stratified_split(&data.labels, data.num_classes(), test_fraction, split_seed)
-                    .map_err(|e| e.to_string())?;
-            let (train, test) = (data.subset(&split.train), data.subset(&split.test));
+            let (train, test) = if separate_test {
+                let test_table = need(|s| s.test_table.clone(), "test file")?;
+                let (name, t) = (&test_table.0, &test_table.1);
+                let (tc, lc) = t
+                    .matching_columns(&table.1, text_column, label_column)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                let (test, _) = t
+                    .to_test_dataset(tc, lc, &data.label_names)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                (data, test)
+            } else {
+                let split =
+                    stratified_split(&data.labels, data.num_classes(), test_fraction, split_seed)
+                        .map_err(|e| e.to_string())?;
+                (data.subset(&split.train), data.subset(&split.test))
+            };
             post(
                 id,
                 Event::Imported {

@@ -196,6 +196,49 @@ const tests = [
       assert(msg.includes('malformed.csv: line 3: a quote opens here and is never closed'), `message: ${msg}`);
     });
   }],
+  ['fine-tune with a separate test file: columns matched by name, unknown labels refused', async () => {
+    const records = csvRecords(fs.readFileSync(path.join(root, 'tests/data/tweets.csv'), 'utf8'));
+    const rows = records.slice(1);
+    const pick = (label, from, n) => rows.filter((r) => r[1] === label).slice(from, from + n);
+    const quote = (f) => `"${f.replaceAll('"', '""')}"`;
+    const write = (name, lines) => { const f = path.join(out, name); fs.writeFileSync(f, lines.map((r) => r.map(quote).join(',')).join('\n') + '\n'); return f; };
+    const train = write('split-train.csv', [['text', 'label'], ...pick('positive', 0, 20), ...pick('negative', 0, 20)]);
+    // The test file has its columns the other way round and an extra one.
+    const test = write('split-test.csv', [['label', 'id', 'text'], ...[...pick('positive', 20, 6), ...pick('negative', 20, 5)].map((r, i) => [r[1], String(i), r[0]])]);
+    const odd = write('split-odd.csv', [['text', 'label'], ['fine', 'positive'], ['so so', 'neutral']]);
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      // A base model's optional sentence-transformers file: tiny-bert has none, a 404 is expected.
+      page.allowedFailures = ['/models/tiny-bert/modules.json'];
+      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+      await backend(page);
+      await loadModel(page, 'base-model', 'tiny-bert');
+      await page.locator('#dataset-file').setInputFiles(train);
+      await page.locator('#dataset-preview').waitFor();
+      await page.locator('#test-separate').check();
+      assert(await page.locator('#train-start').isDisabled(), 'training waits for the test file');
+      assert(await page.locator('#arg-test').isDisabled(), 'the split fraction is off');
+      await page.locator('#test-file').setInputFiles(odd);
+      await page.locator('#test-preview').waitFor();
+      await page.locator('#mode-head').check();
+      await page.locator('#train-start').click();
+      const err = page.locator('#train-settings .error');
+      await err.waitFor();
+      const msg = await err.textContent();
+      assert(msg === 'split-odd.csv: row 3, column "label": the label "neutral" is not one of the training data\'s classes (negative, positive)', `message: ${msg}`);
+      await page.locator('#test-file').setInputFiles(test);
+      await page.locator('#test-preview', { hasText: 'split-test.csv: 11 rows' }).waitFor();
+      await page.locator('#arg-epochs').fill('1');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#metrics-table tr[data-epoch="1"]').waitFor();
+      const report = await page.locator('#import-report').textContent();
+      assert(report.includes('(40 train / 11 test)'), `report: ${report}`);
+      const confusion = await page.locator('#confusion tbody td').allTextContents();
+      const counted = confusion.map(Number);
+      assert(counted.length === 4 && counted[0] + counted[1] === 5 && counted[2] + counted[3] === 6, `confusion rows hold the test file's 5 negative and 6 positive rows: ${confusion}`);
+      await shoot(page, 'fine-tune-test-file');
+    });
+  }],
   ['fine-tune on the CPU: all-MiniLM-L6-v2, head only, charts, metrics, download, reload, classify like the native engine', async () => {
     // A few hundred rows of tests/data/tweets.csv (the shared data), both classes.
     const records = csvRecords(fs.readFileSync(path.join(root, 'tests/data/tweets.csv'), 'utf8'));
