@@ -459,3 +459,105 @@ fn a_mean_pooled_head_records_its_pooling_and_reloads_the_same() {
         values(back.model.forward(&input))
     );
 }
+
+/// What Tunelab saves loads in Python's `transformers.pipeline("text-classification")` and gives
+/// the scores Tunelab gives. This test fine-tunes tiny-bert and tiny-distilbert on the toy task
+/// with new 3-label heads and writes the folders to `$CARGO_TARGET_TMPDIR/pipeline-export/`;
+/// `tests/fixtures/pipeline/gen_expected.py` ran transformers on those folders once (asserting
+/// that every tensor was used and none was missing) and its output is committed.
+#[test]
+fn saved_folders_score_in_transformers_pipeline_as_in_tunelab() {
+    let golden_path = root().join("tests/fixtures/golden/pipeline-export.json");
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&golden_path).unwrap()).unwrap();
+    let texts: Vec<&str> = golden["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let dev = Device::flex();
+    let (train, test) = toy_data();
+    // Three classes so that id2label's order matters; "meh" has no examples.
+    let labels = labels(&["NEGATIVE", "POSITIVE", "meh"]);
+    let relabel = |d: Dataset| Dataset {
+        label_names: labels.clone(),
+        ..d
+    };
+    let (train, test) = (relabel(train), relabel(test));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline-export");
+    let mut worst = 0f32;
+    let mut scored = Vec::new();
+    for base in ["tiny-bert", "tiny-distilbert"] {
+        let files = ModelFiles::from_dir(fixture_model(base)).unwrap();
+        let args = TrainingArgs {
+            mode: Mode::Full,
+            num_train_epochs: 10,
+            per_device_train_batch_size: 4,
+            learning_rate: 5e-3,
+            ..TrainingArgs::default()
+        };
+        let (model, config) =
+            tunelab::train::classifier_for_training(&files, &labels, &args, Pooling::Cls, &dev)
+                .unwrap();
+        let tok = files.tokenizer().unwrap();
+        let result = block_on(fine_tune(
+            model,
+            &tok,
+            &train,
+            &test,
+            &args,
+            &dev,
+            &mut Collect::default(),
+        ))
+        .unwrap();
+        let saved = block_on(tunelab::train::export::export_classifier(
+            &result.model,
+            &config,
+            &labels,
+            &files,
+        ))
+        .unwrap();
+        let dir = out.join(base);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &saved {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let back = tunelab::pipeline::TextClassifier::load(
+            &tunelab::train::export::as_model_files(&saved),
+            &dev,
+        )
+        .unwrap();
+        scored.push((base, block_on(back.classify(&texts)).unwrap()));
+    }
+    // Compared once every folder is written (the generator reads them all).
+    for (base, ours) in scored {
+        let theirs = golden["results"][base]
+            .as_array()
+            .expect("no transformers results: run tests/fixtures/pipeline/gen_expected.py");
+        assert_eq!(ours.len(), theirs.len());
+        for (o, t) in ours.iter().zip(theirs) {
+            let t = t.as_array().unwrap();
+            assert_eq!(o.len(), t.len(), "{base}: every label scored");
+            // pipeline ranks labels by score, as Tunelab does.
+            for (os, ts) in o.iter().zip(t) {
+                assert_eq!(
+                    os.label,
+                    ts["label"].as_str().unwrap(),
+                    "{base}: label order"
+                );
+                let d = (os.score - ts["score"].as_f64().unwrap() as f32).abs();
+                worst = worst.max(d);
+            }
+        }
+        // Training moved the scores far from a fresh head's near-uniform ones (the tiny random
+        // encoders barely tell the toy classes apart, but learn that "meh" never occurs), so
+        // this compares a trained head, not flat scores.
+        assert!(
+            ours.iter().all(|r| r[2].label == "meh" && r[2].score < 0.1),
+            "{base}: {ours:?}"
+        );
+    }
+    println!("max |score - transformers.pipeline score| = {worst:e}");
+    assert!(worst <= 1e-4, "scores differ from transformers by {worst}");
+}

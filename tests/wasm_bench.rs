@@ -40,8 +40,16 @@ fn random_minilm() -> ModelFiles {
         t.insert(name, (shape, values));
     };
     put("embeddings.word_embeddings.weight".into(), vec![v, d], 0.02);
-    put("embeddings.position_embeddings.weight".into(), vec![p, d], 0.02);
-    put("embeddings.token_type_embeddings.weight".into(), vec![2, d], 0.02);
+    put(
+        "embeddings.position_embeddings.weight".into(),
+        vec![p, d],
+        0.02,
+    );
+    put(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![2, d],
+        0.02,
+    );
     put("embeddings.LayerNorm.weight".into(), vec![d], 0.0);
     put("embeddings.LayerNorm.bias".into(), vec![d], 0.01);
     for i in 0..layers {
@@ -126,7 +134,10 @@ async fn cpu_backends_in_wasm() {
     for round in 1..=2 {
         for (name, e) in embedders.iter_mut() {
             e.max_length = 128;
-            assert_eq!(e.tokenizer.encode_batch(&[&long], 128).unwrap().seq_len, 128);
+            assert_eq!(
+                e.tokenizer.encode_batch(&[&long], 128).unwrap().seq_len,
+                128
+            );
             let one = median_ms(e, &[&long], 1, 7).await;
             e.max_length = 32;
             let batch = e.tokenizer.encode_batch(&short, 32).unwrap();
