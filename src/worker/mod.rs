@@ -317,60 +317,38 @@ async fn handle(id: u64, request: Request, payload: Option<JsValue>) -> Result<(
             let c = compute()?;
             let (files, name, to_store) = load_files(id, slot, &source, payload.as_ref()).await?;
             let config = files.config().map_err(|e| e.to_string())?;
-            let info = match slot {
+            use burn::module::Module;
+            // Each slot loads its model, keeps it, and reports its labels and size.
+            let (labels, parameters) = match slot {
                 Slot::Classifier => {
                     let m = TextClassifier::load(&files, &c.device).map_err(|e| e.to_string())?;
-                    let info = describe_info(
-                        &name,
-                        &config,
-                        m.labels.clone(),
-                        &files,
-                        burn::module::Module::num_params(&m.model),
-                    );
+                    let described = (m.labels.clone(), m.model.num_params());
                     STATE.with(|s| s.borrow_mut().classifier = Some(Rc::new(m)));
-                    info
+                    described
                 }
                 Slot::FillMask => {
                     let m = FillMask::load(&files, &c.device).map_err(|e| e.to_string())?;
-                    let info = describe_info(
-                        &name,
-                        &config,
-                        vec![],
-                        &files,
-                        burn::module::Module::num_params(&m.model),
-                    );
+                    let described = (vec![], m.model.num_params());
                     STATE.with(|s| s.borrow_mut().fill = Some(Rc::new(m)));
-                    info
+                    described
                 }
                 Slot::LanguageModel => {
                     let m = LanguageModel::load(&files, &c.device, c.max_binding_bytes)
                         .map_err(|e| e.to_string())?;
-                    let info = describe_info(
-                        &name,
-                        &config,
-                        vec![],
-                        &files,
-                        burn::module::Module::num_params(&m.model),
-                    );
+                    let described = (vec![], m.model.num_params());
                     STATE.with(|s| s.borrow_mut().lm = Some(Rc::new(m)));
-                    info
+                    described
                 }
                 Slot::Base => {
                     // Check that the encoder loads (and report its size) before keeping the files.
                     let e = Embedder::load(&files, &c.device).map_err(|e| e.to_string())?;
-                    let info = describe_info(
-                        &name,
-                        &config,
-                        config.id2label.clone(),
-                        &files,
-                        burn::module::Module::num_params(&e.encoder),
-                    );
                     STATE.with(|s| {
                         s.borrow_mut().base = Some(Rc::new((files.clone(), name.clone())))
                     });
-                    info
+                    (config.id2label.clone(), e.encoder.num_params())
                 }
             };
+            let info = describe_info(&name, &config, labels, &files, parameters);
             // Only a model that loaded is kept in browser storage.
             if let (Some((key, urls)), ModelSource::Hub { url_template, .. }) = (to_store, &source)
             {
