@@ -5,7 +5,8 @@
 
 use burn::prelude::*;
 use tunelab::data::{import_dataset, TableOptions};
-use tunelab::pipeline::{Embedder, ModelFiles};
+use tunelab::hub::ModelFiles;
+use tunelab::pipelines::Embedder;
 
 include!("common/bench.rs");
 

@@ -9,7 +9,7 @@
 
 use burn::prelude::*;
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, TableOptions};
-use tunelab::pipeline::ModelFiles;
+use tunelab::hub::ModelFiles;
 use tunelab::train::{
     classifier_for_training, default_pooling, fine_tune, Mode, Outcome, TrainEvent, TrainHooks,
     TrainingArgs,

@@ -4,10 +4,10 @@
 //!     cargo run --example bench_gpt2
 
 use burn::prelude::*;
+use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::read_i64;
 use tunelab::model::weights::{write_safetensors, HostTensors};
-use tunelab::pipeline::ModelFiles;
 use tunelab::prompt::LanguageModel;
 use tunelab::rng::Rng;
 

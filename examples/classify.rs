@@ -5,8 +5,8 @@
 //!     cargo run --example classify -- <model folder or .zip> "text" ["text" ...]
 
 use burn::prelude::*;
-use tunelab::pipeline::{ModelFiles, TextClassifier};
-use tunelab::train::export::as_model_files;
+use tunelab::hub::ModelFiles;
+use tunelab::pipelines::TextClassifier;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -16,12 +16,7 @@ fn main() {
     let texts: Vec<String> = args.collect();
     let files = if path.ends_with(".zip") {
         let bytes = std::fs::read(&path).expect("read the zip");
-        let entries = tunelab::zip::read_zip(&bytes).expect("a zip");
-        let flat: Vec<(String, Vec<u8>)> = entries
-            .into_iter()
-            .map(|(name, b)| (name.rsplit('/').next().unwrap_or(&name).to_string(), b))
-            .collect();
-        as_model_files(&flat)
+        ModelFiles::from_zip(&bytes).unwrap_or_else(|e| panic!("{e}"))
     } else {
         ModelFiles::from_dir(&path).expect("read the folder")
     };

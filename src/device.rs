@@ -13,9 +13,11 @@ pub struct Compute {
     pub max_binding_bytes: u64,
 }
 
+/// Which backend computes, as the status line shows it. The browser probe (`probe`) and the
+/// engine's device both speak it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
-    /// WebGPU with the adapter's description.
+    /// WebGPU with the adapter's description (vendor, architecture, device).
     WebGpu { adapter: String },
     /// The CPU, and why (WebGPU missing, or chosen by the user).
     Cpu { reason: String },
@@ -28,6 +30,13 @@ impl Backend {
             Backend::Cpu { reason } => format!("CPU ({reason})"),
         }
     }
+
+    /// A CPU backend for this reason.
+    pub fn cpu(reason: impl Into<String>) -> Self {
+        Backend::Cpu {
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Compute {
@@ -35,15 +44,9 @@ impl Compute {
     pub fn cpu(reason: impl Into<String>) -> Self {
         Self {
             device: Device::flex(),
-            backend: Backend::Cpu {
-                reason: reason.into(),
-            },
+            backend: Backend::cpu(reason),
             max_binding_bytes: u64::MAX,
         }
-    }
-
-    pub fn is_webgpu(&self) -> bool {
-        matches!(self.backend, Backend::WebGpu { .. })
     }
 }
 
@@ -52,7 +55,8 @@ thread_local! {
     static WEBGPU: std::cell::RefCell<Option<Result<Compute, String>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// WebGPU through burn's wgpu runtime (initialised once, then cached).
+/// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the
+/// browser (`probe`) first.
 #[cfg(target_arch = "wasm32")]
 pub async fn webgpu() -> Result<Compute, String> {
     if let Some(done) = WEBGPU.with(|c| c.borrow().clone()) {
@@ -88,13 +92,4 @@ pub async fn webgpu() -> Result<Compute, String> {
     };
     WEBGPU.with(|c| *c.borrow_mut() = Some(result.clone()));
     result
-}
-
-/// The best device: WebGPU when it starts, else the CPU with the reason.
-#[cfg(target_arch = "wasm32")]
-pub async fn best() -> Compute {
-    match webgpu().await {
-        Ok(c) => c,
-        Err(reason) => Compute::cpu(reason),
-    }
 }

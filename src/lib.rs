@@ -1,17 +1,23 @@
 //! Tunelab's engine: pre-trained NLP models from Hugging Face files, run with burn on WebGPU or
-//! the CPU, natively and in the browser. The web app (`ui`, wasm only) sits on top.
+//! the CPU, natively and in the browser. The web app (`ui`, wasm only) sits on top, and talks to
+//! the engine in a Web Worker (`worker`) through `protocol`. ARCHITECTURE.md draws the layers.
 
 pub mod clock;
 pub mod data;
 pub mod device;
+pub mod error;
+pub mod hub;
+pub mod math;
+pub mod metrics;
 pub mod model;
-pub mod pipeline;
+pub mod pipelines;
 pub mod prompt;
 pub mod protocol;
 pub mod rng;
 pub mod text;
 pub mod train;
-pub mod zip;
+
+pub use error::Error;
 
 #[cfg(target_arch = "wasm32")]
 pub mod js;
@@ -19,6 +25,5 @@ pub mod js;
 pub mod probe;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;
-
 #[cfg(target_arch = "wasm32")]
 pub mod worker;

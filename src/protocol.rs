@@ -1,19 +1,22 @@
 //! The messages between the page (UI) and the engine running in a Web Worker. Requests go in,
 //! events come out; both are JSON, with bulky bytes (a CSV, model files, a saved model) carried
 //! beside the JSON as a transferable payload.
+//!
+//! This is the UI's only door to the engine: every type the pages show is named (or re-exported)
+//! here, and the pages do no engine work of their own.
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ImportReport, TableOptions};
-use crate::device::Backend;
-use crate::pipeline::{LabelScore, MaskCandidate};
-use crate::prompt::generate::{Generation, GenerationConfig};
-use crate::prompt::score::LabelScores;
-use crate::prompt::template::Template;
-use crate::train::{Metrics, TrainEvent, TrainingArgs};
-
-/// The default model source: the Hugging Face Hub. `{id}` and `{file}` are filled in.
-pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{file}";
+pub use crate::data::{ImportReport, TableOptions, TablePreview};
+pub use crate::device::Backend;
+pub use crate::hub::{check_model_id, check_url_template, StoredModel, HUB_URL_TEMPLATE};
+pub use crate::math::LabelScore;
+pub use crate::metrics::Metrics;
+pub use crate::pipelines::MaskCandidate;
+pub use crate::prompt::generate::{Generation, GenerationConfig, StopReason};
+pub use crate::prompt::score::LabelScores;
+pub use crate::prompt::template::{Example, Template};
+pub use crate::train::{Mode, Outcome, Phase, TrainEvent, TrainingArgs};
 
 /// Which backend to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +56,8 @@ pub enum ModelSource {
     Hub { id: String, url_template: String },
     /// Files the user chose; they travel in the payload as `File` objects.
     Local,
-    /// A model kept in browser storage, by its key.
-    Cached { key: String },
+    /// A model kept in browser storage, by its key ([`StoredModel::key`]).
+    Stored { key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,8 +69,8 @@ pub enum Request {
         slot: Slot,
         source: ModelSource,
     },
-    ListCached,
-    DeleteCached {
+    ListStored,
+    DeleteStored {
         key: String,
     },
     Classify {
@@ -84,6 +87,12 @@ pub enum Request {
     ScoreLabels {
         text: String,
         scorer: ScorerSpec,
+    },
+    /// Few-shot examples drawn per class, with a seed, from a labelled CSV (payload: its bytes).
+    SampleExamples {
+        per_class: usize,
+        seed: u64,
+        options: TableOptions,
     },
     /// Scores every row of a labelled CSV (payload: its bytes).
     EvaluatePrompt {
@@ -111,10 +120,6 @@ pub enum Request {
         separate_test: bool,
         args: TrainingArgs,
     },
-    /// Stops the request with this id between steps.
-    Cancel {
-        target: u64,
-    },
     /// The trained model as a zip of its Hugging Face folder (event payload).
     ExportTrained,
     /// Puts the trained model in the classifier slot and keeps it in browser storage.
@@ -132,10 +137,13 @@ pub struct ScorerSpec {
     pub calibrate: bool,
 }
 
+/// A message to the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToWorker {
-    pub id: u64,
-    pub request: Request,
+pub enum ToWorker {
+    /// Work, answered by events tagged with `id` and closed by `Done` or `Error`.
+    Request { id: u64, request: Request },
+    /// Stops the request `target` at its next step (no answer of its own).
+    Cancel { target: u64 },
 }
 
 /// What a loaded model is.
@@ -146,31 +154,6 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
     pub parameters: usize,
     pub bytes: usize,
-}
-
-/// A model in browser storage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CachedModel {
-    pub key: String,
-    pub name: String,
-    pub source: String,
-    pub files: Vec<(String, u64)>,
-    pub bytes: u64,
-    pub saved_ms: f64,
-}
-
-/// The first rows of a parsed table, for the preview.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TablePreview {
-    pub name: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    pub total_rows: usize,
-    pub delimiter: char,
-    pub has_header: bool,
-    pub text_column: usize,
-    pub label_column: usize,
-    pub ragged: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,8 +174,8 @@ pub enum Event {
         slot: Slot,
         info: ModelInfo,
     },
-    CachedModels {
-        models: Vec<CachedModel>,
+    StoredModels {
+        models: Vec<StoredModel>,
         usage: Option<(f64, f64)>,
     },
     Classified {
@@ -209,6 +192,10 @@ pub enum Event {
     },
     Scored {
         scores: LabelScores,
+    },
+    /// Few-shot examples sampled from a CSV.
+    Examples {
+        examples: Vec<Example>,
     },
     Progress {
         done: usize,
@@ -246,61 +233,13 @@ pub struct FromWorker {
     pub event: Event,
 }
 
-/// The URL of `file` of model `id` under a template with `{id}` and `{file}`.
-pub fn file_url(template: &str, id: &str, file: &str) -> String {
-    template.replace("{id}", id.trim()).replace("{file}", file)
-}
-
-/// Checks a Hub model id (`name` or `owner/name`).
-pub fn check_model_id(id: &str) -> Result<(), String> {
-    let id = id.trim();
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    let parts: Vec<&str> = id.split('/').collect();
-    if id.is_empty() {
-        return Err(
-            "enter a model id such as distilbert-base-uncased-finetuned-sst-2-english".into(),
-        );
-    }
-    if parts.len() > 2
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || !p.chars().all(ok_char) || p.starts_with('.'))
-    {
-        return Err(format!(
-            "\"{id}\" is not a model id (owner/name, letters, digits, - _ .)"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_ids() {
-        assert_eq!(
-            file_url(HUB_URL_TEMPLATE, "gpt2", "config.json"),
-            "https://huggingface.co/gpt2/resolve/main/config.json"
-        );
-        assert_eq!(
-            file_url(
-                "http://127.0.0.1:9/models/{id}/{file}",
-                "tiny-bert",
-                "model.safetensors"
-            ),
-            "http://127.0.0.1:9/models/tiny-bert/model.safetensors"
-        );
-        assert!(check_model_id("sentence-transformers/all-MiniLM-L6-v2").is_ok());
-        assert!(check_model_id("gpt2").is_ok());
-        assert!(check_model_id("../etc").is_err());
-        assert!(check_model_id("a/b/c").is_err());
-        assert!(check_model_id("").is_err());
-    }
-
-    #[test]
     fn messages_round_trip_as_json() {
-        let m = ToWorker {
+        let m = ToWorker::Request {
             id: 7,
             request: Request::Load {
                 slot: Slot::Classifier,
@@ -312,5 +251,8 @@ mod tests {
         };
         let back: ToWorker = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+        let c = ToWorker::Cancel { target: 7 };
+        let back: ToWorker = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 }

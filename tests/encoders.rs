@@ -5,10 +5,12 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
+use tunelab::hub::ModelFiles;
+use tunelab::math::cosine;
 use tunelab::model::bert::{EncoderInput, MaskedLm, Pooling};
 use tunelab::model::read_f32;
 use tunelab::model::weights::Weights;
-use tunelab::pipeline::{cosine, Embedder, FillMask, ModelFiles, TextClassifier};
+use tunelab::pipelines::{Embedder, FillMask, TextClassifier};
 use tunelab::text::EncodedBatch;
 
 const TOL: f32 = 1e-4;
@@ -204,12 +206,57 @@ fn classifier_pipeline_gives_labels_with_softmax_scores() {
     let logits = g["logits"].f32();
     for (i, scores) in results.iter().enumerate() {
         let row = &logits[i * 2..i * 2 + 2];
-        let p = tunelab::pipeline::softmax(row);
+        let p = tunelab::math::softmax(row);
         let best = if p[1] > p[0] { "POSITIVE" } else { "NEGATIVE" };
         assert_eq!(scores[0].label, best);
         assert!((scores[0].score - p[0].max(p[1])).abs() < 1e-5);
         assert_eq!(scores.len(), 2);
     }
+}
+
+/// A model folder zipped as desktop tools do it: deflated entries, the folder one level down,
+/// macOS metadata beside it. It loads and classifies exactly as the folder does.
+#[test]
+fn a_deflated_zip_of_a_model_folder_loads_like_the_folder() {
+    use std::io::Write;
+    let dev = device();
+    let dir = fixture_model("tiny-bert");
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.add_directory("tiny-bert/", deflated).unwrap();
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "vocab.txt",
+    ] {
+        zip.start_file(format!("tiny-bert/{name}"), deflated)
+            .unwrap();
+        zip.write_all(&read(dir.join(name))).unwrap();
+    }
+    zip.start_file("__MACOSX/tiny-bert/._config.json", deflated)
+        .unwrap();
+    zip.write_all(b"\x00\x05\x16\x07 resource fork").unwrap();
+    let bytes = zip.finish().unwrap().into_inner();
+
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+    let weights = archive.by_name("tiny-bert/model.safetensors").unwrap();
+    assert_eq!(weights.compression(), zip::CompressionMethod::Deflated);
+    drop(weights);
+    let files = ModelFiles::from_zip(&bytes).unwrap();
+    assert_eq!(files.missing(), Vec::<&str>::new());
+    assert!(files.extra.contains_key("vocab.txt"));
+    assert!(
+        !files.extra.keys().any(|k| k.contains("._")),
+        "macOS metadata is skipped"
+    );
+
+    let texts = ["a deflated zip", "loads like its folder"];
+    let from_zip = block_on(TextClassifier::load(&files, &dev).unwrap().logits(&texts)).unwrap();
+    let folder = ModelFiles::from_dir(&dir).unwrap();
+    let from_dir = block_on(TextClassifier::load(&folder, &dev).unwrap().logits(&texts)).unwrap();
+    assert_eq!(from_zip, from_dir);
 }
 
 #[test]

@@ -5,9 +5,9 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
+use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::read_f32;
-use tunelab::pipeline::ModelFiles;
 use tunelab::prompt::generate::{generate, generate_ids, GenerationConfig, StopReason};
 use tunelab::prompt::score::continuation_log_probs;
 use tunelab::prompt::{LabelScorer, LanguageModel, Template};
@@ -263,8 +263,8 @@ fn label_scorer_probabilities_and_calibration() {
     let s = block_on(scorer.score(&lm, "I love the food here.")).unwrap();
     let total: f32 = s.probs.iter().sum();
     assert!((total - 1.0).abs() < 1e-5);
-    let p = tunelab::pipeline::softmax(&s.log_probs);
-    assert!(tunelab::pipeline::cosine(&p, &s.probs) > 0.99999);
+    let p = tunelab::math::softmax(&s.log_probs);
+    assert!(tunelab::math::cosine(&p, &s.probs) > 0.99999);
     // Calibration divides by the content-free probabilities and renormalises.
     scorer.calibrate = true;
     let c = block_on(scorer.score(&lm, "I love the food here.")).unwrap();

@@ -6,11 +6,13 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use safetensors::{Dtype, SafeTensors};
+use tunelab::hub::ModelFiles;
 use tunelab::model::layers::Exporter;
 use tunelab::model::weights::{write_safetensors, HostTensors};
 use tunelab::model::{read_f32, ModelConfig, ModelError};
-use tunelab::pipeline::{Error, ModelFiles, TextClassifier};
+use tunelab::pipelines::TextClassifier;
 use tunelab::prompt::LanguageModel;
+use tunelab::Error;
 
 fn host_tensors(bytes: &[u8]) -> HostTensors {
     let st = SafeTensors::deserialize(bytes).unwrap();
@@ -232,7 +234,7 @@ fn gpt2_checkpoints_without_the_prefix_and_with_attention_buffers_load() {
     assert_eq!(la, lb);
     // An LM checkpoint is refused by the classifier with a pointer to the right page.
     match TextClassifier::load(&files, &dev) {
-        Err(Error::Usage(m)) => assert_eq!(m, "this is a GPT-2 model: use it on the Prompt page"),
+        Err(Error::Usage(m)) => assert_eq!(m, "this is a GPT-2 language model, not an encoder: it generates text and scores labels by prompting"),
         other => panic!("{:?}", other.err()),
     }
 }

@@ -6,15 +6,13 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use tunelab::data::Dataset;
+use tunelab::hub::ModelFiles;
 use tunelab::model::bert::{EncoderInput, Pooling, SequenceClassifier};
 use tunelab::model::read_f32;
-use tunelab::pipeline::ModelFiles;
 use tunelab::text::EncodedBatch;
+use tunelab::train::batches::cross_entropy;
 use tunelab::train::optim::{AdamW, AdamWSettings};
-use tunelab::train::trainer::cross_entropy;
-use tunelab::train::{
-    evaluate, fine_tune, Average, Collect, Mode, Outcome, TrainEvent, TrainingArgs,
-};
+use tunelab::train::{evaluate, fine_tune, Average, Mode, Outcome, TrainEvent, TrainingArgs};
 
 fn tiny_bert(dev: &Device) -> SequenceClassifier {
     fixture_classifier("tiny-bert", dev)
@@ -395,7 +393,7 @@ fn save_then_load_gives_identical_logits_and_an_hf_config() {
     assert_eq!(cfg["label2id"]["bad"], 0);
     assert!(cfg.get("tunelab_pooling").is_none());
     // Loaded back through the same path as any Hub checkpoint.
-    let back = tunelab::pipeline::TextClassifier::load(
+    let back = tunelab::pipelines::TextClassifier::load(
         &tunelab::train::export::as_model_files(&saved),
         &dev,
     )
@@ -421,8 +419,8 @@ fn save_then_load_gives_identical_logits_and_an_hf_config() {
     // differently in memory after a load, which reorders a few sums).
     assert_close("logits after save and load", &after, &before, 1e-6);
     // Through a zip as the app downloads it.
-    let zip = tunelab::zip::write_zip(&saved);
-    let unzipped = tunelab::zip::read_zip(&zip).unwrap();
+    let zip = tunelab::hub::archive::write_zip(&saved).unwrap();
+    let unzipped = tunelab::hub::archive::read_zip(&zip).unwrap();
     assert_eq!(unzipped, saved);
 }
 
@@ -442,7 +440,7 @@ fn a_mean_pooled_head_records_its_pooling_and_reloads_the_same() {
     .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&saved[0].1).unwrap();
     assert_eq!(cfg["tunelab_pooling"], "mean");
-    let back = tunelab::pipeline::TextClassifier::load(
+    let back = tunelab::pipelines::TextClassifier::load(
         &tunelab::train::export::as_model_files(&saved),
         &dev,
     )
@@ -538,7 +536,7 @@ fn saved_folders_score_in_transformers_pipeline_as_in_tunelab() {
         for (name, bytes) in &saved {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
-        let back = tunelab::pipeline::TextClassifier::load(
+        let back = tunelab::pipelines::TextClassifier::load(
             &tunelab::train::export::as_model_files(&saved),
             &dev,
         )

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors};
 use tunelab::device::{self, Compute};
+use tunelab::hub::ModelFiles;
 use tunelab::model::bert::EncoderInput;
 use tunelab::model::read_f32;
-use tunelab::pipeline::{ModelFiles, TextClassifier};
+use tunelab::pipelines::TextClassifier;
 use tunelab::prompt::generate::{generate_ids, GenerationConfig};
 use tunelab::prompt::LanguageModel;
 use tunelab::text::EncodedBatch;
@@ -140,6 +141,10 @@ async fn tiny_gpt2_greedy_on_webgpu_gives_the_golden_tokens() {
 #[wasm_bindgen_test]
 async fn the_backend_probe_finds_the_webgpu_adapter() {
     let status = tunelab::probe::probe().await;
-    console_log!("{}", status.line());
-    assert!(status.is_webgpu(), "{}", status.line());
+    console_log!("Backend: {}", status.describe());
+    assert!(
+        matches!(status, tunelab::device::Backend::WebGpu { .. }),
+        "Backend: {}",
+        status.describe()
+    );
 }

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use tunelab::data::{import_dataset, TableOptions};
+use tunelab::hub::ModelFiles;
 use tunelab::model::weights::{write_safetensors, HostTensors};
-use tunelab::pipeline::{Embedder, ModelFiles};
+use tunelab::pipelines::Embedder;
 use tunelab::rng::Rng;
 use wasm_bindgen_test::*;
 

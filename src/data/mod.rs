@@ -1,12 +1,13 @@
 //! Labelled datasets: import (CSV/TSV) and splits.
 
 mod dataset;
+mod sniff;
 mod split;
+mod table;
 
-pub use dataset::{
-    import_dataset, parse_table, Dataset, ImportReport, SkippedRow, Table, TableOptions,
-};
+pub use dataset::{import_dataset, Dataset, ImportReport};
 pub use split::{stratified_sample, stratified_split, Split};
+pub use table::{parse_table, SkippedRow, Table, TableOptions, TablePreview};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DataError {

@@ -1,120 +1,104 @@
-//! Building burn layers from Hugging Face tensors, and reading them back for export.
+//! The shared pieces of the models: the feed-forward activation, burn layers built from Hugging
+//! Face tensors (through a [`WeightPath`]), and the [`Exporter`] that writes them back under the
+//! same names.
+
+use std::fmt::Display;
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
+use burn::tensor::activation;
 
-use super::weights::{HostTensors, Weights};
+use super::config::Activation;
+use super::weights::{join, HostTensors, WeightPath};
 use super::ModelError;
 
-/// A `torch.nn.Linear` (weight stored `[out, in]`) as a burn `Linear` (weight `[in, out]`).
-pub fn linear(w: &Weights, name: &str, d_in: usize, d_out: usize) -> Linear {
-    let weight = w
-        .tensor(&format!("{name}.weight"), [d_out, d_in])
-        .transpose();
-    let bias = w.tensor(&format!("{name}.bias"), [d_out]);
-    Linear {
-        weight: Param::from_tensor(weight),
-        bias: Some(Param::from_tensor(bias)),
+/// The feed-forward activation (`hidden_act` / `activation_function`).
+pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
+    match act {
+        Activation::Gelu => activation::gelu(x),
+        Activation::GeluTanh => activation::gelu_approximate(x),
+        Activation::Relu => activation::relu(x),
     }
 }
 
-/// Several `torch.nn.Linear` of the same input fused into one (outputs concatenated), so that
-/// one matmul computes them all (BERT's query, key and value).
-pub fn fused_linear(w: &Weights, names: &[&str], d_in: usize, d_out: usize) -> Linear {
-    let weights = names
-        .iter()
-        .map(|n| w.tensor(&format!("{n}.weight"), [d_out, d_in]).transpose())
-        .collect();
-    let biases = names
-        .iter()
-        .map(|n| w.tensor(&format!("{n}.bias"), [d_out]))
-        .collect();
-    Linear {
-        weight: Param::from_tensor(Tensor::cat(weights, 1)),
-        bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
+impl WeightPath<'_, '_> {
+    /// A `torch.nn.Linear` (weight stored `[out, in]`) as a burn `Linear` (weight `[in, out]`).
+    pub fn linear(&self, d_in: usize, d_out: usize) -> Linear {
+        let weight = self.tensor("weight", [d_out, d_in]).transpose();
+        let bias = self.tensor("bias", [d_out]);
+        Linear {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(bias)),
+        }
     }
-}
 
-/// GPT-2's `Conv1D` (weight stored `[in, out]`, y = x W + b) as a burn `Linear`.
-pub fn conv1d(w: &Weights, name: &str, d_in: usize, d_out: usize) -> Linear {
-    Linear {
-        weight: Param::from_tensor(w.tensor(&format!("{name}.weight"), [d_in, d_out])),
-        bias: Some(Param::from_tensor(
-            w.tensor(&format!("{name}.bias"), [d_out]),
-        )),
+    /// Several `torch.nn.Linear` under this path (`parts`, same input) fused into one, outputs
+    /// concatenated, so that one matmul computes them all (BERT's query, key and value). The
+    /// weights are read first, then the biases.
+    pub fn fused_linear(&self, parts: &[&str], d_in: usize, d_out: usize) -> Linear {
+        let weights = parts
+            .iter()
+            .map(|p| self.pp(p).tensor("weight", [d_out, d_in]).transpose())
+            .collect();
+        let biases = parts
+            .iter()
+            .map(|p| self.pp(p).tensor("bias", [d_out]))
+            .collect();
+        Linear {
+            weight: Param::from_tensor(Tensor::cat(weights, 1)),
+            bias: Some(Param::from_tensor(Tensor::cat(biases, 0))),
+        }
     }
-}
 
-/// A LayerNorm from `{name}.weight` / `{name}.bias`.
-pub fn layer_norm(w: &Weights, name: &str, d: usize, eps: f64) -> LayerNorm {
-    let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(w.device());
-    ln.gamma = Param::from_tensor(w.tensor(&format!("{name}.weight"), [d]));
-    ln.beta = Some(Param::from_tensor(w.tensor(&format!("{name}.bias"), [d])));
-    ln
-}
+    /// GPT-2's `Conv1D` (weight stored `[in, out]`, y = x W + b) as a burn `Linear`.
+    pub fn conv1d(&self, d_in: usize, d_out: usize) -> Linear {
+        Linear {
+            weight: Param::from_tensor(self.tensor("weight", [d_in, d_out])),
+            bias: Some(Param::from_tensor(self.tensor("bias", [d_out]))),
+        }
+    }
 
-pub fn embedding(w: &Weights, name: &str, n: usize, d: usize) -> Embedding {
-    Embedding {
-        weight: Param::from_tensor(w.tensor(&format!("{name}.weight"), [n, d])),
+    /// A LayerNorm from `weight` / `bias`.
+    pub fn layer_norm(&self, d: usize, eps: f64) -> LayerNorm {
+        let mut ln = LayerNormConfig::new(d)
+            .with_epsilon(eps)
+            .init(self.device());
+        ln.gamma = Param::from_tensor(self.tensor("weight", [d]));
+        ln.beta = Some(Param::from_tensor(self.tensor("bias", [d])));
+        ln
+    }
+
+    /// An embedding table `[n, d]` from `weight`.
+    pub fn embedding(&self, n: usize, d: usize) -> Embedding {
+        Embedding {
+            weight: Param::from_tensor(self.tensor("weight", [n, d])),
+        }
     }
 }
 
 /// Collects tensors for `model.safetensors`; [`Exporter::read`] brings them to the host (async,
-/// so it works on WebGPU in the browser).
+/// so it works on WebGPU in the browser). Names are built as on the loading side:
+/// `out.pp("bert.").pp("encoder.layer").pp(0).pp("output.dense").linear(&l)`.
 #[derive(Default)]
 pub struct Exporter {
     pending: Vec<(String, Vec<usize>, Tensor<1>)>,
 }
 
 impl Exporter {
+    /// Adds the tensor `name` as it is.
     pub fn put<const D: usize>(&mut self, name: &str, t: Tensor<D>) {
         let shape = t.dims().to_vec();
         let n: usize = shape.iter().product();
         self.pending.push((name.to_string(), shape, t.reshape([n])));
     }
 
-    /// A burn `Linear` as a `torch.nn.Linear` (`[out, in]`).
-    pub fn linear(&mut self, name: &str, l: &Linear) {
-        self.put(&format!("{name}.weight"), l.weight.val().transpose());
-        if let Some(b) = &l.bias {
-            self.put(&format!("{name}.bias"), b.val());
+    /// The names under `name`.
+    pub fn pp(&mut self, name: impl Display) -> ExportPath<'_> {
+        ExportPath {
+            path: name.to_string(),
+            out: self,
         }
-    }
-
-    /// A GPT-2 `Conv1D` (`[in, out]`, as burn stores it).
-    pub fn conv1d(&mut self, name: &str, l: &Linear) {
-        self.put(&format!("{name}.weight"), l.weight.val());
-        if let Some(b) = &l.bias {
-            self.put(&format!("{name}.bias"), b.val());
-        }
-    }
-
-    /// A fused linear split back into its parts.
-    pub fn fused_linear(&mut self, names: &[&str], l: &Linear) {
-        let w = l.weight.val();
-        let [_, total] = w.dims();
-        let size = total / names.len();
-        for (i, n) in names.iter().enumerate() {
-            self.put(
-                &format!("{n}.weight"),
-                w.clone().narrow(1, i * size, size).transpose(),
-            );
-            if let Some(b) = &l.bias {
-                self.put(&format!("{n}.bias"), b.val().narrow(0, i * size, size));
-            }
-        }
-    }
-
-    pub fn layer_norm(&mut self, name: &str, ln: &LayerNorm) {
-        self.put(&format!("{name}.weight"), ln.gamma.val());
-        if let Some(b) = &ln.beta {
-            self.put(&format!("{name}.bias"), b.val());
-        }
-    }
-
-    pub fn embedding(&mut self, name: &str, e: &Embedding) {
-        self.put(&format!("{name}.weight"), e.weight.val());
     }
 
     /// Reads every tensor back to the host.
@@ -127,5 +111,67 @@ impl Exporter {
             out.insert(name, (shape, values));
         }
         Ok(out)
+    }
+}
+
+/// A place in the exported name tree, from [`Exporter::pp`]; the mirror of [`WeightPath`].
+pub struct ExportPath<'e> {
+    out: &'e mut Exporter,
+    path: String,
+}
+
+impl ExportPath<'_> {
+    /// One level down: `{path}.{name}`.
+    pub fn pp(&mut self, name: impl Display) -> ExportPath<'_> {
+        ExportPath {
+            path: join(&self.path, name),
+            out: &mut *self.out,
+        }
+    }
+
+    /// Adds `{path}.{name}`.
+    pub fn put<const D: usize>(&mut self, name: &str, t: Tensor<D>) {
+        self.out.put(&join(&self.path, name), t);
+    }
+
+    /// A burn `Linear` as a `torch.nn.Linear` (`[out, in]`).
+    pub fn linear(&mut self, l: &Linear) {
+        self.put("weight", l.weight.val().transpose());
+        if let Some(b) = &l.bias {
+            self.put("bias", b.val());
+        }
+    }
+
+    /// A fused linear split back into its `parts` under this path.
+    pub fn fused_linear(&mut self, parts: &[&str], l: &Linear) {
+        let w = l.weight.val();
+        let [_, total] = w.dims();
+        let size = total / parts.len();
+        for (i, p) in parts.iter().enumerate() {
+            let mut part = self.pp(p);
+            part.put("weight", w.clone().narrow(1, i * size, size).transpose());
+            if let Some(b) = &l.bias {
+                part.put("bias", b.val().narrow(0, i * size, size));
+            }
+        }
+    }
+
+    /// A GPT-2 `Conv1D` (`[in, out]`, as burn stores it).
+    pub fn conv1d(&mut self, l: &Linear) {
+        self.put("weight", l.weight.val());
+        if let Some(b) = &l.bias {
+            self.put("bias", b.val());
+        }
+    }
+
+    pub fn layer_norm(&mut self, ln: &LayerNorm) {
+        self.put("weight", ln.gamma.val());
+        if let Some(b) = &ln.beta {
+            self.put("bias", b.val());
+        }
+    }
+
+    pub fn embedding(&mut self, e: &Embedding) {
+        self.put("weight", e.weight.val());
     }
 }

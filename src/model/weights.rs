@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
@@ -85,18 +86,19 @@ impl<'a> Weights<'a> {
         &self.device
     }
 
+    /// The tensors under `name` (candle's `VarBuilder::pp`): `w.pp("encoder").pp("layer").pp(3)`
+    /// reads `encoder.layer.3.*`. [`WeightPath`] and the layer constructors in `layers.rs` take it
+    /// from there.
+    pub fn pp(&self, name: impl Display) -> WeightPath<'_, 'a> {
+        WeightPath {
+            weights: self,
+            path: name.to_string(),
+        }
+    }
+
     /// Whether the file holds `name` (tried with the prefix first).
     pub fn contains(&self, name: &str) -> bool {
         self.resolve(name).is_some()
-    }
-
-    /// Whether the file holds any tensor whose name starts with `start` (prefix applied).
-    pub fn has_any(&self, start: &str) -> bool {
-        let full = format!("{}{start}", self.prefix);
-        self.tensors
-            .names()
-            .iter()
-            .any(|n| n.starts_with(&full) || n.starts_with(start))
     }
 
     /// The shape the file gives `name`, if it holds it.
@@ -110,7 +112,7 @@ impl<'a> Weights<'a> {
         let names = self.tensors.names();
         if names.iter().any(|n| **n == with) {
             Some(with)
-        } else if names.iter().any(|n| *n == name) {
+        } else if names.contains(&name) {
             Some(name.to_string())
         } else {
             None
@@ -159,11 +161,6 @@ impl<'a> Weights<'a> {
         Tensor::from_data(TensorData::new(data, shape), &self.device)
     }
 
-    /// Like [`Weights::tensor`] but `None` (and nothing recorded) when the file lacks it.
-    pub fn optional<const D: usize>(&self, name: &str, shape: [usize; D]) -> Option<Tensor<D>> {
-        self.contains(name).then(|| self.tensor(name, shape))
-    }
-
     /// Ends loading: an error naming every missing, mis-shaped, unreadable or unexpected tensor.
     /// Unexpected means: under the model's own prefix or layers, not taken, and not a known
     /// buffer or another task's head.
@@ -209,6 +206,58 @@ impl<'a> Weights<'a> {
         } else {
             Err(ModelError::Mismatch(problems.join("; ")))
         }
+    }
+}
+
+/// `path` and `name` joined by a dot. A path ending with a dot (an architecture prefix such as
+/// `bert.`) or an empty one takes the name as it is.
+pub fn join(path: &str, name: impl Display) -> String {
+    if path.is_empty() || path.ends_with('.') {
+        format!("{path}{name}")
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// A place in a checkpoint's name tree, from [`Weights::pp`]. Its layers (`.linear(..)`,
+/// `.layer_norm(..)`, ...) are built in `layers.rs`.
+#[derive(Clone)]
+pub struct WeightPath<'w, 'a> {
+    weights: &'w Weights<'a>,
+    path: String,
+}
+
+impl<'w, 'a> WeightPath<'w, 'a> {
+    /// One level down: `{path}.{name}`.
+    pub fn pp(&self, name: impl Display) -> Self {
+        Self {
+            weights: self.weights,
+            path: join(&self.path, name),
+        }
+    }
+
+    /// The full name of `{path}.{name}`.
+    pub fn name(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    /// Whether the file holds `{path}.{name}`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.weights.contains(&self.name(name))
+    }
+
+    /// The shape the file gives `{path}.{name}`, if it holds it.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.weights.shape_of(&self.name(name))
+    }
+
+    /// The tensor `{path}.{name}` on the device, with the shape checked (see [`Weights::host`]).
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        self.weights.tensor(&self.name(name), shape)
+    }
+
+    pub fn device(&self) -> &'w Device {
+        self.weights.device()
     }
 }
 

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::LanguageModel;
+use crate::error::Error;
 use crate::model::gpt2::KvCache;
 use crate::model::{read_f32, read_i64};
-use crate::pipeline::Error;
 use crate::rng::Rng;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

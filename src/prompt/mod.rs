@@ -6,14 +6,14 @@ pub mod template;
 
 use burn::prelude::*;
 
+use crate::error::Error;
+use crate::hub::ModelFiles;
 use crate::model::gpt2::{Gpt2, KvCache};
-use crate::model::weights::Weights;
-use crate::pipeline::{Error, ModelFiles};
 use crate::text::TextTokenizer;
 
 pub use generate::{Generation, GenerationConfig, StopReason};
 pub use score::{LabelScorer, LabelScores};
-pub use template::{sample_examples, Example, Template};
+pub use template::{examples_from_dataset, sample_examples, Example, Template};
 
 /// A GPT-2 family model with its tokenizer.
 pub struct LanguageModel {
@@ -32,12 +32,10 @@ impl LanguageModel {
     ) -> Result<Self, Error> {
         let config = files.config()?;
         let g = config.gpt2().ok_or_else(|| {
-            Error::Usage("this is an encoder (BERT family): prompting needs a GPT-2 model".into())
+            Error::usage("this is an encoder (BERT family): prompting needs a GPT-2 model")
         })?;
         let tokenizer = files.tokenizer()?;
-        let w = Weights::from_bytes(&files.weights, Gpt2::PREFIX, device)?;
-        let model = Gpt2::load(&w, g, max_binding_bytes);
-        w.finish()?;
+        let model = Gpt2::from_checkpoint(&files.weights, g, max_binding_bytes, device)?;
         Ok(Self {
             model,
             tokenizer,

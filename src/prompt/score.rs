@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::template::Template;
 use super::LanguageModel;
 use crate::data::Dataset;
+use crate::error::Error;
+use crate::math::{argmax, ranked, softmax, LabelScore};
+use crate::metrics::{evaluate, Average, Metrics};
 use crate::model::gpt2::KvCache;
 use crate::model::read_f32;
-use crate::pipeline::{softmax, Error};
-use crate::train::metrics::{evaluate, Average, Metrics};
 
 /// Summed log-probabilities of each continuation (token ids) after `prompt_ids`. The prompt runs
 /// once; each continuation reuses its KV cache.
@@ -68,6 +69,13 @@ pub struct LabelScores {
     pub probs: Vec<f32>,
     /// Index of the most probable label.
     pub best: usize,
+}
+
+impl LabelScores {
+    /// Every label with its probability, most probable first (as the pipelines report them).
+    pub fn ranked(&self) -> Vec<LabelScore> {
+        ranked(&self.probs, &self.labels)
+    }
 }
 
 /// Scores labels for texts with a template.
@@ -149,12 +157,7 @@ impl LabelScorer {
             let total: f32 = q.iter().sum();
             probs = q.iter().map(|x| x / total).collect();
         }
-        let best = probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
+        let best = argmax(&probs);
         Ok(LabelScores {
             labels: self.labels.clone(),
             log_probs,

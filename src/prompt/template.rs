@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::rng::Rng;
 
 pub const DEFAULT_INSTRUCTION: &str =
@@ -102,4 +103,47 @@ pub fn sample_examples(pool: &[(String, String)], per_class: usize, seed: u64) -
     }
     rng.shuffle(&mut out);
     out
+}
+
+/// [`sample_examples`] from a labelled dataset, its label names capitalised as the prompt's label
+/// words are ("positive" -> "Positive").
+pub fn examples_from_dataset(data: &Dataset, per_class: usize, seed: u64) -> Vec<Example> {
+    let pool: Vec<(String, String)> = data
+        .texts
+        .iter()
+        .zip(&data.labels)
+        .map(|(t, &l)| (t.clone(), capitalised(&data.label_names[l])))
+        .collect();
+    sample_examples(&pool, per_class.max(1), seed)
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_from_a_dataset_are_capitalised_and_per_class() {
+        let data = Dataset {
+            texts: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            labels: vec![0, 1, 0, 1, 0],
+            label_names: vec!["negative".into(), "positive".into()],
+        };
+        let ex = examples_from_dataset(&data, 2, 7);
+        assert_eq!(ex.len(), 4);
+        assert_eq!(ex.iter().filter(|e| e.label == "Negative").count(), 2);
+        assert_eq!(ex.iter().filter(|e| e.label == "Positive").count(), 2);
+        assert_eq!(ex, examples_from_dataset(&data, 2, 7), "seeded");
+        assert_eq!(
+            examples_from_dataset(&data, 0, 7).len(),
+            2,
+            "at least one per class"
+        );
+    }
 }

@@ -69,6 +69,25 @@ impl TrainingArgs {
         }
     }
 
+    /// The defaults of `mode` ([`TrainingArgs::default`] for full fine-tuning,
+    /// [`TrainingArgs::head_defaults`] for head only): the one place the UI takes them from.
+    pub fn defaults_for(mode: Mode) -> Self {
+        match mode {
+            Mode::Head => Self::head_defaults(),
+            Mode::Full => Self::default(),
+        }
+    }
+
+    /// Switches to `mode` with that mode's epochs, batch size and learning rate; every other
+    /// setting (seed, maximum length, logging, ...) stays as the user set it.
+    pub fn switch_mode(&mut self, mode: Mode) {
+        let d = Self::defaults_for(mode);
+        self.mode = mode;
+        self.num_train_epochs = d.num_train_epochs;
+        self.per_device_train_batch_size = d.per_device_train_batch_size;
+        self.learning_rate = d.learning_rate;
+    }
+
     /// A clear message for arguments that cannot work.
     pub fn validate(&self) -> Result<(), String> {
         if self.num_train_epochs == 0 {

@@ -3,18 +3,12 @@
 //! transformers' `pipeline("text-classification", model=folder)` loads, and which Tunelab loads
 //! back to classify.
 
+use crate::error::Error;
+use crate::hub::{ModelFiles, TOKENIZER_FILES};
 use crate::model::bert::{Pooling, SequenceClassifier};
 use crate::model::layers::Exporter;
 use crate::model::weights::write_safetensors;
 use crate::model::ModelConfig;
-use crate::pipeline::{Error, ModelFiles};
-
-/// Tokenizer files copied from the base model when it has them.
-const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-];
 
 /// The files of the saved folder, as (path, bytes).
 pub async fn export_classifier(
@@ -53,8 +47,9 @@ pub async fn export_classifier(
         ),
         ("tokenizer.json".to_string(), source.tokenizer.clone()),
     ];
+    // The tokenizer files the base model came with.
     for name in TOKENIZER_FILES {
-        if let Some(bytes) = source.extra.get(*name) {
+        if let Some(bytes) = source.extra.get(name) {
             files.push((name.to_string(), bytes.clone()));
         }
     }

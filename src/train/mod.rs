@@ -1,28 +1,32 @@
-//! Fine-tuning: arguments, the optimiser, the training loop and its metrics.
+//! Fine-tuning: arguments, the optimiser, the training loop, and saving the result.
 
 pub mod args;
+pub mod batches;
+pub mod events;
 pub mod export;
-pub mod metrics;
 pub mod optim;
+mod trainable;
 pub mod trainer;
 
+pub use crate::metrics::{evaluate, Average, ClassMetrics, Metrics};
 pub use args::{Mode, TrainingArgs};
-pub use metrics::{evaluate, Average, ClassMetrics, Metrics};
-pub use trainer::{fine_tune, Collect, Outcome, Phase, TrainEvent, TrainHooks, TrainResult};
+pub use events::{Outcome, Phase, TrainEvent, TrainHooks};
+pub use trainer::{fine_tune, TrainResult};
 
 use burn::prelude::*;
 
-use crate::model::bert::{DropoutRates, Encoder, HeadInit, Pooling, SequenceClassifier};
-use crate::model::weights::Weights;
+use crate::error::Error;
+use crate::hub::ModelFiles;
+use crate::model::bert::{DropoutRates, HeadInit, Pooling, SequenceClassifier};
 use crate::model::{ModelConfig, Task};
-use crate::pipeline::{encoder_config, Error, ModelFiles};
+use crate::pipelines::{encoder_config, tunelab_pooling, SentenceTransformers};
 
 /// The pooling a new head uses: for head-only training on a sentence-transformers checkpoint,
 /// its own pooling (the features it was trained to produce); otherwise transformers'
 /// `*ForSequenceClassification` ([CLS] through BERT's pooler).
 pub fn default_pooling(files: &ModelFiles, mode: Mode) -> Pooling {
-    match (mode, files.sentence_transformers()) {
-        (Mode::Head, Some((pooling, _))) => pooling,
+    match (mode, SentenceTransformers::of(files)) {
+        (Mode::Head, Some(st)) => st.pooling,
         _ => Pooling::Cls,
     }
 }
@@ -38,11 +42,10 @@ pub fn classifier_for_training(
 ) -> Result<(SequenceClassifier, ModelConfig), Error> {
     let config = files.config()?;
     let enc = encoder_config(&config)?.clone();
-    let w = Weights::from_bytes(&files.weights, Encoder::prefix(enc.family), device)?;
     let same_head = config.task == Task::SequenceClassification
         && config.id2label.len() == labels.len()
         && config.id2label.iter().zip(labels).all(|(a, b)| a == b)
-        && crate::pipeline::tunelab_pooling(&config).unwrap_or(Pooling::Cls) == pooling;
+        && tunelab_pooling(&config).unwrap_or(Pooling::Cls) == pooling;
     let dropout = if args.dropout {
         DropoutRates::from_config(&config.raw, enc.family)
     } else {
@@ -53,8 +56,14 @@ pub fn classifier_for_training(
     } else {
         HeadInit::Fresh(args.seed)
     };
-    let model =
-        SequenceClassifier::load(&w, &enc, &config.raw, labels.len(), pooling, dropout, head);
-    w.finish()?;
+    let model = SequenceClassifier::for_training(
+        &files.weights,
+        &config,
+        labels.len(),
+        pooling,
+        dropout,
+        head,
+        device,
+    )?;
     Ok((model, config))
 }

@@ -10,8 +10,7 @@ use super::models::ModelsPage;
 use super::prompt::PromptPage;
 use super::state::{query_param, AppState};
 use super::widget::Widget;
-use crate::device::Backend;
-use crate::protocol::Event;
+use crate::protocol::{Backend, Event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {

@@ -24,7 +24,7 @@ pub fn LineChart(
                 let (x0, x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
                 let (mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
                 if y_unit_range {
-                    y0 = y0.min(0.5).max(0.0);
+                    y0 = y0.clamp(0.0, 0.5);
                     y1 = 1.0;
                 }
                 if (y1 - y0).abs() < 1e-12 {

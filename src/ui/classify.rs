@@ -3,12 +3,25 @@
 
 use leptos::prelude::*;
 
-use crate::pipeline::{LabelScore, MaskCandidate};
-use crate::protocol::{Event, Request, Slot};
+use crate::protocol::{Event, LabelScore, MaskCandidate, Request, Slot};
 
-use super::client;
 use super::components::{ErrorBox, ModelPicker, ScoreBars};
+use super::request::Call;
 use super::state::use_state;
+
+/// The texts to classify: the whole input, or one per non-empty line.
+fn texts_of(input: &str, batch: bool) -> Vec<String> {
+    if batch {
+        input
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    } else {
+        vec![input.trim().to_string()]
+    }
+}
 
 /// The classifier box (also the embeddable widget).
 #[component]
@@ -17,40 +30,16 @@ pub fn ClassifyBox() -> impl IntoView {
     let text = RwSignal::new(String::from("I love the food here. It's amazing!"));
     let batch = RwSignal::new(false);
     let results: RwSignal<Vec<(String, Vec<LabelScore>)>> = RwSignal::new(Vec::new());
-    let error: RwSignal<Option<String>> = RwSignal::new(None);
-    let busy = RwSignal::new(false);
+    let call = Call::new();
     let run = move |_| {
-        let input = text.get_untracked();
-        let texts: Vec<String> = if batch.get_untracked() {
-            input
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect()
-        } else {
-            vec![input.trim().to_string()]
-        };
-        error.set(None);
-        busy.set(true);
+        let texts = texts_of(&text.get_untracked(), batch.get_untracked());
         let sent = texts.clone();
-        client::send(
-            Request::Classify { texts },
-            None,
-            move |event, _| match event {
-                Event::Classified { results: r } => {
-                    let kept: Vec<String> =
-                        sent.iter().filter(|t| !t.is_empty()).cloned().collect();
-                    results.set(kept.into_iter().zip(r).collect());
-                }
-                Event::Error { message } => {
-                    error.set(Some(message));
-                    busy.set(false);
-                }
-                Event::Done => busy.set(false),
-                _ => {}
-            },
-        );
+        call.send(Request::Classify { texts }, None, move |event, _| {
+            if let Event::Classified { results: r } = event {
+                let kept: Vec<String> = sent.iter().filter(|t| !t.is_empty()).cloned().collect();
+                results.set(kept.into_iter().zip(r).collect());
+            }
+        });
     };
     view! {
         <div class="card classify-box">
@@ -59,11 +48,11 @@ pub fn ClassifyBox() -> impl IntoView {
             <div class="row">
                 <label class="inline"><input type="checkbox" id="classify-batch" prop:checked=move || batch.get()
                     on:change=move |ev| batch.set(event_target_checked(&ev)) />" One text per line"</label>
-                <button id="classify-run" on:click=run disabled=move || busy.get() || state.classifier.get().is_none()>
-                    {move || if busy.get() { "Classifying…" } else { "Classify" }}
+                <button id="classify-run" on:click=run disabled=move || call.busy() || state.classifier.get().is_none()>
+                    {move || if call.busy() { "Classifying…" } else { "Classify" }}
                 </button>
             </div>
-            <ErrorBox error=error />
+            <ErrorBox error=call.error() />
             <div id="classify-results">
                 {move || results.get().into_iter().map(|(t, scores)| view! {
                     <div class="result">
@@ -82,25 +71,18 @@ fn FillMaskBox() -> impl IntoView {
     let text = RwSignal::new(String::from("The capital of France is [MASK]."));
     let k = RwSignal::new(5usize);
     let results: RwSignal<Vec<Vec<MaskCandidate>>> = RwSignal::new(Vec::new());
-    let error: RwSignal<Option<String>> = RwSignal::new(None);
-    let busy = RwSignal::new(false);
+    let call = Call::new();
     let run = move |_| {
-        error.set(None);
-        busy.set(true);
-        client::send(
+        call.send(
             Request::FillMask {
                 text: text.get_untracked(),
                 k: k.get_untracked(),
             },
             None,
-            move |event, _| match event {
-                Event::Filled { masks } => results.set(masks),
-                Event::Error { message } => {
-                    error.set(Some(message));
-                    busy.set(false);
+            move |event, _| {
+                if let Event::Filled { masks } = event {
+                    results.set(masks)
                 }
-                Event::Done => busy.set(false),
-                _ => {}
             },
         );
     };
@@ -114,9 +96,9 @@ fn FillMaskBox() -> impl IntoView {
                     <input id="fill-k" type="number" min="1" max="50" prop:value=move || k.get().to_string()
                         on:input=move |ev| k.set(event_target_value(&ev).parse().unwrap_or(5)) />
                 </div>
-                <button id="fill-run" on:click=run disabled=move || busy.get() || state.fill_mask.get().is_none()>"Fill"</button>
+                <button id="fill-run" on:click=run disabled=move || call.busy() || state.fill_mask.get().is_none()>"Fill"</button>
             </div>
-            <ErrorBox error=error />
+            <ErrorBox error=call.error() />
             <div id="fill-results">
                 {move || results.get().into_iter().enumerate().map(|(i, cands)| view! {
                     <table>

@@ -123,6 +123,33 @@ pub fn start(on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static) -> Resul
     Ok(())
 }
 
+/// Posts a message to the worker, or holds it until the worker listens.
+fn post(to_worker: &ToWorker, payload: Option<&JsValue>) -> Result<(), String> {
+    let json = serde_json::to_string(to_worker).map_err(|e| e.to_string())?;
+    let worker = CLIENT
+        .with(|c| c.borrow().worker.clone())
+        .ok_or("the engine is not running")?;
+    let msg = message(&json, payload);
+    // Bytes move to the worker instead of being copied.
+    let transfer = js_sys::Array::new();
+    if let Some(p) = payload.filter(|p| p.is_instance_of::<js_sys::ArrayBuffer>()) {
+        transfer.push(p);
+    }
+    let held = CLIENT.with(|c| match c.borrow_mut().queued.as_mut() {
+        Some(q) => {
+            q.push((msg.clone(), transfer.clone()));
+            true
+        }
+        None => false,
+    });
+    if held {
+        return Ok(());
+    }
+    worker
+        .post_message_with_transfer(&msg, &transfer)
+        .map_err(|e| format!("could not reach the engine: {}", error_text(&e)))
+}
+
 /// Sends a request; `on_event` gets its events until (and including) `Done` or `Error`.
 /// Returns the request id (for [`cancel`]).
 pub fn send(
@@ -130,63 +157,23 @@ pub fn send(
     payload: Option<JsValue>,
     on_event: impl FnMut(Event, Option<JsValue>) + 'static,
 ) -> u64 {
-    let (id, worker) = CLIENT.with(|c| {
+    let id = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         let id = c.next_id;
         c.next_id += 1;
         c.handlers.insert(id, Box::new(on_event));
-        (id, c.worker.clone())
+        id
     });
-    let json = serde_json::to_string(&ToWorker { id, request }).unwrap_or_default();
-    match worker {
-        Some(w) => {
-            let msg = message(&json, payload.as_ref());
-            // Bytes move to the worker instead of being copied.
-            let transfer = js_sys::Array::new();
-            if let Some(p) = payload
-                .as_ref()
-                .filter(|p| p.is_instance_of::<js_sys::ArrayBuffer>())
-            {
-                transfer.push(p);
-            }
-            let held = CLIENT.with(|c| match c.borrow_mut().queued.as_mut() {
-                Some(q) => {
-                    q.push((msg.clone(), transfer.clone()));
-                    true
-                }
-                None => false,
-            });
-            if held {
-                return id;
-            }
-            if let Err(e) = w.post_message_with_transfer(&msg, &transfer) {
-                dispatch(
-                    id,
-                    Event::Error {
-                        message: format!("could not reach the engine: {}", error_text(&e)),
-                    },
-                    None,
-                );
-            }
-        }
-        None => dispatch(
-            id,
-            Event::Error {
-                message: "the engine is not running".into(),
-            },
-            None,
-        ),
+    if let Err(message) = post(&ToWorker::Request { id, request }, payload.as_ref()) {
+        dispatch(id, Event::Error { message }, None);
     }
     id
 }
 
-/// Asks the engine to stop request `id` at its next step.
+/// Asks the engine to stop request `id` at its next step (it answers with the request's own
+/// events: nothing to wait for here).
 pub fn cancel(id: u64) {
-    send(Request::Cancel { target: id }, None, |_, _| {});
-    // Cancel requests get no answer: drop the handler just registered.
-    CLIENT.with(|c| {
-        let mut c = c.borrow_mut();
-        let last = c.next_id - 1;
-        c.handlers.remove(&last);
-    });
+    if let Err(e) = post(&ToWorker::Cancel { target: id }, None) {
+        web_sys::console::warn_1(&format!("cancel: {e}").into());
+    }
 }

@@ -4,12 +4,13 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
-use crate::pipeline::LabelScore;
-use crate::protocol::{check_model_id, Event, ModelSource, Request, Slot};
+use crate::protocol::{check_model_id, Event, LabelScore, ModelSource, Request, Slot};
 
-use super::client;
+use super::files;
+use super::request::Call;
 use super::state::{human_bytes, use_state};
 
+/// A model file's download, as the engine reports it.
 #[derive(Clone, Debug, PartialEq)]
 struct FileProgress {
     file: String,
@@ -17,6 +18,40 @@ struct FileProgress {
     total: Option<u64>,
     bytes_per_s: f64,
     from_cache: bool,
+}
+
+impl FileProgress {
+    fn percent(&self) -> f64 {
+        self.total
+            .map(|t| {
+                if t == 0 {
+                    100.0
+                } else {
+                    self.loaded as f64 * 100.0 / t as f64
+                }
+            })
+            .unwrap_or(0.0)
+    }
+
+    fn describe(&self) -> String {
+        if self.from_cache {
+            format!(
+                "{}: {} from browser storage",
+                self.file,
+                human_bytes(self.loaded as f64)
+            )
+        } else {
+            format!(
+                "{}: {} of {} at {}/s",
+                self.file,
+                human_bytes(self.loaded as f64),
+                self.total
+                    .map(|t| human_bytes(t as f64))
+                    .unwrap_or("?".into()),
+                human_bytes(self.bytes_per_s)
+            )
+        }
+    }
 }
 
 /// Loads a model into `slot`: by Hub id (through the configured source), from browser storage,
@@ -32,16 +67,13 @@ pub fn ModelPicker(
     let state = use_state();
     let id = RwSignal::new(default_id.to_string());
     let progress: RwSignal<Vec<FileProgress>> = RwSignal::new(Vec::new());
-    let error: RwSignal<Option<String>> = RwSignal::new(None);
-    let busy = RwSignal::new(false);
+    let call = Call::new();
     let loaded = state.slot(slot);
     let name = format!("model-{}", slot.describe().replace(' ', "-"));
 
     let load = move |source: ModelSource, payload: Option<JsValue>| {
-        error.set(None);
         progress.set(Vec::new());
-        busy.set(true);
-        client::send(
+        call.send(
             Request::Load { slot, source },
             payload,
             move |event, _| match event {
@@ -66,13 +98,8 @@ pub fn ModelPicker(
                 }),
                 Event::Loaded { info, .. } => {
                     loaded.set(Some(info));
-                    state.refresh_cached();
+                    state.refresh_stored();
                 }
-                Event::Error { message } => {
-                    error.set(Some(message));
-                    busy.set(false);
-                }
-                Event::Done => busy.set(false),
                 _ => {}
             },
         );
@@ -80,7 +107,7 @@ pub fn ModelPicker(
     let load_hub = move || {
         let model = id.get_untracked();
         if let Err(e) = check_model_id(&model) {
-            error.set(Some(e));
+            call.fail(e);
             return;
         }
         load(
@@ -92,19 +119,9 @@ pub fn ModelPicker(
         );
     };
     let on_files = move |ev: web_sys::Event| {
-        let input: web_sys::HtmlInputElement = event_target(&ev);
-        if let Some(files) = input.files() {
-            let list = js_sys::Array::new();
-            for i in 0..files.length() {
-                if let Some(f) = files.get(i) {
-                    list.push(&f);
-                }
-            }
-            if list.length() > 0 {
-                load(ModelSource::Local, Some(list.into()));
-            }
+        if let Some(list) = files::picked_all(&ev) {
+            load(ModelSource::Local, Some(list.into()));
         }
-        input.set_value("");
     };
 
     view! {
@@ -117,12 +134,12 @@ pub fn ModelPicker(
                         on:input=move |ev| id.set(event_target_value(&ev))
                         on:keydown=move |ev| if ev.key() == "Enter" { load_hub() } />
                     <datalist id=format!("{name}-stored")>
-                        {move || state.cached.get().into_iter().filter(|m| !m.key.starts_with("trained|")).map(|m| view! { <option value=m.name.clone()></option> }).collect_view()}
+                        {move || state.stored.get().into_iter().filter(|m| !m.trained).map(|m| view! { <option value=m.name.clone()></option> }).collect_view()}
                     </datalist>
                 </div>
                 <div style="flex: 0 0 auto">
-                    <button class="load" on:click=move |_| load_hub() disabled=move || busy.get()>
-                        {move || if busy.get() { "Loading…" } else { "Load" }}
+                    <button class="load" on:click=move |_| load_hub() disabled=move || call.busy()>
+                        {move || if call.busy() { "Loading…" } else { "Load" }}
                     </button>
                 </div>
             </div>
@@ -131,10 +148,10 @@ pub fn ModelPicker(
                     <label>"or a stored model"</label>
                     <select class="stored" on:change=move |ev| {
                         let key = event_target_value(&ev);
-                        if !key.is_empty() { load(ModelSource::Cached { key }, None) }
+                        if !key.is_empty() { load(ModelSource::Stored { key }, None) }
                     }>
                         <option value="">"—"</option>
-                        {move || state.cached.get().into_iter().map(|m| view! {
+                        {move || state.stored.get().into_iter().map(|m| view! {
                             <option value=m.key.clone()>{format!("{} ({})", m.name, human_bytes(m.bytes as f64))}</option>
                         }).collect_view()}
                     </select>
@@ -146,22 +163,14 @@ pub fn ModelPicker(
             </div>
             {(!hint.is_empty()).then(|| view! { <p class="muted">{hint}</p> })}
             <div class="downloads">
-                {move || progress.get().into_iter().map(|p| {
-                    let pct = p.total.map(|t| if t == 0 { 100.0 } else { p.loaded as f64 * 100.0 / t as f64 }).unwrap_or(0.0);
-                    let text = if p.from_cache {
-                        format!("{}: {} from browser storage", p.file, human_bytes(p.loaded as f64))
-                    } else {
-                        format!("{}: {} of {} at {}/s", p.file, human_bytes(p.loaded as f64), p.total.map(|t| human_bytes(t as f64)).unwrap_or("?".into()), human_bytes(p.bytes_per_s))
-                    };
-                    view! {
-                        <div class="download">
-                            <div class="muted">{text}</div>
-                            <div class="bar"><span style=format!("width: {pct:.1}%")></span></div>
-                        </div>
-                    }
+                {move || progress.get().into_iter().map(|p| view! {
+                    <div class="download">
+                        <div class="muted">{p.describe()}</div>
+                        <div class="bar"><span style=format!("width: {:.1}%", p.percent())></span></div>
+                    </div>
                 }).collect_view()}
             </div>
-            <ErrorBox error=error />
+            <ErrorBox error=call.error() />
             {move || loaded.get().map(|info| view! {
                 <p class="loaded" data-loaded=info.name.clone()>
                     "Loaded "<strong>{info.name.clone()}</strong>
@@ -194,6 +203,24 @@ pub fn ScoreBars(scores: Vec<LabelScore>) -> impl IntoView {
                     <span class="value">{format!("{:.4}", s.score)}</span>
                 </div>
             }).collect_view()}
+        </div>
+    }
+}
+
+/// A labelled text field for one number of a settings struct, applied when the field changes
+/// (an entry that does not parse leaves the setting as it was).
+pub fn setting_field<T: Send + Sync + 'static>(
+    settings: RwSignal<T>,
+    label: &'static str,
+    id: &'static str,
+    get: fn(&T) -> String,
+    set: fn(&mut T, &str),
+) -> impl IntoView {
+    view! {
+        <div>
+            <label for=id>{label}</label>
+            <input id=id type="text" inputmode="decimal" prop:value=move || settings.with(get)
+                on:change=move |ev| { let v = event_target_value(&ev); settings.update(|s| set(s, v.trim())) } />
         </div>
     }
 }

@@ -3,44 +3,34 @@
 
 use leptos::prelude::*;
 
-use crate::protocol::{BackendChoice, Event, Request, HUB_URL_TEMPLATE};
+use crate::protocol::{check_url_template, BackendChoice, Event, Request, HUB_URL_TEMPLATE};
 
-use super::client;
 use super::components::ErrorBox;
+use super::request::Call;
 use super::state::{human_bytes, use_state};
 
 #[component]
 pub fn ModelsPage() -> impl IntoView {
     let state = use_state();
     let draft = RwSignal::new(state.url_template.get_untracked());
-    let error: RwSignal<Option<String>> = RwSignal::new(None);
+    // Saving the source and deleting stored models report here.
+    let call = Call::new();
     let save_source = move |_| {
         let t = draft.get_untracked().trim().to_string();
-        if !(t.starts_with("https://") || t.starts_with("http://"))
-            || !t.contains("{id}")
-            || !t.contains("{file}")
-        {
-            error.set(Some(
-                "the source must be an http(s) URL containing {id} and {file}".into(),
-            ));
+        if let Err(e) = check_url_template(&t) {
+            call.fail(e);
             return;
         }
-        error.set(None);
+        call.clear_error();
         state.set_url_template(t);
     };
     let delete = move |key: String| {
-        client::send(
-            Request::DeleteCached { key },
-            None,
-            move |event, _| match event {
-                Event::CachedModels { models, usage } => {
-                    state.cached.set(models);
-                    state.storage.set(usage);
-                }
-                Event::Error { message } => error.set(Some(message)),
-                _ => {}
-            },
-        );
+        call.send(Request::DeleteStored { key }, None, move |event, _| {
+            if let Event::StoredModels { models, usage } = event {
+                state.stored.set(models);
+                state.storage.set(usage);
+            }
+        });
     };
     view! {
         <section>
@@ -53,7 +43,7 @@ pub fn ModelsPage() -> impl IntoView {
                     <button class="secondary" on:click=move |_| { draft.set(HUB_URL_TEMPLATE.into()); state.set_url_template(HUB_URL_TEMPLATE.into()) }>"Hugging Face Hub"</button>
                 </div>
                 <p class="muted">"Model files are fetched from this source only, and kept in this browser. Your texts and datasets never leave the page."</p>
-                <ErrorBox error=error />
+                <ErrorBox error=call.error() />
             </div>
             <div class="card">
                 <h2>"Compute"</h2>
@@ -75,7 +65,7 @@ pub fn ModelsPage() -> impl IntoView {
                 <table id="stored-models">
                     <thead><tr><th>"Model"</th><th>"Source"</th><th>"Size"</th><th>"Files"</th><th></th></tr></thead>
                     <tbody>
-                        {move || state.cached.get().into_iter().map(|m| {
+                        {move || state.stored.get().into_iter().map(|m| {
                             let key = m.key.clone();
                             view! {
                                 <tr data-model=m.name.clone()>
@@ -89,7 +79,7 @@ pub fn ModelsPage() -> impl IntoView {
                         }).collect_view()}
                     </tbody>
                 </table>
-                {move || state.cached.get().is_empty().then(|| view! { <p class="muted">"No model stored yet: models loaded by id are kept here."</p> })}
+                {move || state.stored.get().is_empty().then(|| view! { <p class="muted">"No model stored yet: models loaded by id are kept here."</p> })}
             </div>
         </section>
     }

@@ -2,9 +2,8 @@
 
 use leptos::prelude::*;
 
-use crate::device::Backend;
 use crate::protocol::{
-    BackendChoice, CachedModel, Event, ModelInfo, Request, Slot, HUB_URL_TEMPLATE,
+    Backend, BackendChoice, Event, ModelInfo, Request, Slot, StoredModel, HUB_URL_TEMPLATE,
 };
 
 use super::client;
@@ -20,7 +19,8 @@ pub struct AppState {
     pub fill_mask: RwSignal<Option<ModelInfo>>,
     pub language_model: RwSignal<Option<ModelInfo>>,
     pub base: RwSignal<Option<ModelInfo>>,
-    pub cached: RwSignal<Vec<CachedModel>>,
+    /// Models kept in browser storage, downloaded or fine-tuned here.
+    pub stored: RwSignal<Vec<StoredModel>>,
     pub storage: RwSignal<Option<(f64, f64)>>,
     /// Where model files come from: `{id}` and `{file}` are filled in.
     pub url_template: RwSignal<String>,
@@ -54,7 +54,14 @@ pub fn query_param(name: &str) -> Option<String> {
         .get(name)
 }
 
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AppState {
+    /// The state at start-up: the model source and backend from the URL (or as last saved).
     pub fn new() -> Self {
         let template = query_param("source")
             .or_else(stored_source)
@@ -71,7 +78,7 @@ impl AppState {
             fill_mask: RwSignal::new(None),
             language_model: RwSignal::new(None),
             base: RwSignal::new(None),
-            cached: RwSignal::new(Vec::new()),
+            stored: RwSignal::new(Vec::new()),
             storage: RwSignal::new(None),
             url_template: RwSignal::new(template),
         }
@@ -111,7 +118,7 @@ impl AppState {
             move |event, _| match event {
                 Event::Started { backend } => {
                     this.backend.set(Some(backend));
-                    this.refresh_cached();
+                    this.refresh_stored();
                 }
                 Event::Error { message } => this.engine_error.set(Some(message)),
                 _ => {}
@@ -119,11 +126,12 @@ impl AppState {
         );
     }
 
-    pub fn refresh_cached(&self) {
+    /// Asks the engine for the stored models and the storage use.
+    pub fn refresh_stored(&self) {
         let this = *self;
-        client::send(Request::ListCached, None, move |event, _| match event {
-            Event::CachedModels { models, usage } => {
-                this.cached.set(models);
+        client::send(Request::ListStored, None, move |event, _| match event {
+            Event::StoredModels { models, usage } => {
+                this.stored.set(models);
                 if usage.is_some() {
                     this.storage.set(usage);
                 }

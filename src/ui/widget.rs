@@ -6,9 +6,9 @@ use leptos::prelude::*;
 use crate::protocol::{check_model_id, Event, ModelSource, Request, Slot};
 
 use super::classify::ClassifyBox;
-use super::client;
 use super::components::ErrorBox;
 use super::prompt::PromptBox;
+use super::request::Call;
 use super::state::use_state;
 
 #[component]
@@ -19,7 +19,7 @@ pub fn Widget(kind: String, model: Option<String>) -> impl IntoView {
     } else {
         Slot::Classifier
     };
-    let error: RwSignal<Option<String>> = RwSignal::new(None);
+    let call = Call::new();
     let status = RwSignal::new(String::from("Starting…"));
     let requested = RwSignal::new(false);
     Effect::new(move |_| {
@@ -28,18 +28,16 @@ pub fn Widget(kind: String, model: Option<String>) -> impl IntoView {
         }
         requested.set(true);
         let Some(id) = model.clone() else {
-            error.set(Some(
-                "the widget needs a model: add &model=<Hugging Face id> to its URL".into(),
-            ));
+            call.fail("the widget needs a model: add &model=<Hugging Face id> to its URL");
             return;
         };
         if let Err(e) = check_model_id(&id) {
-            error.set(Some(e));
+            call.fail(e);
             return;
         }
         status.set(format!("Loading {id}…"));
         let loaded = state.slot(slot);
-        client::send(
+        call.send_with(
             Request::Load {
                 slot,
                 source: ModelSource::Hub {
@@ -48,23 +46,19 @@ pub fn Widget(kind: String, model: Option<String>) -> impl IntoView {
                 },
             },
             None,
-            move |event, _| match event {
-                Event::Loaded { info, .. } => {
+            move |event, _| {
+                if let Event::Loaded { info, .. } = event {
                     status.set(info.name.clone());
                     loaded.set(Some(info));
                 }
-                Event::Error { message } => {
-                    status.set(String::new());
-                    error.set(Some(message));
-                }
-                _ => {}
             },
+            move |_| status.set(String::new()),
         );
     });
     view! {
         <div class="widget" data-embed=kind.clone()>
             <p class="muted widget-status">{move || status.get()}" · Tunelab, in your browser"</p>
-            <ErrorBox error=error />
+            <ErrorBox error=call.error() />
             {if kind == "prompt" { view! { <PromptBox compact=true /> }.into_any() } else { view! { <ClassifyBox /> }.into_any() }}
         </div>
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
+use tunelab::train::{Phase, TrainEvent, TrainHooks};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -123,7 +124,7 @@ pub fn fixture_classifier(
     dev: &burn::prelude::Device,
 ) -> tunelab::model::bert::SequenceClassifier {
     use tunelab::model::bert::{DropoutRates, Encoder, HeadInit, Pooling, SequenceClassifier};
-    let files = tunelab::pipeline::ModelFiles::from_dir(fixture_model(name)).unwrap();
+    let files = tunelab::hub::ModelFiles::from_dir(fixture_model(name)).unwrap();
     let config = files.config().unwrap();
     let enc = config.encoder().unwrap().clone();
     let w = tunelab::model::weights::Weights::from_bytes(
@@ -143,4 +144,36 @@ pub fn fixture_classifier(
     );
     w.finish().unwrap();
     model
+}
+
+/// Training hooks that collect the events, and cancel after a number of training steps.
+#[derive(Default)]
+pub struct Collect {
+    pub events: Vec<TrainEvent>,
+    /// Cancel once this many steps have been logged as progress.
+    pub cancel_after_steps: Option<usize>,
+}
+
+impl TrainHooks for Collect {
+    fn event(&mut self, event: &TrainEvent) {
+        self.events.push(event.clone());
+    }
+    fn cancelled(&self) -> bool {
+        let Some(limit) = self.cancel_after_steps else {
+            return false;
+        };
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    TrainEvent::Progress {
+                        phase: Phase::Training,
+                        ..
+                    }
+                )
+            })
+            .count()
+            >= limit
+    }
 }

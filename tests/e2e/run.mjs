@@ -155,6 +155,43 @@ const tests = [
       await shoot(page, 'classify-tiny-bert-webgpu');
     });
   }],
+  ['classify: a model folder zipped by a desktop tool (deflated) loads from disk and scores like the engine', async () => {
+    const g = golden('tiny-bert');
+    // Python's zipfile deflates every entry and keeps the folder inside the archive, as the
+    // zip tools of desktop systems do.
+    const zipPath = path.join(out, 'tiny-bert-desktop.zip');
+    fs.rmSync(zipPath, { force: true });
+    execFileSync('python3', ['-c', `
+import sys, zipfile, pathlib
+src = pathlib.Path(sys.argv[1])
+with zipfile.ZipFile(sys.argv[2], 'w', compression=zipfile.ZIP_DEFLATED) as z:
+    for f in sorted(src.iterdir()):
+        z.write(f, f'tiny-bert/{f.name}')
+    z.writestr('__MACOSX/tiny-bert/._config.json', b'resource fork')
+assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.argv[2]).infolist())
+`, path.join(root, 'tests/fixtures/models/tiny-bert'), zipPath]);
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      await backend(page);
+      const p = picker(page, 'classifier');
+      await p.locator('input.local-files').setInputFiles(zipPath);
+      await p.locator('.loaded[data-loaded="tiny-bert-desktop"]').or(p.locator('.error')).first().waitFor();
+      const err = p.locator('.error');
+      if (await err.count()) throw new Error(`loading the zip failed: ${await err.textContent()}`);
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(g.texts.slice(0, 2).join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result');
+      await results.nth(1).waitFor();
+      for (let i = 0; i < 2; i++) {
+        const want = softmax(g.logits[i]);
+        for (const s of await scoresOf(results.nth(i))) {
+          const w = want[s.label === 'NEGATIVE' ? 0 : 1];
+          assert(Math.abs(s.score - w) < 1e-4, `text ${i} ${s.label}: shown ${s.score}, engine ${w}`);
+        }
+      }
+    });
+  }],
   ['model errors: 404 and an HTML page give clear messages and nothing is stored', async () => {
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       page.allowedFailures = ['/models/no-such-model/'];

@@ -5,6 +5,11 @@
 //! default 128 MiB storage-binding limit, so it is kept in row chunks no larger than the
 //! device's limit: the lookup gathers from each chunk and the LM head concatenates the chunks'
 //! logits.
+//!
+//! `loader.rs` holds the Hugging Face names: loading (with the chunking), export, and the
+//! whole-checkpoint constructor.
+
+mod loader;
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, Linear};
@@ -12,8 +17,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use super::config::{Activation, Gpt2Config};
-use super::layers::{self, Exporter};
-use super::weights::Weights;
+use super::layers::activate;
 
 #[derive(Module, Debug)]
 pub struct Gpt2Block {
@@ -81,11 +85,7 @@ impl Gpt2Block {
         let context = probs.matmul(v.clone()).swap_dims(1, 2).reshape([b, t, d]);
         let x = x + self.c_proj.forward(context);
         let inner = self.c_fc.forward(self.ln_2.forward(x.clone()));
-        let inner = match self.activation {
-            Activation::Gelu => activation::gelu(inner),
-            Activation::GeluTanh => activation::gelu_approximate(inner),
-            Activation::Relu => activation::relu(inner),
-        };
+        let inner = activate(inner, self.activation);
         (x + self.mlp_proj.forward(inner), (k, v))
     }
 }
@@ -102,66 +102,6 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    pub const PREFIX: &'static str = "transformer.";
-
-    /// Loads the model, splitting the token embeddings into chunks of at most
-    /// `max_binding_bytes` (use `u64::MAX` where there is no limit).
-    pub fn load(w: &Weights, config: &Gpt2Config, max_binding_bytes: u64) -> Self {
-        let d = config.n_embd;
-        let eps = config.layer_norm_epsilon;
-        let wte = w.tensor("wte.weight", [config.vocab_size, d]);
-        let row_bytes = (d * 4) as u64;
-        let rows_per_chunk =
-            ((max_binding_bytes / row_bytes).max(1) as usize).min(config.vocab_size);
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        while start < config.vocab_size {
-            let n = rows_per_chunk.min(config.vocab_size - start);
-            chunks.push(Param::from_tensor(wte.clone().narrow(0, start, n)));
-            start += n;
-        }
-        let blocks = (0..config.n_layer)
-            .map(|i| {
-                let p = format!("h.{i}");
-                Gpt2Block {
-                    ln_1: layers::layer_norm(w, &format!("{p}.ln_1"), d, eps),
-                    c_attn: layers::conv1d(w, &format!("{p}.attn.c_attn"), d, 3 * d),
-                    c_proj: layers::conv1d(w, &format!("{p}.attn.c_proj"), d, d),
-                    ln_2: layers::layer_norm(w, &format!("{p}.ln_2"), d, eps),
-                    c_fc: layers::conv1d(w, &format!("{p}.mlp.c_fc"), d, config.n_inner),
-                    mlp_proj: layers::conv1d(w, &format!("{p}.mlp.c_proj"), config.n_inner, d),
-                    n_head: config.n_head,
-                    activation: config.activation,
-                }
-            })
-            .collect();
-        Self {
-            wte: chunks,
-            wpe: layers::embedding(w, "wpe", config.n_positions, d),
-            blocks,
-            ln_f: layers::layer_norm(w, "ln_f", d, eps),
-            config: config.clone(),
-        }
-    }
-
-    /// Writes the tensors with transformers' names (the LM head stays tied: no `lm_head`).
-    pub fn export(&self, out: &mut Exporter) {
-        let p = Self::PREFIX;
-        let wte = Tensor::cat(self.wte.iter().map(|c| c.val()).collect(), 0);
-        out.put(&format!("{p}wte.weight"), wte);
-        out.embedding(&format!("{p}wpe"), &self.wpe);
-        for (i, b) in self.blocks.iter().enumerate() {
-            let n = |s: &str| format!("{p}h.{i}.{s}");
-            out.layer_norm(&n("ln_1"), &b.ln_1);
-            out.conv1d(&n("attn.c_attn"), &b.c_attn);
-            out.conv1d(&n("attn.c_proj"), &b.c_proj);
-            out.layer_norm(&n("ln_2"), &b.ln_2);
-            out.conv1d(&n("mlp.c_fc"), &b.c_fc);
-            out.conv1d(&n("mlp.c_proj"), &b.mlp_proj);
-        }
-        out.layer_norm(&format!("{p}ln_f"), &self.ln_f);
-    }
-
     /// Token embeddings of `ids` `[b, t]` gathered across the chunks.
     fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = ids.dims();

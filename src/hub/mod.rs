@@ -1,0 +1,237 @@
+//! Model files: the one place that knows where a model comes from and what its folder holds.
+//!
+//! - Model ids and the source URL template (the Hugging Face Hub, a mirror, a local server).
+//! - Which files a folder has: the three every model needs, and the optional ones, by purpose.
+//! - [`ModelFiles`]: a folder's files as bytes, read from disk, a zip, or a server.
+//! - Zip archives ([`archive`]) in and out.
+//! - In the browser: downloads with progress ([`download`]) and the Cache API store of loaded
+//!   models ([`storage`]), keyed by [`StoreKey`].
+
+pub mod archive;
+mod files;
+
+#[cfg(target_arch = "wasm32")]
+pub mod download;
+#[cfg(target_arch = "wasm32")]
+pub mod storage;
+
+use serde::{Deserialize, Serialize};
+
+pub use files::ModelFiles;
+
+/// The default model source: the Hugging Face Hub. `{id}` and `{file}` are filled in.
+pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{file}";
+
+/// The files every model needs.
+pub const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// sentence-transformers' settings: `modules.json` names the pipeline (pooling, normalisation),
+/// the other two hold the pooling mode and the maximum sequence length.
+pub const SENTENCE_TRANSFORMERS_FILES: [&str; 3] = [
+    "modules.json",
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+];
+
+/// Tokenizer files beside `tokenizer.json` that a saved model carries along (transformers'
+/// `save_pretrained` writes them; slow tokenizers need `vocab.txt`).
+pub const TOKENIZER_FILES: [&str; 3] = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+];
+
+/// Generation defaults of a language model.
+pub const GENERATION_FILES: [&str; 1] = ["generation_config.json"];
+
+/// Every optional file a model folder may hold: read from disk and from zips, kept in storage.
+pub fn optional_files() -> impl Iterator<Item = &'static str> {
+    SENTENCE_TRANSFORMERS_FILES
+        .into_iter()
+        .chain(TOKENIZER_FILES)
+        .chain(GENERATION_FILES)
+}
+
+/// Whether `name` is a file of a model folder that Tunelab reads.
+pub fn is_model_file(name: &str) -> bool {
+    REQUIRED_FILES.contains(&name) || optional_files().any(|f| f == name)
+}
+
+/// What a model is loaded for; it decides which optional files are worth asking a server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Inference with the checkpoint as it is (classification, fill-mask, prompting).
+    Inference,
+    /// A base to fine-tune: its sentence-transformers pooling and the tokenizer files a saved
+    /// model carries along.
+    FineTuning,
+}
+
+impl Purpose {
+    /// The optional files asked of a server first. `modules.json`, when the server has it,
+    /// brings the rest of [`SENTENCE_TRANSFORMERS_FILES`] along.
+    pub fn optional_files(self) -> &'static [&'static str] {
+        match self {
+            Purpose::Inference => &[],
+            Purpose::FineTuning => &[
+                "modules.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "vocab.txt",
+            ],
+        }
+    }
+}
+
+/// The URL of `file` of model `id` under a template with `{id}` and `{file}`.
+pub fn file_url(template: &str, id: &str, file: &str) -> String {
+    template.replace("{id}", id.trim()).replace("{file}", file)
+}
+
+/// Checks a Hub model id (`name` or `owner/name`).
+pub fn check_model_id(id: &str) -> Result<(), String> {
+    let id = id.trim();
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let parts: Vec<&str> = id.split('/').collect();
+    if id.is_empty() {
+        return Err(
+            "enter a model id such as distilbert-base-uncased-finetuned-sst-2-english".into(),
+        );
+    }
+    if parts.len() > 2
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.chars().all(ok_char) || p.starts_with('.'))
+    {
+        return Err(format!(
+            "\"{id}\" is not a model id (owner/name, letters, digits, - _ .)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a model source template: an http(s) URL with `{id}` and `{file}`.
+pub fn check_url_template(template: &str) -> Result<(), String> {
+    let t = template.trim();
+    if !(t.starts_with("https://") || t.starts_with("http://"))
+        || !t.contains("{id}")
+        || !t.contains("{file}")
+    {
+        return Err("the source must be an http(s) URL containing {id} and {file}".into());
+    }
+    Ok(())
+}
+
+/// A stored model's identity, and its key in browser storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKey {
+    /// Downloaded from a source: the URL template and the model id.
+    Hub { url_template: String, id: String },
+    /// Fine-tuned in this browser, under the name the user gave it.
+    Trained { name: String },
+}
+
+impl StoreKey {
+    const TRAINED: &'static str = "trained|";
+
+    /// The key as stored (`{template}|{id}` or `trained|{name}`).
+    pub fn key(&self) -> String {
+        match self {
+            StoreKey::Hub { url_template, id } => format!("{url_template}|{}", id.trim()),
+            StoreKey::Trained { name } => format!("{}{name}", Self::TRAINED),
+        }
+    }
+
+    /// Reads a stored key back.
+    pub fn parse(key: &str) -> Self {
+        if let Some(name) = key.strip_prefix(Self::TRAINED) {
+            return StoreKey::Trained { name: name.into() };
+        }
+        match key.rsplit_once('|') {
+            Some((url_template, id)) => StoreKey::Hub {
+                url_template: url_template.into(),
+                id: id.into(),
+            },
+            None => StoreKey::Hub {
+                url_template: String::new(),
+                id: key.into(),
+            },
+        }
+    }
+
+    pub fn is_trained(&self) -> bool {
+        matches!(self, StoreKey::Trained { .. })
+    }
+}
+
+/// A model kept in browser storage, as the Models page lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    /// [`StoreKey::key`]; the page sends it back to load or delete the model.
+    pub key: String,
+    pub name: String,
+    /// Fine-tuned in this browser (not downloaded).
+    pub trained: bool,
+    /// Where it came from: the source template, or "fine-tuned here".
+    pub source: String,
+    /// (file, size in bytes)
+    pub files: Vec<(String, u64)>,
+    pub bytes: u64,
+    pub saved_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_ids() {
+        assert_eq!(
+            file_url(HUB_URL_TEMPLATE, "gpt2", "config.json"),
+            "https://huggingface.co/gpt2/resolve/main/config.json"
+        );
+        assert_eq!(
+            file_url(
+                "http://127.0.0.1:9/models/{id}/{file}",
+                "tiny-bert",
+                "model.safetensors"
+            ),
+            "http://127.0.0.1:9/models/tiny-bert/model.safetensors"
+        );
+        assert!(check_model_id("sentence-transformers/all-MiniLM-L6-v2").is_ok());
+        assert!(check_model_id("gpt2").is_ok());
+        assert!(check_model_id("../etc").is_err());
+        assert!(check_model_id("a/b/c").is_err());
+        assert!(check_model_id("").is_err());
+        assert!(check_url_template(HUB_URL_TEMPLATE).is_ok());
+        assert!(check_url_template("file:///{id}/{file}").is_err());
+        assert!(check_url_template("https://example.org/{id}").is_err());
+    }
+
+    #[test]
+    fn store_keys_round_trip() {
+        for key in [
+            StoreKey::Hub {
+                url_template: HUB_URL_TEMPLATE.into(),
+                id: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            },
+            StoreKey::Trained {
+                name: "tiny-bert fine-tuned 2026-11-27T10:00".into(),
+            },
+        ] {
+            assert_eq!(StoreKey::parse(&key.key()), key);
+        }
+        assert!(StoreKey::parse("trained|x").is_trained());
+        assert!(!StoreKey::parse("https://h/{id}/{file}|gpt2").is_trained());
+    }
+
+    #[test]
+    fn known_files() {
+        assert!(is_model_file("vocab.txt"));
+        assert!(is_model_file("1_Pooling/config.json"));
+        assert!(!is_model_file("README.md"));
+        for f in Purpose::FineTuning.optional_files() {
+            assert!(is_model_file(f), "{f}");
+        }
+    }
+}

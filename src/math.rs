@@ -1,0 +1,71 @@
+//! Host-side numbers shared by the pipelines: softmax over logits, cosine similarity, and labels
+//! ranked by score.
+
+use serde::{Deserialize, Serialize};
+
+/// One label with its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// Each label with its probability, most probable first.
+pub fn ranked(probs: &[f32], labels: &[String]) -> Vec<LabelScore> {
+    let mut scores: Vec<LabelScore> = probs
+        .iter()
+        .zip(labels)
+        .map(|(&score, label)| LabelScore {
+            label: label.clone(),
+            score,
+        })
+        .collect();
+    scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+    scores
+}
+
+/// The index of the largest value (the last of equals, as `Iterator::max_by`); 0 when empty.
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_ranks_and_argmax() {
+        let p = softmax(&[1.0, 3.0, 2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let r = ranked(&p, &labels);
+        assert_eq!(
+            r.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
+        assert_eq!(argmax(&p), 1);
+        assert_eq!(argmax(&[2.0, 2.0]), 1);
+        assert_eq!(argmax(&[]), 0);
+        assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-6);
+    }
+}

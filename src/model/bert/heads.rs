@@ -1,0 +1,118 @@
+//! The heads on the encoder: BERT's pooler, the sequence-classification head and the masked-LM
+//! head. Their Hugging Face names and initialisation are in `loader.rs`.
+
+use burn::module::Param;
+use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation;
+
+use super::{first_token, mean_pool, Encoder, EncoderInput, Pooling};
+use crate::model::layers::activate;
+
+/// BERT's pooler: `tanh(dense(h[:, 0]))`.
+#[derive(Module, Debug)]
+pub struct Pooler {
+    pub dense: Linear,
+}
+
+impl Pooler {
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
+        self.dense.forward(first_token(hidden)).tanh()
+    }
+}
+
+/// The trainable head of a sequence classifier: DistilBERT's `pre_classifier` + ReLU when
+/// present, dropout, then the `classifier` linear layer.
+#[derive(Module, Debug)]
+pub struct ClassifierHead {
+    pub pre_classifier: Option<Linear>,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+}
+
+impl ClassifierHead {
+    /// Logits `[b, labels]` from pooled features `[b, d]`.
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        let x = match &self.pre_classifier {
+            Some(pre) => activation::relu(pre.forward(features)),
+            None => features,
+        };
+        self.classifier.forward(self.dropout.forward(x))
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+}
+
+/// A sequence classifier: `BertForSequenceClassification` (pooler -> dropout -> classifier),
+/// `DistilBertForSequenceClassification` (h[:,0] -> pre_classifier -> ReLU -> dropout ->
+/// classifier), or, with mean pooling, a linear head on sentence-transformers features.
+#[derive(Module, Debug)]
+pub struct SequenceClassifier {
+    pub encoder: Encoder,
+    /// BERT's pooler (part of the base model, `bert.pooler`).
+    pub pooler: Option<Pooler>,
+    pub head: ClassifierHead,
+    #[module(skip)]
+    pub pooling: Pooling,
+}
+
+impl SequenceClassifier {
+    /// The pooled features the head reads (BERT: `pooler_output`; DistilBERT: `h[:, 0]`;
+    /// mean pooling: the masked mean). Head-only training caches these.
+    pub fn features(&self, input: &EncoderInput) -> Tensor<2> {
+        let hidden = self.encoder.forward(input);
+        match (self.pooling, &self.pooler) {
+            (Pooling::Mean, _) => mean_pool(hidden, &input.attention_mask),
+            (Pooling::Cls, Some(p)) => p.forward(hidden),
+            (Pooling::Cls, None) => first_token(hidden),
+        }
+    }
+
+    pub fn forward(&self, input: &EncoderInput) -> Tensor<2> {
+        self.head.forward(self.features(input))
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.head.num_labels()
+    }
+}
+
+/// `BertForMaskedLM` / `DistilBertForMaskedLM`: transform, activation, LayerNorm, then the
+/// decoder tied to the word embeddings plus a bias.
+#[derive(Module, Debug)]
+pub struct MaskedLm {
+    pub encoder: Encoder,
+    pub transform: Linear,
+    pub norm: LayerNorm,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl MaskedLm {
+    /// Vocabulary logits `[n, vocab]` at the given hidden states `[n, d]`.
+    pub fn logits_at(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let h = activate(
+            self.transform.forward(hidden),
+            self.encoder.config.activation,
+        );
+        let h = self.norm.forward(h);
+        let vocab = self.encoder.word_embeddings.weight.val();
+        h.matmul(vocab.transpose()) + self.bias.val().unsqueeze::<2>()
+    }
+
+    /// Logits at the `(row, position)` pairs of the batch: `[n, vocab]`.
+    pub fn logits_at_positions(
+        &self,
+        input: &EncoderInput,
+        positions: &[(usize, usize)],
+    ) -> Tensor<2> {
+        let hidden = self.encoder.forward(input);
+        let [b, t, d] = hidden.dims();
+        let flat = hidden.reshape([b * t, d]);
+        let index: Vec<i32> = positions.iter().map(|&(r, p)| (r * t + p) as i32).collect();
+        let n = index.len();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &flat.device());
+        self.logits_at(flat.select(0, index))
+    }
+}

@@ -1,0 +1,318 @@
+//! Hugging Face names: loading the encoder and its heads from a checkpoint, exporting them back
+//! under the same names, and initialising a new head as transformers does.
+//!
+//! BERT and DistilBERT compute the same thing under different names; `layout.rs` lists every
+//! difference side by side (`BERT`, `DISTILBERT`), and both loading and export here read names
+//! from it (composed along the module tree: `w.pp(l.layers).pp(i).pp(l.query)`).
+
+use burn::module::Param;
+use burn::nn::{DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+
+use super::layout::layout;
+use super::{
+    ClassifierHead, DropoutRates, Encoder, EncoderLayer, MaskedLm, Pooler, Pooling,
+    SequenceClassifier,
+};
+use crate::model::config::{EncoderConfig, Family};
+use crate::model::layers::Exporter;
+use crate::model::weights::Weights;
+use crate::model::{ModelConfig, ModelError};
+
+impl DropoutRates {
+    /// The rates the checkpoint's config.json trains with (transformers' defaults otherwise).
+    pub fn from_config(raw: &serde_json::Map<String, serde_json::Value>, family: Family) -> Self {
+        let l = layout(family);
+        let get = |k: &str| raw.get(k).and_then(|v| v.as_f64());
+        let hidden = get(l.hidden_dropout.0).unwrap_or(l.hidden_dropout.1);
+        Self {
+            hidden,
+            attention: get(l.attention_dropout.0).unwrap_or(l.attention_dropout.1),
+            classifier: get(l.classifier_dropout.0)
+                .unwrap_or(l.classifier_dropout.1.unwrap_or(hidden)),
+        }
+    }
+}
+
+/// A `[d_in, d_out]` linear layer initialised as transformers does (normal weights with std
+/// `init_std`, zero bias), from a seeded generator.
+pub fn init_linear(
+    rng: &mut crate::rng::Rng,
+    d_in: usize,
+    d_out: usize,
+    init_std: f64,
+    device: &Device,
+) -> Linear {
+    let values: Vec<f32> = (0..d_in * d_out)
+        .map(|_| (rng.normal() * init_std) as f32)
+        .collect();
+    // normal_() on the [out, in] matrix, stored here as [in, out].
+    let weight = Tensor::<2>::from_data(TensorData::new(values, [d_out, d_in]), device).transpose();
+    let mut l = LinearConfig::new(d_in, d_out).init(device);
+    l.weight = Param::from_tensor(weight);
+    l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+    l
+}
+
+/// Where a classifier's head comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadInit {
+    /// The checkpoint's `classifier` (and DistilBERT's `pre_classifier`); missing ones are
+    /// reported by [`Weights::finish`].
+    Checkpoint,
+    /// A new head initialised as transformers does, from this seed (a missing BERT pooler too).
+    Fresh(u64),
+}
+
+impl Encoder {
+    /// The architecture prefix of the family's checkpoints.
+    pub fn prefix(family: Family) -> &'static str {
+        layout(family).prefix
+    }
+
+    /// Loads the layers, then the embeddings.
+    pub fn load(w: &Weights, config: &EncoderConfig, dropout: DropoutRates) -> Self {
+        let l = layout(config.family);
+        let d = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let at = w.pp(l.layers).pp(i);
+                EncoderLayer {
+                    qkv: at.fused_linear(&l.qkv(), d, d),
+                    attn_out: at.pp(l.attn_out).linear(d, d),
+                    attn_norm: at.pp(l.attn_norm).layer_norm(d, eps),
+                    ffn_in: at.pp(l.ffn_in).linear(d, config.intermediate_size),
+                    ffn_out: at.pp(l.ffn_out).linear(config.intermediate_size, d),
+                    ffn_norm: at.pp(l.ffn_norm).layer_norm(d, eps),
+                    attn_dropout: DropoutConfig::new(dropout.attention).init(),
+                    dropout: DropoutConfig::new(dropout.hidden).init(),
+                    num_heads: config.num_heads,
+                    activation: config.activation,
+                }
+            })
+            .collect();
+        let emb = w.pp("embeddings");
+        let token_type_embeddings = l
+            .token_types
+            .filter(|_| config.type_vocab_size > 0)
+            .map(|name| emb.pp(name).embedding(config.type_vocab_size, d));
+        let word_embeddings = emb.pp("word_embeddings").embedding(config.vocab_size, d);
+        let position_embeddings = emb
+            .pp("position_embeddings")
+            .embedding(config.max_position_embeddings, d);
+        Self {
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm: emb.pp("LayerNorm").layer_norm(d, eps),
+            embeddings_dropout: DropoutConfig::new(dropout.hidden).init(),
+            layers,
+            config: config.clone(),
+        }
+    }
+
+    /// Writes the encoder's tensors with their HF names, under the family's prefix.
+    pub fn export(&self, out: &mut Exporter) {
+        let l = layout(self.config.family);
+        let mut base = out.pp(l.prefix);
+        let mut emb = base.pp("embeddings");
+        emb.pp("word_embeddings").embedding(&self.word_embeddings);
+        emb.pp("position_embeddings")
+            .embedding(&self.position_embeddings);
+        if let (Some(t), Some(name)) = (&self.token_type_embeddings, l.token_types) {
+            emb.pp(name).embedding(t);
+        }
+        emb.pp("LayerNorm").layer_norm(&self.embeddings_norm);
+        let mut layers = base.pp(l.layers);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut at = layers.pp(i);
+            at.fused_linear(&l.qkv(), &layer.qkv);
+            at.pp(l.attn_out).linear(&layer.attn_out);
+            at.pp(l.attn_norm).layer_norm(&layer.attn_norm);
+            at.pp(l.ffn_in).linear(&layer.ffn_in);
+            at.pp(l.ffn_out).linear(&layer.ffn_out);
+            at.pp(l.ffn_norm).layer_norm(&layer.ffn_norm);
+        }
+    }
+}
+
+impl SequenceClassifier {
+    /// The encoder, then the head: BERT's pooler, DistilBERT's `pre_classifier`, the
+    /// `classifier`. A fresh head draws from `Rng::new(seed)` in that order (the pooler only
+    /// when the checkpoint lacks it).
+    pub fn load(
+        w: &Weights,
+        config: &EncoderConfig,
+        raw: &serde_json::Map<String, serde_json::Value>,
+        num_labels: usize,
+        pooling: Pooling,
+        dropout: DropoutRates,
+        head: HeadInit,
+    ) -> Self {
+        let l = layout(config.family);
+        let d = config.hidden_size;
+        let encoder = Encoder::load(w, config, dropout);
+        let (has_head, seed) = match head {
+            HeadInit::Checkpoint => (true, 0),
+            HeadInit::Fresh(seed) => (false, seed),
+        };
+        let init_std = raw
+            .get("initializer_range")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.02);
+        let mut rng = crate::rng::Rng::new(seed);
+        let device = w.device().clone();
+        let pooler = match (l.pooler, pooling) {
+            (Some(name), Pooling::Cls) => {
+                let at = w.pp(name);
+                Some(Pooler {
+                    dense: if at.contains("weight") {
+                        at.linear(d, d)
+                    } else {
+                        init_linear(&mut rng, d, d, init_std, &device)
+                    },
+                })
+            }
+            _ => None,
+        };
+        let pre_classifier = match (l.pre_classifier, pooling) {
+            (Some(name), Pooling::Cls) => Some(if has_head {
+                w.pp(name).linear(d, d)
+            } else {
+                init_linear(&mut rng, d, d, init_std, &device)
+            }),
+            _ => None,
+        };
+        let classifier = if has_head {
+            w.pp(l.classifier).linear(d, num_labels)
+        } else {
+            init_linear(&mut rng, d, num_labels, init_std, &device)
+        };
+        Self {
+            encoder,
+            pooler,
+            head: ClassifierHead {
+                pre_classifier,
+                dropout: DropoutConfig::new(dropout.classifier).init(),
+                classifier,
+            },
+            pooling,
+        }
+    }
+
+    /// The tensors of a transformers checkpoint of this classifier.
+    pub fn export(&self, out: &mut Exporter) {
+        let l = layout(self.encoder.config.family);
+        self.encoder.export(out);
+        if let (Some(p), Some(name)) = (&self.pooler, l.pooler) {
+            out.pp(l.prefix).pp(name).linear(&p.dense);
+        }
+        if let (Some(pre), Some(name)) = (&self.head.pre_classifier, l.pre_classifier) {
+            out.pp(name).linear(pre);
+        }
+        out.pp(l.classifier).linear(&self.head.classifier);
+    }
+}
+
+impl MaskedLm {
+    pub fn load(w: &Weights, config: &EncoderConfig) -> Self {
+        let l = layout(config.family);
+        let d = config.hidden_size;
+        let encoder = Encoder::load(w, config, DropoutRates::default());
+        let transform = w.pp(l.mlm_transform).linear(d, d);
+        let norm = w.pp(l.mlm_norm).layer_norm(d, config.layer_norm_eps);
+        let bias = w.tensor(l.mlm_bias, [config.vocab_size]);
+        Self {
+            encoder,
+            transform,
+            norm,
+            bias: Param::from_tensor(bias),
+        }
+    }
+}
+
+// Whole-checkpoint constructors: open the safetensors bytes with the family's prefix, load, and
+// report every missing, mis-shaped or unexpected tensor at once.
+
+fn encoder_of(config: &ModelConfig) -> Result<&EncoderConfig, ModelError> {
+    config
+        .encoder()
+        .ok_or_else(|| ModelError::Unsupported("a GPT-2 checkpoint is not an encoder".into()))
+}
+
+impl Encoder {
+    /// The bare encoder of a checkpoint, for inference.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        config: &EncoderConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let w = Weights::from_bytes(bytes, Self::prefix(config.family), device)?;
+        let encoder = Self::load(&w, config, DropoutRates::default());
+        w.finish()?;
+        Ok(encoder)
+    }
+}
+
+impl SequenceClassifier {
+    /// A `*ForSequenceClassification` checkpoint with its own head, for inference. The number
+    /// of labels is the classifier's (its weight's shape), else `id2label`'s.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        config: &ModelConfig,
+        pooling: Pooling,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let enc = encoder_of(config)?;
+        let w = Weights::from_bytes(bytes, Encoder::prefix(enc.family), device)?;
+        let num_labels = w
+            .pp(layout(enc.family).classifier)
+            .shape_of("weight")
+            .map(|s| s[0])
+            .unwrap_or(config.id2label.len().max(2));
+        let model = Self::load(
+            &w,
+            enc,
+            &config.raw,
+            num_labels,
+            pooling,
+            DropoutRates::default(),
+            HeadInit::Checkpoint,
+        );
+        w.finish()?;
+        Ok(model)
+    }
+
+    /// A classifier to fine-tune on `num_labels` classes: the checkpoint's encoder, and its head
+    /// or a fresh one as `head` says.
+    pub fn for_training(
+        bytes: &[u8],
+        config: &ModelConfig,
+        num_labels: usize,
+        pooling: Pooling,
+        dropout: DropoutRates,
+        head: HeadInit,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let enc = encoder_of(config)?;
+        let w = Weights::from_bytes(bytes, Encoder::prefix(enc.family), device)?;
+        let model = Self::load(&w, enc, &config.raw, num_labels, pooling, dropout, head);
+        w.finish()?;
+        Ok(model)
+    }
+}
+
+impl MaskedLm {
+    /// A `*ForMaskedLM` checkpoint, for inference.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        config: &EncoderConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let w = Weights::from_bytes(bytes, Encoder::prefix(config.family), device)?;
+        let model = Self::load(&w, config);
+        w.finish()?;
+        Ok(model)
+    }
+}

@@ -1,0 +1,103 @@
+//! Fill-mask: `pipeline("fill-mask")` with a masked-LM checkpoint.
+
+use burn::prelude::*;
+use burn::tensor::activation;
+use serde::{Deserialize, Serialize};
+
+use super::{default_max_length, encoder_config};
+use crate::error::Error;
+use crate::hub::ModelFiles;
+use crate::model::bert::{EncoderInput, MaskedLm};
+use crate::model::{read_f32, Task};
+use crate::text::TextTokenizer;
+
+/// One candidate for a mask, as `pipeline("fill-mask")` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskCandidate {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    /// The text with this token in place of the mask.
+    pub sequence: String,
+}
+
+/// A masked LM with its tokenizer and mask token.
+pub struct FillMask {
+    pub model: MaskedLm,
+    pub tokenizer: TextTokenizer,
+    pub mask_id: u32,
+    pub mask_token: String,
+    pub max_length: usize,
+    pub device: Device,
+}
+
+impl FillMask {
+    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, Error> {
+        let config = files.config()?;
+        let enc = encoder_config(&config)?.clone();
+        if config.task != Task::MaskedLm {
+            return Err(Error::usage(
+                "fill-mask needs a masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM)",
+            ));
+        }
+        let tokenizer = files.tokenizer()?;
+        let (mask_token, mask_id) = ["[MASK]", "<mask>"]
+            .iter()
+            .find_map(|t| tokenizer.token_to_id(t).map(|id| (t.to_string(), id)))
+            .ok_or_else(|| Error::usage("the tokenizer has no [MASK] token"))?;
+        let model = MaskedLm::from_checkpoint(&files.weights, &enc, device)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            mask_id,
+            mask_token,
+            max_length: default_max_length(&enc),
+            device: device.clone(),
+        })
+    }
+
+    /// The `k` most likely tokens for each mask of `text`, in mask order.
+    pub async fn fill_mask(&self, text: &str, k: usize) -> Result<Vec<Vec<MaskCandidate>>, Error> {
+        let batch = self.tokenizer.encode_batch(&[text], self.max_length)?;
+        let ids = batch.row_ids(0);
+        let positions: Vec<(usize, usize)> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| id == self.mask_id)
+            .map(|(p, _)| (0, p))
+            .collect();
+        if positions.is_empty() {
+            return Err(Error::usage(format!(
+                "the text has no {} token to fill",
+                self.mask_token
+            )));
+        }
+        let input = EncoderInput::new(&batch, &self.device);
+        let logits = self.model.logits_at_positions(&input, &positions);
+        let probs = activation::softmax(logits, 1);
+        let vocab = probs.dims()[1];
+        let probs = read_f32(probs).await?;
+        let mut out = Vec::with_capacity(positions.len());
+        for (m, &(_, pos)) in positions.iter().enumerate() {
+            let row = &probs[m * vocab..(m + 1) * vocab];
+            let mut best: Vec<usize> = (0..vocab).collect();
+            let k = k.min(vocab);
+            best.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| row[b].total_cmp(&row[a]));
+            best.truncate(k);
+            best.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let mut candidates = Vec::with_capacity(k);
+            for id in best {
+                let mut filled = ids.clone();
+                filled[pos] = id as u32;
+                candidates.push(MaskCandidate {
+                    score: row[id],
+                    token: id as u32,
+                    token_str: self.tokenizer.decode(&[id as u32], false)?,
+                    sequence: self.tokenizer.decode(&filled, true)?,
+                });
+            }
+            out.push(candidates);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,50 @@
+//! The Fine-tune page: a base model, labelled data (dropped, picked, or the bundled sample) with
+//! its preview and column choice, the training settings (each mode's defaults), live charts and
+//! progress with cancel, metrics and confusion matrices per epoch, then download or use the model.
+
+mod data;
+mod run;
+mod run_card;
+mod settings;
+mod state;
+
+use leptos::prelude::*;
+
+use crate::protocol::Slot;
+
+use super::components::ModelPicker;
+use super::state::use_state;
+use data::DataCard;
+use run_card::RunCard;
+use settings::TrainingSettings;
+use state::FineTuneState;
+
+#[component]
+pub fn FineTunePage() -> impl IntoView {
+    let state = FineTuneState::new(use_state());
+    view! {
+        <section>
+            <h2>"1. Base model"</h2>
+            <ModelPicker target=Slot::Base default_id="sentence-transformers/all-MiniLM-L6-v2"
+                hint="A BERT, DistilBERT or MiniLM checkpoint; a classification head is added on top." />
+            <h2>"2. Labelled data"</h2>
+            <DataCard state=state />
+            <h2>"3. Training"</h2>
+            <TrainingSettings state=state />
+            <RunCard state=state />
+            <TrainedModel state=state />
+        </section>
+    }
+}
+
+/// What to do with the trained model: download it, or use it on the Classify page.
+#[component]
+fn TrainedModel(state: FineTuneState) -> impl IntoView {
+    view! {
+        <div class="row" id="train-actions">
+            <button id="export-model" class="secondary" on:click=move |_| state.export() disabled=move || !state.has_model()>"Download the model (.zip, Hugging Face folder)"</button>
+            <button id="use-model" on:click=move |_| state.use_model() disabled=move || !state.has_model()>"Use it on the Classify page"</button>
+        </div>
+        {move || state.saved.get().map(|m| view! { <p class="loaded" id="saved-message">{m}</p> })}
+    }
+}

@@ -1,0 +1,243 @@
+//! The Fine-tune page's state and what the page asks of the engine: reading the data files,
+//! training, exporting and using the trained model.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsValue;
+
+use crate::protocol::{Event, Mode, Request, TableOptions, TablePreview, TrainingArgs};
+use crate::ui::files;
+use crate::ui::request::Call;
+use crate::ui::state::AppState;
+
+use super::run::Run;
+
+/// The sample dataset, served next to the page.
+const SAMPLE: &str = "./static/sample_movie_reviews.csv";
+const SAMPLE_NAME: &str = "sample_movie_reviews.csv";
+
+/// A table file the engine keeps (the training data, or the separate test file): its preview
+/// and the reading of it.
+#[derive(Clone, Copy)]
+pub struct TableFile {
+    pub preview: RwSignal<Option<TablePreview>>,
+    pub call: Call,
+}
+
+impl TableFile {
+    fn new() -> Self {
+        Self {
+            preview: RwSignal::new(None),
+            call: Call::new(),
+        }
+    }
+}
+
+/// Everything the Fine-tune page shows and edits; its methods are what the page does.
+#[derive(Clone, Copy)]
+pub struct FineTuneState {
+    app: AppState,
+    pub data: TableFile,
+    /// Evaluate on a separate test file instead of a split of the training file.
+    pub separate_test: RwSignal<bool>,
+    pub test: TableFile,
+    pub text_column: RwSignal<usize>,
+    pub label_column: RwSignal<usize>,
+    pub args: RwSignal<TrainingArgs>,
+    pub test_fraction: RwSignal<f64>,
+    pub run: RwSignal<Option<Run>>,
+    /// Training, shown under the settings.
+    pub train: Call,
+    /// Export and "use on the Classify page"; their errors show with training's.
+    pub actions: Call,
+    /// What export or "use" did.
+    pub saved: RwSignal<Option<String>>,
+}
+
+impl FineTuneState {
+    pub fn new(app: AppState) -> Self {
+        let train = Call::new();
+        Self {
+            app,
+            data: TableFile::new(),
+            separate_test: RwSignal::new(false),
+            test: TableFile::new(),
+            text_column: RwSignal::new(0),
+            label_column: RwSignal::new(1),
+            args: RwSignal::new(TrainingArgs::default()),
+            test_fraction: RwSignal::new(0.2),
+            run: RwSignal::new(None),
+            train,
+            actions: Call::reporting_to(train.error()),
+            saved: RwSignal::new(None),
+        }
+    }
+
+    fn table(self, test: bool) -> TableFile {
+        if test {
+            self.test
+        } else {
+            self.data
+        }
+    }
+
+    /// Has the engine read `bytes` as the training data, or (`test`) as the test file.
+    fn parse(self, name: String, bytes: JsValue, test: bool) {
+        let table = self.table(test);
+        table.preview.set(None);
+        let (text_column, label_column) = (self.text_column, self.label_column);
+        table.call.send(
+            Request::ParseTable {
+                name,
+                options: TableOptions::default(),
+                test,
+            },
+            Some(bytes),
+            move |event, _| {
+                if let Event::Table { preview } = event {
+                    if !test {
+                        text_column.set(preview.text_column);
+                        label_column.set(preview.label_column);
+                    }
+                    table.preview.set(Some(preview));
+                }
+            },
+        );
+    }
+
+    /// Reads a file the user picked or dropped, as the training data or (`test`) the test file.
+    pub fn open(self, file: web_sys::File, test: bool) {
+        files::read_then(file, move |name, bytes| match bytes {
+            Ok(bytes) => self.parse(name, bytes, test),
+            Err(e) => self.table(test).call.fail(format!("{name}: {e}")),
+        });
+    }
+
+    pub fn open_sample(self) {
+        wasm_bindgen_futures::spawn_local(async move {
+            match files::fetch(SAMPLE, "the sample dataset").await {
+                Ok(bytes) => self.parse(SAMPLE_NAME.into(), bytes, false),
+                Err(e) => self.data.call.fail(e),
+            }
+        });
+    }
+
+    /// Switches the training mode, with that mode's defaults.
+    pub fn set_mode(self, mode: Mode) {
+        self.args.update(|a| a.switch_mode(mode));
+    }
+
+    /// Whether a run is under way (tracked).
+    pub fn running(self) -> bool {
+        self.run.with(|r| r.as_ref().is_some_and(Run::running))
+    }
+
+    /// Whether a trained model can be exported or used (tracked).
+    pub fn has_model(self) -> bool {
+        self.run.with(|r| r.as_ref().is_some_and(Run::has_model))
+    }
+
+    /// Whether training can start: data and a base model, and the test file when asked for.
+    pub fn can_start(self) -> bool {
+        !self.running()
+            && self.data.preview.with(Option::is_some)
+            && self.app.base.with(Option::is_some)
+            && !(self.separate_test.get() && self.test.preview.with(Option::is_none))
+    }
+
+    pub fn start(self) {
+        self.saved.set(None);
+        let args = self.args.get_untracked();
+        if let Err(e) = args.validate() {
+            self.train.fail(e);
+            return;
+        }
+        let request = Request::Train {
+            text_column: self.text_column.get_untracked(),
+            label_column: self.label_column.get_untracked(),
+            test_fraction: self.test_fraction.get_untracked(),
+            split_seed: args.seed,
+            separate_test: self.separate_test.get_untracked(),
+            args,
+        };
+        let run = self.run;
+        run.set(Some(Run::new(js_sys::Date::now())));
+        self.train.send_with(
+            request,
+            None,
+            move |event, _| match event {
+                Event::Imported {
+                    report,
+                    train,
+                    test,
+                } => run.update(|r| {
+                    if let Some(r) = r {
+                        r.report = Some((report, train, test))
+                    }
+                }),
+                Event::Train { event } => run.update(|r| {
+                    if let Some(r) = r {
+                        r.apply(event)
+                    }
+                }),
+                _ => {}
+            },
+            move |_| {
+                run.update(|r| {
+                    // Refused before anything ran (bad data, a missing model): no run to show.
+                    if r.as_ref().is_some_and(|r| r.phase.is_none()) {
+                        *r = None;
+                    } else if let Some(r) = r {
+                        r.fail();
+                    }
+                })
+            },
+        );
+    }
+
+    pub fn cancel(self) {
+        self.train.cancel();
+    }
+
+    /// Offers the trained model as a zip of its Hugging Face folder.
+    pub fn export(self) {
+        let (actions, saved) = (self.actions, self.saved);
+        actions.send(Request::ExportTrained, None, move |event, payload| {
+            if let Event::Exported { file_name } = event {
+                let result = payload
+                    .ok_or_else(|| "the engine sent no file".to_string())
+                    .and_then(|bytes| files::download(&file_name, &bytes));
+                match result {
+                    Ok(()) => saved.set(Some(format!("Saved {file_name}"))),
+                    Err(e) => actions.fail(e),
+                }
+            }
+        });
+    }
+
+    /// Puts the trained model on the Classify page (and in browser storage).
+    pub fn use_model(self) {
+        let app = self.app;
+        let saved = self.saved;
+        let name = format!(
+            "{} fine-tuned {}",
+            app.base.get_untracked().map(|b| b.name).unwrap_or_default(),
+            js_sys::Date::new_0()
+                .to_iso_string()
+                .as_string()
+                .unwrap_or_default()
+                .get(..16)
+                .unwrap_or("")
+        );
+        self.actions
+            .send(Request::UseTrained { name }, None, move |event, _| {
+                if let Event::Loaded { info, .. } = event {
+                    saved.set(Some(format!(
+                        "\"{}\" is on the Classify page and kept in browser storage",
+                        info.name
+                    )));
+                    app.classifier.set(Some(info));
+                    app.refresh_stored();
+                }
+            });
+    }
+}

@@ -1,0 +1,244 @@
+//! Starting the engine and loading models: from a source by id, from browser storage, or from
+//! files the user picked (a folder's files or a zip), into the slot the page asked for. Only a
+//! model that loaded is kept in browser storage.
+
+use std::rc::Rc;
+
+use burn::module::Module;
+use wasm_bindgen::JsValue;
+
+use super::state::{self, BaseModel, Engine};
+use super::Reply;
+use crate::device::{self, Backend, Compute};
+use crate::error::Error;
+use crate::hub::download::{fetch_model, Progress};
+use crate::hub::storage::{estimate, Store};
+use crate::hub::{archive, check_model_id, ModelFiles, Purpose, StoreKey};
+use crate::js::{files_of, js_to_bytes};
+use crate::model::ModelConfig;
+use crate::pipelines::{Embedder, FillMask, TextClassifier};
+use crate::prompt::LanguageModel;
+use crate::protocol::{BackendChoice, Event, ModelInfo, ModelSource, Slot};
+
+/// The device for the user's choice: the CPU when asked; else WebGPU when the browser offers an
+/// adapter (described by the browser: burn's adapter info is empty under some drivers) and
+/// burn's runtime starts on it; else the CPU with the reason.
+async fn device_for(choice: BackendChoice) -> Compute {
+    if choice == BackendChoice::Cpu {
+        return Compute::cpu("chosen in the settings");
+    }
+    match crate::probe::probe().await {
+        Backend::Cpu { reason } => Compute::cpu(reason),
+        Backend::WebGpu { adapter } => match device::webgpu().await {
+            Ok(mut c) => {
+                c.backend = Backend::WebGpu { adapter };
+                c
+            }
+            Err(reason) => Compute::cpu(reason),
+        },
+    }
+}
+
+/// Starts (or restarts) the engine on the chosen backend; a switch drops every model.
+pub async fn start(reply: Reply, choice: BackendChoice) -> Result<(), Error> {
+    let compute = device_for(choice).await;
+    reply.send(Event::Started {
+        backend: compute.backend.clone(),
+    });
+    state::update(|e| {
+        *e = Engine {
+            compute: Some(compute),
+            ..Engine::default()
+        }
+    });
+    Ok(())
+}
+
+/// A model's files with its name, and the key to keep it under once it loaded.
+struct Fetched {
+    files: ModelFiles,
+    name: String,
+    keep_as: Option<StoreKey>,
+}
+
+/// Loads a model into `slot`, reports it, then keeps it in browser storage when it came from a
+/// source.
+pub async fn load(
+    reply: Reply,
+    slot: Slot,
+    source: ModelSource,
+    payload: Option<JsValue>,
+) -> Result<(), Error> {
+    let compute = state::compute()?;
+    let fetched = fetch(reply, slot, source, payload).await?;
+    let info = install(slot, &fetched.files, &fetched.name, &compute)?;
+    if let Some(key) = &fetched.keep_as {
+        Store::open()
+            .await?
+            .keep(key, &fetched.name, &fetched.files)
+            .await?;
+    }
+    reply.send(Event::Loaded { slot, info });
+    Ok(())
+}
+
+async fn fetch(
+    reply: Reply,
+    slot: Slot,
+    source: ModelSource,
+    payload: Option<JsValue>,
+) -> Result<Fetched, Error> {
+    match source {
+        ModelSource::Hub { id, url_template } => {
+            check_model_id(&id).map_err(Error::Usage)?;
+            if !url_template.contains("{id}") || !url_template.contains("{file}") {
+                return Err(Error::usage(
+                    "the model source URL must contain {id} and {file}",
+                ));
+            }
+            let purpose = match slot {
+                Slot::Base => Purpose::FineTuning,
+                _ => Purpose::Inference,
+            };
+            let mut progress = |p: Progress| {
+                reply.send(Event::Download {
+                    file: p.file.to_string(),
+                    loaded: p.loaded,
+                    total: p.total,
+                    bytes_per_s: p.bytes_per_s,
+                    from_cache: p.from_cache,
+                })
+            };
+            let id = id.trim().to_string();
+            let files = fetch_model(&url_template, &id, purpose, &mut progress).await?;
+            Ok(Fetched {
+                files,
+                name: id.clone(),
+                keep_as: Some(StoreKey::Hub { url_template, id }),
+            })
+        }
+        ModelSource::Stored { key } => {
+            let (files, name) = Store::open().await?.load(&key).await?;
+            Ok(Fetched {
+                files,
+                name,
+                keep_as: None,
+            })
+        }
+        ModelSource::Local => {
+            let picked = payload.as_ref().map(files_of).unwrap_or_default();
+            if picked.is_empty() {
+                return Err(Error::usage(
+                    "choose the model's files: config.json, tokenizer.json and model.safetensors \
+                     (or a .zip of them)",
+                ));
+            }
+            let mut name = String::from("local model");
+            let mut entries = Vec::new();
+            for f in picked {
+                let bytes = js_to_bytes(&f.clone().into()).await.map_err(Error::Files)?;
+                if f.name().to_ascii_lowercase().ends_with(".zip") {
+                    name = f.name().trim_end_matches(".zip").to_string();
+                    entries.extend(archive::read_zip(&bytes).map_err(|e| e.in_file(f.name()))?);
+                } else {
+                    entries.push((f.name(), bytes));
+                }
+            }
+            let files = ModelFiles::from_entries(entries);
+            files.check_complete()?;
+            Ok(Fetched {
+                files,
+                name,
+                keep_as: None,
+            })
+        }
+    }
+}
+
+/// Loads the model of `slot` from its files, keeps it in the engine, and describes it.
+fn install(
+    slot: Slot,
+    files: &ModelFiles,
+    name: &str,
+    compute: &Compute,
+) -> Result<ModelInfo, Error> {
+    let config = files.config()?;
+    let device = &compute.device;
+    let (labels, parameters) = match slot {
+        Slot::Classifier => {
+            let m = TextClassifier::load(files, device)?;
+            let described = (m.labels.clone(), m.model.num_params());
+            state::update(|e| e.classifier = Some(Rc::new(m)));
+            described
+        }
+        Slot::FillMask => {
+            let m = FillMask::load(files, device)?;
+            let described = (vec![], m.model.num_params());
+            state::update(|e| e.fill_mask = Some(Rc::new(m)));
+            described
+        }
+        Slot::LanguageModel => {
+            let m = LanguageModel::load(files, device, compute.max_binding_bytes)?;
+            let described = (vec![], m.model.num_params());
+            state::update(|e| e.language_model = Some(Rc::new(m)));
+            described
+        }
+        Slot::Base => {
+            // The encoder must load (and gives its size); training decodes the files anew.
+            let encoder = Embedder::load(files, device)?;
+            let base = BaseModel {
+                files: files.clone(),
+                name: name.to_string(),
+            };
+            state::update(|e| e.base = Some(Rc::new(base)));
+            (config.id2label.clone(), encoder.encoder.num_params())
+        }
+    };
+    Ok(model_info(name, &config, labels, files, parameters))
+}
+
+/// What the page shows of a loaded model.
+pub fn model_info(
+    name: &str,
+    config: &ModelConfig,
+    labels: Vec<String>,
+    files: &ModelFiles,
+    parameters: usize,
+) -> ModelInfo {
+    let architecture = config
+        .raw
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .unwrap_or("BertModel")
+        .to_string();
+    ModelInfo {
+        name: name.to_string(),
+        architecture,
+        labels,
+        parameters,
+        bytes: files.weights.len(),
+    }
+}
+
+/// The stored models at once, then again with the storage use (which the browser may be slow to
+/// report).
+pub async fn list_stored(reply: Reply) -> Result<(), Error> {
+    let models = Store::open().await?.list().await;
+    reply.send(Event::StoredModels {
+        models: models.clone(),
+        usage: None,
+    });
+    if let Some(usage) = estimate().await {
+        reply.send(Event::StoredModels {
+            models,
+            usage: Some(usage),
+        });
+    }
+    Ok(())
+}
+
+pub async fn delete_stored(reply: Reply, key: &str) -> Result<(), Error> {
+    Store::open().await?.delete(key).await?;
+    list_stored(reply).await
+}

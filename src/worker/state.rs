@@ -1,0 +1,72 @@
+//! What the engine holds between requests: the device, the loaded models by use, the base model
+//! to fine-tune, the tables read for training, and the last fine-tuned model. One per worker.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::data::Table;
+use crate::device::Compute;
+use crate::error::Error;
+use crate::hub::ModelFiles;
+use crate::model::bert::SequenceClassifier;
+use crate::model::ModelConfig;
+use crate::pipelines::{FillMask, TextClassifier};
+use crate::prompt::LanguageModel;
+
+/// A model to fine-tune: its files (decoded anew for each run) and its name.
+pub struct BaseModel {
+    pub files: ModelFiles,
+    pub name: String,
+}
+
+/// A CSV/TSV file read for training, with the name the user's file had.
+pub struct NamedTable {
+    pub name: String,
+    pub table: Table,
+}
+
+/// The model a training run produced, with what saving it needs.
+pub struct Trained {
+    pub model: SequenceClassifier,
+    pub config: ModelConfig,
+    pub labels: Vec<String>,
+    /// The base model's files (its tokenizer files go into the saved folder).
+    pub source: ModelFiles,
+    pub base_name: String,
+}
+
+/// The engine's state. A backend switch replaces it whole: tensors live on one device.
+#[derive(Default)]
+pub struct Engine {
+    pub compute: Option<Compute>,
+    pub classifier: Option<Rc<TextClassifier>>,
+    pub fill_mask: Option<Rc<FillMask>>,
+    pub language_model: Option<Rc<LanguageModel>>,
+    pub base: Option<Rc<BaseModel>>,
+    pub train_table: Option<Rc<NamedTable>>,
+    pub test_table: Option<Rc<NamedTable>>,
+    pub trained: Option<Rc<Trained>>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Engine> = RefCell::new(Engine::default());
+}
+
+/// Changes the engine's state.
+pub fn update(f: impl FnOnce(&mut Engine)) {
+    ENGINE.with(|e| f(&mut e.borrow_mut()));
+}
+
+/// Something the engine holds, or an error saying what to load first.
+pub fn need<T>(get: impl FnOnce(&Engine) -> Option<T>, what: &str) -> Result<T, Error> {
+    ENGINE
+        .with(|e| get(&e.borrow()))
+        .ok_or_else(|| Error::usage(format!("load a {what} first")))
+}
+
+/// The device (after `Start`).
+pub fn compute() -> Result<Compute, Error> {
+    ENGINE
+        .with(|e| e.borrow().compute.clone())
+        .ok_or_else(|| Error::usage("the engine has not started"))
+}

@@ -1,0 +1,199 @@
+//! Fine-tuning in the worker: reading the training (and test) table, the training run with its
+//! events and cancel, then saving the model as a zip or keeping it to classify with.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use burn::module::Module;
+use wasm_bindgen::JsValue;
+
+use super::load::model_info;
+use super::state::{self, NamedTable, Trained};
+use super::{payload_bytes, Reply};
+use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
+use crate::error::Error;
+use crate::hub::storage::Store;
+use crate::hub::{archive, ModelFiles, StoreKey};
+use crate::js::{bytes_to_js, yield_now};
+use crate::pipelines::TextClassifier;
+use crate::protocol::{Event, Slot};
+use crate::train::export::export_classifier;
+use crate::train::{
+    classifier_for_training, default_pooling, fine_tune, TrainEvent, TrainHooks, TrainingArgs,
+};
+
+/// Reads a CSV/TSV for training (or, with `test`, the separate test file) and previews it.
+pub async fn parse_table(
+    reply: Reply,
+    name: String,
+    options: &TableOptions,
+    test: bool,
+    payload: Option<JsValue>,
+) -> Result<(), Error> {
+    let bytes = payload_bytes(payload, "choose a CSV or TSV file").await?;
+    let table = read_table(&bytes, options).map_err(|e| Error::from(e).in_file(&name))?;
+    let preview = table.preview(&name, 8);
+    let kept = Some(Rc::new(NamedTable { name, table }));
+    state::update(|e| {
+        if test {
+            e.test_table = kept;
+        } else {
+            e.train_table = kept;
+        }
+    });
+    reply.send(Event::Table { preview });
+    Ok(())
+}
+
+/// How the kept table becomes training and test data.
+pub struct Plan {
+    pub text_column: usize,
+    pub label_column: usize,
+    /// Share of a stratified, seeded split held out for testing...
+    pub test_fraction: f64,
+    pub split_seed: u64,
+    /// ...unless the kept test file is the test set.
+    pub separate_test: bool,
+}
+
+/// The training and test sets the plan gives, and what the import read.
+fn datasets(plan: &Plan) -> Result<(Dataset, Dataset, crate::data::ImportReport), Error> {
+    let table = state::need(|e| e.train_table.clone(), "dataset")?;
+    let (data, report) = table
+        .table
+        .to_dataset(plan.text_column, plan.label_column)?;
+    if plan.separate_test {
+        let test = state::need(|e| e.test_table.clone(), "test file")?;
+        let in_test = |e: crate::data::DataError| Error::from(e).in_file(&test.name);
+        let (tc, lc) = test
+            .table
+            .matching_columns(&table.table, plan.text_column, plan.label_column)
+            .map_err(in_test)?;
+        let (test_set, _) = test
+            .table
+            .to_test_dataset(tc, lc, &data.label_names)
+            .map_err(in_test)?;
+        Ok((data, test_set, report))
+    } else {
+        let split = stratified_split(
+            &data.labels,
+            data.num_classes(),
+            plan.test_fraction,
+            plan.split_seed,
+        )?;
+        Ok((data.subset(&split.train), data.subset(&split.test), report))
+    }
+}
+
+/// Hooks that post training events and let cancel messages in between steps.
+struct WorkerHooks {
+    reply: Reply,
+}
+
+impl TrainHooks for WorkerHooks {
+    fn event(&mut self, event: &TrainEvent) {
+        self.reply.send(Event::Train {
+            event: event.clone(),
+        });
+    }
+    fn cancelled(&self) -> bool {
+        self.reply.cancelled()
+    }
+    fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(yield_now())
+    }
+}
+
+/// Fine-tunes the base model on the kept table and keeps the result.
+pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), Error> {
+    let compute = state::compute()?;
+    let base = state::need(|e| e.base.clone(), "base model to fine-tune")?;
+    let (train, test, report) = datasets(&plan)?;
+    reply.send(Event::Imported {
+        report,
+        train: train.len(),
+        test: test.len(),
+    });
+    let tokenizer = base.files.tokenizer()?;
+    let pooling = default_pooling(&base.files, args.mode);
+    let (model, config) = classifier_for_training(
+        &base.files,
+        &train.label_names,
+        &args,
+        pooling,
+        &compute.device,
+    )?;
+    let mut hooks = WorkerHooks { reply };
+    let result = fine_tune(
+        model,
+        &tokenizer,
+        &train,
+        &test,
+        &args,
+        &compute.device,
+        &mut hooks,
+    )
+    .await?;
+    let trained = Trained {
+        model: result.model,
+        config,
+        labels: train.label_names.clone(),
+        source: base.files.clone(),
+        base_name: base.name.clone(),
+    };
+    state::update(|e| e.trained = Some(Rc::new(trained)));
+    Ok(())
+}
+
+/// The trained model's Hugging Face folder.
+async fn saved_files(t: &Trained) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    export_classifier(&t.model, &t.config, &t.labels, &t.source).await
+}
+
+/// The trained model as a zip of its Hugging Face folder (in the event's payload).
+pub async fn export(reply: Reply) -> Result<(), Error> {
+    let t = state::need(|e| e.trained.clone(), "trained model (fine-tune one first)")?;
+    let folder = format!("{}-finetuned", t.base_name.replace('/', "-"));
+    let entries: Vec<(String, Vec<u8>)> = saved_files(&t)
+        .await?
+        .into_iter()
+        .map(|(n, b)| (format!("{folder}/{n}"), b))
+        .collect();
+    let zip = archive::write_zip(&entries)?;
+    reply.send_with(
+        Event::Exported {
+            file_name: format!("{folder}.zip"),
+        },
+        &bytes_to_js(&zip),
+    );
+    Ok(())
+}
+
+/// Puts the trained model in the classifier slot and keeps it in browser storage, so it
+/// survives a reload.
+pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
+    let compute = state::compute()?;
+    let t = state::need(|e| e.trained.clone(), "trained model (fine-tune one first)")?;
+    let files = ModelFiles::from_entries(saved_files(&t).await?);
+    let model = TextClassifier::load(&files, &compute.device)?;
+    let name = match name.trim() {
+        "" => format!("{} (fine-tuned)", t.base_name),
+        n => n.to_string(),
+    };
+    let info = model_info(
+        &name,
+        &model.config,
+        model.labels.clone(),
+        &files,
+        model.model.num_params(),
+    );
+    state::update(|e| e.classifier = Some(Rc::new(model)));
+    let key = StoreKey::Trained { name: name.clone() };
+    Store::open().await?.keep(&key, &name, &files).await?;
+    reply.send(Event::Loaded {
+        slot: Slot::Classifier,
+        info,
+    });
+    Ok(())
+}
