@@ -2,12 +2,12 @@
 
 use burn::prelude::*;
 
-use super::{default_max_length, encoder_config, tunelab_pooling};
+use super::{batched_rows, default_max_length, encoder_config, tunelab_pooling};
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::math::{ranked, softmax, LabelScore};
-use crate::model::bert::{EncoderInput, Pooling, SequenceClassifier};
-use crate::model::{read_f32, ModelConfig, Task};
+use crate::model::bert::{Pooling, SequenceClassifier};
+use crate::model::{ModelConfig, Task};
 use crate::text::TextTokenizer;
 
 /// A text classifier with its tokenizer and label names.
@@ -47,14 +47,15 @@ impl TextClassifier {
 
     /// Logits `[n, labels]` for texts.
     pub async fn logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(16) {
-            let batch = self.tokenizer.encode_batch(chunk, self.max_length)?;
-            let input = EncoderInput::new(&batch, &self.device);
-            let logits = read_f32(self.model.forward(&input)).await?;
-            out.extend(logits.chunks(self.labels.len()).map(<[f32]>::to_vec));
-        }
-        Ok(out)
+        batched_rows(
+            &self.tokenizer,
+            texts,
+            16,
+            self.max_length,
+            &self.device,
+            |input| self.model.forward(input),
+        )
+        .await
     }
 
     /// Every label with its probability for each text, most probable first.

@@ -3,11 +3,10 @@
 
 use burn::prelude::*;
 
-use super::{default_max_length, encoder_config};
+use super::{batched_rows, default_max_length, encoder_config};
 use crate::error::Error;
 use crate::hub::ModelFiles;
-use crate::model::bert::{first_token, l2_normalize, mean_pool, Encoder, EncoderInput, Pooling};
-use crate::model::read_f32;
+use crate::model::bert::{first_token, l2_normalize, mean_pool, Encoder, Pooling};
 use crate::text::TextTokenizer;
 
 /// What a sentence-transformers folder declares: `modules.json` (is there a `Normalize`
@@ -83,22 +82,25 @@ impl Embedder {
 
     /// One vector per text.
     pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(32) {
-            let batch = self.tokenizer.encode_batch(chunk, self.max_length)?;
-            let input = EncoderInput::new(&batch, &self.device);
-            let hidden = self.encoder.forward(&input);
-            let mut pooled = match self.pooling {
-                Pooling::Mean => mean_pool(hidden, &input.attention_mask),
-                Pooling::Cls => first_token(hidden),
-            };
-            if self.normalize {
-                pooled = l2_normalize(pooled);
-            }
-            let d = pooled.dims()[1];
-            let values = read_f32(pooled).await?;
-            out.extend(values.chunks(d).map(<[f32]>::to_vec));
-        }
-        Ok(out)
+        batched_rows(
+            &self.tokenizer,
+            texts,
+            32,
+            self.max_length,
+            &self.device,
+            |input| {
+                let hidden = self.encoder.forward(input);
+                let pooled = match self.pooling {
+                    Pooling::Mean => mean_pool(hidden, &input.attention_mask),
+                    Pooling::Cls => first_token(hidden),
+                };
+                if self.normalize {
+                    l2_normalize(pooled)
+                } else {
+                    pooled
+                }
+            },
+        )
+        .await
     }
 }

@@ -11,9 +11,12 @@ pub use classify::TextClassifier;
 pub use embed::{Embedder, SentenceTransformers};
 pub use fill_mask::{FillMask, MaskCandidate};
 
+use burn::prelude::*;
+
 use crate::error::Error;
-use crate::model::bert::Pooling;
-use crate::model::{EncoderConfig, ModelConfig};
+use crate::model::bert::{EncoderInput, Pooling};
+use crate::model::{read_f32, EncoderConfig, ModelConfig};
+use crate::text::TextTokenizer;
 
 /// The longest input an encoder takes (capped at 512 as BERT tokenizers are).
 pub fn default_max_length(config: &EncoderConfig) -> usize {
@@ -37,4 +40,25 @@ pub fn tunelab_pooling(config: &ModelConfig) -> Option<Pooling> {
         "cls" => Some(Pooling::Cls),
         _ => None,
     }
+}
+
+/// Runs texts through an encoder in batches of `batch_size` (tokenized and padded per batch,
+/// truncated at `max_length`): `forward` maps a batch to one row per text, read back as f32.
+pub async fn batched_rows(
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    batch_size: usize,
+    max_length: usize,
+    device: &Device,
+    forward: impl Fn(&EncoderInput) -> Tensor<2>,
+) -> Result<Vec<Vec<f32>>, Error> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch_size) {
+        let batch = tokenizer.encode_batch(chunk, max_length)?;
+        let rows = forward(&EncoderInput::new(&batch, device));
+        let width = rows.dims()[1];
+        let values = read_f32(rows).await?;
+        out.extend(values.chunks(width.max(1)).map(<[f32]>::to_vec));
+    }
+    Ok(out)
 }
