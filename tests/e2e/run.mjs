@@ -355,6 +355,35 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await shoot(page, 'classify-finetuned-cpu');
     });
   }],
+  ['fine-tune: closing the tab mid-run asks first; after the run it does not', async () => {
+    const csv = path.join(out, 'leave-mid-run.csv');
+    const rows = [['text', 'label']];
+    for (let i = 0; i < 40; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
+    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      page.allowedFailures = ['/models/tiny-bert/modules.json'];
+      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+      await backend(page);
+      await loadModel(page, 'base-model', 'tiny-bert');
+      await page.locator('#dataset-file').setInputFiles(csv);
+      await page.locator('#dataset-preview').waitFor();
+      // Full mode, many epochs: the run lasts while the page is asked to close.
+      await page.locator('#mode-full').check();
+      await page.locator('#arg-epochs').fill('200');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#train-progress').waitFor();
+      const asked = () => page.evaluate(() => {
+        const e = new Event('beforeunload', { cancelable: true });
+        window.dispatchEvent(e);
+        return e.defaultPrevented;
+      });
+      assert(await asked(), 'closing the tab during a run asks first');
+      await page.locator('#train-cancel').click();
+      await page.locator('#train-progress', { hasText: 'Stopped' }).waitFor();
+      assert(!(await asked()), 'once the run ended the tab closes without asking');
+    });
+  }],
   ['prompt: tiny-gpt2 greedy gives the golden tokens, label scores show, seeded sampling repeats', async () => {
     const g = golden('tiny-gpt2');
     const want = g.greedy_8_new_tokens[0].slice(g.input_ids[0].length).join(',');

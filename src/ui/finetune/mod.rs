@@ -9,6 +9,8 @@ mod settings;
 mod state;
 
 use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::protocol::Slot;
 
@@ -22,6 +24,8 @@ use state::FineTuneState;
 #[component]
 pub fn FineTunePage() -> impl IntoView {
     let state = FineTuneState::new(use_state());
+    // Closing or reloading the tab would end a run silently: while one runs, the browser asks.
+    Effect::new(move |_| ask_before_leaving(state.running()));
     view! {
         <section>
             <h2>"1. Base model"</h2>
@@ -34,6 +38,30 @@ pub fn FineTunePage() -> impl IntoView {
             <RunCard state=state />
             <TrainedModel state=state />
         </section>
+    }
+}
+
+thread_local! {
+    /// A `beforeunload` handler that makes the browser ask before the page goes away.
+    static ASK_BEFORE_LEAVING: js_sys::Function =
+        Closure::<dyn Fn(web_sys::Event)>::new(|e: web_sys::Event| {
+            e.prevent_default();
+            // Older browsers ask only when `returnValue` is set.
+            let _ = js_sys::Reflect::set(&e, &"returnValue".into(), &"".into());
+        })
+        .into_js_value()
+        .unchecked_into();
+}
+
+/// Sets the page's `beforeunload` handler while `running`, and removes it after.
+fn ask_before_leaving(running: bool) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if running {
+        ASK_BEFORE_LEAVING.with(|f| window.set_onbeforeunload(Some(f)));
+    } else {
+        window.set_onbeforeunload(None);
     }
 }
 
