@@ -393,11 +393,9 @@ fn save_then_load_gives_identical_logits_and_an_hf_config() {
     assert_eq!(cfg["label2id"]["bad"], 0);
     assert!(cfg.get("tunelab_pooling").is_none());
     // Loaded back through the same path as any Hub checkpoint.
-    let back = tunelab::pipelines::TextClassifier::load(
-        &tunelab::train::export::as_model_files(&saved),
-        &dev,
-    )
-    .unwrap();
+    let back =
+        tunelab::pipelines::TextClassifier::load(&ModelFiles::from_entries(saved.clone()), &dev)
+            .unwrap();
     assert_eq!(back.labels, labels);
     let batch = tok.encode_batch(&["great film", "so bad"], 128).unwrap();
     let input = EncoderInput::new(&batch, &dev);
@@ -440,11 +438,9 @@ fn a_mean_pooled_head_records_its_pooling_and_reloads_the_same() {
     .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&saved[0].1).unwrap();
     assert_eq!(cfg["tunelab_pooling"], "mean");
-    let back = tunelab::pipelines::TextClassifier::load(
-        &tunelab::train::export::as_model_files(&saved),
-        &dev,
-    )
-    .unwrap();
+    let back =
+        tunelab::pipelines::TextClassifier::load(&ModelFiles::from_entries(saved.clone()), &dev)
+            .unwrap();
     assert_eq!(back.model.pooling, Pooling::Mean);
     let tok = files.tokenizer().unwrap();
     let input = EncoderInput::new(
@@ -537,7 +533,7 @@ fn saved_folders_score_in_transformers_pipeline_as_in_tunelab() {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
         let back = tunelab::pipelines::TextClassifier::load(
-            &tunelab::train::export::as_model_files(&saved),
+            &ModelFiles::from_entries(saved.clone()),
             &dev,
         )
         .unwrap();

@@ -82,6 +82,20 @@ impl<'a> Weights<'a> {
         })
     }
 
+    /// Opens `bytes`, builds a model from them with `build`, then [`Weights::finish`]es: a
+    /// whole checkpoint in one call, with every problem reported at once.
+    pub fn load<T>(
+        bytes: &'a [u8],
+        prefix: &str,
+        device: &Device,
+        build: impl FnOnce(&Weights<'a>) -> T,
+    ) -> Result<T, ModelError> {
+        let w = Self::from_bytes(bytes, prefix, device)?;
+        let model = build(&w);
+        w.finish()?;
+        Ok(model)
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -55,8 +55,3 @@ pub async fn export_classifier(
     }
     Ok(files)
 }
-
-/// The saved files as [`ModelFiles`] (to load them back).
-pub fn as_model_files(files: &[(String, Vec<u8>)]) -> ModelFiles {
-    ModelFiles::from_entries(files.iter().cloned())
-}

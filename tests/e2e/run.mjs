@@ -67,6 +67,17 @@ async function loadModel(page, slot, id) {
   if (await err.count()) throw new Error(`loading ${id} failed: ${await err.textContent()}`);
 }
 
+// The Fine-tune page with tiny-bert as the base model and `csv` read as the training data.
+async function fineTuneTinyBert(page, csv) {
+  // A base model's optional sentence-transformers file: tiny-bert has none, a 404 is expected.
+  page.allowedFailures = ['/models/tiny-bert/modules.json'];
+  await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+  await backend(page);
+  await loadModel(page, 'base-model', 'tiny-bert');
+  await page.locator('#dataset-file').setInputFiles(csv);
+  await page.locator('#dataset-preview').waitFor();
+}
+
 async function scoresOf(result) {
   return result.locator('.score').evaluateAll((els) => els.map((e) => ({ label: e.dataset.label, score: Number(e.dataset.score) })));
 }
@@ -244,13 +255,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
     const test = write('split-test.csv', [['label', 'id', 'text'], ...[...pick('positive', 20, 6), ...pick('negative', 20, 5)].map((r, i) => [r[1], String(i), r[0]])]);
     const odd = write('split-odd.csv', [['text', 'label'], ['fine', 'positive'], ['so so', 'neutral']]);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
-      // A base model's optional sentence-transformers file: tiny-bert has none, a 404 is expected.
-      page.allowedFailures = ['/models/tiny-bert/modules.json'];
-      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
-      await backend(page);
-      await loadModel(page, 'base-model', 'tiny-bert');
-      await page.locator('#dataset-file').setInputFiles(train);
-      await page.locator('#dataset-preview').waitFor();
+      await fineTuneTinyBert(page, train);
       await page.locator('#test-separate').check();
       assert(await page.locator('#train-start').isDisabled(), 'training waits for the test file');
       assert(await page.locator('#arg-test').isDisabled(), 'the split fraction is off');
@@ -361,12 +366,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
     for (let i = 0; i < 40; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
     fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
-      page.allowedFailures = ['/models/tiny-bert/modules.json'];
-      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
-      await backend(page);
-      await loadModel(page, 'base-model', 'tiny-bert');
-      await page.locator('#dataset-file').setInputFiles(csv);
-      await page.locator('#dataset-preview').waitFor();
+      await fineTuneTinyBert(page, csv);
       // Full mode, many epochs: the run lasts while the page is asked to close.
       await page.locator('#mode-full').check();
       await page.locator('#arg-epochs').fill('200');

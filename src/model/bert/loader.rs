@@ -248,10 +248,9 @@ impl Encoder {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let w = Weights::from_bytes(bytes, Self::prefix(config.family), device)?;
-        let encoder = Self::load(&w, config, DropoutRates::default());
-        w.finish()?;
-        Ok(encoder)
+        Weights::load(bytes, Self::prefix(config.family), device, |w| {
+            Self::load(w, config, DropoutRates::default())
+        })
     }
 }
 
@@ -265,23 +264,23 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        let w = Weights::from_bytes(bytes, Encoder::prefix(enc.family), device)?;
-        let num_labels = w
-            .pp(layout(enc.family).classifier)
-            .shape_of("weight")
-            .map(|s| s[0])
-            .unwrap_or(config.id2label.len().max(2));
-        let model = Self::load(
-            &w,
-            enc,
-            &config.raw,
-            num_labels,
-            pooling,
-            DropoutRates::default(),
-            HeadInit::Checkpoint,
-        );
-        w.finish()?;
-        Ok(model)
+        Weights::load(bytes, Encoder::prefix(enc.family), device, |w| {
+            let num_labels = w
+                .pp(layout(enc.family).classifier)
+                .shape_of("weight")
+                .map(|s| s[0])
+                .unwrap_or(config.id2label.len().max(2));
+            let inference = DropoutRates::default();
+            Self::load(
+                w,
+                enc,
+                &config.raw,
+                num_labels,
+                pooling,
+                inference,
+                HeadInit::Checkpoint,
+            )
+        })
     }
 
     /// A classifier to fine-tune on `num_labels` classes: the checkpoint's encoder, and its head
@@ -296,10 +295,9 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        let w = Weights::from_bytes(bytes, Encoder::prefix(enc.family), device)?;
-        let model = Self::load(&w, enc, &config.raw, num_labels, pooling, dropout, head);
-        w.finish()?;
-        Ok(model)
+        Weights::load(bytes, Encoder::prefix(enc.family), device, |w| {
+            Self::load(w, enc, &config.raw, num_labels, pooling, dropout, head)
+        })
     }
 }
 
@@ -310,9 +308,8 @@ impl MaskedLm {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let w = Weights::from_bytes(bytes, Encoder::prefix(config.family), device)?;
-        let model = Self::load(&w, config);
-        w.finish()?;
-        Ok(model)
+        Weights::load(bytes, Encoder::prefix(config.family), device, |w| {
+            Self::load(w, config)
+        })
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! - this file: the encoder (embeddings and layers) and the poolings;
 //! - `heads.rs`: the pooler, the classification head and the masked-LM head;
-//! - `loader.rs`: every Hugging Face tensor name and config key, BERT's and DistilBERT's side by
-//!   side (their `Layout`s), for loading and for export, and the whole-checkpoint constructors.
+//! - `layout.rs`: where BERT and DistilBERT keep each tensor and dropout key, side by side;
+//! - `loader.rs`: loading and export along those layouts, and the whole-checkpoint constructors.
 
 mod heads;
 mod layout;

@@ -69,10 +69,9 @@ impl Gpt2 {
         max_binding_bytes: u64,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let w = Weights::from_bytes(bytes, Self::PREFIX, device)?;
-        let model = Self::load(&w, config, max_binding_bytes);
-        w.finish()?;
-        Ok(model)
+        Weights::load(bytes, Self::PREFIX, device, |w| {
+            Self::load(w, config, max_binding_bytes)
+        })
     }
 }
 
