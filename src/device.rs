@@ -50,35 +50,96 @@ impl Compute {
     }
 }
 
+/// The multiple of tokens that encoder batches are padded to on `device`: on a GPU a few fixed
+/// sequence lengths let kernels compile (and tune) once per length instead of once per batch; on
+/// the CPU padding would only add work.
+pub fn pad_multiple(device: &Device) -> usize {
+    if on_cpu(device) {
+        1
+    } else {
+        GPU_PAD_MULTIPLE
+    }
+}
+
+/// Sequence lengths on a GPU are multiples of this (capped by the maximum length).
+pub const GPU_PAD_MULTIPLE: usize = 32;
+
+/// Whether `device` is one of burn's CPU backends.
+pub fn on_cpu(device: &Device) -> bool {
+    let plain = device.clone().without_autodiff();
+    #[cfg(feature = "ndarray")]
+    if plain == Device::ndarray() {
+        return true;
+    }
+    plain == Device::flex()
+}
+
+/// An adapter as the status line shows it: its non-empty details, without repeats.
+pub fn describe_adapter(parts: &[&str]) -> String {
+    let mut kept: Vec<&str> = parts.iter().copied().filter(|s| !s.is_empty()).collect();
+    kept.dedup();
+    kept.join(", ")
+}
+
+/// Whether an adapter (as [`describe_adapter`] or the browser's probe describes it) is a software
+/// rasterizer running on the CPU: Chromium's SwiftShader, Mesa's lavapipe/llvmpipe, WARP.
+pub fn software_adapter(described: &str) -> bool {
+    let d = described.to_ascii_lowercase();
+    [
+        "swiftshader",
+        "llvmpipe",
+        "lavapipe",
+        "software",
+        "warp",
+        "microsoft basic render",
+    ]
+    .iter()
+    .any(|k| d.contains(k))
+}
+
+/// How many kernel launches burn's wgpu runtime records before it submits them to the GPU
+/// (cubecl's `tasks_max`) on the adapter described. Measured with `scripts/bench.sh gpu` on an
+/// NVIDIA H200 (Vulkan; embedding, GPT-2 decoding and full fine-tuning): 32, 64 and 128 tie
+/// within run-to-run noise and 512 is slower everywhere (decoding 33 against 53 tokens/s), now
+/// that a training step no longer reads back; software rasterizers (SwiftShader, lavapipe) gain
+/// nothing from more either. So every adapter gets 32, set here rather than left to an
+/// environment variable, until an adapter measures otherwise.
+pub fn tasks_max_for(described: &str) -> usize {
+    if software_adapter(described) {
+        SOFTWARE_TASKS_MAX
+    } else {
+        GPU_TASKS_MAX
+    }
+}
+
+/// [`tasks_max_for`] a hardware GPU.
+pub const GPU_TASKS_MAX: usize = 32;
+/// [`tasks_max_for`] a software rasterizer.
+pub const SOFTWARE_TASKS_MAX: usize = 32;
+
 #[cfg(target_arch = "wasm32")]
 thread_local! {
     static WEBGPU: std::cell::RefCell<Option<Result<Compute, String>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the
-/// browser (`probe`) first.
+/// browser (`probe`) first; `probed` is the adapter it described, which sets the runtime's
+/// [`tasks_max_for`].
 #[cfg(target_arch = "wasm32")]
-pub async fn webgpu() -> Result<Compute, String> {
+pub async fn webgpu(probed: &str) -> Result<Compute, String> {
     if let Some(done) = WEBGPU.with(|c| c.borrow().clone()) {
         return done;
     }
-    let result = match Device::wgpu_options().init_with_setup_async().await {
+    let options = Device::wgpu_options().tasks_max(tasks_max_for(probed));
+    let result = match options.init_with_setup_async().await {
         Ok((device, setup)) => {
             let info = setup.adapter.get_info();
             let limits = setup.device.limits();
-            let mut parts: Vec<String> = [
-                info.name.clone(),
-                info.driver.clone(),
-                info.driver_info.clone(),
-            ]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect();
-            parts.dedup();
-            let adapter = if parts.is_empty() {
+            let described = describe_adapter(&[&info.name, &info.driver, &info.driver_info]);
+            let adapter = if described.is_empty() {
                 format!("{:?}", info.device_type)
             } else {
-                parts.join(", ")
+                described
             };
             Ok(Compute {
                 device,

@@ -3,6 +3,7 @@
 //! the engine in a Web Worker (`worker`) through `protocol`. ARCHITECTURE.md draws the layers.
 
 pub mod clock;
+pub mod counts;
 pub mod data;
 pub mod device;
 pub mod error;

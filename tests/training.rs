@@ -276,6 +276,70 @@ fn the_trainer_emits_logs_and_evaluations_and_learns_a_toy_task() {
     ));
 }
 
+/// Records the engine's readbacks at each training step's progress event.
+#[derive(Default)]
+struct ReadsPerStep {
+    counter: Option<tunelab::counts::Counter>,
+    at_step: Vec<(usize, u64)>,
+}
+
+impl tunelab::train::TrainHooks for ReadsPerStep {
+    fn event(&mut self, e: &TrainEvent) {
+        if let TrainEvent::Progress {
+            phase: tunelab::train::Phase::Training,
+            done,
+            ..
+        } = e
+        {
+            let reads = self.counter.as_ref().map_or(0, |c| c.read().reads);
+            self.at_step.push((*done, reads));
+        }
+    }
+}
+
+#[test]
+fn a_training_step_reads_nothing_back_except_to_log() {
+    // The device runs ahead of the loop: losses (with the NaN check) and the gradient norm come
+    // back in one read every `logging_steps` and at the end of the epoch, never per step.
+    let dev = Device::flex();
+    let (train, test) = toy_data();
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
+    let tok = files.tokenizer().unwrap();
+    for mode in [Mode::Full, Mode::Head] {
+        let args = TrainingArgs {
+            mode,
+            num_train_epochs: 1,
+            per_device_train_batch_size: 1,
+            learning_rate: 1e-3,
+            logging_steps: 5,
+            ..TrainingArgs::default()
+        };
+        let mut hooks = ReadsPerStep {
+            counter: Some(tunelab::counts::Counter::start()),
+            ..Default::default()
+        };
+        let result = block_on(fine_tune(
+            tiny_bert(&dev),
+            &tok,
+            &train,
+            &test,
+            &args,
+            &dev,
+            &mut hooks,
+        ))
+        .unwrap();
+        assert_eq!(result.steps, 12);
+        let reads: Vec<u64> = hooks.at_step.iter().map(|&(_, r)| r).collect();
+        let per_step: Vec<u64> = reads.windows(2).map(|w| w[1] - w[0]).collect();
+        // Steps 2..=12: a read at steps 5 and 10 (logging) and 12 (the last), none elsewhere.
+        assert_eq!(
+            per_step,
+            vec![0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1],
+            "{mode:?}: reads between consecutive steps"
+        );
+    }
+}
+
 #[test]
 fn cancel_keeps_the_last_good_weights_and_nan_loss_stops_with_a_message() {
     let dev = Device::flex();

@@ -6,17 +6,28 @@
 use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors};
+use tunelab::counts::{Counter, Counts};
+use tunelab::data::Dataset;
 use tunelab::device::{self, Compute};
 use tunelab::hub::ModelFiles;
 use tunelab::model::bert::EncoderInput;
-use tunelab::model::read_f32;
+use tunelab::model::gpt2::KvCache;
+use tunelab::model::{read_f32, read_i64};
 use tunelab::pipelines::TextClassifier;
 use tunelab::prompt::generate::{generate_ids, GenerationConfig};
 use tunelab::prompt::LanguageModel;
 use tunelab::text::EncodedBatch;
+use tunelab::train::{fine_tune, Mode, Phase, TrainEvent, TrainHooks, TrainingArgs};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+/// Kernel launches of one tiny-bert classification, one tiny-gpt2 decode token and one tiny-bert
+/// full fine-tuning step on WebGPU (`webgpu_launches_and_readbacks_per_forward_token_and_training_step`):
+/// what the engine launched on SwiftShader on 2026-11-27 (128, 115, 571) plus about 10%.
+const FORWARD_LAUNCHES: u64 = 140;
+const DECODE_LAUNCHES: u64 = 127;
+const STEP_LAUNCHES: u64 = 630;
 
 fn files(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> ModelFiles {
     ModelFiles {
@@ -84,6 +95,17 @@ async fn tiny_bert_errors(compute: &Compute) -> (f64, f64) {
     )
 }
 
+/// WebGPU as the app starts it: the probe's adapter, then burn's runtime tuned for it.
+async fn webgpu() -> Compute {
+    let adapter = match tunelab::probe::probe().await {
+        tunelab::device::Backend::WebGpu { adapter } => adapter,
+        other => panic!("the test browser must offer WebGPU (SwiftShader): {other:?}"),
+    };
+    device::webgpu(&adapter)
+        .await
+        .expect("WebGPU (SwiftShader) must start in the test browser")
+}
+
 #[wasm_bindgen_test]
 async fn tiny_bert_on_the_cpu_backend_in_wasm_matches_transformers() {
     let (hidden, logits) = tiny_bert_errors(&Compute::cpu("test")).await;
@@ -96,9 +118,7 @@ async fn tiny_bert_on_the_cpu_backend_in_wasm_matches_transformers() {
 
 #[wasm_bindgen_test]
 async fn tiny_bert_on_webgpu_matches_transformers() {
-    let compute = device::webgpu()
-        .await
-        .expect("WebGPU (SwiftShader) must start in the test browser");
+    let compute = webgpu().await;
     console_log!(
         "WebGPU: {} (max binding {} bytes)",
         compute.backend.describe(),
@@ -114,7 +134,7 @@ async fn tiny_bert_on_webgpu_matches_transformers() {
 
 #[wasm_bindgen_test]
 async fn tiny_gpt2_greedy_on_webgpu_gives_the_golden_tokens() {
-    let compute = device::webgpu().await.expect("WebGPU must start");
+    let compute = webgpu().await;
     let g = include_bytes!("fixtures/golden/tiny-gpt2.golden.safetensors");
     let (s, prompt) = golden(g, "input_ids");
     let prompt: Vec<u32> = rows(&s, &prompt).remove(0);
@@ -146,5 +166,153 @@ async fn the_backend_probe_finds_the_webgpu_adapter() {
         matches!(status, tunelab::device::Backend::WebGpu { .. }),
         "Backend: {}",
         status.describe()
+    );
+}
+
+/// Launches and readbacks at each training step's progress event.
+#[derive(Default)]
+struct StepCounts {
+    counter: Option<Counter>,
+    at_step: Vec<Counts>,
+}
+
+impl TrainHooks for StepCounts {
+    fn event(&mut self, e: &TrainEvent) {
+        if let TrainEvent::Progress {
+            phase: Phase::Training,
+            ..
+        } = e
+        {
+            self.at_step
+                .push(self.counter.as_ref().map(Counter::read).unwrap_or_default());
+        }
+    }
+}
+
+/// Launches and readbacks per unit of work: figures that do not depend on the machine, so the
+/// browser's SwiftShader tracks them as a GPU would (`scripts/bench.sh gpu` prints the same
+/// natively). Each bound is the count this engine reaches, with a little room: a change that
+/// launches many more kernels or reads back more often fails here.
+#[wasm_bindgen_test]
+async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
+    let compute = webgpu().await;
+    let device = &compute.device;
+
+    // One classification (tiny-bert, 2 layers): kernels compiled by a first call.
+    let clf = TextClassifier::load(&tiny_bert(), device).unwrap();
+    clf.logits(&["warm up the kernels"]).await.unwrap();
+    let c = Counter::start();
+    clf.logits(&["great film"]).await.unwrap();
+    let forward = c.finish();
+
+    // Greedy decoding (tiny-gpt2) with the KV cache.
+    let lm = LanguageModel::load(
+        &files(
+            include_bytes!("fixtures/models/tiny-gpt2/config.json"),
+            include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
+            include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
+        ),
+        device,
+        u64::MAX,
+    )
+    .unwrap();
+    let mut cache = KvCache::default();
+    let prompt: Vec<u32> = (0..8).map(|i| 100 + i * 37).collect();
+    let mut next = read_i64(lm.step(&prompt, &mut cache).argmax(1))
+        .await
+        .unwrap()[0] as u32;
+    let c = Counter::start();
+    for _ in 0..4 {
+        next = read_i64(lm.step(&[next], &mut cache).argmax(1))
+            .await
+            .unwrap()[0] as u32;
+    }
+    let decode = c.finish();
+
+    // Full fine-tuning (tiny-bert), 12 steps of batch 2, logging every 5 steps.
+    let texts = [
+        "great film",
+        "awful film",
+        "loved it",
+        "hated it",
+        "wonderful acting",
+        "terrible acting",
+        "a joy",
+        "a bore",
+        "superb",
+        "dreadful",
+        "brilliant story",
+        "dull story",
+        "so good",
+        "so bad",
+        "fantastic",
+        "horrible",
+        "a delight",
+        "a mess",
+        "moving",
+        "tedious",
+        "touching",
+        "boring",
+        "charming",
+        "lifeless",
+    ];
+    let train = Dataset {
+        texts: texts.iter().map(|s| s.to_string()).collect(),
+        labels: (0..texts.len()).map(|i| 1 - i % 2).collect(),
+        label_names: vec!["NEGATIVE".into(), "POSITIVE".into()],
+    };
+    let args = TrainingArgs {
+        mode: Mode::Full,
+        num_train_epochs: 1,
+        per_device_train_batch_size: 2,
+        logging_steps: 5,
+        ..TrainingArgs::default()
+    };
+    let model = TextClassifier::load(&tiny_bert(), device).unwrap().model;
+    let tokenizer = tiny_bert().tokenizer().unwrap();
+    let mut hooks = StepCounts {
+        counter: Some(Counter::start()),
+        ..Default::default()
+    };
+    let empty = Dataset {
+        texts: vec![],
+        labels: vec![],
+        label_names: train.label_names.clone(),
+    };
+    fine_tune(model, &tokenizer, &train, &empty, &args, device, &mut hooks)
+        .await
+        .unwrap();
+    let steps: Vec<Counts> = hooks
+        .at_step
+        .windows(2)
+        .map(|w| Counts {
+            launches: w[1].launches - w[0].launches,
+            reads: w[1].reads - w[0].reads,
+        })
+        .collect();
+    let (step_launches, _) = Counts {
+        launches: steps[5..9].iter().map(|c| c.launches).sum(),
+        reads: 0,
+    }
+    .per(4);
+    console_log!(
+        "WebGPU ({}): classify {forward:?}; decode per token {:?}; training steps {:?}",
+        compute.backend.describe(),
+        decode.per(4),
+        steps
+    );
+    assert_eq!(forward.reads, 1, "one readback per classification");
+    assert_eq!(decode.reads, 4, "one readback per decoded token");
+    let reads: Vec<u64> = steps.iter().map(|c| c.reads).collect();
+    assert_eq!(
+        reads,
+        vec![0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 1],
+        "readbacks per training step"
+    );
+    assert!(forward.launches <= FORWARD_LAUNCHES, "{forward:?}");
+    assert!(decode.launches <= 4 * DECODE_LAUNCHES, "{decode:?}");
+    assert!(
+        step_launches <= STEP_LAUNCHES as f64,
+        "{step_launches} launches per step"
     );
 }

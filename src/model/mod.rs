@@ -25,7 +25,9 @@ pub enum ModelError {
 }
 
 /// Reads a tensor back to the host as f32 (async: on WebGPU a synchronous read is not possible).
+/// Every read waits for the device: `crate::counts` counts them.
 pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    crate::counts::note_read();
     t.into_data_async()
         .await
         .map_err(|e| ModelError::Device(format!("{e:?}")))?
@@ -35,6 +37,7 @@ pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelErr
 
 /// Reads an int tensor back to the host.
 pub async fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>, ModelError> {
+    crate::counts::note_read();
     t.into_data_async()
         .await
         .map_err(|e| ModelError::Device(format!("{e:?}")))?

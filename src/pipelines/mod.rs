@@ -13,6 +13,7 @@ pub use fill_mask::{FillMask, MaskCandidate};
 
 use burn::prelude::*;
 
+use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::model::bert::{EncoderInput, Pooling};
 use crate::model::{read_f32, EncoderConfig, ModelConfig};
@@ -42,8 +43,49 @@ pub fn tunelab_pooling(config: &ModelConfig) -> Option<Pooling> {
     }
 }
 
-/// Runs texts through an encoder in batches of `batch_size` (tokenized and padded per batch,
-/// truncated at `max_length`): `forward` maps a batch to one row per text, read back as f32.
+/// How many texts [`batched_rows`] tokenizes, sorts and reads back at a time.
+const TEXTS_PER_READ: usize = 256;
+
+/// On a GPU, [`batched_rows`] fills batches up to this many (padded) tokens rather than a fixed
+/// number of texts: fewer, larger batches launch fewer kernels, and the attention scores of one
+/// batch stay small (8,192 tokens × 12 heads × 512 positions × 4 bytes = 200 MB at most).
+pub const GPU_BATCH_TOKENS: usize = 8192;
+
+/// Splits rows sorted by length (`lens`, ascending) into batches: on the CPU (`multiple` 1) of
+/// `batch_size` rows; on a GPU of as many rows as fit in [`GPU_BATCH_TOKENS`] once padded to the
+/// batch's longest row rounded up to `multiple`, but at least `batch_size` rows where they fit.
+fn plan_batches(lens: &[usize], batch_size: usize, multiple: usize) -> Vec<std::ops::Range<usize>> {
+    let batch_size = batch_size.max(1);
+    if multiple <= 1 {
+        return (0..lens.len())
+            .step_by(batch_size)
+            .map(|s| s..(s + batch_size).min(lens.len()))
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < lens.len() {
+        let mut end = start + 1;
+        while end < lens.len() {
+            let padded = lens[end].max(1).next_multiple_of(multiple);
+            if (end + 1 - start) * padded > GPU_BATCH_TOKENS.max(batch_size * padded) {
+                break;
+            }
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Runs texts through an encoder in batches of `batch_size` (truncated at `max_length`):
+/// `forward` maps a batch to one row per text, read back as f32, in the order of `texts`.
+///
+/// Texts are tokenized a few hundred at a time and batched by length, so that a batch pads only
+/// to its own longest text (rounded up to the device's [`pad_multiple`]; on a GPU batches are
+/// filled up to [`GPU_BATCH_TOKENS`]); the rows of all those batches come back in one read, so
+/// the device is not stopped after every batch.
 pub async fn batched_rows(
     tokenizer: &TextTokenizer,
     texts: &[&str],
@@ -52,13 +94,52 @@ pub async fn batched_rows(
     device: &Device,
     forward: impl Fn(&EncoderInput) -> Tensor<2>,
 ) -> Result<Vec<Vec<f32>>, Error> {
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(batch_size) {
-        let batch = tokenizer.encode_batch(chunk, max_length)?;
-        let rows = forward(&EncoderInput::new(&batch, device));
+    let multiple = pad_multiple(device);
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+    for (g, group) in texts.chunks(TEXTS_PER_READ).enumerate() {
+        let encoded = tokenizer.encode_batch(group, max_length)?;
+        let mut order: Vec<usize> = (0..group.len()).collect();
+        order.sort_by_key(|&i| encoded.row_len(i));
+        let lens: Vec<usize> = order.iter().map(|&i| encoded.row_len(i)).collect();
+        let parts: Vec<Tensor<2>> = plan_batches(&lens, batch_size, multiple)
+            .into_iter()
+            .map(|range| {
+                let batch = encoded.select_rows(&order[range], multiple, tokenizer.pad_id());
+                forward(&EncoderInput::new(&batch, device))
+            })
+            .collect();
+        let rows = if parts.len() == 1 {
+            parts.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(parts, 0)
+        };
         let width = rows.dims()[1];
         let values = read_f32(rows).await?;
-        out.extend(values.chunks(width.max(1)).map(<[f32]>::to_vec));
+        for (&i, row) in order.iter().zip(values.chunks(width.max(1))) {
+            out[g * TEXTS_PER_READ + i] = row.to_vec();
+        }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_batches;
+
+    #[test]
+    fn batches_are_fixed_on_the_cpu_and_filled_by_tokens_on_a_gpu() {
+        let lens: Vec<usize> = (1..=100).collect();
+        let cpu = plan_batches(&lens, 32, 1);
+        assert_eq!(cpu, vec![0..32, 32..64, 64..96, 96..100]);
+        let short = vec![10usize; 300];
+        // 8,192 tokens at 32 per row: 256 rows.
+        assert_eq!(plan_batches(&short, 32, 32), vec![0..256, 256..300]);
+        let long = vec![500usize; 40];
+        // 512-token rows: 16 fit, but never fewer than the batch size asked for.
+        assert_eq!(plan_batches(&long, 32, 32), vec![0..32, 32..40]);
+        let gpu = plan_batches(&lens, 8, 32);
+        assert_eq!(gpu.first().map(|r| r.start), Some(0));
+        assert_eq!(gpu.last().map(|r| r.end), Some(100));
+        assert!(gpu.windows(2).all(|w| w[0].end == w[1].start));
+    }
 }

@@ -28,6 +28,60 @@ pub struct EncodedBatch {
 }
 
 impl EncodedBatch {
+    /// The batch of `rows` (in that order), cut to the longest of them and padded to a multiple
+    /// of `multiple` (not past this batch's length).
+    pub fn select_rows(&self, rows: &[usize], multiple: usize, pad_id: u32) -> EncodedBatch {
+        let longest = rows.iter().map(|&i| self.row_len(i)).max().unwrap_or(0);
+        let seq_len = longest
+            .next_multiple_of(multiple.max(1))
+            .min(self.seq_len)
+            .max(longest);
+        let mut out = EncodedBatch {
+            batch: rows.len(),
+            seq_len,
+            input_ids: Vec::with_capacity(rows.len() * seq_len),
+            attention_mask: Vec::with_capacity(rows.len() * seq_len),
+            token_type_ids: Vec::with_capacity(rows.len() * seq_len),
+        };
+        for &i in rows {
+            let r = i * self.seq_len..i * self.seq_len + seq_len;
+            out.input_ids.extend_from_slice(&self.input_ids[r.clone()]);
+            out.attention_mask
+                .extend_from_slice(&self.attention_mask[r.clone()]);
+            out.token_type_ids
+                .extend_from_slice(&self.token_type_ids[r]);
+        }
+        out.pad_to(seq_len, pad_id);
+        out
+    }
+
+    /// Pads every row with `pad_id` (mask 0, token type 0) to `seq_len` positions.
+    pub fn pad_to(&mut self, seq_len: usize, pad_id: u32) {
+        if seq_len <= self.seq_len {
+            return;
+        }
+        let extra = seq_len - self.seq_len;
+        let widen = |v: &[u32], fill: u32| -> Vec<u32> {
+            let mut out = Vec::with_capacity(self.batch * seq_len);
+            for row in v.chunks(self.seq_len.max(1)).take(self.batch) {
+                out.extend_from_slice(row);
+                out.extend(std::iter::repeat_n(fill, extra));
+            }
+            out
+        };
+        if self.seq_len == 0 {
+            let n = self.batch * seq_len;
+            self.input_ids = vec![pad_id; n];
+            self.attention_mask = vec![0; n];
+            self.token_type_ids = vec![0; n];
+        } else {
+            self.input_ids = widen(&self.input_ids, pad_id);
+            self.attention_mask = widen(&self.attention_mask, 0);
+            self.token_type_ids = widen(&self.token_type_ids, 0);
+        }
+        self.seq_len = seq_len;
+    }
+
     /// The ids of row `i` without padding.
     pub fn row_ids(&self, i: usize) -> Vec<u32> {
         let r = i * self.seq_len..(i + 1) * self.seq_len;
@@ -119,6 +173,25 @@ impl TextTokenizer {
             .map(|t| EncodeInput::Single((*t).into()))
             .collect();
         self.encode_inputs(inputs, max_length)
+    }
+
+    /// [`encode_batch`](Self::encode_batch), then padded further to a multiple of `multiple`
+    /// tokens (never past `max_length`, or the longest row when that is longer): a GPU then sees
+    /// a few fixed sequence lengths, and compiles and tunes its kernels once for each. The extra
+    /// positions are padding (mask 0), so every real position computes the same values.
+    pub fn encode_batch_padded(
+        &self,
+        texts: &[&str],
+        max_length: usize,
+        multiple: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        let mut batch = self.encode_batch(texts, max_length)?;
+        let target = batch
+            .seq_len
+            .next_multiple_of(multiple.max(1))
+            .min(max_length.max(batch.seq_len));
+        batch.pad_to(target, self.pad_id);
+        Ok(batch)
     }
 
     /// Encodes sentence pairs (`[CLS] a [SEP] b [SEP]` for BERT, with token type 1 on `b`).

@@ -5,9 +5,10 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use crate::data::Dataset;
+use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::model::bert::{EncoderInput, SequenceClassifier};
-use crate::model::{read_f32, read_i64};
+use crate::model::read_f32;
 use crate::text::TextTokenizer;
 
 /// Mean cross-entropy of logits `[n, k]` against class indices.
@@ -40,17 +41,47 @@ pub async fn evaluate_model(
     for chunk in order.chunks(batch_size) {
         let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
         let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let batch = tokenizer.encode_batch(&texts, max_length)?;
+        let batch = tokenizer.encode_batch_padded(&texts, max_length, pad_multiple(device))?;
         let logits = model.forward(&EncoderInput::new(&batch, device));
-        let loss = cross_entropy(logits.clone(), index_tensor(&labels, device));
-        loss_sum += read_f32(loss).await?[0] as f64 * chunk.len() as f64;
-        let p = read_i64(logits.argmax(1)).await?;
-        for (&i, &c) in chunk.iter().zip(&p) {
-            sorted_preds[i] = c as usize;
+        let (sum, p) = loss_and_predictions(logits, &labels).await?;
+        loss_sum += sum;
+        for (&i, c) in chunk.iter().zip(p) {
+            sorted_preds[i] = c;
         }
     }
     preds.extend(sorted_preds);
     Ok((loss_sum / data.len().max(1) as f64, preds))
+}
+
+/// Reads logits `[n, k]` back once and computes on the host the summed cross-entropy against
+/// `labels` and the predicted classes (the first of equal maxima, as torch's `argmax`): one
+/// readback per batch instead of one for the loss and one for the predictions.
+pub async fn loss_and_predictions(
+    logits: Tensor<2>,
+    labels: &[usize],
+) -> Result<(f64, Vec<usize>), Error> {
+    let [n, k] = logits.dims();
+    let values = read_f32(logits).await?;
+    let mut loss = 0.0f64;
+    let mut preds = Vec::with_capacity(n);
+    for (row, &label) in values.chunks(k.max(1)).zip(labels) {
+        let mut best = 0;
+        for (j, &x) in row.iter().enumerate() {
+            if x > row[best] {
+                best = j;
+            }
+        }
+        let max = row[best] as f64;
+        let log_sum = row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
+        loss += log_sum - row[label] as f64;
+        preds.push(best);
+    }
+    Ok((loss, preds))
 }
 
 /// Indices sorted by token length (batches of similar lengths pad little).

@@ -5,14 +5,17 @@
 use burn::prelude::*;
 
 use super::args::{Mode, TrainingArgs};
-use super::batches::{by_length, cross_entropy, evaluate_model, index_tensor};
+use super::batches::{
+    by_length, cross_entropy, evaluate_model, index_tensor, loss_and_predictions,
+};
 use super::events::{Phase, TrainEvent, TrainHooks};
 use super::optim::{AdamW, AdamWSettings};
 use crate::clock::now_ms;
 use crate::data::Dataset;
+use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
-use crate::model::{read_f32, read_i64};
+use crate::model::read_f32;
 use crate::text::TextTokenizer;
 
 /// What a run shares with every step: the tokenizer, the arguments, where tensors go, and when
@@ -34,8 +37,10 @@ impl Env<'_> {
     }
 }
 
-// One value per run (moved through each step): the size difference does not matter.
+// One value per run (moved through each step): the size difference does not matter. Cloning
+// shares the weights' buffers (the trainer keeps the last checked weights that way).
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub(super) enum Trainable {
     /// Every weight, on the autodiff device.
     Full(SequenceClassifier),
@@ -46,16 +51,6 @@ pub(super) enum Trainable {
         train_features: Tensor<2>,
         test_features: Tensor<2>,
     },
-}
-
-/// The result of one training step.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Step {
-    /// The model was updated; the batch's loss and the gradient norm before clipping (on the
-    /// device).
-    Taken { loss: f64, grad_norm: Tensor<1> },
-    /// The loss was NaN or infinite: nothing was updated.
-    NonFinite(f64),
 }
 
 impl Trainable {
@@ -99,64 +94,53 @@ impl Trainable {
         }
     }
 
-    /// One step on the training examples `batch` at learning rate `lr`: the loss, then (when it
-    /// is finite) backpropagation and the optimiser's update.
-    pub async fn step(
+    /// One step on the training examples `batch` at learning rate `lr`: the loss,
+    /// backpropagation and the optimiser's update, all queued on the device without waiting for
+    /// it. Returns the batch's loss and the gradient norm before clipping, both still on the
+    /// device: the trainer reads them (and checks that they are finite) every few steps.
+    pub fn step(
         self,
         optimizer: &mut AdamW,
         lr: f64,
         batch: &[usize],
         train: &Dataset,
         env: &Env<'_>,
-    ) -> Result<(Self, Step), Error> {
+    ) -> Result<(Self, Tensor<1>, Tensor<1>), Error> {
         let labels: Vec<usize> = batch.iter().map(|&i| train.labels[i]).collect();
         let targets = index_tensor(&labels, &env.autodiff);
-        let loss = match &self {
+        Ok(match self {
             Self::Full(model) => {
                 let texts: Vec<&str> = batch.iter().map(|&i| train.texts[i].as_str()).collect();
-                let encoded = env.tokenizer.encode_batch(&texts, env.args.max_length)?;
+                let encoded = env.tokenizer.encode_batch_padded(
+                    &texts,
+                    env.args.max_length,
+                    pad_multiple(&env.autodiff),
+                )?;
                 let input = EncoderInput::new(&encoded, &env.autodiff);
-                cross_entropy(model.forward(&input), targets)
-            }
-            Self::Head {
-                head,
-                train_features,
-                ..
-            } => {
-                let x = train_features
-                    .clone()
-                    .select(0, index_tensor(batch, env.device));
-                cross_entropy(head.forward(Tensor::from_inner(x)), targets)
-            }
-        };
-        let loss_value = read_f32(loss.clone()).await?[0] as f64;
-        if !loss_value.is_finite() {
-            return Ok((self, Step::NonFinite(loss_value)));
-        }
-        let (next, grad_norm) = match self {
-            Self::Full(model) => {
+                let loss = cross_entropy(model.forward(&input), targets);
+                let value = loss.clone().inner();
                 let (model, norm) = optimizer.step(lr, model, loss);
-                (Self::Full(model), norm)
+                (Self::Full(model), value, norm)
             }
             Self::Head {
                 head,
                 train_features,
                 test_features,
             } => {
+                let x = train_features
+                    .clone()
+                    .select(0, index_tensor(batch, env.device));
+                let loss = cross_entropy(head.forward(Tensor::from_inner(x)), targets);
+                let value = loss.clone().inner();
                 let (head, norm) = optimizer.step(lr, head, loss);
                 let next = Self::Head {
                     head,
                     train_features,
                     test_features,
                 };
-                (next, norm)
+                (next, value, norm)
             }
-        };
-        let step = Step::Taken {
-            loss: loss_value,
-            grad_norm,
-        };
-        Ok((next, step))
+        })
     }
 
     /// The mean loss and the predictions on `test` (inference mode).
@@ -183,10 +167,8 @@ impl Trainable {
                 ..
             } => {
                 let logits = head.valid().forward(test_features.clone());
-                let targets = index_tensor(&test.labels, env.device);
-                let loss = read_f32(cross_entropy(logits.clone(), targets)).await?[0] as f64;
-                let preds = read_i64(logits.argmax(1)).await?;
-                Ok((loss, preds.into_iter().map(|c| c as usize).collect()))
+                let (loss_sum, preds) = loss_and_predictions(logits, &test.labels).await?;
+                Ok((loss_sum / test.len().max(1) as f64, preds))
             }
         }
     }
@@ -221,7 +203,9 @@ async fn extract_features(
             return Ok(None);
         }
         let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-        let encoded = env.tokenizer.encode_batch(&batch, args.max_length)?;
+        let encoded =
+            env.tokenizer
+                .encode_batch_padded(&batch, args.max_length, pad_multiple(device))?;
         let f = model.features(&EncoderInput::new(&encoded, device));
         // Force the work now so progress is real (and memory stays bounded).
         let d = f.dims()[1];

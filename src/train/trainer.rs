@@ -7,7 +7,7 @@ use burn::prelude::*;
 
 use super::args::TrainingArgs;
 use super::optim::AdamWSettings;
-use super::trainable::{Env, Step, Trainable};
+use super::trainable::{Env, Trainable};
 use crate::clock::now_ms;
 use crate::data::Dataset;
 use crate::error::Error;
@@ -98,47 +98,67 @@ pub async fn fine_tune(
         max_grad_norm: args.max_grad_norm,
     });
     let mut outcome = Outcome::Completed;
+    // The weights at the last check, and the step they were taken at: what a NaN falls back to.
+    let mut last_good = (trainable.clone(), 0usize);
+    let mut pending = Pending::default();
     'epochs: for epoch in 1..=args.num_train_epochs {
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
-        for batch in order.chunks(args.per_device_train_batch_size) {
-            if hooks.cancelled() {
-                outcome = Outcome::Cancelled;
-                break 'epochs;
-            }
+        let batches: Vec<&[usize]> = order.chunks(args.per_device_train_batch_size).collect();
+        for (b, batch) in batches.iter().enumerate() {
+            let cancelled = hooks.cancelled();
             let t0 = now_ms();
-            let lr = args.learning_rate_at(tally.steps, total_steps);
-            let (next, step) = trainable
-                .step(&mut optimizer, lr, batch, train, &env)
-                .await?;
-            trainable = next;
-            let (loss, grad_norm) = match step {
-                Step::Taken { loss, grad_norm } => (loss, grad_norm),
-                Step::NonFinite(loss) => {
+            if !cancelled {
+                let lr = args.learning_rate_at(tally.steps, total_steps);
+                let (next, loss, grad_norm) =
+                    trainable.step(&mut optimizer, lr, batch, train, &env)?;
+                trainable = next;
+                tally.steps += 1;
+                pending.push(loss, grad_norm, lr);
+            }
+            let step = tally.steps;
+            let log = !cancelled && (step % args.logging_steps == 0 || step == total_steps);
+            // The device runs ahead of the loop: its results are read (and checked) only to log,
+            // at the end of an epoch, and when cancelled.
+            if log || cancelled || b + 1 == batches.len() {
+                let checked = pending.check(step).await?;
+                tally.train_ms += now_ms() - t0;
+                if let Some((bad_step, loss)) = checked.non_finite {
+                    let (good, good_step) = last_good;
+                    trainable = good;
+                    tally.steps = good_step;
                     outcome = Outcome::Diverged(format!(
-                        "the loss became {} at step {} (epoch {epoch}): training stopped and the \
-                         weights before that step were kept; try a lower learning rate",
+                        "the loss became {} at step {bad_step} (epoch {}): training stopped and {}; \
+                         try a lower learning rate",
                         if loss.is_nan() { "NaN" } else { "infinite" },
-                        tally.steps + 1
+                        (bad_step - 1) / steps_per_epoch + 1,
+                        if good_step + 1 == bad_step {
+                            "the weights before that step were kept".to_string()
+                        } else {
+                            format!("the weights of step {good_step} (the last check before it) were kept")
+                        }
                     ));
                     break 'epochs;
                 }
-            };
-            tally.steps += 1;
-            tally.train_ms += now_ms() - t0;
-            tally.window.0 += loss;
-            tally.window.1 += 1;
-            let step = tally.steps;
-            if step % args.logging_steps == 0 || step == total_steps {
-                let grad_norm = read_f32(grad_norm).await?[0] as f64;
-                hooks.event(&TrainEvent::Log {
-                    step,
-                    epoch: step as f64 / steps_per_epoch as f64,
-                    loss: tally.window.0 / tally.window.1 as f64,
-                    learning_rate: lr,
-                    grad_norm,
-                });
-                tally.window = (0.0, 0);
+                last_good = (trainable.clone(), step);
+                tally.window.0 += checked.loss_sum;
+                tally.window.1 += checked.losses;
+                if log {
+                    hooks.event(&TrainEvent::Log {
+                        step,
+                        epoch: step as f64 / steps_per_epoch as f64,
+                        loss: tally.window.0 / tally.window.1.max(1) as f64,
+                        learning_rate: checked.learning_rate,
+                        grad_norm: checked.grad_norm,
+                    });
+                    tally.window = (0.0, 0);
+                }
+            } else {
+                tally.train_ms += now_ms() - t0;
+            }
+            if cancelled {
+                outcome = Outcome::Cancelled;
+                break 'epochs;
             }
             hooks.event(&TrainEvent::Progress {
                 phase: Phase::Training,
@@ -170,6 +190,64 @@ pub async fn fine_tune(
     }
     let model = trainable.into_model(model);
     Ok(tally.finish(model, outcome, &env, total_steps, hooks))
+}
+
+/// The steps queued since the last check: their losses and the last gradient norm, still on the
+/// device.
+#[derive(Default)]
+struct Pending {
+    losses: Vec<Tensor<1>>,
+    grad_norm: Option<Tensor<1>>,
+    learning_rate: f64,
+}
+
+/// What a check read back.
+struct Checked {
+    loss_sum: f64,
+    losses: usize,
+    grad_norm: f64,
+    learning_rate: f64,
+    /// The first step whose loss was NaN or infinite, and that loss.
+    non_finite: Option<(usize, f64)>,
+}
+
+impl Pending {
+    fn push(&mut self, loss: Tensor<1>, grad_norm: Tensor<1>, learning_rate: f64) {
+        self.losses.push(loss);
+        self.grad_norm = Some(grad_norm);
+        self.learning_rate = learning_rate;
+    }
+
+    /// Reads the pending losses and the last gradient norm in one readback (`step` is the last
+    /// step taken) and empties the queue.
+    async fn check(&mut self, step: usize) -> Result<Checked, Error> {
+        let losses = std::mem::take(&mut self.losses);
+        let n = losses.len();
+        let Some(norm) = self.grad_norm.take() else {
+            return Ok(Checked {
+                loss_sum: 0.0,
+                losses: 0,
+                grad_norm: 0.0,
+                learning_rate: self.learning_rate,
+                non_finite: None,
+            });
+        };
+        let mut parts = losses;
+        parts.push(norm);
+        let values = read_f32(Tensor::cat(parts, 0)).await?;
+        let first_step = step + 1 - n;
+        let non_finite = values[..n]
+            .iter()
+            .position(|x| !x.is_finite())
+            .map(|i| (first_step + i, values[i] as f64));
+        Ok(Checked {
+            loss_sum: values[..n].iter().map(|&x| x as f64).sum(),
+            losses: n,
+            grad_norm: values[n] as f64,
+            learning_rate: self.learning_rate,
+            non_finite,
+        })
+    }
 }
 
 impl Tally {

@@ -89,7 +89,14 @@ fn datasets(plan: &Plan) -> Result<(Dataset, Dataset, crate::data::ImportReport)
 /// Hooks that post training events and let cancel messages in between steps.
 struct WorkerHooks {
     reply: Reply,
+    /// `now_ms()` when the loop last let the browser run.
+    last_yield: f64,
 }
+
+/// How often (ms) the training loop lets the browser run: often enough that a cancel lands at
+/// once, seldom enough that fast steps do not wait on timers (a browser delays nested timers by
+/// at least 4 ms, longer than a training step on a fast GPU).
+const YIELD_EVERY_MS: f64 = 30.0;
 
 impl TrainHooks for WorkerHooks {
     fn event(&mut self, event: &TrainEvent) {
@@ -101,7 +108,12 @@ impl TrainHooks for WorkerHooks {
         self.reply.cancelled()
     }
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        Box::pin(yield_now())
+        Box::pin(async move {
+            if crate::clock::now_ms() - self.last_yield >= YIELD_EVERY_MS {
+                yield_now().await;
+                self.last_yield = crate::clock::now_ms();
+            }
+        })
     }
 }
 
@@ -124,7 +136,10 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         pooling,
         &compute.device,
     )?;
-    let mut hooks = WorkerHooks { reply };
+    let mut hooks = WorkerHooks {
+        reply,
+        last_yield: crate::clock::now_ms(),
+    };
     let result = fine_tune(
         model,
         &tokenizer,

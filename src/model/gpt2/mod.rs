@@ -33,28 +33,77 @@ pub struct Gpt2Block {
     pub activation: Activation,
 }
 
-/// Keys and values of the tokens seen so far, per layer: `[b, heads, t, head_dim]`.
+/// Keys and values of the tokens seen so far, per layer, in buffers of `capacity` positions
+/// `[b, heads, capacity, head_dim]` (zeros past `len`). A step writes its positions into the
+/// buffers in place and attends over the whole buffer with the unused positions masked, so the
+/// kernels see one shape until the buffer grows (by [`CACHE_BLOCK`] positions): nothing is copied
+/// per token and a GPU compiles (and tunes) once per block.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
 }
+
+/// The KV cache grows by this many positions at a time.
+pub const CACHE_BLOCK: usize = 64;
 
 impl KvCache {
     /// How many positions the cache holds.
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// How many positions the buffers have room for.
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Makes room for `total` positions in `layers` buffers of `[b, heads, _, head_dim]`:
+    /// a multiple of [`CACHE_BLOCK`], at most `limit` (unless `total` is larger).
+    fn reserve(
+        &mut self,
+        total: usize,
+        limit: usize,
+        dims: [usize; 3],
+        layers: usize,
+        device: &Device,
+    ) {
+        let old = self.capacity();
+        if total <= old && self.layers.len() == layers {
+            return;
+        }
+        let [b, h, dh] = dims;
+        let capacity = total.next_multiple_of(CACHE_BLOCK).min(limit.max(total));
+        let grow = |t: Tensor<4>| -> Tensor<4> {
+            let more = Tensor::zeros([b, h, capacity - t.dims()[2], dh], device);
+            Tensor::cat(vec![t, more], 2)
+        };
+        if self.layers.len() == layers {
+            self.layers = std::mem::take(&mut self.layers)
+                .into_iter()
+                .map(|(k, v)| (grow(k), grow(v)))
+                .collect();
+        } else {
+            let empty = || Tensor::<4>::zeros([b, h, capacity, dh], device);
+            self.layers = (0..layers).map(|_| (empty(), empty())).collect();
+            self.len = 0;
+        }
     }
 }
 
 impl Gpt2Block {
+    /// `cache`: this layer's key and value buffers, holding `past` positions; `mask` `[t, capacity]`
+    /// hides the positions a query may not see (later ones and unused ones).
     fn forward(
         &self,
         x: Tensor<3>,
-        past: Option<&(Tensor<4>, Tensor<4>)>,
+        cache: (Tensor<4>, Tensor<4>),
+        past: usize,
+        mask: Tensor<4, Bool>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [b, t, d] = x.dims();
         let h = self.n_head;
@@ -66,21 +115,15 @@ impl Gpt2Block {
                 .reshape([b, t, h, dh])
                 .swap_dims(1, 2)
         };
-        let (q, mut k, mut v) = (heads(0), heads(1), heads(2));
-        if let Some((pk, pv)) = past {
-            k = Tensor::cat(vec![pk.clone(), k], 2);
-            v = Tensor::cat(vec![pv.clone(), v], 2);
-        }
-        let total = k.dims()[2];
-        let past_len = total - t;
-        let mut scores = q
+        let (q, k_new, v_new) = (heads(0), heads(1), heads(2));
+        let (pk, pv) = cache;
+        let at = [0..b, 0..h, past..past + t, 0..dh];
+        let k = pk.slice_assign(at.clone(), k_new);
+        let v = pv.slice_assign(at, v_new);
+        let scores = q
             .matmul(k.clone().swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f64).sqrt());
-        if t > 1 {
-            // Query i (absolute position past_len + i) sees keys 0..=past_len + i.
-            let mask = Tensor::<2, Bool>::tril_mask([t, total], past_len as i64, &x.device());
-            scores = scores.mask_fill(mask.reshape([1, 1, t, total]), f32::MIN);
-        }
+            .mul_scalar(1.0 / (dh as f64).sqrt())
+            .mask_fill(mask, f32::MIN);
         let probs = activation::softmax(scores, 3);
         let context = probs.matmul(v.clone()).swap_dims(1, 2).reshape([b, t, d]);
         let x = x + self.c_proj.forward(context);
@@ -151,23 +194,38 @@ impl Gpt2 {
         cache: &mut KvCache,
         all: bool,
     ) -> Vec<Tensor<3>> {
-        let [_, t] = ids.dims();
+        let [b, t] = ids.dims();
         let past = cache.len();
         let device = ids.device();
         let positions =
             Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device).reshape([1, t]);
         let mut x = self.embed_tokens(ids) + self.wpe.forward(positions);
+        let heads = self.config.n_head;
+        let dims = [b, heads, self.config.n_embd / heads];
+        cache.reserve(
+            past + t,
+            self.config.n_positions,
+            dims,
+            self.blocks.len(),
+            &device,
+        );
+        let capacity = cache.capacity();
+        // Query i (absolute position past + i) sees keys 0..=past + i.
+        let mask = Tensor::<2, Bool>::tril_mask([t, capacity], past as i64, &device)
+            .reshape([1, 1, t, capacity]);
         let mut states = Vec::new();
+        let layers = std::mem::take(&mut cache.layers);
         let mut next_cache = Vec::with_capacity(self.blocks.len());
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (block, kv) in self.blocks.iter().zip(layers) {
             if all {
                 states.push(x.clone());
             }
-            let (y, kv) = block.forward(x, cache.layers.get(i));
+            let (y, kv) = block.forward(x, kv, past, mask.clone());
             next_cache.push(kv);
             x = y;
         }
         cache.layers = next_cache;
+        cache.len = past + t;
         states.push(self.ln_f.forward(x));
         states
     }

@@ -1,0 +1,119 @@
+//! What the engine asks of the device, counted: kernel launches (GPU dispatches, after burn's
+//! fusion where it is on) and readbacks (a host↔device sync each). Unlike timings these figures do
+//! not depend on the machine, so they are tracked without a GPU: natively on Mesa's lavapipe and in
+//! the browser on SwiftShader, by `scripts/bench.sh gpu` and the wasm tests.
+//!
+//! Launches are counted only where burn runs on cubecl (WebGPU: always in the browser, natively
+//! with the `gpu` feature); burn's CPU backend launches nothing and counts 0. Readbacks are counted
+//! on every backend: they are the engine's own reads (`model::read_f32`, `model::read_i64`).
+
+use std::cell::Cell;
+
+thread_local! {
+    /// Readbacks issued on this thread (the engine reads on the thread that drives it: the
+    /// worker in the browser, the caller natively), so that parallel tests do not see each
+    /// other's.
+    static READS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Launches and readbacks since a [`Counter`] started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub launches: u64,
+    pub reads: u64,
+}
+
+impl Counts {
+    /// Per unit of work (`n` steps, tokens or calls), as a rate with one decimal.
+    pub fn per(&self, n: usize) -> (f64, f64) {
+        let n = n.max(1) as f64;
+        (self.launches as f64 / n, self.reads as f64 / n)
+    }
+}
+
+/// Counts kernel launches in the process and readbacks on this thread from [`Counter::start`] on.
+/// One counter at a time for launches (a second replaces the first's until it drops).
+pub struct Counter {
+    reads_at_start: u64,
+    launches: launches::Watch,
+}
+
+impl Counter {
+    pub fn start() -> Self {
+        Self {
+            reads_at_start: READS.with(Cell::get),
+            launches: launches::Watch::start(),
+        }
+    }
+
+    /// What was counted, ending the count.
+    pub fn finish(self) -> Counts {
+        self.read()
+    }
+
+    /// What was counted so far (the counter keeps counting).
+    pub fn read(&self) -> Counts {
+        Counts {
+            launches: self.launches.count(),
+            reads: READS.with(Cell::get) - self.reads_at_start,
+        }
+    }
+}
+
+/// Notes one readback (called by the engine's read functions).
+pub(crate) fn note_read() {
+    READS.with(|r| r.set(r.get() + 1));
+}
+
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+mod launches {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use cubecl_runtime::logging::{LaunchObservation, LaunchObserver};
+
+    #[derive(Default)]
+    struct Tally(AtomicU64);
+
+    impl LaunchObserver for Tally {
+        fn launched(&self, _kernel: &'static str) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub struct Watch {
+        tally: Arc<Tally>,
+        _observation: LaunchObservation,
+    }
+
+    impl Watch {
+        pub fn start() -> Self {
+            let tally = Arc::new(Tally::default());
+            let observation = LaunchObservation::new(tally.clone());
+            Self {
+                tally,
+                _observation: observation,
+            }
+        }
+
+        pub fn count(&self) -> u64 {
+            self.tally.0.load(Ordering::Relaxed)
+        }
+    }
+}
+
+#[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+mod launches {
+    /// Without cubecl nothing launches kernels.
+    pub struct Watch;
+
+    impl Watch {
+        pub fn start() -> Self {
+            Watch
+        }
+
+        pub fn count(&self) -> u64 {
+            0
+        }
+    }
+}
