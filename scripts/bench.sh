@@ -9,7 +9,13 @@
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|transformersjs ...]
+#   gpu      - the GPU table: MiniLM embedding, GPT-2 small prefill and decode, full fine-tuning
+#              through native burn-wgpu (the browser's WGSL kernels; Vulkan, or Mesa's lavapipe
+#              without a GPU), with kernel launches and readbacks per forward / token / step;
+#              then the same rows in PyTorch (benches/torch_gpu.py) when torch is installed
+#   gpu-fast - the same with burn's fusion and autotune on
+#   gpu-counts - launches and readbacks only, on narrow models (minutes on lavapipe)
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|transformersjs|gpu|gpu-fast|gpu-counts ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -38,6 +44,19 @@ for b in "${which[@]}"; do
       "$venv/bin/python" benches/export_onnx.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$model/onnx/model.onnx"
     fi
     node benches/transformersjs.mjs "$tjs" "$model"
+  elif [ "$b" = gpu ] || [ "$b" = gpu-fast ] || [ "$b" = gpu-counts ]; then
+    features=gpu; [ "$b" = gpu-fast ] && features=gpu-fast
+    args=(); [ "$b" = gpu-counts ] && args=(counts)
+    cargo run --locked --quiet --features "$features" --example bench_gpu -- "${args[@]}"
+    if [ "$b" != gpu-counts ]; then
+      py=python3
+      "$py" -c 'import torch, transformers' 2>/dev/null || py="$TUNELAB_CACHE/pyenv-torch/bin/python"
+      if "$py" -c 'import torch, transformers' 2>/dev/null; then
+        "$py" benches/torch_gpu.py
+      else
+        say "PyTorch is not installed: skipping benches/torch_gpu.py (scripts/bench.sh transformersjs installs it)"
+      fi
+    fi
   elif [ "$b" = wasm ]; then
     # webdriver.json gives Chromium its flags; --nocapture prints the numbers.
     cargo test --locked --target wasm32-unknown-unknown --features ndarray --test wasm_bench -- --nocapture

@@ -1,0 +1,145 @@
+"""The peer of examples/bench_gpu.rs: PyTorch eager fp32 on the same rows, same machine.
+
+Random MiniLM-shaped BERT and GPT-2-small-shaped models (speed does not depend on the values), the
+fixtures' BERT and GPT-2 tokenizers, movie reviews from tests/data; each row does the work the
+burn row does:
+- embed 1x128: the first 20 reviews joined, truncated at 128 tokens, mean pooling + L2 norm, read
+  back to the host;
+- embed 32x32: 32 reviews of at least 32 tokens, truncated at 32;
+- 256 reviews: the first 256, truncated at 128, tokenization included, in one call (one batch:
+  PyTorch's best case; burn's row runs batches of 32, sorted by length);
+- GPT-2: prefill 64 tokens -> first greedy token (read back), then 32 greedy tokens with the KV
+  cache, one read per token;
+- full fine-tuning: 512 reviews from the training split, 1 epoch, batch 8 and 32, dynamic padding
+  (<= 128 tokens), AdamW lr 5e-5, gradient clipping at 1.0, the loss read every 10 steps (as
+  Trainer's logging_steps).
+Usage: python3 benches/torch_gpu.py [cuda|cpu]   (from the repository root)
+"""
+import csv
+import random
+import statistics
+import sys
+import time
+
+import torch
+from transformers import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
+                          GPT2LMHeadModel, PreTrainedTokenizerFast)
+
+dev = sys.argv[1] if len(sys.argv) > 1 else ("cuda" if torch.cuda.is_available() else "cpu")
+torch.manual_seed(0)
+
+
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def med(f, warm=3, runs=20):
+    for _ in range(warm):
+        f()
+    ts = []
+    for _ in range(runs):
+        sync()
+        t = time.perf_counter()
+        f()
+        sync()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def row(name, figure):
+    print(f"| {name:<52} | {figure:>24} |")
+
+
+tok = PreTrainedTokenizerFast(tokenizer_file="tests/fixtures/models/tiny-bert/tokenizer.json",
+                              pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                              unk_token="[UNK]", mask_token="[MASK]")
+rows = list(csv.DictReader(open("tests/data/movie_reviews.csv", encoding="utf-8")))
+texts = [r["text"] for r in rows]
+labels = sorted(set(r["label"] for r in rows))
+y_all = [labels.index(r["label"]) for r in rows]
+name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
+print(f"torch {torch.__version__} on {dev} ({name}), eager fp32, {torch.get_num_threads()} CPU threads")
+print(f"| {'workload':<52} | {'figure':>24} |")
+
+cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                 intermediate_size=1536, max_position_embeddings=512, attn_implementation="eager")
+m = BertModel(cfg).to(dev).eval()
+
+
+def embed(batch, max_length):
+    enc = tok(batch, padding=True, truncation=True, max_length=max_length,
+              return_tensors="pt").to(dev)
+    with torch.no_grad():
+        h = m(**enc).last_hidden_state
+        mask = enc["attention_mask"][..., None]
+        x = (h * mask).sum(1) / mask.sum(1)
+        return torch.nn.functional.normalize(x, dim=-1).cpu()
+
+
+long = " ".join(texts[:20])
+row("MiniLM embed 1x128", f"{med(lambda: embed([long], 128)) * 1e3:.2f} ms")
+t32 = [t for t in texts if len(tok(t)["input_ids"]) >= 32][:32]
+row("MiniLM embed 32x32", f"{med(lambda: embed(t32, 32)) * 1e3:.2f} ms")
+s = med(lambda: embed(texts[:256], 128), 1, 5)
+row("256 reviews (<=128 tokens, tokenization incl.), one call", f"{s * 1e3:.1f} ms = {256 / s:.0f} /s")
+
+g = GPT2LMHeadModel(GPT2Config()).to(dev).eval()
+prompt = torch.tensor([[100 + i * 37 for i in range(64)]], device=dev)
+ttft, rates = [], []
+for run in range(4):
+    with torch.no_grad():
+        sync()
+        t = time.perf_counter()
+        out = g(prompt, use_cache=True)
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        nxt.item()
+        f = time.perf_counter() - t
+        pkv = out.past_key_values
+        t = time.perf_counter()
+        for _ in range(32):
+            out = g(nxt, past_key_values=pkv, use_cache=True)
+            pkv = out.past_key_values
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+            nxt.item()
+        d = time.perf_counter() - t
+    if run:
+        ttft.append(f)
+        rates.append(32 / d)
+row("GPT-2 small: prefill 64 -> first token", f"{statistics.median(ttft) * 1e3:.1f} ms")
+row("GPT-2 small: decode with KV cache", f"{statistics.median(rates):.1f} tok/s")
+
+train_idx = [i for i in range(len(texts)) if i % 5 != 0]
+random.seed(42)
+idx = random.sample(train_idx, 512)
+for bs in (8, 32):
+    c = BertForSequenceClassification(BertConfig(**{**cfg.to_dict(), "num_labels": len(labels)}))
+    c = c.to(dev).train()
+    opt = torch.optim.AdamW(c.parameters(), lr=5e-5)
+
+    def epoch():
+        n, losses = 0, []
+        for step, i in enumerate(range(0, len(idx), bs), 1):
+            bi = idx[i:i + bs]
+            enc = tok([texts[j] for j in bi], padding=True, truncation=True, max_length=128,
+                      return_tensors="pt").to(dev)
+            loss = c(**enc, labels=torch.tensor([y_all[j] for j in bi], device=dev)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(c.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.detach())
+            if step % 10 == 0:
+                torch.stack(losses).sum().item()
+                losses = []
+            n += len(bi)
+        loss.item()
+        return n
+
+    epoch()
+    sync()
+    t = time.perf_counter()
+    n = epoch()
+    sync()
+    s = time.perf_counter() - t
+    row(f"full fine-tuning, 512 reviews, batch {bs}, <=128 tokens", f"{n / s:.1f} ex/s")

@@ -1,0 +1,455 @@
+//! The GPU benchmark: the app's own code paths (`Embedder::embed`, `LanguageModel::step`,
+//! `fine_tune`) through native burn-wgpu, i.e. the WGSL kernels the browser runs, on Vulkan (Mesa's
+//! lavapipe where there is no GPU: slow, but it proves the path and gives the counts). Random
+//! all-MiniLM-L6-v2- and GPT-2-small-shaped weights (speed does not depend on their values), BERT's
+//! and GPT-2's real tokenizers from the fixtures, movie reviews from `tests/data`.
+//!
+//! Prints the adapter, then per workload its time or rate and the kernel launches (dispatches) and
+//! readbacks (host↔device syncs) per forward, per decode token and per training step
+//! (`tunelab::counts`). `benches/torch_gpu.py` prints the same rows for PyTorch on the same machine.
+//!
+//!     scripts/bench.sh gpu              # = cargo run --features gpu --example bench_gpu
+//!     bench_gpu [encoder] [gpt2] [train] [counts]
+//!
+//! `counts` alone runs every workload once on models of the same architecture (same layers and
+//! heads, so the same kernels) but narrow widths, so that it finishes on a software rasterizer.
+//! Environment: TUNELAB_DEVICE=wgpu|cpu (default wgpu), TUNELAB_TASKS_MAX (else chosen from the
+//! adapter by `tunelab::device::tasks_max_for`).
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use tunelab::counts::{Counter, Counts};
+use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
+use tunelab::hub::ModelFiles;
+use tunelab::model::gpt2::KvCache;
+use tunelab::model::read_i64;
+use tunelab::model::weights::{write_safetensors, HostTensors};
+use tunelab::pipelines::Embedder;
+use tunelab::prompt::LanguageModel;
+use tunelab::rng::Rng;
+use tunelab::train::{
+    classifier_for_training, default_pooling, fine_tune, Mode, Phase, TrainEvent, TrainHooks,
+    TrainingArgs,
+};
+
+include!("common/bench.rs");
+
+fn root() -> std::path::PathBuf {
+    std::env::var("TUNELAB_ROOT")
+        .map(Into::into)
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+}
+
+/// Sizes of a BERT encoder.
+struct Bert {
+    hidden: usize,
+    ffn: usize,
+    layers: usize,
+    heads: usize,
+}
+
+const MINILM: Bert = Bert {
+    hidden: 384,
+    ffn: 1536,
+    layers: 6,
+    heads: 12,
+};
+/// MiniLM's layers and heads at 1/8 of its width: the same kernels, a fraction of the work.
+const NARROW_MINILM: Bert = Bert {
+    hidden: 48,
+    ffn: 192,
+    layers: 6,
+    heads: 12,
+};
+
+fn random_bert(s: &Bert) -> ModelFiles {
+    let (v, p, d, ffn, layers) = (30522usize, 512usize, s.hidden, s.ffn, s.layers);
+    let config = format!(
+        r#"{{"model_type": "bert", "architectures": ["BertModel"], "vocab_size": {v},
+        "max_position_embeddings": {p}, "hidden_size": {d}, "num_hidden_layers": {layers},
+        "num_attention_heads": {}, "intermediate_size": {ffn}, "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12, "type_vocab_size": 2, "pad_token_id": 0}}"#,
+        s.heads
+    );
+    let mut rng = Rng::new(0);
+    let mut t = HostTensors::new();
+    let mut put =
+        |name: String, shape: Vec<usize>, std: f64| put_into(&mut t, &mut rng, name, shape, std);
+    put("embeddings.word_embeddings.weight".into(), vec![v, d], 0.02);
+    put(
+        "embeddings.position_embeddings.weight".into(),
+        vec![p, d],
+        0.02,
+    );
+    put(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![2, d],
+        0.02,
+    );
+    put("embeddings.LayerNorm.weight".into(), vec![d], 0.0);
+    put("embeddings.LayerNorm.bias".into(), vec![d], 0.01);
+    for i in 0..layers {
+        let n = |s: &str| format!("encoder.layer.{i}.{s}");
+        for m in ["query", "key", "value"] {
+            put(n(&format!("attention.self.{m}.weight")), vec![d, d], 0.02);
+            put(n(&format!("attention.self.{m}.bias")), vec![d], 0.01);
+        }
+        put(n("attention.output.dense.weight"), vec![d, d], 0.02);
+        put(n("attention.output.dense.bias"), vec![d], 0.01);
+        put(n("attention.output.LayerNorm.weight"), vec![d], 0.0);
+        put(n("attention.output.LayerNorm.bias"), vec![d], 0.01);
+        put(n("intermediate.dense.weight"), vec![ffn, d], 0.02);
+        put(n("intermediate.dense.bias"), vec![ffn], 0.01);
+        put(n("output.dense.weight"), vec![d, ffn], 0.02);
+        put(n("output.dense.bias"), vec![d], 0.01);
+        put(n("output.LayerNorm.weight"), vec![d], 0.0);
+        put(n("output.LayerNorm.bias"), vec![d], 0.01);
+    }
+    ModelFiles {
+        config: config.into_bytes(),
+        tokenizer: std::fs::read(root().join("tests/fixtures/models/tiny-bert/tokenizer.json"))
+            .unwrap(),
+        weights: write_safetensors(&t).unwrap(),
+        extra: BTreeMap::new(),
+    }
+}
+
+fn random_gpt2(d: usize) -> ModelFiles {
+    let (v, p, layers) = (50257usize, 1024usize, 12usize);
+    let mut rng = Rng::new(0);
+    let mut t = HostTensors::new();
+    let mut put =
+        |name: String, shape: Vec<usize>, std: f64| put_into(&mut t, &mut rng, name, shape, std);
+    put("transformer.wte.weight".into(), vec![v, d], 0.02);
+    put("transformer.wpe.weight".into(), vec![p, d], 0.01);
+    for i in 0..layers {
+        let n = |s: &str| format!("transformer.h.{i}.{s}");
+        for ln in ["ln_1", "ln_2"] {
+            put(n(&format!("{ln}.weight")), vec![d], 0.0);
+            put(n(&format!("{ln}.bias")), vec![d], 0.01);
+        }
+        put(n("attn.c_attn.weight"), vec![d, 3 * d], 0.02);
+        put(n("attn.c_attn.bias"), vec![3 * d], 0.01);
+        put(n("attn.c_proj.weight"), vec![d, d], 0.02);
+        put(n("attn.c_proj.bias"), vec![d], 0.01);
+        put(n("mlp.c_fc.weight"), vec![d, 4 * d], 0.02);
+        put(n("mlp.c_fc.bias"), vec![4 * d], 0.01);
+        put(n("mlp.c_proj.weight"), vec![4 * d, d], 0.02);
+        put(n("mlp.c_proj.bias"), vec![d], 0.01);
+    }
+    put("transformer.ln_f.weight".into(), vec![d], 0.0);
+    put("transformer.ln_f.bias".into(), vec![d], 0.01);
+    let config = format!(
+        r#"{{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": {v},
+        "n_positions": {p}, "n_embd": {d}, "n_layer": {layers}, "n_head": 12, "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}}"#
+    );
+    ModelFiles {
+        config: config.into_bytes(),
+        tokenizer: std::fs::read(root().join("tests/fixtures/models/tiny-gpt2/tokenizer.json"))
+            .unwrap(),
+        weights: write_safetensors(&t).unwrap(),
+        extra: BTreeMap::new(),
+    }
+}
+
+fn put_into(t: &mut HostTensors, rng: &mut Rng, name: String, shape: Vec<usize>, std: f64) {
+    let n: usize = shape.iter().product();
+    let values = if std == 0.0 {
+        vec![1.0; n]
+    } else {
+        (0..n).map(|_| (rng.normal() * std) as f32).collect()
+    };
+    t.insert(name, (shape, values));
+}
+
+/// One row of the table.
+fn row(name: &str, figure: String, counts: Option<(Counts, usize, &str)>) {
+    let per = counts.map_or(String::new(), |(c, n, unit)| {
+        let (l, r) = c.per(n);
+        format!("{l:>9.1} launches, {r:>5.2} reads per {unit}")
+    });
+    println!("| {name:<52} | {figure:>24} | {per}");
+}
+
+/// Rate of the training loop, and the launches and reads from the second step to the last.
+#[derive(Default)]
+struct TrainWatch {
+    counter: Option<Counter>,
+    at_second: Option<(usize, Counts)>,
+    at_last: Option<(usize, Counts)>,
+    ex_per_s: f64,
+}
+
+impl TrainHooks for TrainWatch {
+    fn event(&mut self, e: &TrainEvent) {
+        match e {
+            TrainEvent::Progress {
+                phase: Phase::Training,
+                done,
+                ..
+            } => {
+                let c = self.counter.as_ref().map(Counter::read).unwrap_or_default();
+                if *done == 2 {
+                    self.at_second = Some((*done, c));
+                }
+                self.at_last = Some((*done, c));
+            }
+            TrainEvent::Finished {
+                train_examples_per_s,
+                ..
+            } => self.ex_per_s = *train_examples_per_s,
+            _ => {}
+        }
+    }
+}
+
+impl TrainWatch {
+    fn per_step(&self) -> (Counts, usize) {
+        match (self.at_second, self.at_last) {
+            (Some((a, ca)), Some((b, cb))) if b > a => (
+                Counts {
+                    launches: cb.launches - ca.launches,
+                    reads: cb.reads - ca.reads,
+                },
+                b - a,
+            ),
+            _ => (Counts::default(), 1),
+        }
+    }
+}
+
+fn device(which: &str) -> (Device, u64) {
+    if which == "cpu" {
+        return (Device::flex(), u64::MAX);
+    }
+    gpu_device()
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_device() -> (Device, u64) {
+    use burn::tensor::wgpu::wgpu;
+    let instance = wgpu::Instance::default();
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("no wgpu adapter (is a Vulkan driver installed? Mesa's lavapipe will do)");
+    let info = adapter.get_info();
+    drop(adapter);
+    drop(instance);
+    let described =
+        tunelab::device::describe_adapter(&[&info.name, &info.driver, &info.driver_info]);
+    let tasks_max = std::env::var("TUNELAB_TASKS_MAX")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| tunelab::device::tasks_max_for(&described));
+    let (device, setup) = Device::wgpu_options()
+        .tasks_max(tasks_max)
+        .init_with_setup()
+        .expect("wgpu init");
+    let l = setup.device.limits();
+    println!(
+        "adapter: {described} / {:?} / {:?}; tasks_max {tasks_max}",
+        info.backend, info.device_type
+    );
+    (
+        device,
+        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size),
+    )
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_device() -> (Device, u64) {
+    panic!("built without the `gpu` feature: run scripts/bench.sh gpu, or set TUNELAB_DEVICE=cpu")
+}
+
+fn main() {
+    let which = std::env::var("TUNELAB_DEVICE").unwrap_or_else(|_| "wgpu".into());
+    let t0 = std::time::Instant::now();
+    let (device, max_bind) = device(&which);
+    println!(
+        "machine: {}; device {which}; burn fusion {}, autotune {}; init {:.2} s",
+        machine(),
+        if cfg!(feature = "gpu-fusion") || cfg!(feature = "gpu-fast") {
+            "on"
+        } else {
+            "off"
+        },
+        if cfg!(feature = "gpu-fast") {
+            "on"
+        } else {
+            "off"
+        },
+        t0.elapsed().as_secs_f64()
+    );
+    let steps: Vec<String> = std::env::args().skip(1).collect();
+    let counts_only = steps.iter().any(|s| s == "counts");
+    let want = |s: &str| counts_only || steps.is_empty() || steps.iter().any(|x| x == s);
+    let csv = std::fs::read(root().join("tests/data/movie_reviews.csv")).unwrap();
+    let (data, _) = import_dataset(&csv, &TableOptions::default(), None, None).unwrap();
+    if counts_only {
+        println!(
+            "counts only: the same layers and heads at narrow widths (timings are not the table's)"
+        );
+    }
+    println!("| {:<52} | {:>24} | per unit of work", "workload", "figure");
+    if want("encoder") {
+        encoder(&data, &device, counts_only);
+    }
+    if want("gpt2") {
+        gpt2(&device, max_bind, counts_only);
+    }
+    if want("train") {
+        train(&data, &device, counts_only);
+    }
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    pollster::block_on(f)
+}
+
+fn encoder(data: &Dataset, device: &Device, narrow: bool) {
+    let files = random_bert(if narrow { &NARROW_MINILM } else { &MINILM });
+    let mut emb = Embedder::load(&files, device).expect("load");
+    let (warm, runs) = if narrow { (1, 1) } else { (3, 20) };
+    let long: String = data.texts[..20].join(" ");
+    emb.max_length = 128;
+    let first = std::time::Instant::now();
+    block(emb.embed(&[&long])).unwrap();
+    row(
+        "MiniLM embed: first call (compiles kernels)",
+        format!("{:.0} ms", first.elapsed().as_secs_f64() * 1e3),
+        None,
+    );
+    let one = median_secs(warm, runs, || {
+        block(emb.embed(&[&long])).unwrap();
+    });
+    let c = Counter::start();
+    block(emb.embed(&[&long])).unwrap();
+    let counts = c.finish();
+    row(
+        "MiniLM embed 1x128",
+        format!("{:.2} ms", one * 1e3),
+        Some((counts, 1, "forward")),
+    );
+    emb.max_length = 32;
+    let texts: Vec<&str> = data
+        .texts
+        .iter()
+        .filter(|t| emb.tokenizer.encode(t, true).unwrap().len() >= 32)
+        .take(32)
+        .map(String::as_str)
+        .collect();
+    let many = median_secs(warm, runs, || {
+        block(emb.embed(&texts)).unwrap();
+    });
+    let c = Counter::start();
+    block(emb.embed(&texts)).unwrap();
+    let counts = c.finish();
+    row(
+        "MiniLM embed 32x32",
+        format!("{:.2} ms", many * 1e3),
+        Some((counts, 1, "forward")),
+    );
+    emb.max_length = 128;
+    let reviews: Vec<&str> = data.texts.iter().take(256).map(String::as_str).collect();
+    let big = median_secs(warm.min(1), if narrow { 1 } else { 5 }, || {
+        block(emb.embed(&reviews)).unwrap();
+    });
+    let c = Counter::start();
+    block(emb.embed(&reviews)).unwrap();
+    row(
+        "256 reviews (<=128 tokens, tokenization incl.), one call",
+        format!("{:.1} ms = {:.0} /s", big * 1e3, 256.0 / big),
+        Some((c.read(), 1, "call")),
+    );
+}
+
+fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
+    let files = random_gpt2(if narrow { 96 } else { 768 });
+    let lm = LanguageModel::load(&files, device, max_bind).expect("load gpt2");
+    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
+    let greedy =
+        |logits: Tensor<2>| -> u32 { block(read_i64(logits.argmax(1))).unwrap()[0] as u32 };
+    let tokens = if narrow { 4 } else { 32 };
+    let (mut ttft, mut rates) = (vec![], vec![]);
+    let mut decode_counts = Counts::default();
+    let mut prefill_counts = Counts::default();
+    for run in 0..if narrow { 2 } else { 4 } {
+        let c = Counter::start();
+        let s = std::time::Instant::now();
+        let mut cache = KvCache::default();
+        let mut next = greedy(lm.step(&prompt, &mut cache));
+        let f = s.elapsed().as_secs_f64();
+        prefill_counts = c.finish();
+        let c = Counter::start();
+        let t = std::time::Instant::now();
+        for _ in 0..tokens {
+            next = greedy(lm.step(&[next], &mut cache));
+        }
+        let dec = t.elapsed().as_secs_f64();
+        decode_counts = c.finish();
+        if run > 0 {
+            ttft.push(f);
+            rates.push(tokens as f64 / dec);
+        } else {
+            row(
+                "GPT-2 small: first run (compiles kernels), TTFT",
+                format!("{:.0} ms", f * 1e3),
+                None,
+            );
+        }
+    }
+    ttft.sort_by(|a, b| a.total_cmp(b));
+    rates.sort_by(|a, b| a.total_cmp(b));
+    let mid = ttft.len() / 2;
+    row(
+        "GPT-2 small: prefill 64 -> first token",
+        format!("{:.1} ms", ttft[mid] * 1e3),
+        Some((prefill_counts, 1, "prefill")),
+    );
+    row(
+        "GPT-2 small: decode with KV cache",
+        format!("{:.1} tok/s", rates[mid]),
+        Some((decode_counts, tokens, "token")),
+    );
+}
+
+fn train(data: &Dataset, device: &Device, narrow: bool) {
+    let files = random_bert(if narrow { &NARROW_MINILM } else { &MINILM });
+    let split = stratified_split(&data.labels, data.num_classes(), 0.2, 42).unwrap();
+    let n = if narrow { 96 } else { 512 };
+    let train = stratified_sample(&data.subset(&split.train), n, 42);
+    let test = stratified_sample(&data.subset(&split.test), if narrow { 8 } else { 64 }, 42);
+    for bs in [8usize, 32] {
+        let args = TrainingArgs {
+            mode: Mode::Full,
+            num_train_epochs: 1,
+            per_device_train_batch_size: bs,
+            learning_rate: 5e-5,
+            max_length: 128,
+            ..TrainingArgs::default()
+        };
+        let tok = files.tokenizer().unwrap();
+        let pooling = default_pooling(&files, Mode::Full);
+        let (model, _) =
+            classifier_for_training(&files, &train.label_names, &args, pooling, device).unwrap();
+        let s = std::time::Instant::now();
+        let mut h = TrainWatch {
+            counter: Some(Counter::start()),
+            ..Default::default()
+        };
+        block(fine_tune(model, &tok, &train, &test, &args, device, &mut h)).unwrap();
+        let (c, steps) = h.per_step();
+        row(
+            &format!("full fine-tuning, {n} reviews, batch {bs}, <=128 tokens"),
+            format!(
+                "{:.1} ex/s (wall {:.1} s)",
+                h.ex_per_s,
+                s.elapsed().as_secs_f64()
+            ),
+            Some((c, steps, "step")),
+        );
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU table on a bare machine with an NVIDIA GPU and PyTorch but no Rust and no Vulkan loader
+# (a rented or lent box). Build here, carry DIR and the working tree, run there:
+#
+#   here:  scripts/bench-gpu-remote.sh --build DIR
+#            bench_gpu plain, with fusion, with fusion+autotune (stripped, xz), the Vulkan/GL loaders
+#   there: scripts/bench-gpu-remote.sh DIR [RUN ...]
+#            RUN: plain | fusion | fast (fusion+autotune), each optionally @N (tasks_max N instead
+#            of the adapter's) | torch      default: plain fusion torch
+#
+# There it unpacks the loaders, points Vulkan at NVIDIA's ICD, prints the GPU, then runs each RUN
+# (`bench_gpu encoder gpt2 train`; BENCH_ARGS overrides the workloads) and PyTorch on CUDA
+# (benches/torch_gpu.py): every row side by side, on one machine.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = --build ]; then
+  dir=${2:?usage: --build DIR}
+  source scripts/env.sh
+  mkdir -p "$dir"
+  for f in gpu gpu-fusion gpu-fast; do
+    cargo build --locked --quiet --features "$f" --example bench_gpu || exit 1
+    strip -o "$dir/bench_$f" "$CARGO_TARGET_DIR/debug/examples/bench_gpu"
+    xz -9 -T2 -f "$dir/bench_$f"
+  done
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  mkdir -p /tmp/amd64/partial
+  apt-get $o update >/dev/null
+  (cd "$dir" && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+  ls -la "$dir"
+  exit 0
+fi
+dir=${1:?usage: DIR [RUN ...]}
+shift
+runs=("$@"); [ "${#runs[@]}" -gt 0 ] || runs=(plain fusion torch)
+read -r -a workloads <<< "${BENCH_ARGS:-encoder gpt2 train}"
+for f in "$dir"/*.deb; do dpkg -x "$f" /; done
+ldconfig
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] || icd=$(find / -name 'nvidia_icd*.json' -not -path '/proc/*' 2>/dev/null | head -1)
+export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd XDG_RUNTIME_DIR=/tmp
+export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+export TUNELAB_ROOT=$PWD
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+unpack() {  # NAME -> /tmp/NAME
+  [ -x "/tmp/$1" ] && return
+  python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
+    "$dir/$1.xz" > "/tmp/$1" && chmod +x "/tmp/$1"
+}
+for run in "${runs[@]}"; do
+  if [ "$run" = torch ]; then
+    echo "=== PyTorch"
+    PYTHONUNBUFFERED=1 timeout "${TORCH_S:-150}" python3 benches/torch_gpu.py cuda 2>&1 | grep -v Warning
+    continue
+  fi
+  build=${run%@*}; tasks=; [ "$run" != "$build" ] && tasks=${run#*@}
+  bin=bench_gpu; [ "$build" = plain ] || bin=bench_gpu-$build
+  unpack "$bin"
+  echo "=== burn-wgpu $build${tasks:+, tasks_max $tasks}"
+  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} timeout "${STEP_S:-200}" "/tmp/$bin" "${workloads[@]}" 2>&1 |
+    grep -v XDG_RUNTIME
+done
