@@ -261,3 +261,41 @@ fn exported_classifiers_keep_transformers_names_shapes_and_values() {
         }
     }
 }
+
+/// `files` with the vocabulary cut to its first `n` tokens in config.json and the weights (the
+/// tokenizer keeps all of them).
+fn vocabulary_cut(mut files: ModelFiles, n: usize, embedding: &str) -> ModelFiles {
+    let mut t = host_tensors(&files.weights);
+    let (shape, values) = t.remove(embedding).unwrap();
+    let width = shape[1];
+    t.insert(
+        embedding.to_string(),
+        (vec![n, width], values[..n * width].to_vec()),
+    );
+    files.weights = write_safetensors(&t).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    config["vocab_size"] = n.into();
+    files.config = serde_json::to_vec(&config).unwrap();
+    files
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_models_vocabulary_is_refused_at_load() {
+    // Token ids past the embeddings used to panic at the first text (CPU) or read garbage
+    // (WebGPU); the model is refused when it loads instead.
+    let bert = vocabulary_cut(tiny_bert(), 1000, "bert.embeddings.word_embeddings.weight");
+    let msg = load_err(&bert);
+    assert!(
+        msg.contains("30522") && msg.contains("1000") && msg.contains("vocabulary"),
+        "{msg}"
+    );
+    let gpt2 = vocabulary_cut(
+        ModelFiles::from_dir(fixture_model("tiny-gpt2")).unwrap(),
+        1000,
+        "transformer.wte.weight",
+    );
+    match LanguageModel::load(&gpt2, &Device::flex(), u64::MAX) {
+        Ok(_) => panic!("loaded GPT-2 with a tokenizer past its vocabulary"),
+        Err(e) => assert!(e.to_string().contains("vocabulary"), "{e}"),
+    }
+}

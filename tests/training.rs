@@ -634,3 +634,33 @@ fn saved_folders_score_in_transformers_pipeline_as_in_tunelab() {
     println!("max |score - transformers.pipeline score| = {worst:e}");
     assert!(worst <= 1e-4, "scores differ from transformers by {worst}");
 }
+
+#[test]
+fn a_max_length_past_the_models_positions_is_refused_not_a_panic() {
+    // tiny-bert reads 128 positions: max length 256 on a long text used to index past the
+    // position embeddings (a panic on the CPU, wrong numbers on WebGPU).
+    let dev = Device::flex();
+    let (mut train, test) = toy_data();
+    train.texts[0] = "a long review that goes on and on ".repeat(40);
+    let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
+    let tok = files.tokenizer().unwrap();
+    let args = TrainingArgs {
+        mode: Mode::Full,
+        num_train_epochs: 1,
+        max_length: 256,
+        ..TrainingArgs::default()
+    };
+    let err = block_on(fine_tune(
+        tiny_bert(&dev),
+        &tok,
+        &train,
+        &test,
+        &args,
+        &dev,
+        &mut Collect::default(),
+    ))
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("256") && msg.contains("128"), "{msg}");
+}

@@ -111,8 +111,25 @@ impl ModelFiles {
         Ok(ModelConfig::from_json(text)?)
     }
 
+    /// The tokenizer, refused when it has more tokens than the model's vocabulary (its ids past
+    /// the embeddings would panic on the CPU and read garbage on WebGPU).
     pub fn tokenizer(&self) -> Result<TextTokenizer, Error> {
-        Ok(TextTokenizer::from_bytes(&self.tokenizer)?)
+        let tokenizer = TextTokenizer::from_bytes(&self.tokenizer)?;
+        let vocab = self.config().ok().and_then(|c| {
+            c.encoder()
+                .map(|e| e.vocab_size)
+                .or_else(|| c.gpt2().map(|g| g.vocab_size))
+        });
+        if let Some(vocab) = vocab {
+            if tokenizer.vocab_size() > vocab {
+                return Err(Error::files(format!(
+                    "tokenizer.json has {} tokens but the model's vocabulary (vocab_size in \
+                     config.json) has {vocab}: the tokenizer belongs to another model",
+                    tokenizer.vocab_size()
+                )));
+            }
+        }
+        Ok(tokenizer)
     }
 
     /// An optional JSON file, parsed (`None` when absent or not JSON).

@@ -56,6 +56,14 @@ pub async fn fine_tune(
     if train.is_empty() {
         return Err(Error::Usage("the training set is empty".into()));
     }
+    let positions = model.encoder.config.max_position_embeddings;
+    if args.max_length > positions {
+        return Err(Error::Usage(format!(
+            "the maximum length is {} tokens but this model reads at most {positions}: set it to \
+             {positions} or less",
+            args.max_length
+        )));
+    }
     if model.num_labels() != train.num_classes() {
         return Err(Error::Usage(format!(
             "the model has {} outputs but the data has {} classes",
