@@ -3,6 +3,45 @@
 
 use serde::{Deserialize, Serialize};
 
+/// serde for an `f64` that may be NaN or infinite (a diverging loss or gradient norm): JSON has
+/// no such numbers and serde_json writes `null`, which the page could not read back into an
+/// `f64`. Non-finite values travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`;
+/// `null` reads as NaN. Use with `#[serde(with = "crate::math::any_f64")]`.
+pub mod any_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else if x.is_nan() {
+            s.serialize_str("NaN")
+        } else if *x > 0.0 {
+            s.serialize_str("Infinity")
+        } else {
+            s.serialize_str("-Infinity")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(match Option::<Written>::deserialize(d)? {
+            Some(Written::Number(x)) => x,
+            Some(Written::Text(t)) => match t.as_str() {
+                "Infinity" | "inf" => f64::INFINITY,
+                "-Infinity" | "-inf" => f64::NEG_INFINITY,
+                _ => f64::NAN,
+            },
+            None => f64::NAN,
+        })
+    }
+}
+
 /// One label with its probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelScore {

@@ -22,7 +22,7 @@ pub enum Outcome {
     Completed,
     /// Stopped by the user between steps; the weights are those of the last finished step.
     Cancelled,
-    /// The loss became NaN or infinite; the weights are those before that step.
+    /// The loss became NaN or infinite; the weights are those of the last check before it.
     Diverged(String),
 }
 
@@ -45,13 +45,16 @@ pub enum TrainEvent {
     Log {
         step: usize,
         epoch: f64,
+        #[serde(with = "crate::math::any_f64")]
         loss: f64,
         learning_rate: f64,
+        #[serde(with = "crate::math::any_f64")]
         grad_norm: f64,
     },
     Evaluated {
         epoch: usize,
         step: usize,
+        #[serde(with = "crate::math::any_f64")]
         loss: f64,
         metrics: Metrics,
     },
@@ -74,5 +77,57 @@ pub trait TrainHooks {
     /// Lets the host run (a browser processes messages here). Natively: nothing.
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_losses_and_norms_cross_the_json_boundary() {
+        // serde_json writes NaN and infinity as null, which the page could not read back: a
+        // diverging run showed an engine error instead of its events.
+        let log = TrainEvent::Log {
+            step: 3,
+            epoch: 0.5,
+            loss: f64::NAN,
+            learning_rate: 1e30,
+            grad_norm: f64::INFINITY,
+        };
+        let back: TrainEvent = serde_json::from_str(&serde_json::to_string(&log).unwrap()).unwrap();
+        match back {
+            TrainEvent::Log {
+                loss, grad_norm, ..
+            } => assert!(loss.is_nan() && grad_norm == f64::INFINITY),
+            other => panic!("{other:?}"),
+        }
+        let evaluated = TrainEvent::Evaluated {
+            epoch: 1,
+            step: 3,
+            loss: f64::NEG_INFINITY,
+            metrics: crate::metrics::evaluate(
+                &[0],
+                &[0],
+                &["a".to_string()],
+                crate::metrics::Average::Macro,
+            ),
+        };
+        let back: TrainEvent =
+            serde_json::from_str(&serde_json::to_string(&evaluated).unwrap()).unwrap();
+        assert!(matches!(back, TrainEvent::Evaluated { loss, .. } if loss == f64::NEG_INFINITY));
+        // Finite numbers stay numbers.
+        let json = serde_json::to_string(&TrainEvent::Log {
+            step: 1,
+            epoch: 1.0,
+            loss: 0.25,
+            learning_rate: 5e-5,
+            grad_norm: 2.0,
+        })
+        .unwrap();
+        assert!(
+            json.contains("\"loss\":0.25") && json.contains("\"grad_norm\":2.0"),
+            "{json}"
+        );
     }
 }
