@@ -13,7 +13,7 @@ use crate::device::{self, Backend, Compute};
 use crate::error::Error;
 use crate::hub::download::{fetch_model, Progress};
 use crate::hub::storage::{estimate, Store};
-use crate::hub::{archive, check_model_id, ModelFiles, Purpose, StoreKey};
+use crate::hub::{archive, check_model_id, check_url_template, ModelFiles, Purpose, StoreKey};
 use crate::js::{files_of, js_to_bytes};
 use crate::model::ModelConfig;
 use crate::pipelines::{Embedder, FillMask, TextClassifier};
@@ -91,11 +91,9 @@ async fn fetch(
     match source {
         ModelSource::Hub { id, url_template } => {
             check_model_id(&id).map_err(Error::Usage)?;
-            if !url_template.contains("{id}") || !url_template.contains("{file}") {
-                return Err(Error::usage(
-                    "the model source URL must contain {id} and {file}",
-                ));
-            }
+            // The engine's own check, whatever the page sends: a crafted `?source=` link must
+            // not make it fetch from a non-http(s) scheme.
+            check_url_template(&url_template).map_err(Error::Usage)?;
             let purpose = match slot {
                 Slot::Base => Purpose::FineTuning,
                 _ => Purpose::Inference,

@@ -228,6 +228,14 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
         return (await c.keys()).map((r) => r.url);
       });
       assert(!stored.some((u) => u.includes('no-such-model') || u.includes('html-mirror')), `stored: ${stored}`);
+      // A crafted link with a non-http(s) source: the engine refuses it and fetches nothing.
+      await page.goto(`${server.url}/?source=${encodeURIComponent('data:text/plain,{id}{file}')}#/classify`);
+      await backend(page);
+      await p.locator('input[type="text"]').fill('tiny-bert');
+      await p.locator('button.load').click();
+      await err.waitFor();
+      const msg3 = await err.textContent();
+      assert(/the source must be an http\(s\) URL/.test(msg3), `non-http source message: ${msg3}`);
       await shoot(page, 'model-errors');
     });
   }],
