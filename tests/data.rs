@@ -262,3 +262,32 @@ fn a_separate_test_file_uses_the_training_classes_and_columns() {
         .to_string()
         .contains("the test file has 1 column(s)"));
 }
+
+#[test]
+fn a_column_name_used_twice_is_refused_not_silently_the_first() {
+    // Two "text" columns: by name, which one is meant is unclear (the first used to win).
+    let err = import_dataset(
+        b"text,label,text\nfirst,pos,second\nmore,neg,other\n",
+        &TableOptions::default(),
+        Some("text"),
+        Some("label"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "2 columns are named \"text\" (columns 1 and 3): rename one so that it is clear which to use"
+    );
+    // The same when a separate test file is matched to the training columns by name.
+    let opts = TableOptions::default();
+    let train = parse_table(b"text,label\na,neg\nb,pos\n", &opts).unwrap();
+    let test = parse_table(b"label,text,text\npos,x,y\nneg,z,w\n", &opts).unwrap();
+    let err = test.matching_columns(&train, 0, 1).unwrap_err().to_string();
+    assert!(
+        err.starts_with("2 columns are named \"text\" (columns 2 and 3)"),
+        "{err}"
+    );
+    // A name used once is found as before.
+    let ok = parse_table(b"label,text,id\npos,x,1\nneg,y,2\n", &opts).unwrap();
+    assert_eq!(ok.column_index("text").unwrap(), 1);
+}

@@ -209,14 +209,29 @@ impl Table {
             .unwrap_or(text)
     }
 
+    /// The column named `name`; an error when there is none, or more than one (which one is
+    /// meant would be a guess).
     pub fn column_index(&self, name: &str) -> Result<usize, DataError> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .ok_or_else(|| DataError::NoColumn {
+        let found: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| self.columns[i] == name)
+            .collect();
+        match found.as_slice() {
+            [] => Err(DataError::NoColumn {
                 name: name.to_string(),
                 columns: self.columns.clone(),
-            })
+            }),
+            [one] => Ok(*one),
+            many => {
+                let numbers: Vec<String> = many.iter().map(|i| (i + 1).to_string()).collect();
+                let (last, rest) = numbers.split_last().expect("two or more");
+                Err(DataError::Invalid(format!(
+                    "{} columns are named \"{name}\" (columns {} and {last}): rename one so that \
+                     it is clear which to use",
+                    many.len(),
+                    rest.join(", ")
+                )))
+            }
+        }
     }
 
     /// The columns of this table that correspond to `train`'s chosen ones: by name when both
