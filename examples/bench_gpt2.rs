@@ -4,64 +4,22 @@
 //!     cargo run --example bench_gpt2
 
 use burn::prelude::*;
-use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::read_i64;
-use tunelab::model::weights::{write_safetensors, HostTensors};
 use tunelab::prompt::LanguageModel;
-use tunelab::rng::Rng;
 
 include!("common/bench.rs");
-
-fn random_gpt2_small() -> Vec<u8> {
-    let (v, p, d, layers) = (50257usize, 1024usize, 768usize, 12usize);
-    let mut rng = Rng::new(0);
-    let mut t = HostTensors::new();
-    let mut put = |name: String, shape: Vec<usize>, std: f64| {
-        let n: usize = shape.iter().product();
-        let values = if std == 0.0 {
-            vec![1.0; n]
-        } else {
-            (0..n).map(|_| (rng.normal() * std) as f32).collect()
-        };
-        t.insert(name, (shape, values));
-    };
-    put("transformer.wte.weight".into(), vec![v, d], 0.02);
-    put("transformer.wpe.weight".into(), vec![p, d], 0.01);
-    for i in 0..layers {
-        let n = |s: &str| format!("transformer.h.{i}.{s}");
-        for ln in ["ln_1", "ln_2"] {
-            put(n(&format!("{ln}.weight")), vec![d], 0.0);
-            put(n(&format!("{ln}.bias")), vec![d], 0.01);
-        }
-        put(n("attn.c_attn.weight"), vec![d, 3 * d], 0.02);
-        put(n("attn.c_attn.bias"), vec![3 * d], 0.01);
-        put(n("attn.c_proj.weight"), vec![d, d], 0.02);
-        put(n("attn.c_proj.bias"), vec![d], 0.01);
-        put(n("mlp.c_fc.weight"), vec![d, 4 * d], 0.02);
-        put(n("mlp.c_fc.bias"), vec![4 * d], 0.01);
-        put(n("mlp.c_proj.weight"), vec![4 * d, d], 0.02);
-        put(n("mlp.c_proj.bias"), vec![d], 0.01);
-    }
-    put("transformer.ln_f.weight".into(), vec![d], 0.0);
-    put("transformer.ln_f.bias".into(), vec![d], 0.01);
-    write_safetensors(&t).unwrap()
-}
+include!("common/random_models.rs");
 
 fn main() {
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/models/tiny-gpt2"
     );
-    let config = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 50257,
-        "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}"#;
-    let files = ModelFiles {
-        config: config.as_bytes().to_vec(),
-        tokenizer: std::fs::read(format!("{fixtures}/tokenizer.json")).unwrap(),
-        weights: random_gpt2_small(),
-        extra: Default::default(),
-    };
+    let files = random_gpt2(
+        768,
+        std::fs::read(format!("{fixtures}/tokenizer.json")).unwrap(),
+    );
     let device = Device::flex();
     let lm = LanguageModel::load(&files, &device, u64::MAX).expect("load");
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();

@@ -13,26 +13,23 @@
 //!
 //! `counts` alone runs every workload once on models of the same architecture (same layers and
 //! heads, so the same kernels) but narrow widths, so that it finishes on a software rasterizer.
-//! Environment: TUNELAB_DEVICE=wgpu|cpu (default wgpu), TUNELAB_TASKS_MAX (else chosen from the
-//! adapter by `tunelab::device::tasks_max_for`).
-use std::collections::BTreeMap;
+//! Environment: TUNELAB_DEVICE=wgpu|cpu (default wgpu), TUNELAB_TASKS_MAX (default
+//! `tunelab::device::TASKS_MAX`).
 
 use burn::prelude::*;
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
-use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::read_i64;
-use tunelab::model::weights::{write_safetensors, HostTensors};
 use tunelab::pipelines::Embedder;
 use tunelab::prompt::LanguageModel;
-use tunelab::rng::Rng;
 use tunelab::train::{
     classifier_for_training, default_pooling, fine_tune, Mode, Phase, TrainEvent, TrainHooks,
     TrainingArgs,
 };
 
 include!("common/bench.rs");
+include!("common/random_models.rs");
 
 fn root() -> std::path::PathBuf {
     std::env::var("TUNELAB_ROOT")
@@ -40,127 +37,20 @@ fn root() -> std::path::PathBuf {
         .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
 }
 
-/// Sizes of a BERT encoder.
-struct Bert {
-    hidden: usize,
-    ffn: usize,
-    layers: usize,
-    heads: usize,
-}
-
-const MINILM: Bert = Bert {
-    hidden: 384,
-    ffn: 1536,
-    layers: 6,
-    heads: 12,
-};
 /// MiniLM's layers and heads at 1/8 of its width: the same kernels, a fraction of the work.
-const NARROW_MINILM: Bert = Bert {
+const NARROW_MINILM: BertShape = BertShape {
     hidden: 48,
     ffn: 192,
     layers: 6,
     heads: 12,
 };
 
-fn random_bert(s: &Bert) -> ModelFiles {
-    let (v, p, d, ffn, layers) = (30522usize, 512usize, s.hidden, s.ffn, s.layers);
-    let config = format!(
-        r#"{{"model_type": "bert", "architectures": ["BertModel"], "vocab_size": {v},
-        "max_position_embeddings": {p}, "hidden_size": {d}, "num_hidden_layers": {layers},
-        "num_attention_heads": {}, "intermediate_size": {ffn}, "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12, "type_vocab_size": 2, "pad_token_id": 0}}"#,
-        s.heads
-    );
-    let mut rng = Rng::new(0);
-    let mut t = HostTensors::new();
-    let mut put =
-        |name: String, shape: Vec<usize>, std: f64| put_into(&mut t, &mut rng, name, shape, std);
-    put("embeddings.word_embeddings.weight".into(), vec![v, d], 0.02);
-    put(
-        "embeddings.position_embeddings.weight".into(),
-        vec![p, d],
-        0.02,
-    );
-    put(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![2, d],
-        0.02,
-    );
-    put("embeddings.LayerNorm.weight".into(), vec![d], 0.0);
-    put("embeddings.LayerNorm.bias".into(), vec![d], 0.01);
-    for i in 0..layers {
-        let n = |s: &str| format!("encoder.layer.{i}.{s}");
-        for m in ["query", "key", "value"] {
-            put(n(&format!("attention.self.{m}.weight")), vec![d, d], 0.02);
-            put(n(&format!("attention.self.{m}.bias")), vec![d], 0.01);
-        }
-        put(n("attention.output.dense.weight"), vec![d, d], 0.02);
-        put(n("attention.output.dense.bias"), vec![d], 0.01);
-        put(n("attention.output.LayerNorm.weight"), vec![d], 0.0);
-        put(n("attention.output.LayerNorm.bias"), vec![d], 0.01);
-        put(n("intermediate.dense.weight"), vec![ffn, d], 0.02);
-        put(n("intermediate.dense.bias"), vec![ffn], 0.01);
-        put(n("output.dense.weight"), vec![d, ffn], 0.02);
-        put(n("output.dense.bias"), vec![d], 0.01);
-        put(n("output.LayerNorm.weight"), vec![d], 0.0);
-        put(n("output.LayerNorm.bias"), vec![d], 0.01);
-    }
-    ModelFiles {
-        config: config.into_bytes(),
-        tokenizer: std::fs::read(root().join("tests/fixtures/models/tiny-bert/tokenizer.json"))
-            .unwrap(),
-        weights: write_safetensors(&t).unwrap(),
-        extra: BTreeMap::new(),
-    }
+fn bert_tokenizer() -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures/models/tiny-bert/tokenizer.json")).unwrap()
 }
 
-fn random_gpt2(d: usize) -> ModelFiles {
-    let (v, p, layers) = (50257usize, 1024usize, 12usize);
-    let mut rng = Rng::new(0);
-    let mut t = HostTensors::new();
-    let mut put =
-        |name: String, shape: Vec<usize>, std: f64| put_into(&mut t, &mut rng, name, shape, std);
-    put("transformer.wte.weight".into(), vec![v, d], 0.02);
-    put("transformer.wpe.weight".into(), vec![p, d], 0.01);
-    for i in 0..layers {
-        let n = |s: &str| format!("transformer.h.{i}.{s}");
-        for ln in ["ln_1", "ln_2"] {
-            put(n(&format!("{ln}.weight")), vec![d], 0.0);
-            put(n(&format!("{ln}.bias")), vec![d], 0.01);
-        }
-        put(n("attn.c_attn.weight"), vec![d, 3 * d], 0.02);
-        put(n("attn.c_attn.bias"), vec![3 * d], 0.01);
-        put(n("attn.c_proj.weight"), vec![d, d], 0.02);
-        put(n("attn.c_proj.bias"), vec![d], 0.01);
-        put(n("mlp.c_fc.weight"), vec![d, 4 * d], 0.02);
-        put(n("mlp.c_fc.bias"), vec![4 * d], 0.01);
-        put(n("mlp.c_proj.weight"), vec![4 * d, d], 0.02);
-        put(n("mlp.c_proj.bias"), vec![d], 0.01);
-    }
-    put("transformer.ln_f.weight".into(), vec![d], 0.0);
-    put("transformer.ln_f.bias".into(), vec![d], 0.01);
-    let config = format!(
-        r#"{{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": {v},
-        "n_positions": {p}, "n_embd": {d}, "n_layer": {layers}, "n_head": 12, "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}}"#
-    );
-    ModelFiles {
-        config: config.into_bytes(),
-        tokenizer: std::fs::read(root().join("tests/fixtures/models/tiny-gpt2/tokenizer.json"))
-            .unwrap(),
-        weights: write_safetensors(&t).unwrap(),
-        extra: BTreeMap::new(),
-    }
-}
-
-fn put_into(t: &mut HostTensors, rng: &mut Rng, name: String, shape: Vec<usize>, std: f64) {
-    let n: usize = shape.iter().product();
-    let values = if std == 0.0 {
-        vec![1.0; n]
-    } else {
-        (0..n).map(|_| (rng.normal() * std) as f32).collect()
-    };
-    t.insert(name, (shape, values));
+fn gpt2_tokenizer() -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures/models/tiny-gpt2/tokenizer.json")).unwrap()
 }
 
 /// One row of the table.
@@ -228,26 +118,17 @@ fn device(which: &str) -> (Device, u64) {
 
 #[cfg(feature = "gpu")]
 fn gpu_device() -> (Device, u64) {
-    use burn::tensor::wgpu::wgpu;
-    let instance = wgpu::Instance::default();
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .expect("no wgpu adapter (is a Vulkan driver installed? Mesa's lavapipe will do)");
-    let info = adapter.get_info();
-    drop(adapter);
-    drop(instance);
-    let described =
-        tunelab::device::describe_adapter(&[&info.name, &info.driver, &info.driver_info]);
     let tasks_max = std::env::var("TUNELAB_TASKS_MAX")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| tunelab::device::tasks_max_for(&described));
+        .unwrap_or(tunelab::device::TASKS_MAX);
     let (device, setup) = Device::wgpu_options()
         .tasks_max(tasks_max)
         .init_with_setup()
-        .expect("wgpu init");
+        .expect("wgpu init (no adapter? a Vulkan driver is needed: Mesa's lavapipe will do)");
+    let info = setup.adapter.get_info();
+    let described =
+        tunelab::device::describe_adapter(&[&info.name, &info.driver, &info.driver_info]);
     let l = setup.device.limits();
     println!(
         "adapter: {described} / {:?} / {:?}; tasks_max {tasks_max}",
@@ -310,7 +191,10 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn encoder(data: &Dataset, device: &Device, narrow: bool) {
-    let files = random_bert(if narrow { &NARROW_MINILM } else { &MINILM });
+    let files = random_bert(
+        if narrow { &NARROW_MINILM } else { &MINILM },
+        bert_tokenizer(),
+    );
     let mut emb = Embedder::load(&files, device).expect("load");
     let (warm, runs) = if narrow { (1, 1) } else { (3, 20) };
     let long: String = data.texts[..20].join(" ");
@@ -322,12 +206,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
         format!("{:.0} ms", first.elapsed().as_secs_f64() * 1e3),
         None,
     );
-    let one = median_secs(warm, runs, || {
-        block(emb.embed(&[&long])).unwrap();
-    });
-    let c = Counter::start();
-    block(emb.embed(&[&long])).unwrap();
-    let counts = c.finish();
+    let (one, counts) = timed_and_counted(&emb, &[&long], warm, runs);
     row(
         "MiniLM embed 1x128",
         format!("{:.2} ms", one * 1e3),
@@ -341,12 +220,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
         .take(32)
         .map(String::as_str)
         .collect();
-    let many = median_secs(warm, runs, || {
-        block(emb.embed(&texts)).unwrap();
-    });
-    let c = Counter::start();
-    block(emb.embed(&texts)).unwrap();
-    let counts = c.finish();
+    let (many, counts) = timed_and_counted(&emb, &texts, warm, runs);
     row(
         "MiniLM embed 32x32",
         format!("{:.2} ms", many * 1e3),
@@ -354,20 +228,27 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
     );
     emb.max_length = 128;
     let reviews: Vec<&str> = data.texts.iter().take(256).map(String::as_str).collect();
-    let big = median_secs(warm.min(1), if narrow { 1 } else { 5 }, || {
-        block(emb.embed(&reviews)).unwrap();
-    });
-    let c = Counter::start();
-    block(emb.embed(&reviews)).unwrap();
+    let (big, counts) = timed_and_counted(&emb, &reviews, warm.min(1), if narrow { 1 } else { 5 });
     row(
         "256 reviews (<=128 tokens, tokenization incl.), one call",
         format!("{:.1} ms = {:.0} /s", big * 1e3, 256.0 / big),
-        Some((c.read(), 1, "call")),
+        Some((counts, 1, "call")),
     );
 }
 
+/// The median seconds of `emb.embed(texts)` over `runs` calls after `warm`, then the launches
+/// and readbacks of one more call.
+fn timed_and_counted(emb: &Embedder, texts: &[&str], warm: usize, runs: usize) -> (f64, Counts) {
+    let secs = median_secs(warm, runs, || {
+        block(emb.embed(texts)).unwrap();
+    });
+    let c = Counter::start();
+    block(emb.embed(texts)).unwrap();
+    (secs, c.finish())
+}
+
 fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
-    let files = random_gpt2(if narrow { 96 } else { 768 });
+    let files = random_gpt2(if narrow { 96 } else { 768 }, gpt2_tokenizer());
     let lm = LanguageModel::load(&files, device, max_bind).expect("load gpt2");
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
     let greedy =
@@ -417,7 +298,10 @@ fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
 }
 
 fn train(data: &Dataset, device: &Device, narrow: bool) {
-    let files = random_bert(if narrow { &NARROW_MINILM } else { &MINILM });
+    let files = random_bert(
+        if narrow { &NARROW_MINILM } else { &MINILM },
+        bert_tokenizer(),
+    );
     let split = stratified_split(&data.labels, data.num_classes(), 0.2, 42).unwrap();
     let n = if narrow { 96 } else { 512 };
     let train = stratified_sample(&data.subset(&split.train), n, 42);

@@ -81,41 +81,13 @@ pub fn describe_adapter(parts: &[&str]) -> String {
     kept.join(", ")
 }
 
-/// Whether an adapter (as [`describe_adapter`] or the browser's probe describes it) is a software
-/// rasterizer running on the CPU: Chromium's SwiftShader, Mesa's lavapipe/llvmpipe, WARP.
-pub fn software_adapter(described: &str) -> bool {
-    let d = described.to_ascii_lowercase();
-    [
-        "swiftshader",
-        "llvmpipe",
-        "lavapipe",
-        "software",
-        "warp",
-        "microsoft basic render",
-    ]
-    .iter()
-    .any(|k| d.contains(k))
-}
-
 /// How many kernel launches burn's wgpu runtime records before it submits them to the GPU
-/// (cubecl's `tasks_max`) on the adapter described. Measured with `scripts/bench.sh gpu` on an
-/// NVIDIA H200 (Vulkan; embedding, GPT-2 decoding and full fine-tuning): 32, 64 and 128 tie
-/// within run-to-run noise and 512 is slower everywhere (decoding 33 against 53 tokens/s), now
-/// that a training step no longer reads back; software rasterizers (SwiftShader, lavapipe) gain
-/// nothing from more either. So every adapter gets 32, set here rather than left to an
-/// environment variable, until an adapter measures otherwise.
-pub fn tasks_max_for(described: &str) -> usize {
-    if software_adapter(described) {
-        SOFTWARE_TASKS_MAX
-    } else {
-        GPU_TASKS_MAX
-    }
-}
-
-/// [`tasks_max_for`] a hardware GPU.
-pub const GPU_TASKS_MAX: usize = 32;
-/// [`tasks_max_for`] a software rasterizer.
-pub const SOFTWARE_TASKS_MAX: usize = 32;
+/// (cubecl's `tasks_max`), set here rather than left to `CUBECL_WGPU_MAX_TASKS`. Measured with
+/// `scripts/bench.sh gpu` on an NVIDIA H200 (Vulkan; embedding, GPT-2 decoding and full
+/// fine-tuning): 32, 64 and 128 tie within run-to-run noise and 512 is slower everywhere
+/// (decoding 33 against 53 tokens/s), now that a training step no longer reads back. No adapter
+/// has measured better with another value, so every adapter gets cubecl's 32.
+pub const TASKS_MAX: usize = 32;
 
 #[cfg(target_arch = "wasm32")]
 thread_local! {
@@ -123,14 +95,13 @@ thread_local! {
 }
 
 /// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the
-/// browser (`probe`) first; `probed` is the adapter it described, which sets the runtime's
-/// [`tasks_max_for`].
+/// browser (`probe`) first.
 #[cfg(target_arch = "wasm32")]
-pub async fn webgpu(probed: &str) -> Result<Compute, String> {
+pub async fn webgpu() -> Result<Compute, String> {
     if let Some(done) = WEBGPU.with(|c| c.borrow().clone()) {
         return done;
     }
-    let options = Device::wgpu_options().tasks_max(tasks_max_for(probed));
+    let options = Device::wgpu_options().tasks_max(TASKS_MAX);
     let result = match options.init_with_setup_async().await {
         Ok((device, setup)) => {
             let info = setup.adapter.get_info();

@@ -95,13 +95,9 @@ async fn tiny_bert_errors(compute: &Compute) -> (f64, f64) {
     )
 }
 
-/// WebGPU as the app starts it: the probe's adapter, then burn's runtime tuned for it.
+/// WebGPU as the app starts it.
 async fn webgpu() -> Compute {
-    let adapter = match tunelab::probe::probe().await {
-        tunelab::device::Backend::WebGpu { adapter } => adapter,
-        other => panic!("the test browser must offer WebGPU (SwiftShader): {other:?}"),
-    };
-    device::webgpu(&adapter)
+    device::webgpu()
         .await
         .expect("WebGPU (SwiftShader) must start in the test browser")
 }

@@ -9,73 +9,21 @@
 //! (= cargo test --target wasm32-unknown-unknown --features ndarray --test wasm_bench -- --nocapture)
 #![cfg(target_arch = "wasm32")]
 
-use std::collections::BTreeMap;
-
 use burn::prelude::*;
 use tunelab::data::{import_dataset, TableOptions};
 use tunelab::hub::ModelFiles;
-use tunelab::model::weights::{write_safetensors, HostTensors};
 use tunelab::pipelines::Embedder;
-use tunelab::rng::Rng;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+include!("../examples/common/random_models.rs");
+
 fn random_minilm() -> ModelFiles {
-    let (v, p, d, ffn, layers) = (30522usize, 512usize, 384usize, 1536usize, 6usize);
-    let config = format!(
-        r#"{{"model_type": "bert", "architectures": ["BertModel"], "vocab_size": {v},
-        "max_position_embeddings": {p}, "hidden_size": {d}, "num_hidden_layers": {layers},
-        "num_attention_heads": 12, "intermediate_size": {ffn}, "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12, "type_vocab_size": 2, "pad_token_id": 0}}"#
-    );
-    let mut rng = Rng::new(0);
-    let mut t = HostTensors::new();
-    let mut put = |name: String, shape: Vec<usize>, std: f64| {
-        let n: usize = shape.iter().product();
-        let values = if std == 0.0 {
-            vec![1.0; n]
-        } else {
-            (0..n).map(|_| (rng.normal() * std) as f32).collect()
-        };
-        t.insert(name, (shape, values));
-    };
-    put("embeddings.word_embeddings.weight".into(), vec![v, d], 0.02);
-    put(
-        "embeddings.position_embeddings.weight".into(),
-        vec![p, d],
-        0.02,
-    );
-    put(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![2, d],
-        0.02,
-    );
-    put("embeddings.LayerNorm.weight".into(), vec![d], 0.0);
-    put("embeddings.LayerNorm.bias".into(), vec![d], 0.01);
-    for i in 0..layers {
-        let n = |s: &str| format!("encoder.layer.{i}.{s}");
-        for m in ["query", "key", "value"] {
-            put(n(&format!("attention.self.{m}.weight")), vec![d, d], 0.02);
-            put(n(&format!("attention.self.{m}.bias")), vec![d], 0.01);
-        }
-        put(n("attention.output.dense.weight"), vec![d, d], 0.02);
-        put(n("attention.output.dense.bias"), vec![d], 0.01);
-        put(n("attention.output.LayerNorm.weight"), vec![d], 0.0);
-        put(n("attention.output.LayerNorm.bias"), vec![d], 0.01);
-        put(n("intermediate.dense.weight"), vec![ffn, d], 0.02);
-        put(n("intermediate.dense.bias"), vec![ffn], 0.01);
-        put(n("output.dense.weight"), vec![d, ffn], 0.02);
-        put(n("output.dense.bias"), vec![d], 0.01);
-        put(n("output.LayerNorm.weight"), vec![d], 0.0);
-        put(n("output.LayerNorm.bias"), vec![d], 0.01);
-    }
-    ModelFiles {
-        config: config.into_bytes(),
-        tokenizer: include_bytes!("fixtures/models/tiny-bert/tokenizer.json").to_vec(),
-        weights: write_safetensors(&t).unwrap(),
-        extra: BTreeMap::new(),
-    }
+    random_bert(
+        &MINILM,
+        include_bytes!("fixtures/models/tiny-bert/tokenizer.json").to_vec(),
+    )
 }
 
 /// Median milliseconds of `runs` calls after `warmup` calls.

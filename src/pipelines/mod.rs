@@ -104,7 +104,7 @@ pub async fn batched_rows(
         let parts: Vec<Tensor<2>> = plan_batches(&lens, batch_size, multiple)
             .into_iter()
             .map(|range| {
-                let batch = encoded.select_rows(&order[range], multiple, tokenizer.pad_id());
+                let batch = encoded.select_rows(&order[range], multiple);
                 forward(&EncoderInput::new(&batch, device))
             })
             .collect();

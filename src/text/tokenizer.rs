@@ -28,14 +28,12 @@ pub struct EncodedBatch {
 }
 
 impl EncodedBatch {
-    /// The batch of `rows` (in that order), cut to the longest of them and padded to a multiple
-    /// of `multiple` (not past this batch's length).
-    pub fn select_rows(&self, rows: &[usize], multiple: usize, pad_id: u32) -> EncodedBatch {
+    /// The batch of `rows` (in that order), cut to the longest of them rounded up to a multiple
+    /// of `multiple` (not past this batch's length: the positions kept past a row's end are this
+    /// batch's padding).
+    pub fn select_rows(&self, rows: &[usize], multiple: usize) -> EncodedBatch {
         let longest = rows.iter().map(|&i| self.row_len(i)).max().unwrap_or(0);
-        let seq_len = longest
-            .next_multiple_of(multiple.max(1))
-            .min(self.seq_len)
-            .max(longest);
+        let seq_len = longest.next_multiple_of(multiple.max(1)).min(self.seq_len);
         let mut out = EncodedBatch {
             batch: rows.len(),
             seq_len,
@@ -51,7 +49,6 @@ impl EncodedBatch {
             out.token_type_ids
                 .extend_from_slice(&self.token_type_ids[r]);
         }
-        out.pad_to(seq_len, pad_id);
         out
     }
 

@@ -39,12 +39,35 @@ struct Slot {
     len: usize,
 }
 
+impl Slot {
+    /// Its length in the flat buffers (the parameter, then zeros).
+    fn padded(&self) -> usize {
+        self.len.next_multiple_of(ALIGN)
+    }
+}
+
+/// One tensor per slot (in slot order, each of its slot's length) as one flat buffer, each
+/// padded with zeros to its slot's aligned length.
+fn concat_slots(values: Vec<(Tensor<1>, &Slot)>, device: &Device) -> Tensor<1> {
+    let mut parts = Vec::with_capacity(values.len() * 2);
+    for (value, slot) in values {
+        parts.push(value);
+        if slot.padded() > slot.len {
+            parts.push(Tensor::zeros([slot.padded() - slot.len], device));
+        }
+    }
+    if parts.is_empty() {
+        Tensor::zeros([0], device)
+    } else {
+        Tensor::cat(parts, 0)
+    }
+}
+
 /// The flat buffers, made at the first step.
 struct Flat {
     /// Parameter id → its slot, and the ids in slot order.
     slots: HashMap<ParamId, Slot>,
     order: Vec<ParamId>,
-    total: usize,
     params: Tensor<1>,
     m: Tensor<1>,
     v: Tensor<1>,
@@ -132,48 +155,44 @@ impl AdamW {
     fn flatten<M: Module>(&self, model: M) -> (M, Flat) {
         let mut collect = Collect { found: Vec::new() };
         model.visit(&mut collect);
-        let mut slots = HashMap::new();
-        let mut order = Vec::new();
-        let mut parts = Vec::new();
-        let mut decays = Vec::new();
-        let mut offset = 0;
         let device = collect
             .found
             .first()
             .map(|(_, _, t)| t.device())
             .unwrap_or_default();
+        let mut slots = HashMap::new();
+        let mut order = Vec::new();
+        let mut values = Vec::new();
+        let mut offset = 0;
         for (id, dims, value) in collect.found {
-            let len = value.dims()[0];
-            let padded = len.next_multiple_of(ALIGN);
-            let decay = self.settings.decay_bias_and_norm || dims.len() > 1;
-            decays.push((offset, padded, decay));
-            parts.push(value);
-            if padded > len {
-                parts.push(Tensor::zeros([padded - len], &device));
-            }
-            slots.insert(id, Slot { offset, dims, len });
+            let slot = Slot {
+                offset,
+                len: value.dims()[0],
+                dims,
+            };
+            offset += slot.padded();
+            slots.insert(id, slot);
             order.push(id);
-            offset += padded;
+            values.push((id, value));
         }
         let total = offset;
-        let params = if parts.is_empty() {
-            Tensor::zeros([0], &device)
-        } else {
-            Tensor::cat(parts, 0)
-        };
-        let decay_mask = (!decays.iter().all(|d| d.2)).then(|| {
+        let params = concat_slots(
+            values.into_iter().map(|(id, v)| (v, &slots[&id])).collect(),
+            &device,
+        );
+        // Weight decay everywhere, or (Trainer) not on 1-D parameters: biases and LayerNorms.
+        let decay_mask = (!self.settings.decay_bias_and_norm
+            && slots.values().any(|s| s.dims.len() == 1))
+        .then(|| {
             let mut mask = vec![0f32; total];
-            for (start, len, decay) in decays {
-                if decay {
-                    mask[start..start + len].fill(1.0);
-                }
+            for slot in slots.values().filter(|s| s.dims.len() > 1) {
+                mask[slot.offset..slot.offset + slot.padded()].fill(1.0);
             }
             Tensor::from_data(TensorData::new(mask, [total]), &device)
         });
         let flat = Flat {
             slots,
             order,
-            total,
             m: Tensor::zeros([total], &device),
             v: Tensor::zeros([total], &device),
             params,
@@ -205,24 +224,22 @@ impl AdamW {
         };
         model.visit(&mut found);
         let mut found = found.found;
-        let mut parts = Vec::with_capacity(flat.order.len() * 2);
-        for id in &flat.order {
-            let slot = &flat.slots[id];
-            parts.push(
-                found
-                    .remove(id)
-                    .unwrap_or_else(|| Tensor::zeros([slot.len], &device)),
-            );
-            let padded = slot.len.next_multiple_of(ALIGN);
-            if padded > slot.len {
-                parts.push(Tensor::zeros([padded - slot.len], &device));
-            }
-        }
-        if parts.is_empty() {
+        if flat.order.is_empty() {
             self.flat = Some(flat);
             return (model, Tensor::zeros([1], &device));
         }
-        let mut g = Tensor::cat(parts, 0);
+        let grads_in_order = flat
+            .order
+            .iter()
+            .map(|id| {
+                let slot = &flat.slots[id];
+                let g = found
+                    .remove(id)
+                    .unwrap_or_else(|| Tensor::zeros([slot.len], &device));
+                (g, slot)
+            })
+            .collect();
+        let mut g = concat_slots(grads_in_order, &device);
         let norm = g.clone().square().sum().sqrt();
         let s = self.settings;
         if s.max_grad_norm > 0.0 {
@@ -256,7 +273,6 @@ impl AdamW {
             };
         }
         flat.params = params - update;
-        debug_assert_eq!(flat.params.dims()[0], flat.total);
         let model = model.map(&mut Views {
             slots: &flat.slots,
             flat: &flat.params,

@@ -128,24 +128,19 @@ pub async fn fine_tune(
             let log = !cancelled && (step % args.logging_steps == 0 || step == total_steps);
             // The device runs ahead of the loop: its results are read (and checked) only to log,
             // at the end of an epoch, and when cancelled.
-            if log || cancelled || b + 1 == batches.len() {
-                let checked = pending.check(step).await?;
-                tally.train_ms += now_ms() - t0;
+            let checked = if log || cancelled || b + 1 == batches.len() {
+                Some(pending.check(step).await?)
+            } else {
+                None
+            };
+            tally.train_ms += now_ms() - t0;
+            if let Some(checked) = checked {
                 if let Some((bad_step, loss)) = checked.non_finite {
                     let (good, good_step) = last_good;
                     trainable = good;
                     tally.steps = good_step;
-                    outcome = Outcome::Diverged(format!(
-                        "the loss became {} at step {bad_step} (epoch {}): training stopped and {}; \
-                         try a lower learning rate",
-                        if loss.is_nan() { "NaN" } else { "infinite" },
-                        (bad_step - 1) / steps_per_epoch + 1,
-                        if good_step + 1 == bad_step {
-                            "the weights before that step were kept".to_string()
-                        } else {
-                            format!("the weights of step {good_step} (the last check before it) were kept")
-                        }
-                    ));
+                    outcome =
+                        Outcome::Diverged(diverged(loss, bad_step, good_step, steps_per_epoch));
                     break 'epochs;
                 }
                 last_good = (trainable.clone(), step);
@@ -161,8 +156,6 @@ pub async fn fine_tune(
                     });
                     tally.window = (0.0, 0);
                 }
-            } else {
-                tally.train_ms += now_ms() - t0;
             }
             if cancelled {
                 outcome = Outcome::Cancelled;
@@ -198,6 +191,22 @@ pub async fn fine_tune(
     }
     let model = trainable.into_model(model);
     Ok(tally.finish(model, outcome, &env, total_steps, hooks))
+}
+
+/// What the user reads when the loss at `bad_step` was `loss` (NaN or infinite) and the weights
+/// of `good_step` were kept.
+fn diverged(loss: f64, bad_step: usize, good_step: usize, steps_per_epoch: usize) -> String {
+    let kept = if good_step + 1 == bad_step {
+        "the weights before that step were kept".to_string()
+    } else {
+        format!("the weights of step {good_step} (the last check before it) were kept")
+    };
+    format!(
+        "the loss became {} at step {bad_step} (epoch {}): training stopped and {kept}; try a \
+         lower learning rate",
+        if loss.is_nan() { "NaN" } else { "infinite" },
+        (bad_step - 1) / steps_per_epoch + 1,
+    )
 }
 
 /// The steps queued since the last check: their losses and the last gradient norm, still on the

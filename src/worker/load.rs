@@ -29,7 +29,7 @@ async fn device_for(choice: BackendChoice) -> Compute {
     }
     match crate::probe::probe().await {
         Backend::Cpu { reason } => Compute::cpu(reason),
-        Backend::WebGpu { adapter } => match device::webgpu(&adapter).await {
+        Backend::WebGpu { adapter } => match device::webgpu().await {
             Ok(mut c) => {
                 c.backend = Backend::WebGpu { adapter };
                 c
