@@ -9,18 +9,22 @@
 //! (`tunelab::counts`). `benches/torch_gpu.py` prints the same rows for PyTorch on the same machine.
 //!
 //!     scripts/bench.sh gpu              # = cargo run --features gpu --example bench_gpu
-//!     bench_gpu [encoder] [gpt2] [train] [counts]
+//!     bench_gpu [encoder] [gpt2] [train] [counts] [probe]
 //!
 //! `counts` alone runs every workload once on models of the same architecture (same layers and
 //! heads, so the same kernels) but narrow widths, so that it finishes on a software rasterizer.
+//! `probe` (only when named) times the parts of a decode step one at a time: a readback, a launch,
+//! the matmuls of one token with burn's kernel and the engine's row kernel, the LM head.
 //! Environment: TUNELAB_DEVICE=wgpu|cpu (default wgpu), TUNELAB_TASKS_MAX (default
-//! `tunelab::device::TASKS_MAX`).
+//! `tunelab::device::TASKS_MAX`), TUNELAB_FUSED_KERNELS=0 (the engine's fused kernels off, to
+//! measure what they gain), TUNELAB_KERNELS=1 (the launches by kernel name).
 
 use burn::prelude::*;
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
 use tunelab::model::gpt2::KvCache;
-use tunelab::model::read_i64;
+use tunelab::model::kernels::{matmul_rows, row_kernel_matmul};
+use tunelab::model::{read_f32, read_i64};
 use tunelab::pipelines::Embedder;
 use tunelab::prompt::LanguageModel;
 use tunelab::train::{
@@ -60,6 +64,17 @@ fn row(name: &str, figure: String, counts: Option<(Counts, usize, &str)>) {
         format!("{l:>9.1} launches, {r:>5.2} reads per {unit}")
     });
     println!("| {name:<52} | {figure:>24} | {per}");
+}
+
+/// With TUNELAB_KERNELS set, the kernels behind a count: launches per unit by kernel name.
+fn kernels(c: &Counter, n: usize, what: &str) {
+    if std::env::var_os("TUNELAB_KERNELS").is_none() {
+        return;
+    }
+    println!("  kernels per {what}:");
+    for (name, count) in c.kernels() {
+        println!("  {:>9.1}  {name}", count as f64 / n.max(1) as f64);
+    }
 }
 
 /// Rate of the training loop, and the launches and reads from the second step to the last.
@@ -136,7 +151,7 @@ fn gpu_device() -> (Device, u64) {
     );
     (
         device,
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size),
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size),
     )
 }
 
@@ -150,8 +165,13 @@ fn main() {
     let t0 = std::time::Instant::now();
     let (device, max_bind) = device(&which);
     println!(
-        "machine: {}; device {which}; burn fusion {}, autotune {}; init {:.2} s",
+        "machine: {}; device {which}; fused kernels {}; burn fusion {}, autotune {}; init {:.2} s",
         machine(),
+        if tunelab::model::kernels::fused_kernels_enabled() {
+            "on"
+        } else {
+            "off (TUNELAB_FUSED_KERNELS=0)"
+        },
         if cfg!(feature = "gpu-fusion") || cfg!(feature = "gpu-fast") {
             "on"
         } else {
@@ -180,6 +200,9 @@ fn main() {
     }
     if want("gpt2") {
         gpt2(&device, max_bind, counts_only);
+    }
+    if steps.iter().any(|x| x == "probe") {
+        probe(&device, max_bind);
     }
     if want("train") {
         train(&data, &device, counts_only);
@@ -244,7 +267,94 @@ fn timed_and_counted(emb: &Embedder, texts: &[&str], warm: usize, runs: usize) -
     });
     let c = Counter::start();
     block(emb.embed(texts)).unwrap();
+    kernels(&c, 1, "call");
     (secs, c.finish())
+}
+
+/// Where a decode step's time goes: fixed costs measured one at a time, each ending in a read of
+/// a few bytes (the sync every token pays), median of 20 after 3 warm-ups.
+fn probe(device: &Device, max_bind: u64) {
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        let secs = median_secs(3, 20, f);
+        println!("| probe: {name:<45} | {:>21.3} ms |", secs * 1e3);
+    };
+    let one = Tensor::<1>::from_floats([1.0], device);
+    time("read back 1 float after 1 kernel", &mut || {
+        block(read_f32(one.clone().add_scalar(1.0))).unwrap();
+    });
+    time("read back 1 float after 100 kernels", &mut || {
+        let mut x = one.clone();
+        for _ in 0..100 {
+            x = x.add_scalar(1.0);
+        }
+        block(read_f32(x)).unwrap();
+    });
+    let x = Tensor::<2>::random([1, 768], burn::tensor::Distribution::Default, device);
+    let w = Tensor::<2>::random([768, 3072], burn::tensor::Distribution::Default, device);
+    time("matmul [1,768]x[768,3072] x12 (decode's c_fc)", &mut || {
+        let mut acc = x.clone().matmul(w.clone());
+        for _ in 0..11 {
+            acc = x.clone().matmul(w.clone());
+        }
+        block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+    });
+    time("the same with the engine's row kernel", &mut || {
+        let mut acc = matmul_rows(x.clone(), w.clone());
+        for _ in 0..11 {
+            acc = matmul_rows(x.clone(), w.clone());
+        }
+        block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+    });
+    let x128 = Tensor::<2>::random([128, 384], burn::tensor::Distribution::Default, device);
+    let w384 = Tensor::<2>::random([384, 1536], burn::tensor::Distribution::Default, device);
+    time("matmul [128,384]x[384,1536] x12 (MiniLM's FFN)", &mut || {
+        let mut acc = x128.clone().matmul(w384.clone());
+        for _ in 0..11 {
+            acc = x128.clone().matmul(w384.clone());
+        }
+        block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+    });
+    if row_kernel_matmul(x128.clone(), w384.clone()).is_some() {
+        time("the same with the engine's row kernel (16 blocks)", &mut || {
+            let mut acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+            for _ in 0..11 {
+                acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+            }
+            block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+        });
+    }
+    // The whole vocabulary where one binding holds it (lavapipe's 128 MiB does not).
+    let vocab = 50257.min((max_bind / (768 * 4)) as usize);
+    let wte = Tensor::<2>::random([vocab, 768], burn::tensor::Distribution::Default, device);
+    time(&format!("LM head x·Wᵀ, W [{vocab},768] + argmax"), &mut || {
+        let logits = x.clone().matmul(wte.clone().transpose());
+        block(read_i64(logits.argmax(1))).unwrap();
+    });
+    let wt = Tensor::<2>::random([768, vocab], burn::tensor::Distribution::Default, device);
+    time("LM head x·Wᵀ with the row kernel", &mut || {
+        let logits = matmul_rows(x.clone(), wte.clone().transpose());
+        block(read_i64(logits.argmax(1))).unwrap();
+    });
+    time(&format!("LM head x·W, W [768,{vocab}] + argmax"), &mut || {
+        let logits = x.clone().matmul(wt.clone());
+        block(read_i64(logits.argmax(1))).unwrap();
+    });
+    drop((wte, wt));
+    let width = std::env::var("TUNELAB_PROBE_WIDTH").map_or(768, |w| w.parse().unwrap());
+    let files = random_gpt2(width, gpt2_tokenizer());
+    let lm = LanguageModel::load(&files, device, max_bind).expect("load gpt2");
+    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
+    let mut cache = KvCache::default();
+    block(read_f32(lm.step(&prompt, &mut cache).narrow(1, 0, 1))).unwrap();
+    // 46 steps in all on one cache: 64 + 46 positions stay within its first 128.
+    time("GPT-2 small: 12 blocks at t=1, no LM head", &mut || {
+        let ids = Tensor::<2, Int>::from_ints([[500]], device);
+        let hidden = lm.model.forward(ids, &mut cache);
+        block(read_f32(hidden.narrow(2, 0, 1))).unwrap();
+    });
+    time("GPT-2 small: a whole step (greedy token)", &mut || {
+        block(read_i64(lm.step(&[500], &mut cache).argmax(1))).unwrap();
+    });
 }
 
 fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
@@ -270,6 +380,9 @@ fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
             next = greedy(lm.step(&[next], &mut cache));
         }
         let dec = t.elapsed().as_secs_f64();
+        if run == 1 {
+            kernels(&c, tokens, "decoded token");
+        }
         decode_counts = c.finish();
         if run > 0 {
             ttft.push(f);
@@ -326,6 +439,9 @@ fn train(data: &Dataset, device: &Device, narrow: bool) {
         };
         block(fine_tune(model, &tok, &train, &test, &args, device, &mut h)).unwrap();
         let (c, steps) = h.per_step();
+        if let Some(all) = &h.counter {
+            kernels(all, h.at_last.map_or(1, |(n, _)| n), "step (whole run, evaluation included)");
+        }
         row(
             &format!("full fine-tuning, {n} reviews, batch {bs}, <=128 tokens"),
             format!(

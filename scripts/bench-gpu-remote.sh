@@ -2,11 +2,13 @@
 # The GPU table on a bare machine with an NVIDIA GPU and PyTorch but no Rust and no Vulkan loader
 # (a rented or lent box). Build here, carry DIR and the working tree, run there:
 #
-#   here:  scripts/bench-gpu-remote.sh --build DIR
-#            bench_gpu plain, with fusion, with fusion+autotune (stripped, xz), the Vulkan/GL loaders
+#   here:  scripts/bench-gpu-remote.sh --build DIR [FEATURE ...]
+#            bench_gpu built with each FEATURE (default: gpu gpu-fusion gpu-fast: plain, with
+#            fusion, with fusion+autotune), stripped and compressed, and the Vulkan/GL loaders
 #   there: scripts/bench-gpu-remote.sh DIR [RUN ...]
-#            RUN: plain | fusion | fast (fusion+autotune), each optionally @N (tasks_max N instead
-#            of the adapter's) | torch      default: plain fusion torch
+#            RUN: plain | unfused (plain with the engine's fused kernels off) | fusion | fast
+#            (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) | torch
+#            default: plain unfused torch
 #
 # There it unpacks the loaders, points Vulkan at NVIDIA's ICD, prints the GPU, then runs each RUN
 # (`bench_gpu encoder gpt2 train`; BENCH_ARGS overrides the workloads) and PyTorch on CUDA
@@ -14,10 +16,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --build ]; then
-  dir=${2:?usage: --build DIR}
+  dir=${2:?usage: --build DIR [FEATURE ...]}
+  shift 2
+  features=("$@"); [ "${#features[@]}" -gt 0 ] || features=(gpu gpu-fusion gpu-fast)
   source scripts/env.sh
   mkdir -p "$dir"
-  for f in gpu gpu-fusion gpu-fast; do
+  for f in "${features[@]}"; do
     cargo build --locked --quiet --features "$f" --example bench_gpu || exit 1
     strip -o "$dir/bench_$f" "$CARGO_TARGET_DIR/debug/examples/bench_gpu"
     xz -9 -T2 -f "$dir/bench_$f"
@@ -31,7 +35,7 @@ if [ "${1:-}" = --build ]; then
 fi
 dir=${1:?usage: DIR [RUN ...]}
 shift
-runs=("$@"); [ "${#runs[@]}" -gt 0 ] || runs=(plain fusion torch)
+runs=("$@"); [ "${#runs[@]}" -gt 0 ] || runs=(plain unfused torch)
 read -r -a workloads <<< "${BENCH_ARGS:-encoder gpt2 train}"
 for f in "$dir"/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -53,9 +57,11 @@ for run in "${runs[@]}"; do
     continue
   fi
   build=${run%@*}; tasks=; [ "$run" != "$build" ] && tasks=${run#*@}
+  fused=1; [ "$build" = unfused ] && build=plain fused=0
   bin=bench_gpu; [ "$build" = plain ] || bin=bench_gpu-$build
   unpack "$bin"
-  echo "=== burn-wgpu $build${tasks:+, tasks_max $tasks}"
-  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} timeout "${STEP_S:-200}" "/tmp/$bin" "${workloads[@]}" 2>&1 |
+  echo "=== burn-wgpu $run${tasks:+, tasks_max $tasks}"
+  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} TUNELAB_FUSED_KERNELS=$fused timeout "${STEP_S:-200}" \
+    "/tmp/$bin" "${workloads[@]}" 2>&1 |
     grep -v XDG_RUNTIME
 done

@@ -51,6 +51,11 @@ impl Counter {
         self.read()
     }
 
+    /// Launches so far by kernel name, most launched first (empty where nothing is counted).
+    pub fn kernels(&self) -> Vec<(&'static str, u64)> {
+        self.launches.kernels()
+    }
+
     /// What was counted so far (the counter keeps counting).
     pub fn read(&self) -> Counts {
         Counts {
@@ -67,17 +72,21 @@ pub(crate) fn note_read() {
 
 #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
 mod launches {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use cubecl_runtime::logging::{LaunchObservation, LaunchObserver};
 
     #[derive(Default)]
-    struct Tally(AtomicU64);
+    struct Tally(AtomicU64, Mutex<HashMap<&'static str, u64>>);
 
     impl LaunchObserver for Tally {
-        fn launched(&self, _kernel: &'static str) {
+        fn launched(&self, kernel: &'static str) {
             self.0.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut names) = self.1.lock() {
+                *names.entry(kernel).or_default() += 1;
+            }
         }
     }
 
@@ -99,6 +108,15 @@ mod launches {
         pub fn count(&self) -> u64 {
             self.tally.0.load(Ordering::Relaxed)
         }
+
+        pub fn kernels(&self) -> Vec<(&'static str, u64)> {
+            let mut out: Vec<_> = match self.tally.1.lock() {
+                Ok(names) => names.iter().map(|(k, n)| (*k, *n)).collect(),
+                Err(_) => Vec::new(),
+            };
+            out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            out
+        }
     }
 }
 
@@ -114,6 +132,10 @@ mod launches {
 
         pub fn count(&self) -> u64 {
             0
+        }
+
+        pub fn kernels(&self) -> Vec<(&'static str, u64)> {
+            Vec::new()
         }
     }
 }

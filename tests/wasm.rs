@@ -20,13 +20,17 @@ use tunelab::text::EncodedBatch;
 use tunelab::train::{fine_tune, Mode, Phase, TrainEvent, TrainHooks, TrainingArgs};
 use wasm_bindgen_test::*;
 
+#[path = "common/kernel_checks.rs"]
+mod kernel_checks;
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// Kernel launches of one tiny-bert classification, one tiny-gpt2 decode token and one tiny-bert
 /// full fine-tuning step on WebGPU (`webgpu_launches_and_readbacks_per_forward_token_and_training_step`):
-/// what the engine launched on SwiftShader on 2026-11-27 (128, 115, 571) plus about 10%.
-const FORWARD_LAUNCHES: u64 = 140;
-const DECODE_LAUNCHES: u64 = 127;
+/// what the engine launched on SwiftShader on 2026-11-27 (44, 33, 571; 128 and 115 before the
+/// engine's fused kernels) plus about 10%.
+const FORWARD_LAUNCHES: u64 = 48;
+const DECODE_LAUNCHES: u64 = 36;
 const STEP_LAUNCHES: u64 = 630;
 
 fn files(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> ModelFiles {
@@ -100,6 +104,16 @@ async fn webgpu() -> Compute {
     device::webgpu()
         .await
         .expect("WebGPU (SwiftShader) must start in the test browser")
+}
+
+#[wasm_bindgen_test]
+async fn fused_kernels_on_webgpu_match_the_composed_ops() {
+    let compute = webgpu().await;
+    let checks = kernel_checks::fused_kernel_checks(&compute.device).await;
+    for c in &checks {
+        console_log!("{}: max abs {:e}, {} launches", c.name, c.max_abs, c.launches);
+    }
+    kernel_checks::assert_checks(&checks, 1e-4, true);
 }
 
 #[wasm_bindgen_test]

@@ -1,24 +1,29 @@
-//! The shared pieces of the models: the feed-forward activation, burn layers built from Hugging
+//! The shared pieces of the models: burn layers built from Hugging
 //! Face tensors (through a [`WeightPath`]), and the [`Exporter`] that writes them back under the
 //! same names.
 
 use std::fmt::Display;
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::activation;
-
-use super::config::Activation;
+use super::kernels;
 use super::weights::{join, HostTensors, WeightPath};
 use super::ModelError;
 
-/// The feed-forward activation (`hidden_act` / `activation_function`).
-pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
-    match act {
-        Activation::Gelu => activation::gelu(x),
-        Activation::GeluTanh => activation::gelu_approximate(x),
-        Activation::Relu => activation::relu(x),
+/// `torch.nn.LayerNorm` over the last dimension: burn's, with the epsilon readable, and one fused
+/// kernel on a GPU where one applies ([`kernels::layer_norm`]).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub gamma: Param<Tensor<1>>,
+    pub beta: Param<Tensor<1>>,
+    #[module(skip)]
+    pub epsilon: f64,
+}
+
+impl LayerNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        kernels::layer_norm(x, self.gamma.val(), self.beta.val(), self.epsilon)
     }
 }
 
@@ -61,12 +66,11 @@ impl WeightPath<'_, '_> {
 
     /// A LayerNorm from `weight` / `bias`.
     pub fn layer_norm(&self, d: usize, eps: f64) -> LayerNorm {
-        let mut ln = LayerNormConfig::new(d)
-            .with_epsilon(eps)
-            .init(self.device());
-        ln.gamma = Param::from_tensor(self.tensor("weight", [d]));
-        ln.beta = Some(Param::from_tensor(self.tensor("bias", [d])));
-        ln
+        LayerNorm {
+            gamma: Param::from_tensor(self.tensor("weight", [d])),
+            beta: Param::from_tensor(self.tensor("bias", [d])),
+            epsilon: eps,
+        }
     }
 
     /// An embedding table `[n, d]` from `weight`.
@@ -166,9 +170,7 @@ impl ExportPath<'_> {
 
     pub fn layer_norm(&mut self, ln: &LayerNorm) {
         self.put("weight", ln.gamma.val());
-        if let Some(b) = &ln.beta {
-            self.put("bias", b.val());
-        }
+        self.put("bias", ln.beta.val());
     }
 
     pub fn embedding(&mut self, e: &Embedding) {

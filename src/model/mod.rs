@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod config;
 pub mod gpt2;
+pub mod kernels;
 pub mod layers;
 pub mod weights;
 

@@ -2,12 +2,13 @@
 //! head. Their Hugging Face names and initialisation are in `loader.rs`.
 
 use burn::module::Param;
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 
 use super::{first_token, mean_pool, Encoder, EncoderInput, Pooling};
-use crate::model::layers::activate;
+use crate::model::kernels::linear_activate;
+use crate::model::layers::LayerNorm;
 
 /// BERT's pooler: `tanh(dense(h[:, 0]))`.
 #[derive(Module, Debug)]
@@ -92,10 +93,7 @@ pub struct MaskedLm {
 impl MaskedLm {
     /// Vocabulary logits `[n, vocab]` at the given hidden states `[n, d]`.
     pub fn logits_at(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let h = activate(
-            self.transform.forward(hidden),
-            self.encoder.config.activation,
-        );
+        let h = linear_activate(&self.transform, hidden, self.encoder.config.activation);
         let h = self.norm.forward(h);
         let vocab = self.encoder.word_embeddings.weight.val();
         h.matmul(vocab.transpose()) + self.bias.val().unsqueeze::<2>()

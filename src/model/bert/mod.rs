@@ -14,12 +14,12 @@ mod heads;
 mod layout;
 mod loader;
 
-use burn::nn::{Dropout, Embedding, LayerNorm, Linear};
+use burn::nn::{Dropout, Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::activation;
 
 use super::config::{Activation, EncoderConfig};
-use super::layers::activate;
+use super::kernels::{attention_probs, linear_activate, linear_residual, split_heads};
+use super::layers::LayerNorm;
 
 pub use heads::{ClassifierHead, MaskedLm, Pooler, SequenceClassifier};
 pub use loader::{init_linear, HeadInit};
@@ -89,27 +89,18 @@ impl EncoderLayer {
     /// `x`: `[b, t, d]`; `mask_bias`: `[b, 1, 1, t]` (0 for tokens, a large negative for padding).
     pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let h = self.num_heads;
-        let dh = d / h;
-        let qkv = self.qkv.forward(x.clone());
-        let heads = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * d, d)
-                .reshape([b, t, h, dh])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (heads(0), heads(1), heads(2));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f64).sqrt())
-            + mask_bias;
-        let probs = self.attn_dropout.forward(activation::softmax(scores, 3));
+        let dh = d / self.num_heads;
+        let (q, k, v) = split_heads(&self.qkv, x.clone(), self.num_heads);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let probs = attention_probs(scores, 1.0 / (dh as f64).sqrt(), mask_bias);
+        let probs = self.attn_dropout.forward(probs);
         let context = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let attn = self.dropout.forward(self.attn_out.forward(context));
-        let x = self.attn_norm.forward(x + attn);
-        let inner = activate(self.ffn_in.forward(x.clone()), self.activation);
-        let out = self.dropout.forward(self.ffn_out.forward(inner));
-        self.ffn_norm.forward(x + out)
+        let x = self
+            .attn_norm
+            .forward(linear_residual(&self.attn_out, context, x, Some(&self.dropout)));
+        let inner = linear_activate(&self.ffn_in, x.clone(), self.activation);
+        let x = linear_residual(&self.ffn_out, inner, x, Some(&self.dropout));
+        self.ffn_norm.forward(x)
     }
 }
 

@@ -12,12 +12,12 @@
 mod loader;
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::activation;
 
 use super::config::{Activation, Gpt2Config};
-use super::layers::activate;
+use super::layers::LayerNorm;
+use super::kernels::{attention, heads_into_cache, linear_activate, linear_residual, matmul_rows};
 
 #[derive(Module, Debug)]
 pub struct Gpt2Block {
@@ -96,40 +96,34 @@ impl KvCache {
 }
 
 impl Gpt2Block {
-    /// `cache`: this layer's key and value buffers, holding `past` positions; `mask` `[t, capacity]`
-    /// hides the positions a query may not see (later ones and unused ones).
+    /// `cache`: this layer's key and value buffers, holding `past` positions; `mask_bias`
+    /// `[1, 1, t, capacity]` hides the positions a query may not see (later ones and unused ones)
+    /// with the most negative f32.
     fn forward(
         &self,
         x: Tensor<3>,
         cache: (Tensor<4>, Tensor<4>),
         past: usize,
-        mask: Tensor<4, Bool>,
+        mask_bias: Tensor<4>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
-        let [b, t, d] = x.dims();
-        let h = self.n_head;
-        let dh = d / h;
-        let qkv = self.c_attn.forward(self.ln_1.forward(x.clone()));
-        let heads = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * d, d)
-                .reshape([b, t, h, dh])
-                .swap_dims(1, 2)
-        };
-        let (q, k_new, v_new) = (heads(0), heads(1), heads(2));
-        let (pk, pv) = cache;
-        let at = [0..b, 0..h, past..past + t, 0..dh];
-        let k = pk.slice_assign(at.clone(), k_new);
-        let v = pv.slice_assign(at, v_new);
-        let scores = q
-            .matmul(k.clone().swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f64).sqrt())
-            .mask_fill(mask, f32::MIN);
-        let probs = activation::softmax(scores, 3);
-        let context = probs.matmul(v.clone()).swap_dims(1, 2).reshape([b, t, d]);
-        let x = x + self.c_proj.forward(context);
-        let inner = self.c_fc.forward(self.ln_2.forward(x.clone()));
-        let inner = activate(inner, self.activation);
-        (x + self.mlp_proj.forward(inner), (k, v))
+        let dh = x.dims()[2] / self.n_head;
+        let (q, k, v) = heads_into_cache(
+            &self.c_attn,
+            self.ln_1.forward(x.clone()),
+            self.n_head,
+            cache,
+            past,
+        );
+        let context = attention(
+            q,
+            k.clone(),
+            v.clone(),
+            1.0 / (dh as f64).sqrt(),
+            mask_bias,
+        );
+        let x = linear_residual(&self.c_proj, context, x, None);
+        let inner = linear_activate(&self.c_fc, self.ln_2.forward(x.clone()), self.activation);
+        (linear_residual(&self.mlp_proj, inner, x, None), (k, v))
     }
 }
 
@@ -211,8 +205,11 @@ impl Gpt2 {
         );
         let capacity = cache.capacity();
         // Query i (absolute position past + i) sees keys 0..=past + i.
-        let mask = Tensor::<2, Bool>::tril_mask([t, capacity], past as i64, &device)
-            .reshape([1, 1, t, capacity]);
+        let mask_bias = Tensor::<4>::zeros([1, 1, t, capacity], &device).mask_fill(
+            Tensor::<2, Bool>::tril_mask([t, capacity], past as i64, &device)
+                .reshape([1, 1, t, capacity]),
+            f32::MIN,
+        );
         let mut states = Vec::new();
         let layers = std::mem::take(&mut cache.layers);
         let mut next_cache = Vec::with_capacity(self.blocks.len());
@@ -220,7 +217,7 @@ impl Gpt2 {
             if all {
                 states.push(x.clone());
             }
-            let (y, kv) = block.forward(x, kv, past, mask.clone());
+            let (y, kv) = block.forward(x, kv, past, mask_bias.clone());
             next_cache.push(kv);
             x = y;
         }
@@ -237,7 +234,7 @@ impl Gpt2 {
         let parts: Vec<Tensor<2>> = self
             .wte
             .iter()
-            .map(|c| h.clone().matmul(c.val().transpose()))
+            .map(|c| matmul_rows(h.clone(), c.val().transpose()))
             .collect();
         let logits = if parts.len() == 1 {
             parts.into_iter().next().expect("one part")

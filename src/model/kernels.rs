@@ -1,0 +1,990 @@
+//! Fused kernels for the GPU: layer norm, the attention softmax (scale, additive mask and softmax
+//! in one pass) and GELU, each one kernel launch where burn's composition of tensor ops takes 5–10
+//! (a layer norm alone is two reductions and seven element-wise kernels). Decoding and inference
+//! on a GPU are bound by launches, not arithmetic, so this is where their time goes.
+//!
+//! Each function here computes the same as the composition it replaces, and uses the kernel only
+//! where one applies: an f32 tensor on burn's cubecl backend (WebGPU in the browser, burn-wgpu
+//! natively with the `gpu` feature) without autodiff. Everything else (the CPU backend, training's
+//! autodiff graph, burn's fusion builds) takes the composition, so gradients and the CPU path are
+//! exactly what they were. The wasm test `fused_kernels_on_webgpu_match_the_composed_ops` compares
+//! both on WebGPU.
+//!
+//! Natively, `TUNELAB_FUSED_KERNELS=0` turns them off, so that `examples/bench_gpu.rs` can measure
+//! what they gain in one binary.
+
+use burn::nn::{Dropout, Linear};
+use burn::prelude::*;
+use burn::tensor::{activation, module};
+
+use super::config::Activation;
+
+/// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(out) = cube::layer_norm(&x, &gamma, &beta, eps) {
+        return out;
+    }
+    burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
+}
+
+/// Attention probabilities: `softmax(scores * scale + bias)` over the last dimension, `scores`
+/// `[b, h, t, n]`, `bias` broadcast to it (`[b, 1, 1, n]` for padding, `[1, 1, t, n]` for a
+/// causal mask; a large negative where a key is hidden).
+pub fn attention_probs(scores: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor<4> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(out) = cube::attention_probs(&scores, scale, &bias) {
+        return out;
+    }
+    activation::softmax(scores.mul_scalar(scale) + bias, 3)
+}
+
+/// `residual + dropout(lin(x))`: on a GPU the matmul, then the bias and the residual in one
+/// kernel (the kernels run only outside training, where dropout is the identity).
+pub fn linear_residual<const D: usize>(
+    lin: &Linear,
+    x: Tensor<D>,
+    residual: Tensor<D>,
+    dropout: Option<&Dropout>,
+) -> Tensor<D> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(bias) = &lin.bias {
+        if cube::applies(&x) {
+            let y = matmul_rows(x, lin.weight.val());
+            if let Some(out) = cube::add_bias(&y, &bias.val(), Some(&residual), None) {
+                return out;
+            }
+            return residual + y + bias.val().unsqueeze();
+        }
+    }
+    let y = lin.forward(x);
+    residual
+        + match dropout {
+            Some(d) => d.forward(y),
+            None => y,
+        }
+}
+
+/// `act(lin(x))`: on a GPU the matmul, then the bias and the activation in one kernel.
+pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(bias) = &lin.bias {
+        if cube::applies(&x) {
+            let y = matmul_rows(x, lin.weight.val());
+            if let Some(out) = cube::add_bias(&y, &bias.val(), None, Some(act)) {
+                return out;
+            }
+            return activate(y + bias.val().unsqueeze(), act);
+        }
+    }
+    activate(lin.forward(x), act)
+}
+
+/// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h, n, dh]` with `bias` broadcast to
+/// `[b, h, t, n]`: `softmax(q kᵀ * scale + bias) v`, returned as `[b, t, h * dh]` (heads merged).
+/// On a GPU, when few queries are asked (decoding), one kernel does it all; otherwise two
+/// matmuls around [`attention_probs`].
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, dh] = q.dims();
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if t <= FUSED_ATTENTION_MAX_QUERIES {
+        if let Some(out) = cube::attention(&q, &k, &v, scale, &bias) {
+            return out;
+        }
+    }
+    let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias);
+    probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
+}
+
+/// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
+/// applied to `x` `[b, t, d]`, the keys and values written into the cache buffers `cache`
+/// `[b, heads, capacity, dh]` at positions `past..past + t`. Returns the queries and the updated
+/// buffers. On a GPU the matmul, then one kernel that adds the bias, splits the heads and writes
+/// the cache in place.
+pub fn heads_into_cache(
+    lin: &Linear,
+    x: Tensor<3>,
+    heads: usize,
+    cache: (Tensor<4>, Tensor<4>),
+    past: usize,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(bias) = &lin.bias {
+        if cube::applies(&x) {
+            let y = matmul_rows(x, lin.weight.val());
+            return match cube::heads_into_cache(&y, &bias.val(), heads, cache, past) {
+                Ok(done) => done,
+                Err(cache) => split_heads_into(y + bias.val().unsqueeze(), heads, cache, past),
+            };
+        }
+    }
+    split_heads_into(lin.forward(x), heads, cache, past)
+}
+
+/// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
+/// applied to `x` `[b, t, d]`: [`heads_into_cache`] with fresh buffers of `t` positions.
+pub fn split_heads(lin: &Linear, x: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(bias) = &lin.bias {
+        if cube::applies(&x) {
+            let [b, t, d] = x.dims();
+            let shape = [b, heads, t, d / heads.max(1)];
+            let device = x.device();
+            let buffers = (Tensor::empty(shape, &device), Tensor::empty(shape, &device));
+            let y = matmul_rows(x, lin.weight.val());
+            return match cube::heads_into_cache(&y, &bias.val(), heads, buffers, 0) {
+                Ok(done) => done,
+                Err(_) => split_qkv(y + bias.val().unsqueeze(), heads),
+            };
+        }
+    }
+    split_qkv(lin.forward(x), heads)
+}
+
+/// `qkv` `[b, t, 3d]` (bias added) as queries, keys and values `[b, heads, t, dh]` (views).
+fn split_qkv(qkv: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let [b, t, d3] = qkv.dims();
+    let d = d3 / 3;
+    let dh = d / heads;
+    let part = |i: usize| {
+        qkv.clone()
+            .narrow(2, i * d, d)
+            .reshape([b, t, heads, dh])
+            .swap_dims(1, 2)
+    };
+    (part(0), part(1), part(2))
+}
+
+/// [`heads_into_cache`] composed: `qkv` `[b, t, 3d]` with its bias added.
+fn split_heads_into(
+    qkv: Tensor<3>,
+    heads: usize,
+    cache: (Tensor<4>, Tensor<4>),
+    past: usize,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let [b, t, d3] = qkv.dims();
+    let dh = d3 / 3 / heads;
+    let (q, k_new, v_new) = split_qkv(qkv, heads);
+    let (pk, pv) = cache;
+    let at = [0..b, 0..heads, past..past + t, 0..dh];
+    let k = pk.slice_assign(at.clone(), k_new);
+    let v = pv.slice_assign(at, v_new);
+    (q, k, v)
+}
+
+/// `x` `[.., k]` times `w` `[k, n]` (any strides: a transposed view is read as it is). On a GPU,
+/// when `x` has few rows (decoding's one token, a short prompt), one kernel made for that shape:
+/// burn's tiled matmul (without autotune) leaves most of a GPU idle on a single row.
+pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(out) = cube::matmul_rows(&x, &w) {
+        return out;
+    }
+    module::linear(x, w, None)
+}
+
+/// [`matmul_rows`]'s kernel whatever the number of rows, for the benchmark's comparison; `None`
+/// where it does not apply.
+pub fn row_kernel_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Option<Tensor<D>> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    return cube::matmul_rows_up_to(&x, &w, usize::MAX);
+    #[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+    {
+        let _ = (x, w);
+        None
+    }
+}
+
+/// Up to this many rows, [`matmul_rows`] takes the row kernel. Measured on an NVIDIA H200
+/// (`scripts/bench-gpu-remote.sh`, `benches/results/h200-2026-11-27/run6-*`): against burn's
+/// matmul it takes 31–38 µs instead of about 150 for `[1, 768] x [768, 3072]` and 76–87 instead
+/// of 188–198 for `[128, 384] x [384, 1536]`; with 256 here GPT-2's 64-token prefill took 10.7 ms instead of
+/// 27.7, and MiniLM's 1x128 embedding did not change.
+pub const FEW_ROWS: usize = 256;
+
+/// Up to this many queries per head, [`attention`] is one kernel (a cube per query, reading all
+/// keys): decoding's one token, not a whole batch of sequences, where matmuls do better.
+pub const FUSED_ATTENTION_MAX_QUERIES: usize = 4;
+
+/// Whether the fused kernels are on for GPU tensors (natively `TUNELAB_FUSED_KERNELS=0` turns
+/// them off); they never apply on the CPU.
+pub fn fused_kernels_enabled() -> bool {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    return cube::enabled();
+    #[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+    false
+}
+
+/// The feed-forward activation (`hidden_act` / `activation_function`).
+pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
+    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    if let Some(out) = cube::activate(&x, act) {
+        return out;
+    }
+    match act {
+        Activation::Gelu => activation::gelu(x),
+        Activation::GeluTanh => activation::gelu_approximate(x),
+        Activation::Relu => activation::relu(x),
+    }
+}
+
+#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+mod cube {
+    use burn::tensor::{DType, Tensor as Burn};
+    use burn_cubecl::kernel::into_contiguous;
+    use burn_cubecl::ops::numeric::empty_device_dtype;
+    use burn_cubecl::tensor::CubeTensor;
+    use burn_cubecl::CubeBackend;
+    use cubecl::prelude::*;
+
+    use crate::model::config::Activation;
+
+    /// Units per cube for the row kernels: a power of two (the tree reduction needs one), capped
+    /// by what the device allows.
+    const ROW_UNITS: u32 = 128;
+
+    /// Whether the kernels are on (natively `TUNELAB_FUSED_KERNELS=0` turns them off).
+    pub fn enabled() -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *ON.get_or_init(|| std::env::var("TUNELAB_FUSED_KERNELS").map_or(true, |v| v != "0"))
+        }
+        #[cfg(target_arch = "wasm32")]
+        true
+    }
+
+    /// The cubecl tensor under `x` when the kernels apply: f32, on the cubecl backend, without
+    /// autodiff (with burn's fusion on, the primitive is a fusion handle and this says no).
+    fn strided<const D: usize>(x: &Burn<D>) -> Option<CubeTensor> {
+        if !enabled() || x.is_autodiff() || x.dtype() != DType::F32 {
+            return None;
+        }
+        x.clone().try_into_primitive::<CubeBackend>().ok()
+    }
+
+    /// [`strided`], made contiguous.
+    fn primitive<const D: usize>(x: &Burn<D>) -> Option<CubeTensor> {
+        strided(x).map(into_contiguous)
+    }
+
+    /// Whether the kernels apply to `x` (without copying it).
+    pub fn applies<const D: usize>(x: &Burn<D>) -> bool {
+        strided(x).is_some()
+    }
+
+    fn wrap<const D: usize>(t: CubeTensor) -> Burn<D> {
+        Burn::from_primitive::<CubeBackend>(t)
+    }
+
+    fn empty_like(t: &CubeTensor) -> CubeTensor {
+        empty_device_dtype(
+            t.client.clone(),
+            t.device.clone(),
+            t.meta.shape().clone(),
+            t.dtype,
+        )
+    }
+
+    /// One cube per row (a 2-D grid past 65,535 rows), `units` units per cube.
+    fn row_launch(t: &CubeTensor, rows: usize) -> (CubeCount, CubeDim, u32) {
+        let max = t.client.properties().hardware.max_units_per_cube.max(1);
+        let mut units = ROW_UNITS.min(max);
+        if !units.is_power_of_two() {
+            units = units.next_power_of_two() >> 1;
+        }
+        let rows = rows as u32;
+        let count = if rows <= 65_535 {
+            CubeCount::Static(rows.max(1), 1, 1)
+        } else {
+            CubeCount::Static(65_535, rows.div_ceil(65_535), 1)
+        };
+        (count, CubeDim::new_1d(units), units)
+    }
+
+    /// The sum of `acc[0..CUBE_DIM]` (a power of two), seen by every unit. `acc` is free for reuse
+    /// once every unit has passed the `sync_cube` that follows the call.
+    #[cube]
+    fn cube_sum(acc: &mut Shared<[f32]>) -> f32 {
+        sync_cube();
+        let mut active = CUBE_DIM;
+        while active > 1 {
+            active /= 2;
+            if UNIT_POS < active {
+                let other = acc[(UNIT_POS + active) as usize];
+                acc[UNIT_POS as usize] += other;
+            }
+            sync_cube();
+        }
+        acc[0]
+    }
+
+    /// The largest of `acc[0..CUBE_DIM]`, as [`cube_sum`].
+    #[cube]
+    fn cube_max(acc: &mut Shared<[f32]>) -> f32 {
+        sync_cube();
+        let mut active = CUBE_DIM;
+        while active > 1 {
+            active /= 2;
+            if UNIT_POS < active {
+                let other = acc[(UNIT_POS + active) as usize];
+                acc[UNIT_POS as usize] = f32::max(acc[UNIT_POS as usize], other);
+            }
+            sync_cube();
+        }
+        acc[0]
+    }
+
+    #[cube(launch_unchecked)]
+    fn layer_norm_kernel(
+        input: &Tensor<f32>,
+        gamma: &Tensor<f32>,
+        beta: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        rows: usize,
+        eps: f32,
+        #[comptime] units: usize,
+    ) {
+        let row = CUBE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let d = input.shape(input.rank() - 1);
+        let base = row * d;
+        let unit = UNIT_POS as usize;
+        let mut acc = Shared::<[f32]>::new_slice(units);
+
+        let mut sum = 0.0f32;
+        let mut i = unit;
+        while i < d {
+            sum += input[base + i];
+            i += units;
+        }
+        acc[unit] = sum;
+        let mean = cube_sum(&mut acc) / f32::cast_from(d);
+        sync_cube();
+
+        let mut squares = 0.0f32;
+        let mut i = unit;
+        while i < d {
+            let c = input[base + i] - mean;
+            squares += c * c;
+            i += units;
+        }
+        acc[unit] = squares;
+        let var = cube_sum(&mut acc) / f32::cast_from(d);
+        let denom = f32::sqrt(var + eps);
+
+        let mut i = unit;
+        while i < d {
+            output[base + i] = (input[base + i] - mean) / denom * gamma[i] + beta[i];
+            i += units;
+        }
+    }
+
+    pub fn layer_norm<const D: usize>(
+        x: &Burn<D>,
+        gamma: &Burn<1>,
+        beta: &Burn<1>,
+        eps: f64,
+    ) -> Option<Burn<D>> {
+        let input = primitive(x)?;
+        let gamma = primitive(gamma)?;
+        let beta = primitive(beta)?;
+        let dims = x.dims();
+        let d = dims[D - 1];
+        if d == 0 || gamma.meta.shape().num_elements() != d {
+            return None;
+        }
+        let rows = dims.iter().product::<usize>() / d;
+        let output = empty_like(&input);
+        let (count, dim, units) = row_launch(&input, rows);
+        unsafe {
+            layer_norm_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows,
+                eps as f32,
+                units as usize,
+            )
+        };
+        Some(wrap(output))
+    }
+
+    #[cube(launch_unchecked)]
+    fn attention_probs_kernel(
+        scores: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        rows: usize,
+        scale: f32,
+        #[comptime] units: usize,
+    ) {
+        let row = CUBE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let heads = scores.shape(1);
+        let queries = scores.shape(2);
+        let n = scores.shape(3);
+        let b = row / (heads * queries);
+        let h = (row / queries) % heads;
+        let q = row % queries;
+        // The bias is broadcast over its dimensions of size 1.
+        let s0 = select(bias.shape(0) == 1, 0, bias.stride(0));
+        let s1 = select(bias.shape(1) == 1, 0, bias.stride(1));
+        let s2 = select(bias.shape(2) == 1, 0, bias.stride(2));
+        let s3 = select(bias.shape(3) == 1, 0, bias.stride(3));
+        let bias_base = b * s0 + h * s1 + q * s2;
+        let base = row * n;
+        let unit = UNIT_POS as usize;
+        let mut acc = Shared::<[f32]>::new_slice(units);
+
+        let mut top = f32::new(f32::MIN);
+        let mut j = unit;
+        while j < n {
+            top = f32::max(top, scores[base + j] * scale + bias[bias_base + j * s3]);
+            j += units;
+        }
+        acc[unit] = top;
+        let top = cube_max(&mut acc);
+        sync_cube();
+
+        let mut sum = 0.0f32;
+        let mut j = unit;
+        while j < n {
+            sum += f32::exp(scores[base + j] * scale + bias[bias_base + j * s3] - top);
+            j += units;
+        }
+        acc[unit] = sum;
+        let sum = cube_sum(&mut acc);
+
+        let mut j = unit;
+        while j < n {
+            let e = f32::exp(scores[base + j] * scale + bias[bias_base + j * s3] - top);
+            output[base + j] = e / sum;
+            j += units;
+        }
+    }
+
+    pub fn attention_probs(scores: &Burn<4>, scale: f64, bias: &Burn<4>) -> Option<Burn<4>> {
+        let [b, h, t, n] = scores.dims();
+        let bias_dims = bias.dims();
+        let fits = [b, h, t, n]
+            .iter()
+            .zip(bias_dims)
+            .all(|(&s, m)| m == s || m == 1);
+        if !fits || n == 0 {
+            return None;
+        }
+        let input = primitive(scores)?;
+        let bias = primitive(bias)?;
+        let output = empty_like(&input);
+        let rows = b * h * t;
+        let (count, dim, units) = row_launch(&input, rows);
+        unsafe {
+            attention_probs_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows,
+                scale as f32,
+                units as usize,
+            )
+        };
+        Some(wrap(output))
+    }
+
+    /// erf by Abramowitz and Stegun 7.1.26 (error below 1.5e-7), as burn's own kernels compute
+    /// it on WebGPU, where WGSL has no erf.
+    #[cube]
+    fn erf(x: f32) -> f32 {
+        let a = f32::abs(x);
+        let t = 1.0f32 / (1.0f32 + 0.327_591_1f32 * a);
+        let poly = ((((1.061_405_4f32 * t - 1.453_152f32) * t + 1.421_413_7f32) * t
+            - 0.284_496_74f32)
+            * t
+            + 0.254_829_6f32)
+            * t;
+        let e = 1.0f32 - poly * f32::exp(-a * a);
+        select(x < 0.0f32, -e, e)
+    }
+
+    /// `act(input + bias)` (`kind` 0 GELU, 1 tanh GELU, 2 ReLU, 3 none), plus `residual` when
+    /// `with_residual`; `bias` `[d]` repeats along the last dimension.
+    #[cube(launch_unchecked)]
+    fn activation_kernel(
+        input: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        residual: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        #[comptime] kind: u32,
+        #[comptime] with_bias: bool,
+        #[comptime] with_residual: bool,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= output.len() {
+            terminate!();
+        }
+        let mut x = input[i];
+        if comptime![with_bias] {
+            x += bias[i % bias.len()];
+        }
+        if comptime![with_residual] {
+            x += residual[i];
+        }
+        if comptime![kind == 3] {
+            output[i] = x;
+        } else if comptime![kind == 0] {
+            output[i] = 0.5f32 * x * (1.0f32 + erf(x * core::f32::consts::FRAC_1_SQRT_2));
+        } else if comptime![kind == 1] {
+            let inner = 0.797_884_6f32 * (x + 0.044_715f32 * x * x * x);
+            output[i] = 0.5f32 * x * (1.0f32 + f32::tanh(inner));
+        } else {
+            output[i] = f32::max(x, 0.0f32);
+        }
+    }
+
+    fn elementwise<const D: usize>(
+        x: &Burn<D>,
+        bias: Option<&Burn<1>>,
+        residual: Option<&Burn<D>>,
+        act: Option<Activation>,
+    ) -> Option<Burn<D>> {
+        let input = primitive(x)?;
+        let n = input.meta.shape().num_elements();
+        let d = x.dims()[D - 1];
+        if n == 0 {
+            return None;
+        }
+        let bias = match bias {
+            Some(b) if b.dims()[0] == d => Some(primitive(b)?),
+            Some(_) => return None,
+            None => None,
+        };
+        let residual = match residual {
+            Some(r) if r.dims() == x.dims() => Some(primitive(r)?),
+            Some(_) => return None,
+            None => None,
+        };
+        let output = empty_like(&input);
+        let dim = CubeDim::new(&input.client, n);
+        let count = cubecl::calculate_cube_count_elemwise(&input.client, n, dim);
+        let kind = match act {
+            Some(Activation::Gelu) => 0,
+            Some(Activation::GeluTanh) => 1,
+            Some(Activation::Relu) => 2,
+            None => 3,
+        };
+        let (with_bias, with_residual) = (bias.is_some(), residual.is_some());
+        // An unused argument still needs a binding: the input stands in.
+        let bias = bias.unwrap_or_else(|| input.clone());
+        let residual = residual.unwrap_or_else(|| input.clone());
+        unsafe {
+            activation_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                residual.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                kind,
+                with_bias,
+                with_residual,
+            )
+        };
+        Some(wrap(output))
+    }
+
+    pub fn activate<const D: usize>(x: &Burn<D>, act: Activation) -> Option<Burn<D>> {
+        elementwise(x, None, None, Some(act))
+    }
+
+    /// `residual + (y + bias)`, or `act(y + bias)`.
+    pub fn add_bias<const D: usize>(
+        y: &Burn<D>,
+        bias: &Burn<1>,
+        residual: Option<&Burn<D>>,
+        act: Option<Activation>,
+    ) -> Option<Burn<D>> {
+        elementwise(y, Some(bias), residual, act)
+    }
+
+    /// One cube per query row `(b, h, i)`: the scores against every key (kept in shared memory),
+    /// their softmax, and the weighted sum of the values, written as `[b, t, h, dh]`.
+    #[cube(launch_unchecked)]
+    fn attention_kernel(
+        q: &Tensor<f32>,
+        k: &Tensor<f32>,
+        v: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        rows: usize,
+        scale: f32,
+        #[comptime] units: usize,
+        #[comptime] keys: usize,
+    ) {
+        let row = CUBE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let heads = q.shape(1);
+        let queries = q.shape(2);
+        let dh = q.shape(3);
+        let b = row / (heads * queries);
+        let h = (row / queries) % heads;
+        let i = row % queries;
+        let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
+        let k_base = b * k.stride(0) + h * k.stride(1);
+        let v_base = b * v.stride(0) + h * v.stride(1);
+        let s0 = select(bias.shape(0) == 1, 0, bias.stride(0));
+        let s1 = select(bias.shape(1) == 1, 0, bias.stride(1));
+        let s2 = select(bias.shape(2) == 1, 0, bias.stride(2));
+        let s3 = select(bias.shape(3) == 1, 0, bias.stride(3));
+        let bias_base = b * s0 + h * s1 + i * s2;
+        let unit = UNIT_POS as usize;
+        let mut acc = Shared::<[f32]>::new_slice(units);
+        let mut scores = Shared::<[f32]>::new_slice(keys);
+
+        let mut top = f32::new(f32::MIN);
+        let mut j = unit;
+        while j < keys {
+            let mut dot = 0.0f32;
+            for e in 0..dh {
+                dot += q[q_base + e * q.stride(3)] * k[k_base + j * k.stride(2) + e * k.stride(3)];
+            }
+            let s = dot * scale + bias[bias_base + j * s3];
+            scores[j] = s;
+            top = f32::max(top, s);
+            j += units;
+        }
+        acc[unit] = top;
+        let top = cube_max(&mut acc);
+        sync_cube();
+
+        let mut sum = 0.0f32;
+        let mut j = unit;
+        while j < keys {
+            let e = f32::exp(scores[j] - top);
+            scores[j] = e;
+            sum += e;
+            j += units;
+        }
+        acc[unit] = sum;
+        let sum = cube_sum(&mut acc);
+
+        let out_base = ((b * queries + i) * heads + h) * dh;
+        let mut e = unit;
+        while e < dh {
+            let mut c = 0.0f32;
+            for j in 0..keys {
+                c += scores[j] * v[v_base + j * v.stride(2) + e * v.stride(3)];
+            }
+            output[out_base + e] = c / sum;
+            e += units;
+        }
+    }
+
+    /// `y + bias` (`y` `[b, t, 3d]`) split into heads: the queries into `q` `[b, heads, t, dh]`,
+    /// the keys and values into the cache buffers at positions `past..`.
+    #[cube(launch_unchecked)]
+    fn heads_into_cache_kernel(
+        y: &Tensor<f32>,
+        bias: &Tensor<f32>,
+        q: &mut Tensor<f32>,
+        k: &mut Tensor<f32>,
+        v: &mut Tensor<f32>,
+        past: usize,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= y.len() {
+            terminate!();
+        }
+        let heads = q.shape(1);
+        let t = q.shape(2);
+        let dh = q.shape(3);
+        let d3 = y.shape(2);
+        let d = d3 / 3;
+        let col = i % d3;
+        let row = i / d3;
+        let pos = row % t;
+        let b = row / t;
+        let value = y[i] + bias[col];
+        let part = col / d;
+        let c = col % d;
+        let h = c / dh;
+        let e = c % dh;
+        if part == 0 {
+            q[((b * heads + h) * t + pos) * dh + e] = value;
+        } else if part == 1 {
+            let at = b * k.stride(0) + h * k.stride(1) + (past + pos) * k.stride(2) + e * k.stride(3);
+            k[at] = value;
+        } else {
+            let at = b * v.stride(0) + h * v.stride(1) + (past + pos) * v.stride(2) + e * v.stride(3);
+            v[at] = value;
+        }
+    }
+
+    /// The queries and the updated buffers, or the buffers back where the kernel does not apply
+    /// (a buffer shared with another tensor is not written in place).
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    pub fn heads_into_cache(
+        y: &Burn<3>,
+        bias: &Burn<1>,
+        heads: usize,
+        cache: (Burn<4>, Burn<4>),
+        past: usize,
+    ) -> Result<(Burn<4>, Burn<4>, Burn<4>), (Burn<4>, Burn<4>)> {
+        let [b, t, d3] = y.dims();
+        let (kb, kv) = (&cache.0, &cache.1);
+        let dh = d3 / 3 / heads.max(1);
+        let fits = d3 % 3 == 0
+            && heads > 0
+            && (d3 / 3) % heads == 0
+            && bias.dims()[0] == d3
+            && kb.dims() == kv.dims()
+            && kb.dims()[0] == b
+            && kb.dims()[1] == heads
+            && kb.dims()[3] == dh
+            && past + t <= kb.dims()[2];
+        if !fits {
+            return Err(cache);
+        }
+        let (Some(input), Some(bias_t)) = (primitive(y), primitive(bias)) else {
+            return Err(cache);
+        };
+        if !applies(&cache.0) || !applies(&cache.1) {
+            return Err(cache);
+        }
+        // Taken without a clone, so that a buffer nothing else holds can be written in place.
+        let (k, v) = cache;
+        let (Ok(k), Ok(v)) = (
+            k.try_into_primitive::<CubeBackend>(),
+            v.try_into_primitive::<CubeBackend>(),
+        ) else {
+            unreachable!("applies() said both are cubecl tensors");
+        };
+        if !k.can_mut() || !v.can_mut() {
+            return Err((wrap(k), wrap(v)));
+        }
+        let q = empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            [b, heads, t, dh].into(),
+            input.dtype,
+        );
+        let n = input.meta.shape().num_elements();
+        let dim = CubeDim::new(&input.client, n);
+        let count = cubecl::calculate_cube_count_elemwise(&input.client, n, dim);
+        unsafe {
+            heads_into_cache_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                bias_t.into_tensor_arg(),
+                q.clone().into_tensor_arg(),
+                k.clone().into_tensor_arg(),
+                v.clone().into_tensor_arg(),
+                past,
+            )
+        };
+        Ok((wrap(q), wrap(k), wrap(v)))
+    }
+
+    /// `output` `[m, n]` = `x` `[m, k]` (contiguous) times `w` `[k, n]` (any strides). Each cube
+    /// computes `cols` output columns for all `m` rows, its units splitting the `k` sum into
+    /// `slices` and adding the parts up in shared memory. The 32 lanes of a unit group run along
+    /// whichever of `w`'s dimensions is contiguous (`k_lanes`: along `k`), so reads coalesce.
+    #[cube(launch_unchecked)]
+    fn matmul_rows_kernel(
+        x: &Tensor<f32>,
+        w: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        rows: usize,
+        #[comptime] m: usize,
+        #[comptime] units: usize,
+        #[comptime] k_lanes: bool,
+    ) {
+        let k = w.shape(0);
+        let n = w.shape(1);
+        // This cube's block of `m` rows (the grid's second dimension).
+        let first = CUBE_POS_Y as usize * m;
+        let unit = UNIT_POS as usize;
+        // Lanes along n: column unit % 32, slice unit / 32; along k the other way round.
+        let cols = comptime![if k_lanes { units / 32 } else { 32 }];
+        let slices = comptime![if k_lanes { 32 } else { units / 32 }];
+        let c_div = comptime![if k_lanes { 32usize } else { 1usize }];
+        let s_div = comptime![if k_lanes { 1usize } else { 32usize }];
+        let c = (unit / c_div) % cols;
+        let s = (unit / s_div) % slices;
+        let col = CUBE_POS_X as usize * cols + c;
+        let valid = col < n;
+        let ws0 = w.stride(0);
+        let ws1 = w.stride(1);
+        let mut acc = Shared::<[f32]>::new_slice(m * units);
+        #[unroll]
+        for r in 0..m {
+            let mut sum = 0.0f32;
+            if valid && first + r < rows {
+                let base = (first + r) * k;
+                let mut kk = s;
+                while kk < k {
+                    sum += x[base + kk] * w[kk * ws0 + col * ws1];
+                    kk += slices;
+                }
+            }
+            acc[(r * slices + s) * cols + c] = sum;
+        }
+        sync_cube();
+        if s == 0 && valid {
+            #[unroll]
+            for r in 0..m {
+                if first + r < rows {
+                    let mut total = 0.0f32;
+                    for j in 0..slices {
+                        total += acc[(r * slices + j) * cols + c];
+                    }
+                    output[(first + r) * n + col] = total;
+                }
+            }
+        }
+    }
+
+    /// Rows per cube of the row kernel.
+    const ROW_BLOCK: usize = 8;
+
+    /// The most rows the row kernel takes ([`super::FEW_ROWS`]; natively
+    /// `TUNELAB_ROWS_KERNEL_MAX` overrides it, for the benchmark).
+    fn rows_kernel_max() -> usize {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            *MAX.get_or_init(|| {
+                std::env::var("TUNELAB_ROWS_KERNEL_MAX")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(super::FEW_ROWS)
+            })
+        }
+        #[cfg(target_arch = "wasm32")]
+        super::FEW_ROWS
+    }
+
+    pub fn matmul_rows<const D: usize>(x: &Burn<D>, w: &Burn<2>) -> Option<Burn<D>> {
+        matmul_rows_up_to(x, w, rows_kernel_max())
+    }
+
+    pub fn matmul_rows_up_to<const D: usize>(
+        x: &Burn<D>,
+        w: &Burn<2>,
+        most: usize,
+    ) -> Option<Burn<D>> {
+        let dims = x.dims();
+        let [k, n] = w.dims();
+        let m = dims.iter().product::<usize>() / k.max(1);
+        if dims[D - 1] != k || k == 0 || n == 0 || m == 0 || m > most {
+            return None;
+        }
+        let block = m.min(ROW_BLOCK);
+        let input = primitive(x)?;
+        let w = strided(w)?;
+        let strides = w.meta.strides();
+        let k_lanes = strides[0] == 1 && strides[1] != 1;
+        let mut shape = dims;
+        shape[D - 1] = n;
+        let output = empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            shape.to_vec().into(),
+            input.dtype,
+        );
+        let max = input.client.properties().hardware.max_units_per_cube;
+        let units: u32 = if max >= 256 { 256 } else if max >= 64 { 64 } else { return None };
+        let cols = if k_lanes { units / 32 } else { 32 };
+        let cubes = (n as u32).div_ceil(cols);
+        let blocks = m.div_ceil(block) as u32;
+        if cubes > 65_535 || blocks > 65_535 {
+            return None;
+        }
+        unsafe {
+            matmul_rows_kernel::launch_unchecked(
+                &input.client.clone(),
+                CubeCount::Static(cubes, blocks, 1),
+                CubeDim::new_1d(units),
+                input.into_tensor_arg(),
+                w.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                m,
+                block,
+                units as usize,
+                k_lanes,
+            )
+        };
+        Some(wrap(output))
+    }
+
+    /// Keys per cube the attention kernel keeps in shared memory (16 KiB of f32).
+    const MAX_KEYS: usize = 4096;
+
+    pub fn attention(
+        q: &Burn<4>,
+        k: &Burn<4>,
+        v: &Burn<4>,
+        scale: f64,
+        bias: &Burn<4>,
+    ) -> Option<Burn<3>> {
+        let [b, h, t, dh] = q.dims();
+        let [kb, kh, n, kdh] = k.dims();
+        if [kb, kh, n, kdh] != v.dims() || kb != b || kh != h || kdh != dh || n == 0 || n > MAX_KEYS {
+            return None;
+        }
+        let fits = [b, h, t, n]
+            .iter()
+            .zip(bias.dims())
+            .all(|(&s, m)| m == s || m == 1);
+        if !fits {
+            return None;
+        }
+        let (q, k, v, bias) = (strided(q)?, strided(k)?, strided(v)?, strided(bias)?);
+        let output = empty_device_dtype(
+            q.client.clone(),
+            q.device.clone(),
+            [b, t, h * dh].into(),
+            q.dtype,
+        );
+        let rows = b * h * t;
+        let (count, dim, units) = row_launch(&q, rows);
+        unsafe {
+            attention_kernel::launch_unchecked(
+                &q.client.clone(),
+                count,
+                dim,
+                q.into_tensor_arg(),
+                k.into_tensor_arg(),
+                v.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows,
+                scale as f32,
+                units as usize,
+                n,
+            )
+        };
+        Some(wrap(output))
+    }
+}

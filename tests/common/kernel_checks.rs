@@ -1,0 +1,277 @@
+//! The engine's fused GPU kernels (`tunelab::model::kernels`) against burn's composition of the
+//! same ops on the CPU backend, on shapes that exercise the kernels' edges: rows longer than a cube
+//! (strided loops), dimensions not a multiple of anything, broadcast biases, hidden keys, and more
+//! rows than fit a one-dimensional grid. Shared by the browser test (WebGPU on SwiftShader) and the
+//! native one (`--features gpu`, Vulkan).
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+use tunelab::counts::Counter;
+use tunelab::model::kernels;
+use tunelab::model::{read_f32, Activation};
+
+/// Deterministic values in [-scale, scale).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(shape: [usize; D], seed: u64, scale: f32, device: &Device) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
+}
+
+/// One comparison: the name, the largest absolute difference from the CPU, and how many kernels
+/// the GPU launched for it.
+pub struct Check {
+    pub name: String,
+    pub max_abs: f64,
+    pub launches: u64,
+}
+
+/// `op` on the inputs `make` builds, on the CPU and on `gpu`; launches are counted for `op` alone.
+async fn compare<I, const D: usize>(
+    name: String,
+    gpu: &Device,
+    make: impl Fn(&Device) -> I,
+    op: impl Fn(I) -> Tensor<D>,
+) -> Check {
+    compare_all(name, gpu, make, |i| vec![op(i)]).await
+}
+
+/// [`compare`] for an op with several outputs (compared one after the other).
+async fn compare_all<I, const D: usize>(
+    name: String,
+    gpu: &Device,
+    make: impl Fn(&Device) -> I,
+    op: impl Fn(I) -> Vec<Tensor<D>>,
+) -> Check {
+    let mut expected = Vec::new();
+    for t in op(make(&Device::flex())) {
+        expected.extend(read_f32(t).await.expect("cpu read"));
+    }
+    let inputs = make(gpu);
+    let counter = Counter::start();
+    let outs = op(inputs);
+    let launches = counter.read().launches;
+    let mut got = Vec::new();
+    for t in outs {
+        got.extend(read_f32(t).await.expect("gpu read"));
+    }
+    assert_eq!(got.len(), expected.len(), "{name}: length");
+    let max_abs = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    assert!(got.iter().all(|v| v.is_finite()), "{name}: non-finite output");
+    Check {
+        name,
+        max_abs,
+        launches,
+    }
+}
+
+/// Every check, run on `gpu`.
+pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (shape, eps) in [([3, 5, 37], 1e-5), ([2, 1, 1000], 1e-12), ([70_000, 1, 3], 1e-5)] {
+        out.push(
+            compare(
+                format!("layer_norm {shape:?}"),
+                gpu,
+                |d| {
+                    (
+                        tensor(shape, 1, 3.0, d),
+                        tensor([shape[2]], 2, 1.0, d),
+                        tensor([shape[2]], 3, 1.0, d),
+                    )
+                },
+                |(x, gamma, beta)| kernels::layer_norm(x, gamma, beta, eps),
+            )
+            .await,
+        );
+    }
+    // A padding bias [b, 1, 1, n] (one key hidden per row of the batch's second example) and a
+    // causal one [1, 1, t, n] over a buffer longer than the queries see.
+    for (shape, causal) in [([2, 3, 5, 200], false), ([1, 4, 3, 64], true)] {
+        out.push(
+            compare(
+                format!("attention_probs {shape:?} causal {causal}"),
+                gpu,
+                |d| {
+                    let [b, _, t, n] = shape;
+                    let bias = if causal {
+                        Tensor::<4>::zeros([1, 1, t, n], d).mask_fill(
+                            Tensor::<2, Bool>::tril_mask([t, n], 40, d).reshape([1, 1, t, n]),
+                            f32::MIN,
+                        )
+                    } else {
+                        let mut hidden = vec![0.0f32; b * n];
+                        hidden[n + 7] = f32::MIN;
+                        hidden[2 * n - 1] = f32::MIN;
+                        Tensor::from_data(TensorData::new(hidden, [b, 1, 1, n]), d)
+                    };
+                    (tensor(shape, 4, 8.0, d), bias)
+                },
+                |(scores, bias)| kernels::attention_probs(scores, 0.125, bias),
+            )
+            .await,
+        );
+    }
+    // Decoding's attention: one query (and three) over a cache of 64 keys, the last ones hidden,
+    // with the query a strided view as the model makes it.
+    for t in [1, 3] {
+        out.push(
+            compare(
+                format!("attention t {t} over 64 keys"),
+                gpu,
+                |d| {
+                    let q = tensor([2, t, 4, 16], 6, 2.0, d).swap_dims(1, 2);
+                    let bias = Tensor::<4>::zeros([1, 1, t, 64], d).mask_fill(
+                        Tensor::<2, Bool>::tril_mask([t, 64], 50, d).reshape([1, 1, t, 64]),
+                        f32::MIN,
+                    );
+                    (q, tensor([2, 4, 64, 16], 7, 2.0, d), tensor([2, 4, 64, 16], 8, 2.0, d), bias)
+                },
+                |(q, k, v, bias)| kernels::attention(q, k, v, 0.25, bias),
+            )
+            .await,
+        );
+    }
+    // The query, key and value heads of one step, the keys and values written into filled cache
+    // buffers at position 5 (the rest of the buffers must stay as they were).
+    for t in [1, 3] {
+        out.push(
+            compare_all(
+                format!("heads_into_cache t {t} at 5"),
+                gpu,
+                |d| {
+                    let lin = Linear {
+                        weight: Param::from_tensor(tensor([16, 48], 14, 0.5, d)),
+                        bias: Some(Param::from_tensor(tensor([48], 15, 0.5, d))),
+                    };
+                    let cache = (tensor([2, 4, 64, 4], 16, 1.0, d), tensor([2, 4, 64, 4], 17, 1.0, d));
+                    (lin, tensor([2, t, 16], 18, 1.0, d), cache)
+                },
+                |(lin, x, cache)| {
+                    let (q, k, v) = kernels::heads_into_cache(&lin, x, 4, cache, 5);
+                    vec![q, k, v]
+                },
+            )
+            .await,
+        );
+    }
+    out.push(
+        compare_all(
+            "split_heads [2, 7, 16], 4 heads".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([16, 48], 19, 0.5, d)),
+                    bias: Some(Param::from_tensor(tensor([48], 20, 0.5, d))),
+                };
+                (lin, tensor([2, 7, 16], 21, 1.0, d))
+            },
+            |(lin, x)| {
+                let (q, k, v) = kernels::split_heads(&lin, x, 4);
+                vec![q, k, v]
+            },
+        )
+        .await,
+    );
+    // One row and a few, against weights stored [k, n] and read transposed (the LM head's).
+    for (m, transposed) in [(1, false), (3, false), (1, true), (5, true), (8, true)] {
+        out.push(
+            compare(
+                format!("matmul_rows [{m}, 200] x [200, 333] transposed {transposed}"),
+                gpu,
+                |d| {
+                    let w = if transposed {
+                        tensor([333, 200], 22, 0.5, d).transpose()
+                    } else {
+                        tensor([200, 333], 22, 0.5, d)
+                    };
+                    (tensor([m, 200], 23, 1.0, d), w)
+                },
+                |(x, w)| kernels::matmul_rows(x, w),
+            )
+            .await,
+        );
+    }
+    let linear = |d: &Device| Linear {
+        weight: Param::from_tensor(tensor([40, 24], 9, 0.5, d)),
+        bias: Some(Param::from_tensor(tensor([24], 10, 0.5, d))),
+    };
+    out.push(
+        compare(
+            "linear_residual [3, 5, 40] -> 24".into(),
+            gpu,
+            |d| (linear(d), tensor([3, 5, 40], 11, 1.0, d), tensor([3, 5, 24], 12, 1.0, d)),
+            |(lin, x, r)| kernels::linear_residual(&lin, x, r, None),
+        )
+        .await,
+    );
+    out.push(
+        compare(
+            "linear_activate Gelu [3, 5, 40] -> 24".into(),
+            gpu,
+            |d| (linear(d), tensor([3, 5, 40], 13, 1.0, d)),
+            |(lin, x)| kernels::linear_activate(&lin, x, Activation::Gelu),
+        )
+        .await,
+    );
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+        out.push(
+            compare(
+                format!("activate {act:?} [3, 1031]"),
+                gpu,
+                |d| tensor([3, 1031], 5, 6.0, d),
+                |x| kernels::activate(x, act),
+            )
+            .await,
+        );
+    }
+    out
+}
+
+/// Asserts every check within `tolerance` of the CPU (the project's f32 bar is 1e-4; measured on
+/// lavapipe: at most 2.4e-7, except 1.1e-5 for layer norm over 3 values, where a row's variance
+/// can be close to epsilon) and, where `count_launches`, that the kernels ran rather than the
+/// composed fallback: one launch per op (attention reads its strided query as it is), two for a
+/// linear layer (the matmul, and the kernel that adds the bias and the residual or activation, or
+/// splits the heads into the cache).
+pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
+    for c in checks {
+        assert!(
+            c.max_abs <= tolerance,
+            "{}: max abs error {:e} > {tolerance:e}",
+            c.name,
+            c.max_abs
+        );
+        if count_launches {
+            let most = if c.name.starts_with("linear")
+                || c.name.starts_with("heads")
+                || c.name.starts_with("split")
+            {
+                2
+            } else {
+                1
+            };
+            assert!(
+                c.launches >= 1 && c.launches <= most,
+                "{}: {} launches, not the fused kernel",
+                c.name,
+                c.launches
+            );
+        }
+    }
+}
