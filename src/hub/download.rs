@@ -7,7 +7,10 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
-use super::{file_url, storage, ModelFiles, Purpose, REQUIRED_FILES, SENTENCE_TRANSFORMERS_FILES};
+use super::{
+    file_url, plan_body, storage, too_large, ModelFiles, Purpose, MAX_FILE_BYTES, REQUIRED_FILES,
+    SENTENCE_TRANSFORMERS_FILES,
+};
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::js::{error_text, get};
@@ -21,7 +24,9 @@ pub struct Progress<'a> {
     pub from_cache: bool,
 }
 
-/// Fetches `url` with progress. HTTP errors, HTML pages and short reads are errors.
+/// Fetches `url` with progress. HTTP errors, HTML pages, short reads and files larger than this
+/// browser can hold ([`MAX_FILE_BYTES`], checked on the headers and again as bytes arrive) are
+/// errors. A compressed response (`content-encoding`) is taken as the browser inflates it.
 pub async fn download(
     url: &str,
     file: &str,
@@ -71,12 +76,13 @@ pub async fn download(
     if content_type.starts_with("text/html") {
         return Err(html());
     }
-    let total = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<u64>().ok());
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    let plan = plan_body(
+        file,
+        header("content-length").as_deref(),
+        header("content-encoding").as_deref(),
+    )?;
+    let total = plan.expected;
     let start = now_ms();
     let broke_off = |e: JsValue| {
         Error::files(format!(
@@ -84,7 +90,7 @@ pub async fn download(
             error_text(&e)
         ))
     };
-    let mut bytes: Vec<u8> = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut bytes: Vec<u8> = Vec::with_capacity(plan.reserve);
     let mut last_report = 0.0;
     if let Some(body) = response.body() {
         let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
@@ -97,7 +103,13 @@ pub async fn download(
                 break;
             }
             if let Some(value) = get(&chunk, "value") {
-                bytes.extend_from_slice(&Uint8Array::new(&value).to_vec());
+                let chunk = Uint8Array::new(&value);
+                let after = bytes.len() as u64 + chunk.length() as u64;
+                if after > MAX_FILE_BYTES {
+                    let _ = reader.cancel();
+                    return Err(too_large(file, after));
+                }
+                bytes.extend_from_slice(&chunk.to_vec());
             }
             let now = now_ms();
             if now - last_report > 100.0 {
@@ -116,7 +128,11 @@ pub async fn download(
         let buf = JsFuture::from(response.array_buffer().map_err(broke_off)?)
             .await
             .map_err(broke_off)?;
-        bytes = Uint8Array::new(&buf).to_vec();
+        let array = Uint8Array::new(&buf);
+        if array.length() as u64 > MAX_FILE_BYTES {
+            return Err(too_large(file, array.length() as u64));
+        }
+        bytes = array.to_vec();
     }
     if let Some(t) = total {
         if bytes.len() as u64 != t {

@@ -19,6 +19,63 @@ use serde::{Deserialize, Serialize};
 
 pub use files::ModelFiles;
 
+use crate::error::Error;
+use crate::math::human_bytes;
+
+/// The largest file the engine takes: in WebAssembly (32-bit) one allocation holds at most
+/// `isize::MAX` bytes, 2 GiB, and the model built from it must still fit beside it.
+pub const MAX_FILE_BYTES: u64 = i32::MAX as u64;
+
+/// At most this much is reserved before a download's bytes arrive; a larger file grows as it
+/// comes, so a server that announces more than it sends costs nothing.
+const RESERVE_MAX: u64 = 64 << 20;
+
+/// What a response's headers say about its body, checked before anything is allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPlan {
+    /// The length the body must have once read (none when the server compressed it: then
+    /// `content-length` counts the compressed bytes, which the browser has already inflated).
+    pub expected: Option<u64>,
+    /// Bytes to reserve up front.
+    pub reserve: usize,
+}
+
+/// Reads `content-length` and `content-encoding`: a file announced larger than
+/// [`MAX_FILE_BYTES`] is refused before a byte is read.
+pub fn plan_body(
+    file: &str,
+    content_length: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<BodyPlan, Error> {
+    let encoded = content_encoding.is_some_and(|e| {
+        let e = e.trim();
+        !e.is_empty() && !e.eq_ignore_ascii_case("identity")
+    });
+    let length = content_length.and_then(|v| v.trim().parse::<u64>().ok());
+    let expected = if encoded { None } else { length };
+    if let Some(n) = expected {
+        if n > MAX_FILE_BYTES {
+            return Err(too_large(file, n));
+        }
+    }
+    Ok(BodyPlan {
+        expected,
+        reserve: expected.unwrap_or(0).min(RESERVE_MAX) as usize,
+    })
+}
+
+/// "model.safetensors is 3.3 GB: too large for this browser ...": `bytes` is the size announced,
+/// or how far a download got before it passed the limit.
+pub fn too_large(file: &str, bytes: u64) -> Error {
+    Error::files(format!(
+        "{file} is {}{}: too large for this browser (WebAssembly holds one file of at most {}; \
+         a model this large needs a smaller or quantised variant)",
+        if bytes > MAX_FILE_BYTES { "" } else { "over " },
+        human_bytes(bytes.max(MAX_FILE_BYTES + 1) as f64),
+        human_bytes(MAX_FILE_BYTES as f64),
+    ))
+}
+
 /// The default model source: the Hugging Face Hub. `{id}` and `{file}` are filled in.
 pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{file}";
 
@@ -183,6 +240,32 @@ pub struct StoredModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_announced_too_large_is_refused_before_any_allocation() {
+        let err = plan_body("model.safetensors", Some("3300000000"), None).unwrap_err();
+        assert!(
+            err.to_string().contains("model.safetensors is 3.3 GB: too large for this browser"),
+            "{err}"
+        );
+        // What fits is reserved only up to a bound, whatever the server claims.
+        let plan = plan_body("model.safetensors", Some("2000000000"), None).unwrap();
+        assert_eq!(plan.expected, Some(2_000_000_000));
+        assert_eq!(plan.reserve, 64 << 20);
+        let plan = plan_body("config.json", Some(" 512 "), Some("identity")).unwrap();
+        assert_eq!((plan.expected, plan.reserve), (Some(512), 512));
+    }
+
+    #[test]
+    fn a_compressed_body_is_not_held_to_its_compressed_length() {
+        // content-length counts gzip's bytes; the browser hands over the inflated ones.
+        let plan = plan_body("model.safetensors", Some("1000"), Some("gzip")).unwrap();
+        assert_eq!((plan.expected, plan.reserve), (None, 0));
+        // Even a compressed length past the limit says nothing about the inflated size.
+        assert!(plan_body("model.safetensors", Some("3300000000"), Some("br")).is_ok());
+        assert_eq!(plan_body("x", None, None).unwrap().expected, None);
+        assert_eq!(plan_body("x", Some("lots"), None).unwrap().expected, None);
+    }
 
     #[test]
     fn urls_and_ids() {

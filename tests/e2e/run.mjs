@@ -2,6 +2,7 @@
 // driven in headless Chromium (with WebGPU through SwiftShader, or without WebGPU).
 // Usage: TUNELAB_DIST=<trunk dist> node tests/e2e/run.mjs [name filter]
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -21,6 +22,30 @@ const server = await serve({
   '/models/': [path.join(root, 'tests/fixtures/models'), models],
   // A "mirror" that answers every file with an HTML page (a login or error page).
   '/html-mirror/': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<!DOCTYPE html><html><body>Sign in</body></html>'); },
+  // A mirror announcing a 3.3 GB model.safetensors (as gpt2-large's), sending a few bytes, then
+  // stalling: the app must refuse it on the headers, before reading or allocating.
+  '/huge-mirror/': (req, res, rel) => {
+    const cors = { 'access-control-allow-origin': '*' };
+    if (rel.endsWith('/model.safetensors')) {
+      res.writeHead(200, { ...cors, 'content-type': 'application/octet-stream', 'content-length': '3300000000' });
+      res.write(Buffer.alloc(1024));
+      setTimeout(() => res.destroy(), 5000);
+      return;
+    }
+    const file = path.join(root, 'tests/fixtures/models', rel);
+    if (!fs.existsSync(file)) { res.writeHead(404, cors); res.end(); return; }
+    res.writeHead(200, { ...cors, 'content-type': 'application/octet-stream' });
+    res.end(fs.readFileSync(file));
+  },
+  // A mirror that gzips every file (content-length is then the compressed size).
+  '/gzip-mirror/': (req, res, rel) => {
+    const cors = { 'access-control-allow-origin': '*' };
+    const file = path.join(root, 'tests/fixtures/models', rel);
+    if (!fs.existsSync(file)) { res.writeHead(404, cors); res.end(); return; }
+    const body = zlib.gzipSync(fs.readFileSync(file));
+    res.writeHead(200, { ...cors, 'content-type': 'application/octet-stream', 'content-encoding': 'gzip', 'content-length': body.length });
+    res.end(body);
+  },
   '/': dist,
 });
 const source = encodeURIComponent(`${server.url}/models/{id}/{file}`);
@@ -237,6 +262,34 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       const msg3 = await err.textContent();
       assert(/the source must be an http\(s\) URL/.test(msg3), `non-http source message: ${msg3}`);
       await shoot(page, 'model-errors');
+    });
+  }],
+  ['model downloads: a file too large for the browser is refused on its headers, a gzip-compressed one loads', async () => {
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      // Optional files tiny-bert does not have answer 404 on both mirrors.
+      page.allowedFailures = ['/huge-mirror/', '/gzip-mirror/tiny-bert/'];
+      const p = picker(page, 'classifier');
+      const err = p.locator('.error');
+      await page.goto(`${server.url}/?source=${encodeURIComponent(`${server.url}/huge-mirror/{id}/{file}`)}#/classify`);
+      await backend(page);
+      const t0 = Date.now();
+      await p.locator('input[type="text"]').fill('tiny-bert');
+      await p.locator('button.load').click();
+      await err.waitFor();
+      const msg = await err.textContent();
+      assert(/model\.safetensors is 3\.3 GB: too large for this browser/.test(msg), `too-large message: ${msg}`);
+      // Refused on the headers: well before the server would have given up (5 s).
+      assert(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
+      const stored = await page.evaluate(async () => {
+        const c = await caches.open('tunelab-models-v1');
+        return (await c.keys()).map((r) => r.url);
+      });
+      assert(!stored.some((u) => u.includes('huge-mirror')), `stored: ${stored}`);
+      // The same model through a mirror that gzips: loads, and classifies as from the plain one.
+      await page.goto(`${server.url}/?source=${encodeURIComponent(`${server.url}/gzip-mirror/{id}/{file}`)}#/classify`);
+      await backend(page);
+      await loadModel(page, 'classifier', 'tiny-bert');
+      await shoot(page, 'model-download-limits');
     });
   }],
   ['fine-tune: a malformed CSV shows the row-level error', async () => {
