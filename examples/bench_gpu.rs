@@ -23,7 +23,7 @@ use burn::prelude::*;
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
 use tunelab::model::gpt2::KvCache;
-use tunelab::model::kernels::{matmul_rows, row_kernel_matmul};
+use tunelab::model::kernels::{argmax_rows, matmul_rows, row_kernel_matmul};
 use tunelab::model::{read_f32, read_i64};
 use tunelab::pipelines::Embedder;
 use tunelab::prompt::LanguageModel;
@@ -331,6 +331,17 @@ fn probe(device: &Device, max_bind: u64) {
         block(read_i64(logits.argmax(1))).unwrap();
     });
     let wt = Tensor::<2>::random([768, vocab], burn::tensor::Distribution::Default, device);
+    let logits = x.clone().matmul(wte.clone().transpose());
+    time("LM head x·Wᵀ alone (1 logit read)", &mut || {
+        let l = x.clone().matmul(wte.clone().transpose());
+        block(read_f32(l.narrow(1, 0, 1))).unwrap();
+    });
+    time(&format!("argmax of [1, {vocab}] logits, burn"), &mut || {
+        block(read_i64(logits.clone().argmax(1))).unwrap();
+    });
+    time(&format!("argmax of [1, {vocab}] logits, the engine's"), &mut || {
+        block(read_i64(argmax_rows(logits.clone()))).unwrap();
+    });
     time("LM head x·Wᵀ with the row kernel", &mut || {
         let logits = matmul_rows(x.clone(), wte.clone().transpose());
         block(read_i64(logits.argmax(1))).unwrap();
@@ -353,7 +364,7 @@ fn probe(device: &Device, max_bind: u64) {
         block(read_f32(hidden.narrow(2, 0, 1))).unwrap();
     });
     time("GPT-2 small: a whole step (greedy token)", &mut || {
-        block(read_i64(lm.step(&[500], &mut cache).argmax(1))).unwrap();
+        block(read_i64(argmax_rows(lm.step(&[500], &mut cache)))).unwrap();
     });
 }
 
@@ -361,8 +372,9 @@ fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
     let files = random_gpt2(if narrow { 96 } else { 768 }, gpt2_tokenizer());
     let lm = LanguageModel::load(&files, device, max_bind).expect("load gpt2");
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
+    // As the app decodes greedily (prompt::generate).
     let greedy =
-        |logits: Tensor<2>| -> u32 { block(read_i64(logits.argmax(1))).unwrap()[0] as u32 };
+        |logits: Tensor<2>| -> u32 { block(read_i64(argmax_rows(logits))).unwrap()[0] as u32 };
     let tokens = if narrow { 4 } else { 32 };
     let (mut ttft, mut rates) = (vec![], vec![]);
     let mut decode_counts = Counts::default();

@@ -2,6 +2,7 @@
 //! temperature, top-k and top-p from a seed; `max_new_tokens`; stops at EOS, a newline or stop
 //! strings; a per-token callback for streaming. The completion excludes the prompt.
 
+use crate::model::kernels::argmax_rows;
 use serde::{Deserialize, Serialize};
 
 use super::LanguageModel;
@@ -157,7 +158,7 @@ pub async fn generate_ids(
         let next = if cfg.do_sample {
             sample(&read_f32(logits.clone()).await?, cfg, &mut rng)
         } else {
-            read_i64(logits.clone().argmax(1)).await?[0] as u32
+            read_i64(argmax_rows(logits.clone())).await?[0] as u32
         };
         ids.push(next);
         if cfg.stop_at_eos && next == eos {

@@ -9,7 +9,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use tunelab::counts::Counter;
 use tunelab::model::kernels;
-use tunelab::model::{read_f32, Activation};
+use tunelab::model::{read_f32, read_i64, Activation};
 
 /// Deterministic values in [-scale, scale).
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -76,6 +76,28 @@ async fn compare_all<I, const D: usize>(
     Check {
         name,
         max_abs,
+        launches,
+    }
+}
+
+/// [`compare`] for an op with an integer output: the number of positions that differ.
+async fn compare_ints<I, const D: usize>(
+    name: String,
+    gpu: &Device,
+    make: impl Fn(&Device) -> I,
+    op: impl Fn(I) -> Tensor<D, Int>,
+) -> Check {
+    let expected = read_i64(op(make(&Device::flex()))).await.expect("cpu read");
+    let inputs = make(gpu);
+    let counter = Counter::start();
+    let out = op(inputs);
+    let launches = counter.read().launches;
+    let got = read_i64(out).await.expect("gpu read");
+    assert_eq!(got.len(), expected.len(), "{name}: length");
+    let differ = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    Check {
+        name,
+        max_abs: differ as f64,
         launches,
     }
 }
@@ -203,6 +225,25 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
                     (tensor([m, 200], 23, 1.0, d), w)
                 },
                 |(x, w)| kernels::matmul_rows(x, w),
+            )
+            .await,
+        );
+    }
+    // GPT-2's vocabulary, and ties (the first of equal maxima wins, as torch's).
+    for (b, n, ties) in [(2, 50257, false), (3, 300, true)] {
+        out.push(
+            compare_ints(
+                format!("argmax_rows [{b}, {n}] ties {ties}"),
+                gpu,
+                |d| {
+                    let x = tensor([b, n], 24, 4.0, d);
+                    if ties {
+                        x.clamp_max(1.0)
+                    } else {
+                        x
+                    }
+                },
+                kernels::argmax_rows,
             )
             .await,
         );
