@@ -145,6 +145,87 @@ fn unsupported_configs_say_what_is_supported() {
     }
 }
 
+/// tiny-bert with `changes` made to its config.json.
+fn tiny_bert_with(changes: &[(&str, serde_json::Value)]) -> ModelFiles {
+    let mut files = tiny_bert();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    for (k, v) in changes {
+        cfg[*k] = v.clone();
+    }
+    files.config = serde_json::to_vec(&cfg).unwrap();
+    files
+}
+
+#[test]
+fn absurd_configs_are_refused_before_anything_is_allocated() {
+    // Each of these panicked, or allocated the config's sizes before looking at the file.
+    let cases: [(&[(&str, serde_json::Value)], &str); 6] = [
+        (
+            &[("vocab_size", 1_000_000_000u64.into())],
+            "config.json: \"vocab_size\" is 1000000000: it must be between 1 and 4000000",
+        ),
+        (
+            &[("num_hidden_layers", 10_000.into())],
+            "config.json: \"num_hidden_layers\" is 10000: it must be between 1 and 512",
+        ),
+        (
+            &[("hidden_size", 0.into())],
+            "config.json: \"hidden_size\" is 0: it must be between 1 and 65536",
+        ),
+        (
+            &[("hidden_dropout_prob", 1.5.into())],
+            "config.json: \"hidden_dropout_prob\" is 1.5: a dropout probability must be at least 0 and below 1",
+        ),
+        (
+            &[("layer_norm_eps", (-1.0).into())],
+            "config.json: \"layer_norm_eps\" is -1: it must be a small positive number",
+        ),
+        // Within every bound, but 3 GB of weights: refused with the numbers.
+        (
+            &[("vocab_size", 3_000_000.into()), ("hidden_size", 256.into())],
+            "this model needs ~3.1 GB for its weights; this browser holds at most 2.1 GB",
+        ),
+    ];
+    for (changes, message) in cases {
+        assert_eq!(load_err(&tiny_bert_with(changes)), message, "{changes:?}");
+    }
+    // Sizes a file of this size cannot hold: refused on the file's header, before the missing
+    // tensors would be allocated as zeros.
+    let msg = load_err(&tiny_bert_with(&[
+        ("hidden_size", 512.into()),
+        ("num_hidden_layers", 64.into()),
+    ]));
+    assert_eq!(
+        msg,
+        "the weights do not match config.json: config.json describes a model of 87.6 M weights, model.safetensors holds 999.1 k"
+    );
+    // GPT-2's names.
+    let mut files = ModelFiles::from_dir(fixture_model("tiny-gpt2")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    cfg["n_embd"] = 0.into();
+    files.config = serde_json::to_vec(&cfg).unwrap();
+    match LanguageModel::load(&files, &Device::flex(), u64::MAX) {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "config.json: \"n_embd\" is 0: it must be between 1 and 65536"
+        ),
+        Ok(_) => panic!("loaded n_embd 0"),
+    }
+}
+
+#[test]
+fn a_scalar_classifier_weight_is_a_mismatch_not_a_panic() {
+    let mut files = tiny_bert();
+    let mut t = host_tensors(&files.weights);
+    t.insert("classifier.weight".into(), (vec![], vec![1.0]));
+    files.weights = write_safetensors(&t).unwrap();
+    let msg = load_err(&files);
+    assert!(
+        msg.contains("classifier.weight: the file has [], the config implies [2, 32]"),
+        "{msg}"
+    );
+}
+
 /// Rewrites every f32 tensor of a checkpoint with `convert`, optionally renaming.
 fn converted(bytes: &[u8], dtype: Dtype, rename: impl Fn(&str) -> String) -> Vec<u8> {
     let t = host_tensors(bytes);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ModelError;
+use crate::math::human_bytes;
 
 /// The architecture family named by `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,113 @@ pub struct Gpt2Config {
     pub activation: Activation,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
+}
+
+/// The most memory a model's weights may need as f32: WebAssembly's 32-bit memory holds 4 GiB in
+/// all, and the downloaded file and the page need their share. Checked on `config.json` before
+/// anything is allocated.
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// Sizes past these are a broken or hostile `config.json`, not a model (the largest real ones are
+/// far below: 256k-token vocabularies, 16k-wide layers, 128 layers).
+const MAX_VOCAB: usize = 4_000_000;
+const MAX_WIDTH: usize = 65_536;
+const MAX_LAYERS: usize = 512;
+const MAX_HEADS: usize = 1_024;
+const MAX_POSITIONS: usize = 1 << 20;
+
+/// The dropout probabilities the supported configs may carry; each must lie in [0, 1).
+const DROPOUT_KEYS: [&str; 11] = [
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "dropout",
+    "attention_dropout",
+    "seq_classif_dropout",
+    "qa_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+];
+
+/// Each `(key, value, least, most)` within its bounds, or an error naming the first that is not.
+fn check_sizes(sizes: &[(&str, usize, usize, usize)]) -> Result<(), ModelError> {
+    for &(key, value, least, most) in sizes {
+        if value < least || value > most {
+            return Err(ModelError::Config(format!(
+                "\"{key}\" is {value}: it must be between {least} and {most}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl EncoderConfig {
+    /// How many weights the encoder has (embeddings and layers; a head adds at most a layer's
+    /// worth).
+    pub fn parameters(&self) -> u64 {
+        let d = self.hidden_size as u64;
+        let i = self.intermediate_size as u64;
+        let tables = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64;
+        let layer = 4 * (d * d + d) + 2 * d + (d * i + i) + (i * d + d) + 2 * d;
+        tables * d + 2 * d + self.num_layers as u64 * layer + d * d + d
+    }
+
+    fn check(&self) -> Result<(), ModelError> {
+        let names = match self.family {
+            Family::DistilBert => ["vocab_size", "dim", "n_layers", "n_heads", "hidden_dim"],
+            _ => [
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+            ],
+        };
+        check_sizes(&[
+            (names[0], self.vocab_size, 1, MAX_VOCAB),
+            (names[1], self.hidden_size, 1, MAX_WIDTH),
+            (names[2], self.num_layers, 1, MAX_LAYERS),
+            (names[3], self.num_heads, 1, MAX_HEADS),
+            (names[4], self.intermediate_size, 1, MAX_WIDTH),
+            ("max_position_embeddings", self.max_position_embeddings, 1, MAX_POSITIONS),
+            ("type_vocab_size", self.type_vocab_size, 0, MAX_VOCAB),
+        ])?;
+        check_eps("layer_norm_eps", self.layer_norm_eps)
+    }
+}
+
+impl Gpt2Config {
+    /// How many weights GPT-2 has (the LM head is the token embeddings).
+    pub fn parameters(&self) -> u64 {
+        let d = self.n_embd as u64;
+        let i = self.n_inner as u64;
+        let layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * i + i) + (i * d + d);
+        (self.vocab_size + self.n_positions) as u64 * d + self.n_layer as u64 * layer + 2 * d
+    }
+
+    fn check(&self) -> Result<(), ModelError> {
+        check_sizes(&[
+            ("vocab_size", self.vocab_size, 1, MAX_VOCAB),
+            ("n_embd", self.n_embd, 1, MAX_WIDTH),
+            ("n_layer", self.n_layer, 1, MAX_LAYERS),
+            ("n_head", self.n_head, 1, MAX_HEADS),
+            ("n_inner", self.n_inner, 1, MAX_WIDTH),
+            ("n_positions", self.n_positions, 1, MAX_POSITIONS),
+        ])?;
+        check_eps("layer_norm_epsilon", self.layer_norm_epsilon)
+    }
+}
+
+fn check_eps(key: &str, eps: f64) -> Result<(), ModelError> {
+    if eps.is_finite() && eps > 0.0 && eps < 1.0 {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!(
+            "\"{key}\" is {eps}: it must be a small positive number"
+        )))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +286,30 @@ impl ModelConfig {
                 })
             }
         };
+        match &arch {
+            Arch::Encoder(e) => e.check()?,
+            Arch::Gpt2(g) => g.check()?,
+        }
+        for key in DROPOUT_KEYS {
+            if let Some(p) = raw.get(key).and_then(Value::as_f64) {
+                if !(0.0..1.0).contains(&p) {
+                    return Err(ModelError::Config(format!(
+                        "\"{key}\" is {p}: a dropout probability must be at least 0 and below 1"
+                    )));
+                }
+            }
+        }
+        let bytes = 4 * match &arch {
+            Arch::Encoder(e) => e.parameters(),
+            Arch::Gpt2(g) => g.parameters(),
+        };
+        if bytes > MAX_MODEL_BYTES {
+            return Err(ModelError::Unsupported(format!(
+                "this model needs ~{} for its weights; this browser holds at most {}",
+                human_bytes(bytes as f64),
+                human_bytes(MAX_MODEL_BYTES as f64)
+            )));
+        }
         if let Arch::Encoder(e) = &arch {
             if e.num_heads == 0 || e.hidden_size % e.num_heads != 0 {
                 return Err(ModelError::Config(format!(

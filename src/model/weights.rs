@@ -84,13 +84,31 @@ impl<'a> Weights<'a> {
 
     /// Opens `bytes`, builds a model from them with `build`, then [`Weights::finish`]es: a
     /// whole checkpoint in one call, with every problem reported at once.
+    ///
+    /// `parameters` is how many weights the config describes ([`super::EncoderConfig::parameters`]):
+    /// when it is far more than the file holds, the config is refused before anything is built,
+    /// since the tensors the file lacks would be allocated (as zeros) only to be reported missing.
     pub fn load<T>(
         bytes: &'a [u8],
         prefix: &str,
+        parameters: u64,
         device: &Device,
         build: impl FnOnce(&Weights<'a>) -> T,
     ) -> Result<T, ModelError> {
         let w = Self::from_bytes(bytes, prefix, device)?;
+        let held: u64 = w
+            .tensors
+            .tensors()
+            .iter()
+            .map(|(_, v)| v.shape().iter().product::<usize>() as u64)
+            .sum();
+        if parameters > 2 * held + (16 << 20) {
+            return Err(ModelError::Mismatch(format!(
+                "config.json describes a model of {} weights, model.safetensors holds {}",
+                count_text(parameters),
+                count_text(held)
+            )));
+        }
         let model = build(&w);
         w.finish()?;
         Ok(model)
@@ -327,4 +345,14 @@ pub fn write_safetensors(tensors: &HostTensors) -> Result<Vec<u8>, ModelError> {
     )]));
     safetensors::serialize(views, metadata)
         .map_err(|e| ModelError::Weights(format!("could not write safetensors: {e}")))
+}
+
+/// "124.4 M" style counts.
+fn count_text(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
 }

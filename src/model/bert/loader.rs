@@ -248,7 +248,7 @@ impl Encoder {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Weights::load(bytes, Self::prefix(config.family), device, |w| {
+        Weights::load(bytes, Self::prefix(config.family), config.parameters(), device, |w| {
             Self::load(w, config, DropoutRates::default())
         })
     }
@@ -264,11 +264,12 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        Weights::load(bytes, Encoder::prefix(enc.family), device, |w| {
+        Weights::load(bytes, Encoder::prefix(enc.family), enc.parameters(), device, |w| {
             let num_labels = w
                 .pp(layout(enc.family).classifier)
                 .shape_of("weight")
-                .map(|s| s[0])
+                .and_then(|s| s.first().copied())
+                .filter(|&n| n > 0)
                 .unwrap_or(config.id2label.len().max(2));
             let inference = DropoutRates::default();
             Self::load(
@@ -295,7 +296,7 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        Weights::load(bytes, Encoder::prefix(enc.family), device, |w| {
+        Weights::load(bytes, Encoder::prefix(enc.family), enc.parameters(), device, |w| {
             Self::load(w, enc, &config.raw, num_labels, pooling, dropout, head)
         })
     }
@@ -308,7 +309,7 @@ impl MaskedLm {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Weights::load(bytes, Encoder::prefix(config.family), device, |w| {
+        Weights::load(bytes, Encoder::prefix(config.family), config.parameters(), device, |w| {
             Self::load(w, config)
         })
     }

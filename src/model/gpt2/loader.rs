@@ -69,7 +69,7 @@ impl Gpt2 {
         max_binding_bytes: u64,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Weights::load(bytes, Self::PREFIX, device, |w| {
+        Weights::load(bytes, Self::PREFIX, config.parameters(), device, |w| {
             Self::load(w, config, max_binding_bytes)
         })
     }
