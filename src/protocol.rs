@@ -201,9 +201,13 @@ pub enum Event {
         done: usize,
         total: usize,
     },
+    /// `scored` of the table's `total` rows: fewer when the evaluation was stopped, and then
+    /// the metrics are those of the rows scored.
     PromptEvaluated {
         metrics: Metrics,
         report: ImportReport,
+        scored: usize,
+        total: usize,
     },
     Table {
         preview: TablePreview,

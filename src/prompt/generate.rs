@@ -2,6 +2,7 @@
 //! temperature, top-k and top-p from a seed; `max_new_tokens`; stops at EOS, a newline or stop
 //! strings; a per-token callback for streaming. The completion excludes the prompt.
 
+use crate::clock::{Breather, BREATHE_EVERY_MS};
 use crate::model::kernels::argmax_rows;
 use serde::{Deserialize, Serialize};
 
@@ -154,7 +155,16 @@ pub async fn generate_ids(
     let mut ids: Vec<u32> = Vec::new();
     let mut shown = String::new();
     let mut stop = StopReason::MaxNewTokens;
+    // On the CPU a token's reads resolve at once: let a Stop in at every token (a small model
+    // makes hundreds a second). On a GPU every token awaits its read, which lets it in anyway.
+    let every_ms = if crate::device::on_cpu(&lm.device) {
+        0.0
+    } else {
+        BREATHE_EVERY_MS
+    };
+    let mut breather = Breather::new(every_ms);
     while ids.len() < cfg.max_new_tokens {
+        breather.breathe().await;
         let next = if cfg.do_sample {
             sample(&read_f32(logits.clone()).await?, cfg, &mut rng)
         } else {

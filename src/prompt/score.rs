@@ -3,6 +3,7 @@
 //! probabilities are a softmax over those scores, optionally calibrated (Zhao et al. 2021:
 //! divided by the label probabilities of a content-free input such as "N/A", renormalised).
 
+use crate::clock::{Breather, BREATHE_EVERY_MS};
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +168,8 @@ impl LabelScorer {
     }
 
     /// Scores a labelled dataset; label names must match the scorer's labels. `on_progress`
-    /// receives (done, total) and returns `false` to cancel.
+    /// receives (done, total) and returns `false` to cancel. Returns the metrics and the
+    /// predictions of the rows scored: all of them, or those before a cancel.
     pub async fn evaluate(
         &mut self,
         lm: &LanguageModel,
@@ -192,7 +194,9 @@ impl LabelScorer {
             .collect::<Result<_, _>>()?;
         let mut truth = Vec::with_capacity(data.len());
         let mut predicted = Vec::with_capacity(data.len());
+        let mut breather = Breather::new(BREATHE_EVERY_MS);
         for (i, (text, &label)) in data.texts.iter().zip(&data.labels).enumerate() {
+            breather.breathe().await;
             let s = self.score(lm, text).await?;
             truth.push(map[label]);
             predicted.push(s.best);

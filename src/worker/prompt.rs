@@ -70,7 +70,12 @@ pub async fn evaluate(
         }
         !reply.cancelled()
     };
-    let (metrics, _) = scorer(spec).evaluate(&lm, &data, &mut progress).await?;
-    reply.send(Event::PromptEvaluated { metrics, report });
+    let (metrics, predicted) = scorer(spec).evaluate(&lm, &data, &mut progress).await?;
+    reply.send(Event::PromptEvaluated {
+        metrics,
+        report,
+        scored: predicted.len(),
+        total,
+    });
     Ok(())
 }

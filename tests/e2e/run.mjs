@@ -445,6 +445,28 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       assert(!(await asked()), 'once the run ended the tab closes without asking');
     });
   }],
+  ['fine-tune: a learning rate of 1e30 ends with the diverged message, not an engine error', async () => {
+    // The loss turns NaN or infinite; the event carrying it must cross from the worker intact.
+    const csv = path.join(out, 'diverge.csv');
+    const rows = [['text', 'label']];
+    for (let i = 0; i < 12; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
+    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await fineTuneTinyBert(page, csv);
+      await page.locator('#mode-full').check();
+      for (const [id, value] of [['#arg-lr', '1e30'], ['#arg-logging', '1'], ['#arg-epochs', '1']]) {
+        await page.locator(id).fill(value);
+        await page.locator(id).dispatchEvent('change');
+      }
+      await page.locator('#train-start').click();
+      const progress = page.locator('#train-progress', { hasText: 'the loss became' });
+      await progress.waitFor();
+      const text = await progress.textContent();
+      assert(/the loss became (NaN|infinite) at step \d+ \(epoch 1\): training stopped and the weights/.test(text), `progress: ${text}`);
+      assert(await page.locator('.error').count() === 0, `an error is shown: ${await page.locator('.error').allTextContents()}`);
+      await shoot(page, 'fine-tune-diverged');
+    });
+  }],
   ['prompt: tiny-gpt2 greedy gives the golden tokens, label scores show, seeded sampling repeats', async () => {
     const g = golden('tiny-gpt2');
     const want = g.greedy_8_new_tokens[0].slice(g.input_ids[0].length).join(',');
@@ -481,6 +503,44 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       assert(a === b, `same seed, same sample: ${a} vs ${b}`);
       await shoot(page, 'prompt-tiny-gpt2');
     });
+  }],
+  ['prompt: Stop ends a generation within a few tokens on the CPU and on WebGPU; a stopped evaluation says what it covered', async () => {
+    // Before: on the CPU nothing in the loop let the worker read the Stop until the end.
+    const csv = path.join(out, 'prompt-eval.csv');
+    const rows = [['text', 'label']];
+    for (let i = 0; i < 300; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
+    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    for (const args of [NO_WEBGPU_ARGS, WEBGPU_ARGS]) {
+      await withPage(args, undefined, async (page) => {
+        await page.goto(`${server.url}/?source=${source}#/prompt`);
+        await backend(page);
+        await loadModel(page, 'language-model', 'tiny-gpt2');
+        await page.locator('#raw-prompt').check();
+        await page.locator('#prompt-text').fill('The');
+        await page.locator('#stop-newline').uncheck();
+        await page.locator('#max-new-tokens').fill('120');
+        await page.locator('#max-new-tokens').dispatchEvent('change');
+        await page.locator('#generate').click();
+        await page.locator('#generation:not(:empty)').waitFor();
+        await page.locator('#stop').click();
+        const reason = page.locator('#stop-reason', { hasText: 'stopped' });
+        await reason.waitFor();
+        const text = await reason.textContent();
+        const n = Number((text.match(/^(\d+) new tokens/) || [])[1]);
+        assert(/stopped: Cancelled/.test(text) && n < 60, `after Stop: ${text}`);
+        // A long evaluation, stopped once it is under way: the metrics say what they cover.
+        await page.locator('#eval-file').setInputFiles(csv);
+        await page.locator('text=/[1-9]\\d* \\/ 600 rows scored/').waitFor();
+        await page.locator('#stop').click();
+        const coverage = page.locator('#eval-coverage');
+        await coverage.waitFor();
+        const said = await coverage.textContent();
+        const m = said.match(/^Stopped after (\d+) of 600 rows/);
+        assert(m && Number(m[1]) > 0 && Number(m[1]) < 600, `coverage: ${said}`);
+        await page.locator('#prompt-metrics').waitFor();
+        console.log(`  ${args === WEBGPU_ARGS ? 'WebGPU' : 'CPU'}: ${text}; ${said}`);
+      });
+    }
   }],
   ['widget: the embedded classifier box loads its model and classifies', async () => {
     await withPage(NO_WEBGPU_ARGS, { width: 480, height: 640 }, async (page) => {

@@ -24,7 +24,14 @@ pub fn PromptEvaluation(state: PromptState) -> impl IntoView {
                 <p class="muted">{format!("{done} / {total} rows scored")}</p>
             })
         }}
-        {move || state.eval_metrics.get().map(|m| view! { <MetricsTable metrics=m /> })}
+        {move || state.eval_metrics.get().map(|(m, scored, total)| view! {
+            {(scored < total).then(|| view! {
+                <p id="eval-coverage" class="warning">
+                    {format!("Stopped after {scored} of {total} rows: these metrics cover only those rows.")}
+                </p>
+            })}
+            <MetricsTable metrics=m />
+        })}
     }
 }
 

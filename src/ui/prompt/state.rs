@@ -50,7 +50,8 @@ pub struct PromptState {
     pub labels: RwSignal<String>,
     pub calibrate: RwSignal<bool>,
     pub scores: RwSignal<Option<Vec<LabelScore>>>,
-    pub eval_metrics: RwSignal<Option<Metrics>>,
+    /// The metrics, with the rows they cover of the table's (fewer after a Stop).
+    pub eval_metrics: RwSignal<Option<(Metrics, usize, usize)>>,
     /// (rows scored, rows)
     pub eval_progress: RwSignal<(usize, usize)>,
     /// Generation, scoring and evaluation: one at a time (the Stop button cancels it).
@@ -220,7 +221,12 @@ impl PromptState {
             self.call
                 .send(request, Some(bytes), move |event, _| match event {
                     Event::Progress { done, total } => progress.set((done, total)),
-                    Event::PromptEvaluated { metrics: m, .. } => metrics.set(Some(m)),
+                    Event::PromptEvaluated {
+                        metrics: m,
+                        scored,
+                        total,
+                        ..
+                    } => metrics.set(Some((m, scored, total))),
                     _ => {}
                 });
         });
