@@ -202,12 +202,13 @@ pub enum Event {
         total: usize,
     },
     /// `scored` of the table's `total` rows: fewer when the evaluation was stopped, and then
-    /// the metrics are those of the rows scored.
+    /// the metrics are those of the rows scored; `truncated` of them were cut to fit the model.
     PromptEvaluated {
         metrics: Metrics,
         report: ImportReport,
         scored: usize,
         total: usize,
+        truncated: usize,
     },
     Table {
         preview: TablePreview,

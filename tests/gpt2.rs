@@ -5,6 +5,7 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
+use tunelab::data::Dataset;
 use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::read_f32;
@@ -276,6 +277,33 @@ fn label_scorer_probabilities_and_calibration() {
     for (got, want) in c.probs.iter().zip(q.iter().map(|x| x / qs)) {
         assert!((got - want).abs() < 1e-5);
     }
+}
+
+#[test]
+fn an_over_long_text_is_cut_to_fit_not_an_error_that_ends_the_evaluation() {
+    let lm = lm(u64::MAX);
+    let mut scorer = LabelScorer::new(
+        Template::default(),
+        vec!["negative".into(), "positive".into()],
+        vec!["Negative".into(), "Positive".into()],
+    );
+    // tiny-gpt2 reads 128 positions; this text alone is 400 tokens.
+    let long = "great ".repeat(400);
+    let s = block_on(scorer.score(&lm, &long)).unwrap();
+    assert!(s.truncated);
+    assert!(!block_on(scorer.score(&lm, "I love the food here.")).unwrap().truncated);
+    let data = Dataset {
+        texts: vec!["awful".into(), long, "lovely".into()],
+        labels: vec![0, 1, 1],
+        label_names: vec!["negative".into(), "positive".into()],
+    };
+    let evaluation = block_on(scorer.evaluate(&lm, &data, &mut |_, _| true)).unwrap();
+    assert_eq!((evaluation.predicted.len(), evaluation.truncated), (3, 1));
+    // The cut keeps the text's beginning, at a token boundary, within the model's positions.
+    let text = "great ".repeat(400);
+    let cut = lm.tokenizer.truncate_text(&text, 50).unwrap();
+    assert!(text.starts_with(cut));
+    assert_eq!(lm.tokenizer.encode(cut, false).unwrap().len(), 50);
 }
 
 #[test]

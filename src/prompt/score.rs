@@ -70,6 +70,20 @@ pub struct LabelScores {
     pub probs: Vec<f32>,
     /// Index of the most probable label.
     pub best: usize,
+    /// Whether the text was cut (keeping its beginning) to fit the model's positions beside the
+    /// template and the longest label.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// A prompt's evaluation on a labelled table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub metrics: Metrics,
+    /// The predicted label of each row scored: all of them, or those before a cancel.
+    pub predicted: Vec<usize>,
+    /// How many of them were cut to fit the model.
+    pub truncated: usize,
 }
 
 impl LabelScores {
@@ -125,22 +139,42 @@ impl LabelScorer {
             .collect()
     }
 
+    /// Log-probabilities and probabilities of the labels after the prompt for `text`, and
+    /// whether `text` had to be cut: a text too long for the model beside the template and the
+    /// longest label keeps its beginning, as training's truncation does (a template too long on
+    /// its own stays an error).
     async fn raw_probs(
         &self,
         lm: &LanguageModel,
         text: &str,
-    ) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    ) -> Result<(Vec<f32>, Vec<f32>, bool), Error> {
         let ids = self.verbalizer_ids(lm)?;
-        let prompt = lm.tokenizer.encode(&self.template.render(text), false)?;
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let limit = lm.max_positions().saturating_sub(longest);
+        let mut prompt = lm.tokenizer.encode(&self.template.render(text), false)?;
+        let truncated = prompt.len() > limit;
+        if truncated {
+            let own = lm.tokenizer.encode(text, false)?.len();
+            let mut budget = limit.saturating_sub(prompt.len().saturating_sub(own));
+            loop {
+                let cut = lm.tokenizer.truncate_text(text, budget)?;
+                prompt = lm.tokenizer.encode(&self.template.render(cut), false)?;
+                if prompt.len() <= limit || budget == 0 {
+                    break;
+                }
+                // Tokens can merge differently at the cut: take off what is still over.
+                budget = budget.saturating_sub((prompt.len() - limit).max(1));
+            }
+        }
         let log_probs = continuation_log_probs(lm, &prompt, &ids).await?;
         let probs = softmax(&log_probs);
-        Ok((log_probs, probs))
+        Ok((log_probs, probs, truncated))
     }
 
     /// Computes the content-free probabilities (when calibration is on and not yet done).
     pub async fn prepare(&mut self, lm: &LanguageModel) -> Result<(), Error> {
         if self.calibrate && self.calibration.is_none() {
-            let (_, p) = self.raw_probs(lm, &self.content_free.clone()).await?;
+            let (_, p, _) = self.raw_probs(lm, &self.content_free.clone()).await?;
             self.calibration = Some(p);
         }
         Ok(())
@@ -148,7 +182,7 @@ impl LabelScorer {
 
     pub async fn score(&mut self, lm: &LanguageModel, text: &str) -> Result<LabelScores, Error> {
         self.prepare(lm).await?;
-        let (log_probs, mut probs) = self.raw_probs(lm, text).await?;
+        let (log_probs, mut probs, truncated) = self.raw_probs(lm, text).await?;
         if let (true, Some(cf)) = (self.calibrate, &self.calibration) {
             let q: Vec<f32> = probs
                 .iter()
@@ -164,6 +198,7 @@ impl LabelScorer {
             log_probs,
             probs,
             best,
+            truncated,
         })
     }
 
@@ -175,7 +210,7 @@ impl LabelScorer {
         lm: &LanguageModel,
         data: &Dataset,
         on_progress: &mut dyn FnMut(usize, usize) -> bool,
-    ) -> Result<(Metrics, Vec<usize>), Error> {
+    ) -> Result<Evaluation, Error> {
         // Map the dataset's label indices onto the scorer's labels.
         let map: Vec<usize> = data
             .label_names
@@ -194,12 +229,14 @@ impl LabelScorer {
             .collect::<Result<_, _>>()?;
         let mut truth = Vec::with_capacity(data.len());
         let mut predicted = Vec::with_capacity(data.len());
+        let mut truncated = 0;
         let mut breather = Breather::new(BREATHE_EVERY_MS);
         for (i, (text, &label)) in data.texts.iter().zip(&data.labels).enumerate() {
             breather.breathe().await;
             let s = self.score(lm, text).await?;
             truth.push(map[label]);
             predicted.push(s.best);
+            truncated += usize::from(s.truncated);
             if !on_progress(i + 1, data.len()) {
                 break;
             }
@@ -210,6 +247,10 @@ impl LabelScorer {
             &self.labels,
             Average::default_for(&self.labels),
         );
-        Ok((metrics, predicted))
+        Ok(Evaluation {
+            metrics,
+            predicted,
+            truncated,
+        })
     }
 }

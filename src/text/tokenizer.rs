@@ -235,6 +235,24 @@ impl TextTokenizer {
     }
 
     /// Token ids of one text, without padding or truncation.
+    /// The beginning of `text` that encodes to at most `max_tokens` tokens (no special tokens),
+    /// cut where a token starts; `text` itself when it fits.
+    pub fn truncate_text<'t>(&self, text: &'t str, max_tokens: usize) -> Result<&'t str, TextError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TextError::Encode(e.to_string()))?;
+        let offsets = encoding.get_offsets();
+        if offsets.len() <= max_tokens {
+            return Ok(text);
+        }
+        let mut cut = offsets[max_tokens].0.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Ok(&text[..cut])
+    }
+
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
         self.inner
             .encode(text, add_special_tokens)

@@ -70,12 +70,13 @@ pub async fn evaluate(
         }
         !reply.cancelled()
     };
-    let (metrics, predicted) = scorer(spec).evaluate(&lm, &data, &mut progress).await?;
+    let evaluation = scorer(spec).evaluate(&lm, &data, &mut progress).await?;
     reply.send(Event::PromptEvaluated {
-        metrics,
+        metrics: evaluation.metrics,
         report,
-        scored: predicted.len(),
+        scored: evaluation.predicted.len(),
         total,
+        truncated: evaluation.truncated,
     });
     Ok(())
 }

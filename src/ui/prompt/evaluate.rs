@@ -24,7 +24,12 @@ pub fn PromptEvaluation(state: PromptState) -> impl IntoView {
                 <p class="muted">{format!("{done} / {total} rows scored")}</p>
             })
         }}
-        {move || state.eval_metrics.get().map(|(m, scored, total)| view! {
+        {move || state.eval_metrics.get().map(|(m, scored, total, truncated)| view! {
+            {(truncated > 0).then(|| view! {
+                <p id="eval-truncated" class="muted">
+                    {format!("{truncated} of the rows were too long for the model and were cut, keeping their beginning.")}
+                </p>
+            })}
             {(scored < total).then(|| view! {
                 <p id="eval-coverage" class="warning">
                     {format!("Stopped after {scored} of {total} rows: these metrics cover only those rows.")}

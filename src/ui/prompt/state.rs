@@ -50,8 +50,9 @@ pub struct PromptState {
     pub labels: RwSignal<String>,
     pub calibrate: RwSignal<bool>,
     pub scores: RwSignal<Option<Vec<LabelScore>>>,
-    /// The metrics, with the rows they cover of the table's (fewer after a Stop).
-    pub eval_metrics: RwSignal<Option<(Metrics, usize, usize)>>,
+    /// The metrics, with the rows they cover of the table's (fewer after a Stop) and how many
+    /// of those were cut to fit the model.
+    pub eval_metrics: RwSignal<Option<(Metrics, usize, usize, usize)>>,
     /// (rows scored, rows)
     pub eval_progress: RwSignal<(usize, usize)>,
     /// Generation, scoring and evaluation: one at a time (the Stop button cancels it).
@@ -225,8 +226,9 @@ impl PromptState {
                         metrics: m,
                         scored,
                         total,
+                        truncated,
                         ..
-                    } => metrics.set(Some((m, scored, total))),
+                    } => metrics.set(Some((m, scored, total, truncated))),
                     _ => {}
                 });
         });
