@@ -73,6 +73,7 @@ fn StatusLine() -> impl IntoView {
                 (None, None) => "Backend: starting the engine…".to_string(),
             }}
         </p>
+        {move || state.source_notice.get().map(|n| view! { <p id="source-notice" class="warning">{n}</p> })}
     }
 }
 

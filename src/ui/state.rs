@@ -1,5 +1,6 @@
 //! State shared by the pages: the engine's backend, loaded models, the model source.
 
+use crate::hub::check_url_template;
 use leptos::prelude::*;
 
 use crate::protocol::{
@@ -24,6 +25,8 @@ pub struct AppState {
     pub storage: RwSignal<Option<(f64, f64)>>,
     /// Where model files come from: `{id}` and `{file}` are filled in.
     pub url_template: RwSignal<String>,
+    /// Why the page's `?source=` was not taken (not an http(s) URL with {id} and {file}).
+    pub source_notice: RwSignal<Option<String>>,
 }
 
 /// `localStorage.getItem` / `setItem` through JS (no web-sys `Storage` binding is compiled in).
@@ -63,9 +66,20 @@ impl Default for AppState {
 impl AppState {
     /// The state at start-up: the model source and backend from the URL (or as last saved).
     pub fn new() -> Self {
-        let template = query_param("source")
-            .or_else(stored_source)
+        // A link's source goes through the check the Models page applies: a crafted link cannot
+        // point the app at another scheme (the engine refuses one too).
+        let linked = query_param("source");
+        let refused = linked
+            .as_deref()
+            .and_then(|s| check_url_template(s).err().map(|e| (s.to_string(), e)));
+        let template = linked
+            .filter(|_| refused.is_none())
+            .or_else(|| stored_source().filter(|s| check_url_template(s).is_ok()))
             .unwrap_or_else(|| HUB_URL_TEMPLATE.to_string());
+        let source_notice = refused.map(|(s, e)| {
+            let shown: String = s.chars().take(60).collect();
+            format!("The link's model source \"{shown}\" was not used: {e}. Models load from {template}.")
+        });
         let choice = match query_param("backend").as_deref() {
             Some("cpu") => BackendChoice::Cpu,
             _ => BackendChoice::Auto,
@@ -81,6 +95,7 @@ impl AppState {
             stored: RwSignal::new(Vec::new()),
             storage: RwSignal::new(None),
             url_template: RwSignal::new(template),
+            source_notice: RwSignal::new(source_notice),
         }
     }
 

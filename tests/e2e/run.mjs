@@ -253,14 +253,14 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
         return (await c.keys()).map((r) => r.url);
       });
       assert(!stored.some((u) => u.includes('no-such-model') || u.includes('html-mirror')), `stored: ${stored}`);
-      // A crafted link with a non-http(s) source: the engine refuses it and fetches nothing.
-      await page.goto(`${server.url}/?source=${encodeURIComponent('data:text/plain,{id}{file}')}#/classify`);
+      // A crafted link with a non-http(s) source: the page does not take it and says so (the
+      // engine would refuse it too), and keeps the source it had.
+      await page.goto(`${server.url}/?source=${encodeURIComponent('data:text/plain,{id}{file}')}#/models`);
       await backend(page);
-      await p.locator('input[type="text"]').fill('tiny-bert');
-      await p.locator('button.load').click();
-      await err.waitFor();
-      const msg3 = await err.textContent();
-      assert(/the source must be an http\(s\) URL/.test(msg3), `non-http source message: ${msg3}`);
+      const notice = await page.locator('#source-notice').textContent();
+      assert(/model source "data:text\/plain,\{id\}\{file\}" was not used: the source must be an http\(s\) URL/.test(notice), `notice: ${notice}`);
+      const kept = await page.locator('#source-template').inputValue();
+      assert(kept.startsWith('http'), `source kept: ${kept}`);
       await shoot(page, 'model-errors');
     });
   }],
