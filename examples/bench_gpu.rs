@@ -307,29 +307,38 @@ fn probe(device: &Device, max_bind: u64) {
     });
     let x128 = Tensor::<2>::random([128, 384], burn::tensor::Distribution::Default, device);
     let w384 = Tensor::<2>::random([384, 1536], burn::tensor::Distribution::Default, device);
-    time("matmul [128,384]x[384,1536] x12 (MiniLM's FFN)", &mut || {
-        let mut acc = x128.clone().matmul(w384.clone());
-        for _ in 0..11 {
-            acc = x128.clone().matmul(w384.clone());
-        }
-        block(read_f32(acc.narrow(1, 0, 1))).unwrap();
-    });
-    if row_kernel_matmul(x128.clone(), w384.clone()).is_some() {
-        time("the same with the engine's row kernel (16 blocks)", &mut || {
-            let mut acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+    time(
+        "matmul [128,384]x[384,1536] x12 (MiniLM's FFN)",
+        &mut || {
+            let mut acc = x128.clone().matmul(w384.clone());
             for _ in 0..11 {
-                acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+                acc = x128.clone().matmul(w384.clone());
             }
             block(read_f32(acc.narrow(1, 0, 1))).unwrap();
-        });
+        },
+    );
+    if row_kernel_matmul(x128.clone(), w384.clone()).is_some() {
+        time(
+            "the same with the engine's row kernel (16 blocks)",
+            &mut || {
+                let mut acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+                for _ in 0..11 {
+                    acc = row_kernel_matmul(x128.clone(), w384.clone()).expect("row kernel");
+                }
+                block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+            },
+        );
     }
     // The whole vocabulary where one binding holds it (lavapipe's 128 MiB does not).
     let vocab = 50257.min((max_bind / (768 * 4)) as usize);
     let wte = Tensor::<2>::random([vocab, 768], burn::tensor::Distribution::Default, device);
-    time(&format!("LM head x·Wᵀ, W [{vocab},768] + argmax"), &mut || {
-        let logits = x.clone().matmul(wte.clone().transpose());
-        block(read_i64(logits.argmax(1))).unwrap();
-    });
+    time(
+        &format!("LM head x·Wᵀ, W [{vocab},768] + argmax"),
+        &mut || {
+            let logits = x.clone().matmul(wte.clone().transpose());
+            block(read_i64(logits.argmax(1))).unwrap();
+        },
+    );
     let wt = Tensor::<2>::random([768, vocab], burn::tensor::Distribution::Default, device);
     let logits = x.clone().matmul(wte.clone().transpose());
     time("LM head x·Wᵀ alone (1 logit read)", &mut || {
@@ -339,17 +348,23 @@ fn probe(device: &Device, max_bind: u64) {
     time(&format!("argmax of [1, {vocab}] logits, burn"), &mut || {
         block(read_i64(logits.clone().argmax(1))).unwrap();
     });
-    time(&format!("argmax of [1, {vocab}] logits, the engine's"), &mut || {
-        block(read_i64(argmax_rows(logits.clone()))).unwrap();
-    });
+    time(
+        &format!("argmax of [1, {vocab}] logits, the engine's"),
+        &mut || {
+            block(read_i64(argmax_rows(logits.clone()))).unwrap();
+        },
+    );
     time("LM head x·Wᵀ with the row kernel", &mut || {
         let logits = matmul_rows(x.clone(), wte.clone().transpose());
         block(read_i64(logits.argmax(1))).unwrap();
     });
-    time(&format!("LM head x·W, W [768,{vocab}] + argmax"), &mut || {
-        let logits = x.clone().matmul(wt.clone());
-        block(read_i64(logits.argmax(1))).unwrap();
-    });
+    time(
+        &format!("LM head x·W, W [768,{vocab}] + argmax"),
+        &mut || {
+            let logits = x.clone().matmul(wt.clone());
+            block(read_i64(logits.argmax(1))).unwrap();
+        },
+    );
     drop((wte, wt));
     let width = std::env::var("TUNELAB_PROBE_WIDTH").map_or(768, |w| w.parse().unwrap());
     let files = random_gpt2(width, gpt2_tokenizer());
@@ -452,7 +467,11 @@ fn train(data: &Dataset, device: &Device, narrow: bool) {
         block(fine_tune(model, &tok, &train, &test, &args, device, &mut h)).unwrap();
         let (c, steps) = h.per_step();
         if let Some(all) = &h.counter {
-            kernels(all, h.at_last.map_or(1, |(n, _)| n), "step (whole run, evaluation included)");
+            kernels(
+                all,
+                h.at_last.map_or(1, |(n, _)| n),
+                "step (whole run, evaluation included)",
+            );
         }
         row(
             &format!("full fine-tuning, {n} reviews, batch {bs}, <=128 tokens"),

@@ -291,7 +291,11 @@ fn an_over_long_text_is_cut_to_fit_not_an_error_that_ends_the_evaluation() {
     let long = "great ".repeat(400);
     let s = block_on(scorer.score(&lm, &long)).unwrap();
     assert!(s.truncated);
-    assert!(!block_on(scorer.score(&lm, "I love the food here.")).unwrap().truncated);
+    assert!(
+        !block_on(scorer.score(&lm, "I love the food here."))
+            .unwrap()
+            .truncated
+    );
     let data = Dataset {
         texts: vec!["awful".into(), long, "lovely".into()],
         labels: vec![0, 1, 1],

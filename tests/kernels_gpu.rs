@@ -15,7 +15,10 @@ fn fused_kernels_on_vulkan_match_the_composed_ops() {
         .expect("wgpu init (a Vulkan driver is needed: Mesa's lavapipe will do)");
     let checks = pollster::block_on(kernel_checks::fused_kernel_checks(&device));
     for c in &checks {
-        println!("{:<48} max abs {:.1e}, {} launches", c.name, c.max_abs, c.launches);
+        println!(
+            "{:<48} max abs {:.1e}, {} launches",
+            c.name, c.max_abs, c.launches
+        );
     }
     kernel_checks::assert_checks(&checks, 1e-4, true);
 }

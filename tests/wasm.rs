@@ -111,7 +111,12 @@ async fn fused_kernels_on_webgpu_match_the_composed_ops() {
     let compute = webgpu().await;
     let checks = kernel_checks::fused_kernel_checks(&compute.device).await;
     for c in &checks {
-        console_log!("{}: max abs {:e}, {} launches", c.name, c.max_abs, c.launches);
+        console_log!(
+            "{}: max abs {:e}, {} launches",
+            c.name,
+            c.max_abs,
+            c.launches
+        );
     }
     kernel_checks::assert_checks(&checks, 1e-4, true);
 }

@@ -245,7 +245,8 @@ mod tests {
     fn a_body_announced_too_large_is_refused_before_any_allocation() {
         let err = plan_body("model.safetensors", Some("3300000000"), None).unwrap_err();
         assert!(
-            err.to_string().contains("model.safetensors is 3.3 GB: too large for this browser"),
+            err.to_string()
+                .contains("model.safetensors is 3.3 GB: too large for this browser"),
             "{err}"
         );
         // What fits is reserved only up to a bound, whatever the server claims.

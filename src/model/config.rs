@@ -130,7 +130,12 @@ impl EncoderConfig {
             (names[2], self.num_layers, 1, MAX_LAYERS),
             (names[3], self.num_heads, 1, MAX_HEADS),
             (names[4], self.intermediate_size, 1, MAX_WIDTH),
-            ("max_position_embeddings", self.max_position_embeddings, 1, MAX_POSITIONS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1,
+                MAX_POSITIONS,
+            ),
             ("type_vocab_size", self.type_vocab_size, 0, MAX_VOCAB),
         ])?;
         check_eps("layer_norm_eps", self.layer_norm_eps)

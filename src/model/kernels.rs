@@ -92,7 +92,13 @@ pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activati
 /// `[b, h, t, n]`: `softmax(q kᵀ * scale + bias) v`, returned as `[b, t, h * dh]` (heads merged).
 /// On a GPU, when few queries are asked (decoding), one kernel does it all; otherwise two
 /// matmuls around [`attention_probs`].
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor<3> {
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f64,
+    bias: Tensor<4>,
+) -> Tensor<3> {
     let [b, h, t, dh] = q.dims();
     #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
     if t <= FUSED_ATTENTION_MAX_QUERIES {
@@ -745,10 +751,12 @@ mod cube {
         if part == 0 {
             q[((b * heads + h) * t + pos) * dh + e] = value;
         } else if part == 1 {
-            let at = b * k.stride(0) + h * k.stride(1) + (past + pos) * k.stride(2) + e * k.stride(3);
+            let at =
+                b * k.stride(0) + h * k.stride(1) + (past + pos) * k.stride(2) + e * k.stride(3);
             k[at] = value;
         } else {
-            let at = b * v.stride(0) + h * v.stride(1) + (past + pos) * v.stride(2) + e * v.stride(3);
+            let at =
+                b * v.stride(0) + h * v.stride(1) + (past + pos) * v.stride(2) + e * v.stride(3);
             v[at] = value;
         }
     }
@@ -928,7 +936,13 @@ mod cube {
             input.dtype,
         );
         let max = input.client.properties().hardware.max_units_per_cube;
-        let units: u32 = if max >= 256 { 256 } else if max >= 64 { 64 } else { return None };
+        let units: u32 = if max >= 256 {
+            256
+        } else if max >= 64 {
+            64
+        } else {
+            return None;
+        };
         let cols = if k_lanes { units / 32 } else { 32 };
         let cubes = (n as u32).div_ceil(cols);
         let blocks = m.div_ceil(block) as u32;
@@ -1045,7 +1059,8 @@ mod cube {
     ) -> Option<Burn<3>> {
         let [b, h, t, dh] = q.dims();
         let [kb, kh, n, kdh] = k.dims();
-        if [kb, kh, n, kdh] != v.dims() || kb != b || kh != h || kdh != dh || n == 0 || n > MAX_KEYS {
+        if [kb, kh, n, kdh] != v.dims() || kb != b || kh != h || kdh != dh || n == 0 || n > MAX_KEYS
+        {
             return None;
         }
         let fits = [b, h, t, n]

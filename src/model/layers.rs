@@ -4,12 +4,12 @@
 
 use std::fmt::Display;
 
-use burn::module::Param;
-use burn::nn::{Embedding, Linear};
-use burn::prelude::*;
 use super::kernels;
 use super::weights::{join, HostTensors, WeightPath};
 use super::ModelError;
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
 
 /// `torch.nn.LayerNorm` over the last dimension: burn's, with the epsilon readable, and one fused
 /// kernel on a GPU where one applies ([`kernels::layer_norm`]).

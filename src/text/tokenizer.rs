@@ -237,7 +237,11 @@ impl TextTokenizer {
     /// Token ids of one text, without padding or truncation.
     /// The beginning of `text` that encodes to at most `max_tokens` tokens (no special tokens),
     /// cut where a token starts; `text` itself when it fits.
-    pub fn truncate_text<'t>(&self, text: &'t str, max_tokens: usize) -> Result<&'t str, TextError> {
+    pub fn truncate_text<'t>(
+        &self,
+        text: &'t str,
+        max_tokens: usize,
+    ) -> Result<&'t str, TextError> {
         let encoding = self
             .inner
             .encode(text, false)

@@ -13,7 +13,9 @@ use tunelab::model::{read_f32, read_i64, Activation};
 
 /// Deterministic values in [-scale, scale).
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             s = s
@@ -72,7 +74,10 @@ async fn compare_all<I, const D: usize>(
         .zip(&expected)
         .map(|(a, b)| (a - b).abs() as f64)
         .fold(0.0, f64::max);
-    assert!(got.iter().all(|v| v.is_finite()), "{name}: non-finite output");
+    assert!(
+        got.iter().all(|v| v.is_finite()),
+        "{name}: non-finite output"
+    );
     Check {
         name,
         max_abs,
@@ -105,7 +110,11 @@ async fn compare_ints<I, const D: usize>(
 /// Every check, run on `gpu`.
 pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
     let mut out = Vec::new();
-    for (shape, eps) in [([3, 5, 37], 1e-5), ([2, 1, 1000], 1e-12), ([70_000, 1, 3], 1e-5)] {
+    for (shape, eps) in [
+        ([3, 5, 37], 1e-5),
+        ([2, 1, 1000], 1e-12),
+        ([70_000, 1, 3], 1e-5),
+    ] {
         out.push(
             compare(
                 format!("layer_norm {shape:?}"),
@@ -162,7 +171,12 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
                         Tensor::<2, Bool>::tril_mask([t, 64], 50, d).reshape([1, 1, t, 64]),
                         f32::MIN,
                     );
-                    (q, tensor([2, 4, 64, 16], 7, 2.0, d), tensor([2, 4, 64, 16], 8, 2.0, d), bias)
+                    (
+                        q,
+                        tensor([2, 4, 64, 16], 7, 2.0, d),
+                        tensor([2, 4, 64, 16], 8, 2.0, d),
+                        bias,
+                    )
                 },
                 |(q, k, v, bias)| kernels::attention(q, k, v, 0.25, bias),
             )
@@ -181,7 +195,10 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
                         weight: Param::from_tensor(tensor([16, 48], 14, 0.5, d)),
                         bias: Some(Param::from_tensor(tensor([48], 15, 0.5, d))),
                     };
-                    let cache = (tensor([2, 4, 64, 4], 16, 1.0, d), tensor([2, 4, 64, 4], 17, 1.0, d));
+                    let cache = (
+                        tensor([2, 4, 64, 4], 16, 1.0, d),
+                        tensor([2, 4, 64, 4], 17, 1.0, d),
+                    );
                     (lin, tensor([2, t, 16], 18, 1.0, d), cache)
                 },
                 |(lin, x, cache)| {
@@ -256,7 +273,13 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         compare(
             "linear_residual [3, 5, 40] -> 24".into(),
             gpu,
-            |d| (linear(d), tensor([3, 5, 40], 11, 1.0, d), tensor([3, 5, 24], 12, 1.0, d)),
+            |d| {
+                (
+                    linear(d),
+                    tensor([3, 5, 40], 11, 1.0, d),
+                    tensor([3, 5, 24], 12, 1.0, d),
+                )
+            },
             |(lin, x, r)| kernels::linear_residual(&lin, x, r, None),
         )
         .await,

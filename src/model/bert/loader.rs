@@ -248,9 +248,13 @@ impl Encoder {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Weights::load(bytes, Self::prefix(config.family), config.parameters(), device, |w| {
-            Self::load(w, config, DropoutRates::default())
-        })
+        Weights::load(
+            bytes,
+            Self::prefix(config.family),
+            config.parameters(),
+            device,
+            |w| Self::load(w, config, DropoutRates::default()),
+        )
     }
 }
 
@@ -264,24 +268,30 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        Weights::load(bytes, Encoder::prefix(enc.family), enc.parameters(), device, |w| {
-            let num_labels = w
-                .pp(layout(enc.family).classifier)
-                .shape_of("weight")
-                .and_then(|s| s.first().copied())
-                .filter(|&n| n > 0)
-                .unwrap_or(config.id2label.len().max(2));
-            let inference = DropoutRates::default();
-            Self::load(
-                w,
-                enc,
-                &config.raw,
-                num_labels,
-                pooling,
-                inference,
-                HeadInit::Checkpoint,
-            )
-        })
+        Weights::load(
+            bytes,
+            Encoder::prefix(enc.family),
+            enc.parameters(),
+            device,
+            |w| {
+                let num_labels = w
+                    .pp(layout(enc.family).classifier)
+                    .shape_of("weight")
+                    .and_then(|s| s.first().copied())
+                    .filter(|&n| n > 0)
+                    .unwrap_or(config.id2label.len().max(2));
+                let inference = DropoutRates::default();
+                Self::load(
+                    w,
+                    enc,
+                    &config.raw,
+                    num_labels,
+                    pooling,
+                    inference,
+                    HeadInit::Checkpoint,
+                )
+            },
+        )
     }
 
     /// A classifier to fine-tune on `num_labels` classes: the checkpoint's encoder, and its head
@@ -296,9 +306,13 @@ impl SequenceClassifier {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
-        Weights::load(bytes, Encoder::prefix(enc.family), enc.parameters(), device, |w| {
-            Self::load(w, enc, &config.raw, num_labels, pooling, dropout, head)
-        })
+        Weights::load(
+            bytes,
+            Encoder::prefix(enc.family),
+            enc.parameters(),
+            device,
+            |w| Self::load(w, enc, &config.raw, num_labels, pooling, dropout, head),
+        )
     }
 }
 
@@ -309,8 +323,12 @@ impl MaskedLm {
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Weights::load(bytes, Encoder::prefix(config.family), config.parameters(), device, |w| {
-            Self::load(w, config)
-        })
+        Weights::load(
+            bytes,
+            Encoder::prefix(config.family),
+            config.parameters(),
+            device,
+            |w| Self::load(w, config),
+        )
     }
 }

@@ -95,9 +95,12 @@ impl EncoderLayer {
         let probs = attention_probs(scores, 1.0 / (dh as f64).sqrt(), mask_bias);
         let probs = self.attn_dropout.forward(probs);
         let context = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let x = self
-            .attn_norm
-            .forward(linear_residual(&self.attn_out, context, x, Some(&self.dropout)));
+        let x = self.attn_norm.forward(linear_residual(
+            &self.attn_out,
+            context,
+            x,
+            Some(&self.dropout),
+        ));
         let inner = linear_activate(&self.ffn_in, x.clone(), self.activation);
         let x = linear_residual(&self.ffn_out, inner, x, Some(&self.dropout));
         self.ffn_norm.forward(x)

@@ -16,8 +16,8 @@ use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
 use super::config::{Activation, Gpt2Config};
-use super::layers::LayerNorm;
 use super::kernels::{attention, heads_into_cache, linear_activate, linear_residual, matmul_rows};
+use super::layers::LayerNorm;
 
 #[derive(Module, Debug)]
 pub struct Gpt2Block {
@@ -114,13 +114,7 @@ impl Gpt2Block {
             cache,
             past,
         );
-        let context = attention(
-            q,
-            k.clone(),
-            v.clone(),
-            1.0 / (dh as f64).sqrt(),
-            mask_bias,
-        );
+        let context = attention(q, k.clone(), v.clone(), 1.0 / (dh as f64).sqrt(), mask_bias);
         let x = linear_residual(&self.c_proj, context, x, None);
         let inner = linear_activate(&self.c_fc, self.ln_2.forward(x.clone()), self.activation);
         (linear_residual(&self.mlp_proj, inner, x, None), (k, v))
