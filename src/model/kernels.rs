@@ -327,37 +327,37 @@ mod cube {
         (count, CubeDim::new_1d(units), units)
     }
 
-    /// The sum of `acc[0..CUBE_DIM]` (a power of two), seen by every unit. `acc` is free for reuse
-    /// once every unit has passed the `sync_cube` that follows the call.
+    /// The sum (or with `max`, the largest) of `acc[0..CUBE_DIM]` (a power of two), seen by
+    /// every unit. `acc` is free for reuse once every unit has passed the `sync_cube` that follows
+    /// the call.
     #[cube]
-    fn cube_sum(acc: &mut Shared<[f32]>) -> f32 {
+    fn cube_reduce(acc: &mut Shared<[f32]>, #[comptime] max: bool) -> f32 {
         sync_cube();
         let mut active = CUBE_DIM;
         while active > 1 {
             active /= 2;
             if UNIT_POS < active {
                 let other = acc[(UNIT_POS + active) as usize];
-                acc[UNIT_POS as usize] += other;
+                if comptime![max] {
+                    acc[UNIT_POS as usize] = f32::max(acc[UNIT_POS as usize], other);
+                } else {
+                    acc[UNIT_POS as usize] += other;
+                }
             }
             sync_cube();
         }
         acc[0]
     }
 
-    /// The largest of `acc[0..CUBE_DIM]`, as [`cube_sum`].
+    /// `bias`'s stride along `dim`, 0 where it is broadcast (size 1).
     #[cube]
-    fn cube_max(acc: &mut Shared<[f32]>) -> f32 {
-        sync_cube();
-        let mut active = CUBE_DIM;
-        while active > 1 {
-            active /= 2;
-            if UNIT_POS < active {
-                let other = acc[(UNIT_POS + active) as usize];
-                acc[UNIT_POS as usize] = f32::max(acc[UNIT_POS as usize], other);
-            }
-            sync_cube();
-        }
-        acc[0]
+    fn broadcast_stride(bias: &Tensor<f32>, #[comptime] dim: usize) -> usize {
+        select(bias.shape(dim) == 1, 0, bias.stride(dim))
+    }
+
+    /// Whether `bias` broadcasts to `dims` (each of its sizes equal or 1).
+    fn broadcasts_to(bias: &Burn<4>, dims: [usize; 4]) -> bool {
+        dims.iter().zip(bias.dims()).all(|(&s, m)| m == s || m == 1)
     }
 
     #[cube(launch_unchecked)]
@@ -386,7 +386,7 @@ mod cube {
             i += units;
         }
         acc[unit] = sum;
-        let mean = cube_sum(&mut acc) / f32::cast_from(d);
+        let mean = cube_reduce(&mut acc, false) / f32::cast_from(d);
         sync_cube();
 
         let mut squares = 0.0f32;
@@ -397,7 +397,7 @@ mod cube {
             i += units;
         }
         acc[unit] = squares;
-        let var = cube_sum(&mut acc) / f32::cast_from(d);
+        let var = cube_reduce(&mut acc, false) / f32::cast_from(d);
         let denom = f32::sqrt(var + eps);
 
         let mut i = unit;
@@ -460,12 +460,10 @@ mod cube {
         let b = row / (heads * queries);
         let h = (row / queries) % heads;
         let q = row % queries;
-        // The bias is broadcast over its dimensions of size 1.
-        let s0 = select(bias.shape(0) == 1, 0, bias.stride(0));
-        let s1 = select(bias.shape(1) == 1, 0, bias.stride(1));
-        let s2 = select(bias.shape(2) == 1, 0, bias.stride(2));
-        let s3 = select(bias.shape(3) == 1, 0, bias.stride(3));
-        let bias_base = b * s0 + h * s1 + q * s2;
+        let s3 = broadcast_stride(bias, 3usize);
+        let bias_base = b * broadcast_stride(bias, 0usize)
+            + h * broadcast_stride(bias, 1usize)
+            + q * broadcast_stride(bias, 2usize);
         let base = row * n;
         let unit = UNIT_POS as usize;
         let mut acc = Shared::<[f32]>::new_slice(units);
@@ -477,7 +475,7 @@ mod cube {
             j += units;
         }
         acc[unit] = top;
-        let top = cube_max(&mut acc);
+        let top = cube_reduce(&mut acc, true);
         sync_cube();
 
         let mut sum = 0.0f32;
@@ -487,7 +485,7 @@ mod cube {
             j += units;
         }
         acc[unit] = sum;
-        let sum = cube_sum(&mut acc);
+        let sum = cube_reduce(&mut acc, false);
 
         let mut j = unit;
         while j < n {
@@ -499,12 +497,7 @@ mod cube {
 
     pub fn attention_probs(scores: &Burn<4>, scale: f64, bias: &Burn<4>) -> Option<Burn<4>> {
         let [b, h, t, n] = scores.dims();
-        let bias_dims = bias.dims();
-        let fits = [b, h, t, n]
-            .iter()
-            .zip(bias_dims)
-            .all(|(&s, m)| m == s || m == 1);
-        if !fits || n == 0 {
+        if !broadcasts_to(bias, [b, h, t, n]) || n == 0 {
             return None;
         }
         let input = primitive(scores)?;
@@ -671,11 +664,10 @@ mod cube {
         let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
         let k_base = b * k.stride(0) + h * k.stride(1);
         let v_base = b * v.stride(0) + h * v.stride(1);
-        let s0 = select(bias.shape(0) == 1, 0, bias.stride(0));
-        let s1 = select(bias.shape(1) == 1, 0, bias.stride(1));
-        let s2 = select(bias.shape(2) == 1, 0, bias.stride(2));
-        let s3 = select(bias.shape(3) == 1, 0, bias.stride(3));
-        let bias_base = b * s0 + h * s1 + i * s2;
+        let s3 = broadcast_stride(bias, 3usize);
+        let bias_base = b * broadcast_stride(bias, 0usize)
+            + h * broadcast_stride(bias, 1usize)
+            + i * broadcast_stride(bias, 2usize);
         let unit = UNIT_POS as usize;
         let mut acc = Shared::<[f32]>::new_slice(units);
         let mut scores = Shared::<[f32]>::new_slice(keys);
@@ -693,7 +685,7 @@ mod cube {
             j += units;
         }
         acc[unit] = top;
-        let top = cube_max(&mut acc);
+        let top = cube_reduce(&mut acc, true);
         sync_cube();
 
         let mut sum = 0.0f32;
@@ -705,7 +697,7 @@ mod cube {
             j += units;
         }
         acc[unit] = sum;
-        let sum = cube_sum(&mut acc);
+        let sum = cube_reduce(&mut acc, false);
 
         let out_base = ((b * queries + i) * heads + h) * dh;
         let mut e = unit;
@@ -1063,11 +1055,7 @@ mod cube {
         {
             return None;
         }
-        let fits = [b, h, t, n]
-            .iter()
-            .zip(bias.dims())
-            .all(|(&s, m)| m == s || m == 1);
-        if !fits {
+        if !broadcasts_to(bias, [b, h, t, n]) {
             return None;
         }
         let (q, k, v, bias) = (strided(q)?, strided(k)?, strided(v)?, strided(bias)?);
