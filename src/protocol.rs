@@ -40,6 +40,13 @@ pub enum Slot {
 }
 
 impl Slot {
+    pub const ALL: [Slot; 4] = [
+        Slot::Classifier,
+        Slot::FillMask,
+        Slot::LanguageModel,
+        Slot::Base,
+    ];
+
     pub fn describe(self) -> &'static str {
         match self {
             Slot::Classifier => "classifier",
@@ -126,6 +133,20 @@ pub enum Request {
     UseTrained {
         name: String,
     },
+    /// Makes the engine fail on purpose, to test that the page recovers. Only debug builds (the
+    /// test build) take it; a release build answers with an error.
+    Crash {
+        how: Crash,
+    },
+}
+
+/// How [`Request::Crash`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Crash {
+    /// A Rust panic: the panic hook reports it, then the module traps.
+    Panic,
+    /// A trap with no panic (as a failed allocation aborts): only the worker's error event tells.
+    Abort,
 }
 
 /// Label scoring settings, as the Prompt page edits them.
@@ -154,12 +175,21 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
     pub parameters: usize,
     pub bytes: usize,
+    /// Its key in browser storage ([`StoredModel::key`]), when it is kept there: a restarted
+    /// engine reloads it from there.
+    #[serde(default)]
+    pub stored: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// The worker is listening (sent once, unsolicited).
     Ready,
+    /// The engine panicked (sent unsolicited by the panic hook, just before the module traps):
+    /// the worker is dead and the page starts another.
+    Crashed {
+        message: String,
+    },
     Started {
         backend: Backend,
     },
@@ -256,8 +286,22 @@ mod tests {
         };
         let back: ToWorker = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+        let crash = ToWorker::Request {
+            id: 8,
+            request: Request::Crash { how: Crash::Abort },
+        };
+        let back: ToWorker = serde_json::from_str(&serde_json::to_string(&crash).unwrap()).unwrap();
+        assert_eq!(back, crash);
         let c = ToWorker::Cancel { target: 7 };
         let back: ToWorker = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn a_model_info_without_a_storage_key_reads_as_not_stored() {
+        let json =
+            r#"{"name":"m","architecture":"BertModel","labels":[],"parameters":1,"bytes":4}"#;
+        let info: ModelInfo = serde_json::from_str(json).unwrap();
+        assert_eq!(info.stored, None);
     }
 }

@@ -74,23 +74,61 @@ fn StatusLine() -> impl IntoView {
             }}
         </p>
         {move || state.source_notice.get().map(|n| view! { <p id="source-notice" class="warning">{n}</p> })}
+        {move || state.engine_notice.get().map(|n| view! {
+            <p id="engine-notice" class="warning" role="status">{n}" "
+                <button class="secondary small" on:click=move |_| state.engine_notice.set(None)>"Dismiss"</button>
+            </p>
+        })}
     }
+}
+
+/// Debug (test) builds: `window.tunelabCrashEngine("panic" | "abort")` makes the engine fail
+/// on purpose and resolves with the error its request ended with, so that a test can watch the
+/// page recover.
+#[cfg(debug_assertions)]
+fn expose_crash_for_tests() {
+    use crate::protocol::{Crash, Request};
+    use wasm_bindgen::prelude::*;
+    let crash = Closure::<dyn Fn(String) -> js_sys::Promise>::new(|how: String| {
+        let how = if how == "abort" {
+            Crash::Abort
+        } else {
+            Crash::Panic
+        };
+        js_sys::Promise::new(&mut |resolve, _| {
+            client::send(Request::Crash { how }, None, move |event, _| {
+                let text = match event {
+                    Event::Error { message } => message,
+                    Event::Done => "done".into(),
+                    _ => return,
+                };
+                let _ = resolve.call1(&JsValue::NULL, &text.into());
+            });
+        })
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = js_sys::Reflect::set(&w, &"tunelabCrashEngine".into(), crash.as_ref());
+    }
+    crash.forget();
 }
 
 #[component]
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     provide_context(state);
-    if let Err(e) = client::start(move |event, _| {
+    let on_unrouted = move |event, _| {
         if let Event::Error { message } = event {
             state.engine_error.set(Some(message));
         }
-    }) {
+    };
+    if let Err(e) = client::start(on_unrouted, move |reason| state.recover(reason)) {
         state
             .engine_error
             .set(Some(format!("could not start the engine worker: {e}")));
     }
     state.start_engine();
+    #[cfg(debug_assertions)]
+    expose_crash_for_tests();
 
     if let Some(kind) = query_param("embed") {
         return view! {

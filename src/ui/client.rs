@@ -12,18 +12,38 @@ use crate::protocol::{Event, FromWorker, Request, ToWorker};
 
 type Handler = Box<dyn FnMut(Event, Option<JsValue>)>;
 
+/// More restarts than this within [`RESTART_WINDOW_MS`] and the page stops restarting the
+/// engine (something kills it at once every time): it says so and asks for a reload.
+const MAX_RESTARTS: usize = 3;
+const RESTART_WINDOW_MS: f64 = 120_000.0;
+
 struct Inner {
     worker: Option<web_sys::Worker>,
+    /// Counts the workers started: events of an earlier (dead) one are ignored.
+    generation: u64,
     /// Messages held until the worker says it listens.
     queued: Option<Vec<(JsValue, js_sys::Array)>>,
     next_id: u64,
     handlers: HashMap<u64, Handler>,
     /// Where events for no live request go (and start-up failures).
     fallback: Option<Handler>,
+    /// Told, with the reason, once a dead engine was replaced by a fresh one.
+    on_restart: Option<Box<dyn FnMut(String)>>,
+    /// When the engine died lately (ms since the epoch).
+    deaths: Vec<f64>,
 }
 
 thread_local! {
-    static CLIENT: RefCell<Inner> = RefCell::new(Inner { worker: None, queued: Some(Vec::new()), next_id: 1, handlers: HashMap::new(), fallback: None });
+    static CLIENT: RefCell<Inner> = RefCell::new(Inner {
+        worker: None,
+        generation: 0,
+        queued: Some(Vec::new()),
+        next_id: 1,
+        handlers: HashMap::new(),
+        fallback: None,
+        on_restart: None,
+        deaths: Vec::new(),
+    });
 }
 
 /// URL of the worker script, next to the page.
@@ -44,15 +64,17 @@ fn dispatch(id: u64, event: Event, payload: Option<JsValue>) {
                 });
             }
         }
-        None => {
-            let fallback = CLIENT.with(|c| c.borrow_mut().fallback.take());
-            if let Some(mut f) = fallback {
-                f(event, payload);
-                CLIENT.with(|c| {
-                    c.borrow_mut().fallback.get_or_insert(f);
-                });
-            }
-        }
+        None => unrouted(event, payload),
+    }
+}
+
+fn unrouted(event: Event, payload: Option<JsValue>) {
+    let fallback = CLIENT.with(|c| c.borrow_mut().fallback.take());
+    if let Some(mut f) = fallback {
+        f(event, payload);
+        CLIENT.with(|c| {
+            c.borrow_mut().fallback.get_or_insert(f);
+        });
     }
 }
 
@@ -69,56 +91,144 @@ fn flush() {
     }
 }
 
-/// Starts the worker; `on_unrouted` receives events of no live request and worker failures.
-pub fn start(on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static) -> Result<(), String> {
+/// Whether `generation` is the worker now running (a dead one's late events are dropped).
+fn is_current(generation: u64) -> bool {
+    CLIENT.with(|c| c.borrow().generation == generation)
+}
+
+/// Starts worker number `generation` and routes its events.
+fn spawn(generation: u64) -> Result<web_sys::Worker, String> {
     let opts = web_sys::WorkerOptions::new();
     opts.set_type(web_sys::WorkerType::Classic);
     let worker =
         web_sys::Worker::new_with_options(&worker_url(), &opts).map_err(|e| error_text(&e))?;
-    let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(|e: web_sys::MessageEvent| {
-        let data = e.data();
-        let json = get(&data, "json")
-            .and_then(|j| j.as_string())
-            .unwrap_or_default();
-        let payload = get(&data, "payload");
-        match serde_json::from_str::<FromWorker>(&json) {
-            Ok(FromWorker {
-                event: Event::Ready,
-                ..
-            }) => flush(),
-            Ok(msg) => dispatch(msg.id, msg.event, payload),
-            Err(err) => dispatch(
-                0,
-                Event::Error {
-                    message: format!("bad message from the engine: {err}"),
-                },
-                None,
-            ),
-        }
-    });
+    let on_message =
+        Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            if !is_current(generation) {
+                return;
+            }
+            let data = e.data();
+            let json = get(&data, "json")
+                .and_then(|j| j.as_string())
+                .unwrap_or_default();
+            let payload = get(&data, "payload");
+            match serde_json::from_str::<FromWorker>(&json) {
+                Ok(FromWorker {
+                    event: Event::Ready,
+                    ..
+                }) => flush(),
+                Ok(FromWorker {
+                    event: Event::Crashed { message },
+                    ..
+                }) => died(generation, message),
+                Ok(msg) => dispatch(msg.id, msg.event, payload),
+                Err(err) => dispatch(
+                    0,
+                    Event::Error {
+                        message: format!("bad message from the engine: {err}"),
+                    },
+                    None,
+                ),
+            }
+        });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // Kept for the page's life: a closure must not be dropped while it runs, and a dead
+    // worker's handlers are unset instead. A few per restart, and restarts are bounded.
     on_message.forget();
-    let on_error = Closure::<dyn Fn(web_sys::ErrorEvent)>::new(|e: web_sys::ErrorEvent| {
-        let message = format!("the engine stopped: {}", e.message());
-        // Every pending request fails with the reason.
-        let ids: Vec<u64> = CLIENT.with(|c| c.borrow().handlers.keys().copied().collect());
-        for id in ids {
-            dispatch(
-                id,
-                Event::Error {
-                    message: message.clone(),
-                },
-                None,
-            );
-        }
-        dispatch(0, Event::Error { message }, None);
+    let on_error = Closure::<dyn Fn(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
+        // The engine's uncaught exception (a trap) must not show as the page's own.
+        e.prevent_default();
+        let reason = match e.message() {
+            m if m.is_empty() => "the engine's script failed".to_string(),
+            m => m,
+        };
+        died(generation, reason);
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
+    Ok(worker)
+}
+
+/// Worker `generation` died (a panic or a trap): it is stopped, a fresh one starts, every
+/// request it had fails with the reason, and the page is told so that it can restore what the
+/// engine held. After [`MAX_RESTARTS`] deaths in [`RESTART_WINDOW_MS`] no worker starts.
+fn died(generation: u64, reason: String) {
+    if !is_current(generation) {
+        return;
+    }
+    let now = js_sys::Date::now();
+    let (old, give_up) = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.deaths.retain(|t| now - t < RESTART_WINDOW_MS);
+        c.deaths.push(now);
+        c.generation += 1;
+        c.queued = Some(Vec::new());
+        (c.worker.take(), c.deaths.len() > MAX_RESTARTS)
+    });
+    if let Some(old) = old {
+        old.set_onmessage(None);
+        old.set_onerror(None);
+        old.terminate();
+    }
+    web_sys::console::warn_1(&format!("the engine stopped: {reason}").into());
+    let started = if give_up {
+        Err(format!(
+            "the engine stopped {} times in {} minutes (last: {reason}); reload the page",
+            MAX_RESTARTS + 1,
+            RESTART_WINDOW_MS / 60_000.0
+        ))
+    } else {
+        let generation = CLIENT.with(|c| c.borrow().generation);
+        spawn(generation)
+            .map_err(|e| format!("the engine stopped ({reason}) and could not be restarted: {e}"))
+    };
+    let restarted = started.is_ok();
+    match started {
+        Ok(worker) => CLIENT.with(|c| c.borrow_mut().worker = Some(worker)),
+        Err(message) => unrouted(Event::Error { message }, None),
+    }
+    // What was running is lost with the worker: each request ends with the reason, after the
+    // page was told (so that their handlers know a restart happened, and may send again).
+    let pending: Vec<u64> = CLIENT.with(|c| c.borrow().handlers.keys().copied().collect());
+    if restarted {
+        let hook = CLIENT.with(|c| c.borrow_mut().on_restart.take());
+        if let Some(mut f) = hook {
+            f(reason.clone());
+            CLIENT.with(|c| {
+                c.borrow_mut().on_restart.get_or_insert(f);
+            });
+        }
+    }
+    let message = if restarted {
+        format!("the engine stopped ({reason}) and was restarted: try again")
+    } else {
+        format!("the engine stopped ({reason})")
+    };
+    for id in pending {
+        dispatch(
+            id,
+            Event::Error {
+                message: message.clone(),
+            },
+            None,
+        );
+    }
+}
+
+/// Starts the worker; `on_unrouted` receives events of no live request and worker failures,
+/// `on_restart` the reason each time a dead worker was replaced by a fresh one (which holds
+/// no model: the page reloads them).
+pub fn start(
+    on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static,
+    on_restart: impl FnMut(String) + 'static,
+) -> Result<(), String> {
+    let generation = CLIENT.with(|c| c.borrow().generation);
+    let worker = spawn(generation)?;
     CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         c.worker = Some(worker);
         c.fallback = Some(Box::new(on_unrouted));
+        c.on_restart = Some(Box::new(on_restart));
     });
     Ok(())
 }

@@ -4,7 +4,8 @@ use crate::hub::check_url_template;
 use leptos::prelude::*;
 
 use crate::protocol::{
-    Backend, BackendChoice, Event, ModelInfo, Request, Slot, StoredModel, HUB_URL_TEMPLATE,
+    Backend, BackendChoice, Event, ModelInfo, ModelSource, Request, Slot, StoredModel,
+    HUB_URL_TEMPLATE,
 };
 
 use super::client;
@@ -14,8 +15,17 @@ pub struct AppState {
     /// `None` while the engine starts.
     pub backend: RwSignal<Option<Backend>>,
     pub backend_choice: RwSignal<BackendChoice>,
-    /// A failure of the engine itself (worker crash).
+    /// A failure of the engine itself (it could not start, or stopped too often).
     pub engine_error: RwSignal<Option<String>>,
+    /// What happened when the engine stopped and was restarted, and what was reloaded.
+    pub engine_notice: RwSignal<Option<String>>,
+    /// How many times the engine was restarted (a request sent before a restart ends moot).
+    pub restarts: RwSignal<u64>,
+    /// Bumped once a restarted engine runs: pages that gave the engine something (a data file)
+    /// watch it and give it again.
+    pub restarted: RwSignal<u64>,
+    /// Models are being reloaded after a restart (a death now skips reloading them again).
+    restoring: RwSignal<bool>,
     pub classifier: RwSignal<Option<ModelInfo>>,
     pub fill_mask: RwSignal<Option<ModelInfo>>,
     pub language_model: RwSignal<Option<ModelInfo>>,
@@ -88,6 +98,10 @@ impl AppState {
             backend: RwSignal::new(None),
             backend_choice: RwSignal::new(choice),
             engine_error: RwSignal::new(None),
+            engine_notice: RwSignal::new(None),
+            restarts: RwSignal::new(0),
+            restarted: RwSignal::new(0),
+            restoring: RwSignal::new(false),
             classifier: RwSignal::new(None),
             fill_mask: RwSignal::new(None),
             language_model: RwSignal::new(None),
@@ -115,30 +129,123 @@ impl AppState {
 
     /// (Re)starts the engine on the chosen backend; loaded models are dropped.
     pub fn start_engine(&self) {
+        self.start_engine_then(|| {});
+    }
+
+    /// As [`AppState::start_engine`], then `then` once the engine runs.
+    fn start_engine_then(&self, then: impl FnOnce() + 'static) {
         let this = *self;
         this.backend.set(None);
-        for slot in [
-            Slot::Classifier,
-            Slot::FillMask,
-            Slot::LanguageModel,
-            Slot::Base,
-        ] {
+        for slot in Slot::ALL {
             this.slot(slot).set(None);
         }
+        let mut then = Some(then);
+        // A restart after this one makes this request's end moot.
+        let epoch = this.restarts.get_untracked();
         client::send(
             Request::Start {
                 backend: this.backend_choice.get_untracked(),
             },
             None,
             move |event, _| match event {
+                _ if this.restarts.get_untracked() != epoch => {}
                 Event::Started { backend } => {
                     this.backend.set(Some(backend));
                     this.refresh_stored();
+                    if let Some(f) = then.take() {
+                        f();
+                    }
                 }
                 Event::Error { message } => this.engine_error.set(Some(message)),
                 _ => {}
             },
         );
+    }
+
+    /// The engine died and a fresh one runs: start it on the same backend, reload from browser
+    /// storage each model it held, and say what happened. A model read from files on disk
+    /// (not kept in storage) must be chosen again. If the engine dies while reloading, the
+    /// models are not reloaded again (one of them may be what kills it).
+    pub fn recover(&self, reason: String) {
+        let this = *self;
+        let held: Vec<(Slot, ModelInfo)> = Slot::ALL
+            .into_iter()
+            .filter_map(|slot| this.slot(slot).get_untracked().map(|info| (slot, info)))
+            .collect();
+        let head = format!("The engine stopped ({reason}) and was restarted.");
+        let lines: RwSignal<Vec<String>> = RwSignal::new(Vec::new());
+        let show = move || {
+            let text = std::iter::once(head.clone())
+                .chain(lines.get_untracked())
+                .collect::<Vec<_>>()
+                .join(" ");
+            this.engine_notice.set(Some(text));
+        };
+        let mut reloads = Vec::new();
+        if this.restoring.get_untracked() {
+            this.restoring.set(false);
+            if !held.is_empty() {
+                lines.update(|l| {
+                    l.push(
+                        "It stopped while reloading the models, so they were not reloaded: \
+                         load them again."
+                            .into(),
+                    )
+                });
+            }
+        } else {
+            for (slot, info) in held {
+                match info.stored.clone() {
+                    Some(key) => reloads.push((slot, info.name, key)),
+                    None => lines.update(|l| {
+                        l.push(format!(
+                            "The {} \"{}\" was read from files on this computer: choose them \
+                             again.",
+                            slot.describe(),
+                            info.name
+                        ))
+                    }),
+                }
+            }
+        }
+        this.engine_error.set(None);
+        show();
+        this.restarts.update(|n| *n += 1);
+        this.restoring.set(!reloads.is_empty());
+        this.start_engine_then(move || {
+            this.restarted.update(|n| *n += 1);
+            let epoch = this.restarts.get_untracked();
+            let left = RwSignal::new(reloads.len());
+            for (slot, name, key) in reloads {
+                let show = show.clone();
+                let source = ModelSource::Stored { key };
+                client::send(Request::Load { slot, source }, None, move |event, _| {
+                    if this.restarts.get_untracked() != epoch {
+                        return;
+                    }
+                    let line = match event {
+                        Event::Loaded { info, .. } => {
+                            this.slot(slot).set(Some(info));
+                            format!(
+                                "The {} \"{name}\" was reloaded from browser storage.",
+                                slot.describe()
+                            )
+                        }
+                        Event::Error { message } => format!(
+                            "The {} \"{name}\" could not be reloaded ({message}): load it again.",
+                            slot.describe()
+                        ),
+                        _ => return,
+                    };
+                    lines.update(|l| l.push(line));
+                    show();
+                    left.update(|n| *n -= 1);
+                    if left.get_untracked() == 0 {
+                        this.restoring.set(false);
+                    }
+                });
+            }
+        });
     }
 
     /// Asks the engine for the stored models and the storage use.

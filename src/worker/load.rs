@@ -59,6 +59,8 @@ struct Fetched {
     files: ModelFiles,
     name: String,
     keep_as: Option<StoreKey>,
+    /// The storage key it was read from.
+    stored: Option<String>,
 }
 
 /// Loads a model into `slot`, reports it, then keeps it in browser storage when it came from a
@@ -71,12 +73,14 @@ pub async fn load(
 ) -> Result<(), Error> {
     let compute = state::compute()?;
     let fetched = fetch(reply, slot, source, payload).await?;
-    let info = install(slot, &fetched.files, &fetched.name, &compute)?;
+    let mut info = install(slot, &fetched.files, &fetched.name, &compute)?;
+    info.stored = fetched.stored;
     if let Some(key) = &fetched.keep_as {
         Store::open()
             .await?
             .keep(key, &fetched.name, &fetched.files)
             .await?;
+        info.stored = Some(key.key());
     }
     reply.send(Event::Loaded { slot, info });
     Ok(())
@@ -113,6 +117,7 @@ async fn fetch(
                 files,
                 name: id.clone(),
                 keep_as: Some(StoreKey::Hub { url_template, id }),
+                stored: None,
             })
         }
         ModelSource::Stored { key } => {
@@ -121,6 +126,7 @@ async fn fetch(
                 files,
                 name,
                 keep_as: None,
+                stored: Some(key),
             })
         }
         ModelSource::Local => {
@@ -148,6 +154,7 @@ async fn fetch(
                 files,
                 name,
                 keep_as: None,
+                stored: None,
             })
         }
     }
@@ -216,6 +223,7 @@ pub fn model_info(
         labels,
         parameters,
         bytes: files.weights.len(),
+        stored: None,
     }
 }
 

@@ -19,7 +19,7 @@ use wasm_bindgen::JsCast;
 
 use crate::error::Error;
 use crate::js::message;
-use crate::protocol::{Event, FromWorker, Request, ToWorker};
+use crate::protocol::{Crash, Event, FromWorker, Request, ToWorker};
 
 thread_local! {
     static CANCELLED: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
@@ -56,9 +56,24 @@ fn post(id: u64, event: Event, payload: Option<&JsValue>) {
     let _ = scope.post_message(&message(&json, payload));
 }
 
+/// Reports a panic to the console and to the page, which starts another worker: after a panic
+/// this module's state cannot be trusted (and with `panic = abort` it traps next).
+fn report_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        post(
+            0,
+            Event::Crashed {
+                message: info.to_string(),
+            },
+            None,
+        );
+    }));
+}
+
 /// Starts the worker: answers every message on its own task.
 pub fn run() {
-    console_error_panic_hook::set_once();
+    report_panics();
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(|e: web_sys::MessageEvent| {
         let data = e.data();
@@ -149,6 +164,18 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
         }
         Request::ExportTrained => train::export(reply).await,
         Request::UseTrained { name } => train::use_trained(reply, &name).await,
+        Request::Crash { how } => crash(how),
+    }
+}
+
+/// Fails on purpose, in a debug (test) build only.
+fn crash(how: Crash) -> Result<(), Error> {
+    if !cfg!(debug_assertions) {
+        return Err(Error::usage("this build takes no test crashes"));
+    }
+    match how {
+        Crash::Panic => panic!("a crash asked for by a test"),
+        Crash::Abort => std::process::abort(),
     }
 }
 

@@ -196,7 +196,7 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
         "" => format!("{} (fine-tuned)", t.base_name),
         n => n.to_string(),
     };
-    let info = model_info(
+    let mut info = model_info(
         &name,
         &model.config,
         model.labels.clone(),
@@ -206,6 +206,7 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
     state::update(|e| e.classifier = Some(Rc::new(model)));
     let key = StoreKey::Trained { name: name.clone() };
     Store::open().await?.keep(&key, &name, &files).await?;
+    info.stored = Some(key.key());
     reply.send(Event::Loaded {
         slot: Slot::Classifier,
         info,

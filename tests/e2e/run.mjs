@@ -191,6 +191,74 @@ const tests = [
       await shoot(page, 'classify-tiny-bert-webgpu');
     });
   }],
+  ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {
+    const g = golden('tiny-bert');
+    const csv = path.join(out, 'recovery.csv');
+    const rows = [['text', 'label']];
+    for (let i = 0; i < 12; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
+    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      page.allowedFailures = ['/models/tiny-bert/modules.json'];
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
+      await loadModel(page, 'classifier', 'tiny-bert');
+      // Classifies `text` and waits for its own result (not one shown before).
+      const classifyOne = async (text) => {
+        await page.locator('#classify-text').fill(text);
+        await page.locator('#classify-run').click();
+        const result = page.locator('#classify-results .result', { has: page.locator('.text', { hasText: text }) });
+        await result.waitFor();
+        return scoresOf(result);
+      };
+      const classify = async () => {
+        await page.evaluate(() => { location.hash = '#/classify'; });
+        await classifyOne('a text in between');
+        return classifyOne(g.texts[0]);
+      };
+      const before = await classify();
+      const want = softmax(g.logits[0]);
+      assert(Math.abs(before.find((s) => s.label === 'NEGATIVE').score - want[0]) < 1e-3, 'scores before the crash match the engine');
+      // The Fine-tune page: a base model, the data with its label column chosen, a long run.
+      await page.evaluate(() => { location.hash = '#/fine-tune'; });
+      await loadModel(page, 'base-model', 'tiny-bert');
+      await page.locator('#dataset-file').setInputFiles(csv);
+      await page.locator('#dataset-preview').waitFor();
+      await page.locator('#mode-full').check();
+      await page.locator('#arg-epochs').fill('200');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#train-progress', { hasText: 'Training' }).waitFor();
+
+      // A trap (no panic message): only the worker's error event tells.
+      const trapped = await page.evaluate(() => window.tunelabCrashEngine('abort'));
+      assert(/^the engine stopped \(.*unreachable.*\) and was restarted: try again$/i.test(trapped), `the crash request ended with: ${trapped}`);
+      await page.locator('#train-progress', { hasText: 'Stopped by the error above' }).waitFor();
+      const runError = await page.locator('#train-settings .error').textContent();
+      assert(/the engine stopped .* restarted/.test(runError), `the run's error: ${runError}`);
+      const notice = page.locator('#engine-notice');
+      await notice.filter({ hasText: 'classifier "tiny-bert" was reloaded from browser storage' })
+        .filter({ hasText: 'base model "tiny-bert" was reloaded from browser storage' }).waitFor();
+      assert((await backend(page)).kind === 'webgpu', 'the fresh engine is on WebGPU again');
+      // The data was read again by the fresh engine: a short run trains to the end.
+      await page.locator('#dataset-preview').waitFor();
+      await page.locator('#arg-epochs').fill('1');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#train-progress', { hasText: 'Finished' }).waitFor();
+      assert(JSON.stringify(await classify()) === JSON.stringify(before), 'the reloaded classifier scores as before');
+
+      // A panic: the hook's message names it; the page recovers again.
+      const panicked = await page.evaluate(() => window.tunelabCrashEngine('panic'));
+      assert(/^the engine stopped \(panicked at .*a crash asked for by a test\) and was restarted: try again$/s.test(panicked), `the crash request ended with: ${panicked}`);
+      await notice.filter({ hasText: 'panicked at' }).filter({ hasText: 'classifier "tiny-bert" was reloaded' }).waitFor();
+      assert(JSON.stringify(await classify()) === JSON.stringify(before), 'the classifier scores as before after the panic');
+      await shoot(page, 'engine-recovered');
+      await page.locator('#engine-notice button').click();
+      assert(await notice.count() === 0, 'the notice can be dismissed');
+      // The crashes asked for show in the console: they are the test, not a failure.
+      page.log.errors = page.log.errors.filter((e) => !/unreachable|a crash asked for by a test|panicked at/i.test(e));
+    });
+  }],
   ['classify: a model folder zipped by a desktop tool (deflated) loads from disk and scores like the engine', async () => {
     const g = golden('tiny-bert');
     // Python's zipfile deflates every entry and keeps the folder inside the archive, as the

@@ -21,6 +21,8 @@ pub struct Run {
     pub report: Option<(ImportReport, usize, usize)>,
     /// The engine reported an error (shown above the run).
     pub failed: bool,
+    /// The engine stopped after the run, and its model with it.
+    pub lost: bool,
 }
 
 impl Run {
@@ -37,6 +39,7 @@ impl Run {
             steps: 0,
             report: None,
             failed: false,
+            lost: false,
         }
     }
 
@@ -81,16 +84,25 @@ impl Run {
         self.outcome.get_or_insert(Outcome::Cancelled);
     }
 
+    /// The engine that held the trained model stopped (a run under way fails by its error).
+    pub fn lose_model(&mut self) {
+        if self.has_model() {
+            self.lost = true;
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.outcome.is_none()
     }
 
     /// A model exists once training ended (completed or cancelled) after at least one step.
     pub fn has_model(&self) -> bool {
-        matches!(
-            self.outcome,
-            Some(Outcome::Completed) | Some(Outcome::Cancelled)
-        ) && self.steps > 0
+        !self.lost
+            && matches!(
+                self.outcome,
+                Some(Outcome::Completed) | Some(Outcome::Cancelled)
+            )
+            && self.steps > 0
     }
 
     /// How far the current phase is, in percent.
@@ -127,6 +139,11 @@ impl Run {
                     String::new()
                 };
                 format!("{phase}: {} / {}{left}", self.done, self.total)
+            }
+            Some(_) if self.lost => {
+                "The engine stopped after this run, so its model is gone from the engine (one put \
+                 on the Classify page stays in browser storage): train again to export it"
+                    .to_string()
             }
             Some(Outcome::Completed) => format!("Finished in {:.0} s", self.elapsed_s),
             Some(_) if self.failed => "Stopped by the error above".to_string(),

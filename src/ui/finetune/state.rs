@@ -15,12 +15,20 @@ use super::run::Run;
 const SAMPLE: &str = "./static/sample_movie_reviews.csv";
 const SAMPLE_NAME: &str = "sample_movie_reviews.csv";
 
+/// Where a table file came from, to read it again for a restarted engine.
+#[derive(Clone)]
+enum Origin {
+    File(web_sys::File),
+    Sample,
+}
+
 /// A table file the engine keeps (the training data, or the separate test file): its preview
 /// and the reading of it.
 #[derive(Clone, Copy)]
 pub struct TableFile {
     pub preview: RwSignal<Option<TablePreview>>,
     pub call: Call,
+    origin: StoredValue<Option<Origin>, LocalStorage>,
 }
 
 impl TableFile {
@@ -28,6 +36,7 @@ impl TableFile {
         Self {
             preview: RwSignal::new(None),
             call: Call::new(),
+            origin: StoredValue::new_local(None),
         }
     }
 }
@@ -56,7 +65,7 @@ pub struct FineTuneState {
 impl FineTuneState {
     pub fn new(app: AppState) -> Self {
         let train = Call::new();
-        Self {
+        let this = Self {
             app,
             data: TableFile::new(),
             separate_test: RwSignal::new(false),
@@ -69,7 +78,34 @@ impl FineTuneState {
             train,
             actions: Call::reporting_to(train.error()),
             saved: RwSignal::new(None),
+        };
+        Effect::new(move |_| {
+            if app.restarted.get() > 0 {
+                untrack(|| this.after_restart());
+            }
+        });
+        this
+    }
+
+    /// A restarted engine holds none of the data: the files read are read again (keeping the
+    /// columns chosen), and a trained model not yet kept is gone.
+    fn after_restart(self) {
+        for test in [false, true] {
+            let table = self.table(test);
+            if table.preview.with_untracked(Option::is_none) {
+                continue;
+            }
+            match table.origin.get_value() {
+                Some(Origin::File(file)) => self.read(file, test, true),
+                Some(Origin::Sample) => self.read_sample(true),
+                None => {}
+            }
         }
+        self.run.update(|r| {
+            if let Some(r) = r {
+                r.lose_model();
+            }
+        });
     }
 
     fn table(self, test: bool) -> TableFile {
@@ -80,8 +116,9 @@ impl FineTuneState {
         }
     }
 
-    /// Has the engine read `bytes` as the training data, or (`test`) as the test file.
-    fn parse(self, name: String, bytes: JsValue, test: bool) {
+    /// Has the engine read `bytes` as the training data, or (`test`) as the test file; the
+    /// columns guessed are taken unless `keep_columns`.
+    fn parse(self, name: String, bytes: JsValue, test: bool, keep_columns: bool) {
         let table = self.table(test);
         table.preview.set(None);
         let (text_column, label_column) = (self.text_column, self.label_column);
@@ -94,7 +131,7 @@ impl FineTuneState {
             Some(bytes),
             move |event, _| {
                 if let Event::Table { preview } = event {
-                    if !test {
+                    if !test && !keep_columns {
                         text_column.set(preview.text_column);
                         label_column.set(preview.label_column);
                     }
@@ -106,16 +143,28 @@ impl FineTuneState {
 
     /// Reads a file the user picked or dropped, as the training data or (`test`) the test file.
     pub fn open(self, file: web_sys::File, test: bool) {
+        self.table(test)
+            .origin
+            .set_value(Some(Origin::File(file.clone())));
+        self.read(file, test, false);
+    }
+
+    fn read(self, file: web_sys::File, test: bool, keep_columns: bool) {
         files::read_then(file, move |name, bytes| match bytes {
-            Ok(bytes) => self.parse(name, bytes, test),
+            Ok(bytes) => self.parse(name, bytes, test, keep_columns),
             Err(e) => self.table(test).call.fail(format!("{name}: {e}")),
         });
     }
 
     pub fn open_sample(self) {
+        self.data.origin.set_value(Some(Origin::Sample));
+        self.read_sample(false);
+    }
+
+    fn read_sample(self, keep_columns: bool) {
         wasm_bindgen_futures::spawn_local(async move {
             match files::fetch(SAMPLE, "the sample dataset").await {
-                Ok(bytes) => self.parse(SAMPLE_NAME.into(), bytes, false),
+                Ok(bytes) => self.parse(SAMPLE_NAME.into(), bytes, false, keep_columns),
                 Err(e) => self.data.call.fail(e),
             }
         });
