@@ -59,6 +59,18 @@ pub fn error_text(e: &JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
+/// As [`error_text`], led by the exception's name when it says more than "Error" (a
+/// `QuotaExceededError` names its cause better than its message).
+pub fn error_with_name(e: &JsValue) -> String {
+    let text = error_text(e);
+    match get(e, "name").and_then(|n| n.as_string()) {
+        Some(name) if name != "Error" && !name.is_empty() && !text.contains(&name) => {
+            format!("{name}: {text}")
+        }
+        _ => text,
+    }
+}
+
 /// Resolves after the event loop has run once (lets queued messages, such as a cancel, in).
 pub async fn yield_now() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {

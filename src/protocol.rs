@@ -179,6 +179,10 @@ pub struct ModelInfo {
     /// engine reloads it from there.
     #[serde(default)]
     pub stored: Option<String>,
+    /// Why it is not kept in browser storage though it should be (a full quota): it works
+    /// until the page closes.
+    #[serde(default)]
+    pub storage_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ use wasm_bindgen_test::*;
 
 #[path = "common/kernel_checks.rs"]
 mod kernel_checks;
+#[path = "common/store_checks.rs"]
+mod store_checks;
 
 wasm_bindgen_test_configure!(run_in_browser);
 

@@ -76,6 +76,24 @@ pub fn too_large(file: &str, bytes: u64) -> Error {
     ))
 }
 
+/// A file's fingerprint as browser storage keeps it beside the file: its length and a 64-bit
+/// hash of its bytes. Storing a file whose fingerprint is already there is skipped, and a file
+/// written is read back by its fingerprint before a model's listing points at it.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325 ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ b as u64).wrapping_mul(K).rotate_left(29);
+    }
+    h ^= h >> 32;
+    format!("{}-{h:016x}", bytes.len())
+}
+
 /// The default model source: the Hugging Face Hub. `{id}` and `{file}` are filled in.
 pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{file}";
 
@@ -240,6 +258,28 @@ pub struct StoredModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_tells_files_of_one_length_apart() {
+        let a = vec![7u8; 1001];
+        let mut b = a.clone();
+        b[1000] = 8;
+        let mut c = a.clone();
+        c[3] = 8;
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert!(fingerprint(&a).starts_with("1001-"));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+        assert_ne!(fingerprint(&[]), fingerprint(&[0]));
+        // Two weights files of one architecture: same length, other values.
+        let w1: Vec<u8> = (0..4096u32)
+            .flat_map(|i| (i as f32).to_le_bytes())
+            .collect();
+        let w2: Vec<u8> = (0..4096u32)
+            .flat_map(|i| (i as f32 + 0.5).to_le_bytes())
+            .collect();
+        assert_ne!(fingerprint(&w1), fingerprint(&w2));
+    }
 
     #[test]
     fn a_body_announced_too_large_is_refused_before_any_allocation() {

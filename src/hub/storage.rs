@@ -1,17 +1,29 @@
 //! Loaded models kept in the browser's Cache API, so they load again offline and survive a
 //! reload. One cache holds every file under a URL (a downloaded file under its own URL, a
 //! fine-tuned model's under a local one) and a manifest lists the models by [`StoreKey`].
+//!
+//! Keeping a model is a transaction: under a lock (shared by the browser's tabs where it offers
+//! Web Locks), each file is written unless storage already holds it (same [`fingerprint`]),
+//! read back by its fingerprint, and only then does the manifest point at the files. A failure
+//! (a full quota) removes what it wrote and leaves the manifest as it was; files no manifest
+//! entry names are swept away.
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, CacheStorage, Response};
 
-use super::{file_url, ModelFiles, StoreKey, StoredModel};
+use super::{file_url, fingerprint, ModelFiles, StoreKey, StoredModel};
 use crate::error::Error;
-use crate::js::{error_text, get};
+use crate::js::{error_text, error_with_name, get};
 
 const CACHE_NAME: &str = "tunelab-models-v1";
+
+/// The response header holding a stored file's [`fingerprint`].
+const FINGERPRINT_HEADER: &str = "x-tunelab-fingerprint";
+
+/// The Web Lock that orders every change of the store, across tabs.
+const LOCK_NAME: &str = "tunelab-model-store";
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Manifest {
@@ -40,15 +52,94 @@ fn local_url(path: &str) -> String {
     format!("{}/__tunelab__/{path}", origin())
 }
 
-/// Where `file` of the model `key` is kept: a downloaded file under the URL it came from (so a
-/// later download finds it), a fine-tuned model's under a local URL.
-fn location(key: &StoreKey, file: &str) -> String {
+/// Where `file` (of fingerprint `print`) of the model `key` is kept: a downloaded file under the
+/// URL it came from (so a later download finds it), a fine-tuned model's under a local URL of
+/// its own content, so that keeping a new model under an old name never overwrites the files
+/// the manifest still names.
+fn location(key: &StoreKey, file: &str, print: &str) -> String {
     match key {
         StoreKey::Hub { url_template, id } => file_url(url_template, id, file),
         StoreKey::Trained { name } => local_url(&format!(
-            "trained/{}/{file}",
+            "trained/{}/{print}/{file}",
             js_sys::encode_uri_component(name)
         )),
+    }
+}
+
+/// Holds the store's lock until dropped.
+struct StoreLock {
+    release: Option<js_sys::Function>,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        match self.release.take() {
+            Some(f) => {
+                let _ = f.call0(&wasm_bindgen::JsValue::NULL);
+            }
+            None => LocalLock::release(),
+        }
+    }
+}
+
+/// The store's lock: a Web Lock where the browser has them (one tab's keep cannot interleave
+/// with another's, and the lock goes with a worker that dies), else one for this worker.
+async fn lock() -> StoreLock {
+    let locks = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "locks"));
+    let request = locks
+        .as_ref()
+        .and_then(|l| get(l, "request"))
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let (Some(locks), Some(request)) = (locks, request) else {
+        LocalLock::acquire().await;
+        return StoreLock { release: None };
+    };
+    let mut release = None;
+    let held = js_sys::Promise::new(&mut |resolve, _| release = Some(resolve));
+    let mut granted = None;
+    let acquired = js_sys::Promise::new(&mut |resolve, _| granted = Some(resolve));
+    let granted = granted.expect("the Promise executor runs at once");
+    let callback = wasm_bindgen::closure::Closure::once_into_js(
+        move |_lock: wasm_bindgen::JsValue| -> wasm_bindgen::JsValue {
+            let _ = granted.call0(&wasm_bindgen::JsValue::NULL);
+            held.into()
+        },
+    );
+    if request.call2(&locks, &LOCK_NAME.into(), &callback).is_err() {
+        LocalLock::acquire().await;
+        return StoreLock { release: None };
+    }
+    let _ = JsFuture::from(acquired).await;
+    StoreLock { release }
+}
+
+/// A lock for this worker alone (no Web Locks): one holder, the others wait their turn.
+struct LocalLock;
+
+thread_local! {
+    static LOCAL_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LOCAL_WAITING: std::cell::RefCell<Vec<std::task::Waker>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl LocalLock {
+    async fn acquire() {
+        std::future::poll_fn(|cx| {
+            if LOCAL_HELD.with(|h| h.replace(true)) {
+                LOCAL_WAITING.with(|w| w.borrow_mut().push(cx.waker().clone()));
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    fn release() {
+        LOCAL_HELD.with(|h| h.set(false));
+        for waker in LOCAL_WAITING.with(|w| std::mem::take(&mut *w.borrow_mut())) {
+            waker.wake();
+        }
     }
 }
 
@@ -81,35 +172,108 @@ impl Store {
         Some(Uint8Array::new(&buf).to_vec())
     }
 
-    async fn put(&self, url: &str, bytes: &[u8]) -> Result<(), Error> {
-        let mut copy = bytes.to_vec();
-        let response = Response::new_with_opt_u8_array(Some(&mut copy))
-            .map_err(|e| Error::files(error_text(&e)))?;
+    /// Writes `bytes` under `url`, with their fingerprint in a header.
+    async fn put(&self, url: &str, bytes: &[u8], print: &str) -> Result<(), Error> {
+        let body = Uint8Array::from(bytes);
+        let headers = js_sys::Object::new();
+        let init = js_sys::Object::new();
+        let set = |o: &js_sys::Object, k: &str, v: &wasm_bindgen::JsValue| {
+            js_sys::Reflect::set(o, &k.into(), v).map_err(|e| Error::files(error_text(&e)))
+        };
+        set(&headers, FINGERPRINT_HEADER, &print.into())?;
+        set(&init, "headers", &headers)?;
+        // `new Response(body, { headers })` (built through JS: no web-sys binding for its init).
+        let constructor: js_sys::Function = get(&js_sys::global(), "Response")
+            .and_then(|c| c.dyn_into().ok())
+            .ok_or_else(|| Error::files("this browser has no Response"))?;
+        let response: Response =
+            js_sys::Reflect::construct(&constructor, &js_sys::Array::of2(&body, &init))
+                .map_err(|e| Error::files(error_text(&e)))?
+                .unchecked_into();
         JsFuture::from(self.cache.put_with_str(url, &response))
             .await
-            .map_err(|e| {
-                Error::files(format!(
-                    "could not store {url} in browser storage: {}",
-                    error_text(&e)
-                ))
-            })?;
+            .map_err(|e| Error::files(format!("could not write {url}: {}", error_with_name(&e))))?;
         Ok(())
     }
 
-    async fn manifest(&self) -> Manifest {
+    /// The fingerprint of what is stored under `url` (none when nothing is, or when it was
+    /// stored without one).
+    async fn fingerprint_at(&self, url: &str) -> Option<String> {
+        let hit = JsFuture::from(self.cache.match_with_str(url)).await.ok()?;
+        let response: Response = hit.dyn_into().ok()?;
+        response.headers().get(FINGERPRINT_HEADER).ok()?
+    }
+
+    /// The manifest: empty when there is none; an error when it cannot be read (then nothing is
+    /// swept).
+    async fn manifest(&self) -> Result<Manifest, Error> {
         match self.get(&local_url("manifest.json")).await {
-            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            None => Manifest::default(),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                Error::files(format!("the list of stored models cannot be read: {e}"))
+            }),
+            None => Ok(Manifest::default()),
         }
     }
 
     async fn write_manifest(&self, m: &Manifest) -> Result<(), Error> {
         let json = serde_json::to_vec(m).map_err(|e| Error::files(e.to_string()))?;
-        self.put(&local_url("manifest.json"), &json).await
+        let print = fingerprint(&json);
+        self.put(&local_url("manifest.json"), &json, &print).await
     }
 
-    /// Keeps every file of a loaded model under `key`, shown as `name`.
+    /// Deletes every stored file no manifest entry names (what a keep left half-written, a
+    /// model deleted while it was shared). Nothing when the manifest cannot be read.
+    async fn sweep(&self, m: &Manifest) {
+        let Ok(keys) = JsFuture::from(self.cache.keys()).await else {
+            return;
+        };
+        let named: std::collections::HashSet<&str> = m
+            .models
+            .iter()
+            .flat_map(|e| e.files.iter().map(|(_, u, _)| u.as_str()))
+            .collect();
+        let manifest = local_url("manifest.json");
+        for request in js_sys::Array::from(&keys).iter() {
+            let Some(url) = get(&request, "url").and_then(|u| u.as_string()) else {
+                continue;
+            };
+            if url != manifest && !named.contains(url.as_str()) {
+                let _ = JsFuture::from(self.cache.delete_with_str(&url)).await;
+            }
+        }
+    }
+
+    /// Keeps every file of a loaded model under `key`, shown as `name`, as one transaction:
+    /// the listing changes only once every file is stored and read back; on a failure the
+    /// files written are removed again and the listing is as it was.
     pub async fn keep(&self, key: &StoreKey, name: &str, files: &ModelFiles) -> Result<(), Error> {
+        let _lock = lock().await;
+        let mut written = Vec::new();
+        let result = self.keep_locked(key, name, files, &mut written).await;
+        match self.manifest().await {
+            // What a failed keep wrote is named by no entry: the sweep removes it.
+            Ok(m) => self.sweep(&m).await,
+            Err(_) if result.is_err() => {
+                for url in &written {
+                    let _ = JsFuture::from(self.cache.delete_with_str(url)).await;
+                }
+            }
+            Err(_) => {}
+        }
+        result.map_err(|e| {
+            Error::files(format!(
+                "could not keep \"{name}\" in browser storage ({e}); storage is as it was"
+            ))
+        })
+    }
+
+    async fn keep_locked(
+        &self,
+        key: &StoreKey,
+        name: &str,
+        files: &ModelFiles,
+        written: &mut Vec<String>,
+    ) -> Result<(), Error> {
         let mut entry = ManifestEntry {
             key: key.key(),
             name: name.into(),
@@ -121,13 +285,22 @@ impl Store {
             saved_ms: js_sys::Date::now(),
         };
         for (file, bytes) in files.entries() {
-            let url = location(key, file);
-            self.put(&url, bytes).await?;
+            let print = fingerprint(bytes);
+            let url = location(key, file, &print);
+            // A file loaded from storage is there already: it is not written again.
+            if self.fingerprint_at(&url).await.as_deref() != Some(print.as_str()) {
+                self.put(&url, bytes, &print).await?;
+                written.push(url.clone());
+                if self.fingerprint_at(&url).await.as_deref() != Some(print.as_str()) {
+                    return Err(Error::files(format!("{file} did not read back as written")));
+                }
+            }
             entry
                 .files
                 .push((file.to_string(), url, bytes.len() as u64));
         }
-        let mut m = self.manifest().await;
+        // A manifest that cannot be read is replaced (its models could not be listed anyway).
+        let mut m = self.manifest().await.unwrap_or_default();
         m.models.retain(|e| e.key != entry.key);
         m.models.push(entry);
         self.write_manifest(&m).await
@@ -137,6 +310,7 @@ impl Store {
     pub async fn list(&self) -> Vec<StoredModel> {
         self.manifest()
             .await
+            .unwrap_or_default()
             .models
             .iter()
             .map(|e| StoredModel {
@@ -153,7 +327,7 @@ impl Store {
 
     /// A kept model's files and its name.
     pub async fn load(&self, key: &str) -> Result<(ModelFiles, String), Error> {
-        let m = self.manifest().await;
+        let m = self.manifest().await?;
         let entry = m
             .models
             .iter()
@@ -174,20 +348,12 @@ impl Store {
 
     /// Removes a kept model and its files (a file another kept model shares stays).
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
-        let mut m = self.manifest().await;
-        if let Some(entry) = m.models.iter().find(|e| e.key == key) {
-            for (_, url, _) in &entry.files {
-                let shared = m
-                    .models
-                    .iter()
-                    .any(|o| o.key != key && o.files.iter().any(|(_, u, _)| u == url));
-                if !shared {
-                    let _ = JsFuture::from(self.cache.delete_with_str(url)).await;
-                }
-            }
-        }
+        let _lock = lock().await;
+        let mut m = self.manifest().await?;
         m.models.retain(|e| e.key != key);
-        self.write_manifest(&m).await
+        self.write_manifest(&m).await?;
+        self.sweep(&m).await;
+        Ok(())
     }
 }
 

@@ -177,6 +177,7 @@ pub fn ModelPicker(
                     {format!(" — {}, {:.1} M parameters{}", info.architecture, info.parameters as f64 / 1e6,
                         if info.labels.is_empty() { String::new() } else { format!(", labels: {}", info.labels.join(", ")) })}
                 </p>
+                {info.storage_warning.map(|w| view! { <p class="warning storage-warning">{w}</p> })}
             })}
         </div>
     }

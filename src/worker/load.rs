@@ -54,6 +54,16 @@ pub async fn start(reply: Reply, choice: BackendChoice) -> Result<(), Error> {
     Ok(())
 }
 
+/// Keeps a loaded model's files in browser storage.
+pub async fn keep(key: &StoreKey, name: &str, files: &ModelFiles) -> Result<(), Error> {
+    Store::open().await?.keep(key, name, files).await
+}
+
+/// What the page shows beside a model that could not be kept.
+pub fn not_kept(e: &Error) -> String {
+    format!("{e}: it works until the page closes (free space on the Models page)")
+}
+
 /// A model's files with its name, and the key to keep it under once it loaded.
 struct Fetched {
     files: ModelFiles,
@@ -76,11 +86,12 @@ pub async fn load(
     let mut info = install(slot, &fetched.files, &fetched.name, &compute)?;
     info.stored = fetched.stored;
     if let Some(key) = &fetched.keep_as {
-        Store::open()
-            .await?
-            .keep(key, &fetched.name, &fetched.files)
-            .await?;
-        info.stored = Some(key.key());
+        // The model is loaded and serves from now on: a failure to keep it (a full quota)
+        // is said beside it, not an error that would leave the page naming the old model.
+        match keep(key, &fetched.name, &fetched.files).await {
+            Ok(()) => info.stored = Some(key.key()),
+            Err(e) => info.storage_warning = Some(not_kept(&e)),
+        }
     }
     reply.send(Event::Loaded { slot, info });
     Ok(())
@@ -224,6 +235,7 @@ pub fn model_info(
         parameters,
         bytes: files.weights.len(),
         stored: None,
+        storage_warning: None,
     }
 }
 

@@ -8,12 +8,11 @@ use std::rc::Rc;
 use burn::module::Module;
 use wasm_bindgen::JsValue;
 
-use super::load::model_info;
+use super::load::{keep, model_info, not_kept};
 use super::state::{self, NamedTable, Trained};
 use super::{payload_bytes, Reply};
 use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
 use crate::error::Error;
-use crate::hub::storage::Store;
 use crate::hub::{archive, ModelFiles, StoreKey};
 use crate::js::{bytes_to_js, yield_now};
 use crate::pipelines::TextClassifier;
@@ -205,8 +204,10 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
     );
     state::update(|e| e.classifier = Some(Rc::new(model)));
     let key = StoreKey::Trained { name: name.clone() };
-    Store::open().await?.keep(&key, &name, &files).await?;
-    info.stored = Some(key.key());
+    match keep(&key, &name, &files).await {
+        Ok(()) => info.stored = Some(key.key()),
+        Err(e) => info.storage_warning = Some(not_kept(&e)),
+    }
     reply.send(Event::Loaded {
         slot: Slot::Classifier,
         info,

@@ -332,6 +332,46 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await shoot(page, 'model-errors');
     });
   }],
+  ['browser storage full: the model still loads and says it is not kept; storage keeps nothing half-written', async () => {
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      page.allowedFailures = ['/models/tiny-distilbert/modules.json'];
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      await backend(page);
+      await loadModel(page, 'classifier', 'tiny-bert');
+      const storedUrls = () => page.evaluate(async () => {
+        const c = await caches.open('tunelab-models-v1');
+        return (await c.keys()).map((r) => r.url);
+      });
+      const before = await storedUrls();
+      assert(before.some((u) => u.includes('/tiny-bert/model.safetensors')), `tiny-bert is kept: ${before}`);
+      // The engine's storage now rejects every write, as a full quota does, from the second on
+      // (the first file written goes in and must be removed again).
+      const [worker] = page.workers();
+      await worker.evaluate(() => {
+        const put = Cache.prototype.put;
+        let n = 0;
+        Cache.prototype.put = function (req, res) {
+          n += 1;
+          if (n === 1) return put.call(this, req, res);
+          return Promise.reject(new DOMException('Quota exceeded.', 'QuotaExceededError'));
+        };
+      });
+      await loadModel(page, 'classifier', 'tiny-distilbert');
+      const warning = await picker(page, 'classifier').locator('.storage-warning').textContent();
+      assert(/could not keep "tiny-distilbert" in browser storage \(could not write .*: QuotaExceededError: Quota exceeded\.\); storage is as it was: it works until the page closes/.test(warning), `warning: ${warning}`);
+      // The page names the model the engine serves, and it classifies.
+      await page.locator('#classify-text').fill('a text for the new model');
+      await page.locator('#classify-run').click();
+      await page.locator('#classify-results .result', { hasText: 'a text for the new model' }).waitFor();
+      assert(await picker(page, 'classifier').locator('.error').count() === 0, 'no error');
+      const after = await storedUrls();
+      assert(JSON.stringify(after.sort()) === JSON.stringify(before.sort()), `storage changed: ${after}`);
+      await page.evaluate(() => { location.hash = '#/models'; });
+      await page.locator('#stored-models tr[data-model="tiny-bert"]').waitFor();
+      assert(await page.locator('#stored-models tr[data-model="tiny-distilbert"]').count() === 0, 'tiny-distilbert is not listed');
+      await shoot(page, 'storage-full');
+    });
+  }],
   ['model downloads: a file too large for the browser is refused on its headers, a gzip-compressed one loads', async () => {
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       // Optional files tiny-bert does not have answer 404 on both mirrors.

@@ -280,10 +280,16 @@ impl FineTuneState {
         self.actions
             .send(Request::UseTrained { name }, None, move |event, _| {
                 if let Event::Loaded { info, .. } = event {
-                    saved.set(Some(format!(
-                        "\"{}\" is on the Classify page and kept in browser storage",
-                        info.name
-                    )));
+                    saved.set(Some(match &info.storage_warning {
+                        None => format!(
+                            "\"{}\" is on the Classify page and kept in browser storage",
+                            info.name
+                        ),
+                        Some(w) => format!(
+                            "\"{}\" is on the Classify page, but {w}: export it to keep it",
+                            info.name
+                        ),
+                    }));
                     app.classifier.set(Some(info));
                     app.refresh_stored();
                 }
