@@ -5,4 +5,5 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$TUNELAB_ROOT/scripts/setup-build.sh"
 cd "$TUNELAB_ROOT"
-exec trunk serve --address 127.0.0.1 --port "${PORT:-8080}" "$@"
+# No autoreload: Trunk injects it as an inline script, which the page's CSP refuses.
+exec trunk serve --no-autoreload --address 127.0.0.1 --port "${PORT:-8080}" "$@"

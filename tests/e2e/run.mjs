@@ -202,18 +202,17 @@ const tests = [
       await page.goto(`${server.url}/?source=${source}#/classify`);
       assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
       await loadModel(page, 'classifier', 'tiny-bert');
-      // Classifies `text` and waits for its own result (not one shown before).
-      const classifyOne = async (text) => {
-        await page.locator('#classify-text').fill(text);
-        await page.locator('#classify-run').click();
-        const result = page.locator('#classify-results .result', { has: page.locator('.text', { hasText: text }) });
-        await result.waitFor();
-        return scoresOf(result);
-      };
+      // Classifies the golden text beside a marker new each time, so that the result read is
+      // this request's, not one shown before.
+      let calls = 0;
       const classify = async () => {
         await page.evaluate(() => { location.hash = '#/classify'; });
-        await classifyOne('a text in between');
-        return classifyOne(g.texts[0]);
+        const marker = `classification ${++calls}`;
+        await page.locator('#classify-batch').check();
+        await page.locator('#classify-text').fill(`${g.texts[0]}\n${marker}`);
+        await page.locator('#classify-run').click();
+        await page.locator('#classify-results .result', { has: page.locator('.text', { hasText: marker }) }).waitFor();
+        return scoresOf(page.locator('#classify-results .result').first());
       };
       const before = await classify();
       const want = softmax(g.logits[0]);
@@ -239,12 +238,12 @@ const tests = [
       await notice.filter({ hasText: 'classifier "tiny-bert" was reloaded from browser storage' })
         .filter({ hasText: 'base model "tiny-bert" was reloaded from browser storage' }).waitFor();
       assert((await backend(page)).kind === 'webgpu', 'the fresh engine is on WebGPU again');
-      // The data was read again by the fresh engine: a short run trains to the end.
+      // The data was read again by the fresh engine: a run starts training on it.
       await page.locator('#dataset-preview').waitFor();
-      await page.locator('#arg-epochs').fill('1');
-      await page.locator('#arg-epochs').dispatchEvent('change');
       await page.locator('#train-start').click();
-      await page.locator('#train-progress', { hasText: 'Finished' }).waitFor();
+      await page.locator('#train-progress', { hasText: 'Training' }).waitFor();
+      await page.locator('#train-cancel').click();
+      await page.locator('#train-progress', { hasText: 'Stopped;' }).waitFor();
       assert(JSON.stringify(await classify()) === JSON.stringify(before), 'the reloaded classifier scores as before');
 
       // A panic: the hook's message names it; the page recovers again.
@@ -370,6 +369,37 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await page.locator('#stored-models tr[data-model="tiny-bert"]').waitFor();
       assert(await page.locator('#stored-models tr[data-model="tiny-distilbert"]').count() === 0, 'tiny-distilbert is not listed');
       await shoot(page, 'storage-full');
+    });
+  }],
+  ['content security policy: the app runs under it; an injected inline script and a fetch elsewhere are refused', async () => {
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      await backend(page);
+      const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+      assert(/script-src 'self' 'wasm-unsafe-eval';/.test(csp) && /object-src 'none'/.test(csp), `policy: ${csp}`);
+      const violations = [];
+      await page.exposeFunction('__violation', (v) => violations.push(v));
+      await page.evaluate(() => document.addEventListener('securitypolicyviolation', (e) => window.__violation(`${e.violatedDirective} ${e.blockedURI}`)));
+      // What an injection would try: run an inline script, send data to another origin.
+      const ran = await page.evaluate(() => {
+        const s = document.createElement('script');
+        s.textContent = 'window.__injected = 1';
+        document.head.appendChild(s);
+        return window.__injected === 1;
+      });
+      assert(!ran, 'an inline script ran');
+      const sent = await page.evaluate(async () => {
+        try { await fetch('data:text/plain,leaked'); return true; } catch { return false; }
+      });
+      assert(!sent, 'a fetch to another origin went through');
+      // The violation events come asynchronously.
+      for (let i = 0; i < 50 && violations.length < 2; i++) await new Promise((ok) => setTimeout(ok, 100));
+      assert(violations.some((v) => v.startsWith('script-src')) && violations.some((v) => v.startsWith('connect-src')), `violations: ${violations}`);
+      // The app itself still works under the policy.
+      await loadModel(page, 'classifier', 'tiny-bert');
+      await page.locator('#classify-run').click();
+      await page.locator('#classify-results .result').first().waitFor();
+      page.log.errors = page.log.errors.filter((e) => !/Content Security Policy/.test(e));
     });
   }],
   ['model downloads: a file too large for the browser is refused on its headers, a gzip-compressed one loads', async () => {
