@@ -430,7 +430,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await shoot(page, 'model-download-limits');
     });
   }],
-  ['fine-tune: a malformed CSV shows the row-level error', async () => {
+  ['fine-tune data: a malformed CSV shows the row-level error; the first row can be set as the header or as data', async () => {
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       await page.goto(`${server.url}/?source=${source}#/fine-tune`);
       await backend(page);
@@ -441,6 +441,21 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await err.waitFor();
       const msg = await err.textContent();
       assert(msg.includes('malformed.csv: line 3: a quote opens here and is never closed'), `message: ${msg}`);
+      // A file with no header: detected as such, and the first row can be set either way.
+      const plain = path.join(out, 'no-header.csv');
+      fs.writeFileSync(plain, 'great film,positive\nawful film,negative\nfine film,positive\n');
+      await page.locator('#dataset-file').setInputFiles(plain);
+      const described = page.locator('#dataset-preview p.muted').first();
+      await described.filter({ hasText: 'no-header.csv: 3 rows' }).waitFor();
+      assert((await described.textContent()).includes('no header'), await described.textContent());
+      const heads = () => page.locator('#dataset-preview th').allTextContents();
+      assert(JSON.stringify(await heads()) === '["column 1","column 2"]', `columns: ${await heads()}`);
+      await page.locator('#dataset-header').selectOption('header');
+      await described.filter({ hasText: 'no-header.csv: 2 rows' }).waitFor();
+      assert(JSON.stringify(await heads()) === '["great film","positive"]', `columns: ${await heads()}`);
+      await page.locator('#dataset-header').selectOption('data');
+      await described.filter({ hasText: 'no-header.csv: 3 rows' }).waitFor();
+      assert(JSON.stringify(await heads()) === '["column 1","column 2"]', `columns: ${await heads()}`);
     });
   }],
   ['fine-tune with a separate test file: columns matched by name, unknown labels refused', async () => {

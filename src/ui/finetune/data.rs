@@ -83,6 +83,7 @@ fn DataPreview(state: FineTuneState, preview: TablePreview) -> impl IntoView {
     view! {
         <div id="dataset-preview">
             <p class="muted">{describe(&p)}</p>
+            <HeaderChoice state=state detected=p.has_header />
             <div class="row">
                 <ColumnChoice id="text-column" label="Text column" columns=p.columns.clone() chosen=state.text_column fallback=0 />
                 <ColumnChoice id="label-column" label="Label column" columns=p.columns.clone() chosen=state.label_column fallback=1 />
@@ -93,6 +94,37 @@ fn DataPreview(state: FineTuneState, preview: TablePreview) -> impl IntoView {
                     <tbody>{p.rows.iter().map(|r| view! { <tr>{r.iter().map(|c| view! { <td>{c.clone()}</td> }).collect_view()}</tr> }).collect_view()}</tbody>
                 </table>
             </div>
+        </div>
+    }
+}
+
+/// Whether the first row is the header: as detected, or as the user says.
+#[component]
+fn HeaderChoice(state: FineTuneState, detected: bool) -> impl IntoView {
+    let header = state.header;
+    let value = move || match header.get() {
+        None => "detect",
+        Some(true) => "header",
+        Some(false) => "data",
+    };
+    // The preview says what was found only when it was detected, not set.
+    let detect_label = match (header.get_untracked(), detected) {
+        (None, true) => "as detected (a header)",
+        (None, false) => "as detected (data)",
+        (Some(_), _) => "detect",
+    };
+    view! {
+        <div>
+            <label for="dataset-header">"First row"</label>
+            <select id="dataset-header" on:change=move |ev| state.set_header(match event_target_value(&ev).as_str() {
+                "header" => Some(true),
+                "data" => Some(false),
+                _ => None,
+            })>
+                <option value="detect" selected=move || value() == "detect">{detect_label}</option>
+                <option value="header" selected=move || value() == "header">"is the header"</option>
+                <option value="data" selected=move || value() == "data">"is data"</option>
+            </select>
         </div>
     }
 }

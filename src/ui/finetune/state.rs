@@ -46,6 +46,8 @@ impl TableFile {
 pub struct FineTuneState {
     app: AppState,
     pub data: TableFile,
+    /// Whether the data file's first row is its header: `None` detects it.
+    pub header: RwSignal<Option<bool>>,
     /// Evaluate on a separate test file instead of a split of the training file.
     pub separate_test: RwSignal<bool>,
     pub test: TableFile,
@@ -68,6 +70,7 @@ impl FineTuneState {
         let this = Self {
             app,
             data: TableFile::new(),
+            header: RwSignal::new(None),
             separate_test: RwSignal::new(false),
             test: TableFile::new(),
             text_column: RwSignal::new(0),
@@ -125,7 +128,14 @@ impl FineTuneState {
         table.call.send(
             Request::ParseTable {
                 name,
-                options: TableOptions::default(),
+                options: TableOptions {
+                    has_header: if test {
+                        None
+                    } else {
+                        self.header.get_untracked()
+                    },
+                    ..TableOptions::default()
+                },
                 test,
             },
             Some(bytes),
@@ -143,6 +153,9 @@ impl FineTuneState {
 
     /// Reads a file the user picked or dropped, as the training data or (`test`) the test file.
     pub fn open(self, file: web_sys::File, test: bool) {
+        if !test {
+            self.header.set(None);
+        }
         self.table(test)
             .origin
             .set_value(Some(Origin::File(file.clone())));
@@ -157,6 +170,7 @@ impl FineTuneState {
     }
 
     pub fn open_sample(self) {
+        self.header.set(None);
         self.data.origin.set_value(Some(Origin::Sample));
         self.read_sample(false);
     }
@@ -168,6 +182,17 @@ impl FineTuneState {
                 Err(e) => self.data.call.fail(e),
             }
         });
+    }
+
+    /// Reads the data file again with its first row taken as the header (`Some(true)`), as
+    /// data (`Some(false)`), or as detected (`None`).
+    pub fn set_header(self, header: Option<bool>) {
+        self.header.set(header);
+        match self.data.origin.get_value() {
+            Some(Origin::File(file)) => self.read(file, false, false),
+            Some(Origin::Sample) => self.read_sample(false),
+            None => {}
+        }
     }
 
     /// Switches the training mode, with that mode's defaults.
