@@ -57,7 +57,7 @@ fn main() {
         .iter()
         .filter(|t| embedder.tokenizer.encode(t, true).unwrap().len() >= 32)
         .take(32)
-        .map(String::as_str)
+        .map(|t| &**t)
         .collect();
     let batch = embedder.tokenizer.encode_batch(&texts, 32).unwrap();
     assert_eq!((batch.batch, batch.seq_len), (32, 32));

@@ -241,7 +241,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
         .iter()
         .filter(|t| emb.tokenizer.encode(t, true).unwrap().len() >= 32)
         .take(32)
-        .map(String::as_str)
+        .map(|t| &**t)
         .collect();
     let (many, counts) = timed_and_counted(&emb, &texts, warm, runs);
     row(
@@ -250,7 +250,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
         Some((counts, 1, "forward")),
     );
     emb.max_length = 128;
-    let reviews: Vec<&str> = data.texts.iter().take(256).map(String::as_str).collect();
+    let reviews: Vec<&str> = data.texts.iter().take(256).map(|t| &**t).collect();
     let (big, counts) = timed_and_counted(&emb, &reviews, warm.min(1), if narrow { 1 } else { 5 });
     row(
         "256 reviews (<=128 tokens, tokenization incl.), one call",

@@ -6,6 +6,8 @@
 #   wasm     - burn's CPU backends (Flex and ndarray) in wasm in headless Chromium, on a model of
 #              all-MiniLM-L6-v2's shape: sentences/s (not in the default set: a wasm build of
 #              burn with ndarray)
+#   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
+#              of the table and the training/test sets, against the file's size
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
@@ -15,7 +17,7 @@
 #              then the same rows in PyTorch (benches/torch_gpu.py) when torch is installed
 #   gpu-fast - the same with burn's fusion and autotune on
 #   gpu-counts - launches and readbacks only, on narrow models (minutes on lavapipe)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|transformersjs|gpu|gpu-fast|gpu-counts ...]
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -57,6 +59,9 @@ for b in "${which[@]}"; do
         say "PyTorch is not installed: skipping benches/torch_gpu.py (scripts/bench.sh transformersjs installs it)"
       fi
     fi
+  elif [ "$b" = table ]; then
+    cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
+      grep -E "table bench|test result|panicked"
   elif [ "$b" = wasm ]; then
     # webdriver.json gives Chromium its flags; --nocapture prints the numbers.
     cargo test --locked --target wasm32-unknown-unknown --features ndarray --test wasm_bench -- --nocapture

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use tunelab::data::{
-    import_dataset, parse_table, stratified_split, DataError, SkippedRow, TableOptions,
+    import_dataset, parse_table, stratified_split, DataError, SkippedRow, TableOptions, Text,
 };
 
 fn import(text: &str) -> Result<(tunelab::data::Dataset, tunelab::data::ImportReport), DataError> {
@@ -46,7 +46,7 @@ fn tsv_with_bom_integer_labels_and_other_column_names() {
     assert_eq!(report.text_column, "review");
     assert_eq!(report.label_column, "sentiment");
     assert_eq!(data.label_names, vec!["0", "1"]);
-    assert_eq!(data.texts[1], "awful, truly");
+    assert_eq!(&*data.texts[1], "awful, truly");
     assert_eq!(data.labels, vec![1, 0, 1, 0]);
 }
 
@@ -79,7 +79,7 @@ fn quoted_fields_with_commas_newlines_and_quotes() {
     let csv =
         "text,label\n\"Hello, \"\"world\"\"\nsecond line\",pos\nplain,neg\nmore,pos\nagain,neg\n";
     let (data, _) = import(csv).unwrap();
-    assert_eq!(data.texts[0], "Hello, \"world\"\nsecond line");
+    assert_eq!(&*data.texts[0], "Hello, \"world\"\nsecond line");
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn a_separate_test_file_uses_the_training_classes_and_columns() {
     let (test_set, report) = test
         .to_test_dataset(tc, lc, &train_set.label_names)
         .unwrap();
-    assert_eq!(test_set.texts, ["x", "y", "w"]);
+    assert_eq!(test_set.texts, ["x", "y", "w"].map(Text::from));
     assert_eq!(test_set.labels, [2, 2, 0]);
     assert_eq!(test_set.label_names, train_set.label_names);
     assert_eq!(report.rows_used, 3);
@@ -290,4 +290,39 @@ fn a_column_name_used_twice_is_refused_not_silently_the_first() {
     // A name used once is found as before.
     let ok = parse_table(b"label,text,id\npos,x,1\nneg,y,2\n", &opts).unwrap();
     assert_eq!(ok.column_index("text").unwrap(), 1);
+}
+
+#[test]
+fn a_big_files_texts_are_held_once_by_the_table_and_every_set_built_from_it() {
+    let mut csv = String::from("text,label\n");
+    for i in 0..200 {
+        csv.push_str(&format!(
+            "\"review {i}, with a comma\",{}\n",
+            ["pos", "neg"][i % 2]
+        ));
+    }
+    csv.push_str("  padded text  ,pos\n");
+    let table = parse_table(csv.as_bytes(), &TableOptions::default()).unwrap();
+    let (data, _) = table.to_dataset(0, 1).unwrap();
+    let split = stratified_split(&data.labels, 2, 0.25, 7).unwrap();
+    let (train, test) = (data.subset(&split.train), data.subset(&split.test));
+    // Each text is one allocation: the table's field, the dataset's and the splits' are the same.
+    for (i, (_, fields)) in table.rows.iter().take(200).enumerate() {
+        assert!(
+            std::sync::Arc::ptr_eq(&fields[0], &data.texts[i]),
+            "row {i} was copied"
+        );
+    }
+    for (set, indices) in [(&train, &split.train), (&test, &split.test)] {
+        for (t, &i) in set.texts.iter().zip(indices) {
+            assert!(std::sync::Arc::ptr_eq(t, &data.texts[i]));
+        }
+    }
+    // A text that must be trimmed is the one copy made.
+    assert_eq!(&*data.texts[200], "padded text");
+    assert!(!std::sync::Arc::ptr_eq(
+        &table.rows[200].1[0],
+        &data.texts[200]
+    ));
+    let _: &Text = &data.texts[0];
 }

@@ -297,7 +297,7 @@ fn an_over_long_text_is_cut_to_fit_not_an_error_that_ends_the_evaluation() {
             .truncated
     );
     let data = Dataset {
-        texts: vec!["awful".into(), long, "lovely".into()],
+        texts: vec!["awful".into(), long.into(), "lovely".into()],
         labels: vec![0, 1, 1],
         label_names: vec!["negative".into(), "positive".into()],
     };

@@ -23,7 +23,11 @@ fn texts(n: usize) -> Vec<String> {
         Some("label"),
     )
     .unwrap();
-    data.texts.into_iter().take(n).collect()
+    data.texts
+        .into_iter()
+        .take(n)
+        .map(|t| t.to_string())
+        .collect()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {

@@ -210,7 +210,7 @@ fn toy_data() -> (Dataset, Dataset) {
         "horrible",
     ];
     let mk = |p: &[&str], n: &[&str]| Dataset {
-        texts: p.iter().chain(n).map(|s| s.to_string()).collect(),
+        texts: p.iter().chain(n).map(|s| (*s).into()).collect(),
         labels: p.iter().map(|_| 1).chain(n.iter().map(|_| 0)).collect(),
         label_names: labels(&["NEGATIVE", "POSITIVE"]),
     };
@@ -641,7 +641,7 @@ fn a_max_length_past_the_models_positions_is_refused_not_a_panic() {
     // position embeddings (a panic on the CPU, wrong numbers on WebGPU).
     let dev = Device::flex();
     let (mut train, test) = toy_data();
-    train.texts[0] = "a long review that goes on and on ".repeat(40);
+    train.texts[0] = "a long review that goes on and on ".repeat(40).into();
     let files = ModelFiles::from_dir(fixture_model("tiny-bert")).unwrap();
     let tok = files.tokenizer().unwrap();
     let args = TrainingArgs {

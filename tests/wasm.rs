@@ -274,7 +274,10 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
         "lifeless",
     ];
     let train = Dataset {
-        texts: texts.iter().map(|s| s.to_string()).collect(),
+        texts: texts
+            .iter()
+            .map(|s| tunelab::data::Text::from(*s))
+            .collect(),
         labels: (0..texts.len()).map(|i| 1 - i % 2).collect(),
         label_names: vec!["NEGATIVE".into(), "POSITIVE".into()],
     };

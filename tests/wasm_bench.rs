@@ -76,7 +76,7 @@ async fn cpu_backends_in_wasm() {
             .iter()
             .filter(|t| e.tokenizer.encode(t, true).unwrap().len() >= 32)
             .take(32)
-            .map(String::as_str)
+            .map(|t| &**t)
             .collect()
     };
     // Two rounds, alternating backends; each prints its medians.

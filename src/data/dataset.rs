@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::table::{parse_table, SkippedRow, Table, TableOptions};
-use super::DataError;
+use super::{DataError, Text};
 
-/// A labelled dataset: texts with class indices into `label_names`.
+/// A labelled dataset: texts with class indices into `label_names`. The texts are shared with
+/// the table they came from and with subsets (a clone is a reference, not a copy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    pub texts: Vec<String>,
+    pub texts: Vec<Text>,
     pub labels: Vec<usize>,
     pub label_names: Vec<String>,
 }
@@ -74,7 +75,7 @@ impl Table {
             .enumerate()
             .map(|(i, l)| (l.as_str(), i))
             .collect();
-        let labels: Vec<usize> = raw_labels.iter().map(|l| index[l.as_str()]).collect();
+        let labels: Vec<usize> = raw_labels.iter().map(|l| index[l]).collect();
         let dataset = Dataset {
             texts,
             labels,
@@ -116,7 +117,7 @@ impl Table {
             .collect();
         let mut labels = Vec::with_capacity(raw_labels.len());
         for (i, label) in raw_labels.iter().enumerate() {
-            match index.get(label.as_str()) {
+            match index.get(label) {
                 Some(&c) => labels.push(c),
                 None => {
                     return Err(DataError::At {
@@ -170,7 +171,7 @@ impl Table {
         &self,
         text_column: usize,
         label_column: usize,
-    ) -> Result<(Vec<usize>, Vec<String>, Vec<String>, Vec<SkippedRow>), DataError> {
+    ) -> Result<(Vec<usize>, Vec<Text>, Vec<&str>, Vec<SkippedRow>), DataError> {
         if text_column >= self.columns.len() || label_column >= self.columns.len() {
             return Err(DataError::Invalid(format!(
                 "the file has {} columns",
@@ -189,7 +190,8 @@ impl Table {
         let mut texts = Vec::new();
         let mut raw_labels = Vec::new();
         for (row, fields) in &self.rows {
-            let text = fields[text_column].trim();
+            let field = &fields[text_column];
+            let text = field.trim();
             let label = fields[label_column].trim();
             if text.is_empty() {
                 skipped.push(SkippedRow {
@@ -203,8 +205,13 @@ impl Table {
                 });
             } else {
                 used.push(*row);
-                texts.push(text.to_string());
-                raw_labels.push(label.to_string());
+                // The table's own text unless it must be trimmed.
+                texts.push(if text.len() == field.len() {
+                    field.clone()
+                } else {
+                    Text::from(text)
+                });
+                raw_labels.push(label);
             }
         }
         skipped.sort_by_key(|s| s.row);
@@ -235,8 +242,8 @@ pub fn import_dataset(
 }
 
 /// Integer labels sort numerically (0, 1, 2, 10), others alphabetically, as `sorted(set(y))`.
-fn order_labels(raw: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = raw.to_vec();
+fn order_labels(raw: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = raw.iter().map(|l| l.to_string()).collect();
     names.sort_unstable();
     names.dedup();
     if names.iter().all(|n| n.parse::<i64>().is_ok()) {

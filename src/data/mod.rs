@@ -9,6 +9,10 @@ pub use dataset::{import_dataset, Dataset, ImportReport};
 pub use split::{stratified_sample, stratified_split, Split};
 pub use table::{parse_table, SkippedRow, Table, TableOptions, TablePreview};
 
+/// A field of a table, shared (not copied) by the datasets built from it: a big file's texts
+/// are held once.
+pub type Text = std::sync::Arc<str>;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DataError {
     #[error("the file is empty")]

@@ -15,9 +15,9 @@ pub(super) const LABEL_NAMES: &[&str] = &[
     "y",
 ];
 
-pub(super) fn looks_like_header(records: &[(usize, Vec<String>)]) -> bool {
+pub(super) fn looks_like_header(records: &[(usize, Vec<super::Text>)]) -> bool {
     let first = &records[0].1;
-    let known = |f: &String| {
+    let known = |f: &super::Text| {
         let f = f.trim();
         TEXT_NAMES
             .iter()

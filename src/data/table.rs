@@ -10,7 +10,7 @@
 use super::sniff::{
     looks_like_header, sniff_delimiter, unterminated_quote_line, LABEL_NAMES, TEXT_NAMES,
 };
-use super::DataError;
+use super::{DataError, Text};
 
 /// A parsed delimited file, before any column is chosen.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Table {
     /// Column names: the header, or `column 1`, `column 2`, ... without one.
     pub columns: Vec<String>,
     /// Data rows (header excluded), each with its spreadsheet row number.
-    pub rows: Vec<(usize, Vec<String>)>,
+    pub rows: Vec<(usize, Vec<Text>)>,
     /// Rows that had a different number of fields than the header or first row.
     pub ragged: Vec<SkippedRow>,
 }
@@ -53,7 +53,7 @@ pub fn parse_table(bytes: &[u8], opts: &TableOptions) -> Result<Table, DataError
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
-    let mut records: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut records: Vec<(usize, Vec<Text>)> = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut row = 0usize;
     loop {
@@ -72,7 +72,7 @@ pub fn parse_table(bytes: &[u8], opts: &TableOptions) -> Result<Table, DataError
         let mut fields = Vec::with_capacity(record.len());
         for (c, field) in record.iter().enumerate() {
             match std::str::from_utf8(field) {
-                Ok(s) => fields.push(s.to_string()),
+                Ok(s) => fields.push(Text::from(s)),
                 Err(_) => {
                     return Err(DataError::At {
                         row,
@@ -117,23 +117,25 @@ pub fn parse_table(bytes: &[u8], opts: &TableOptions) -> Result<Table, DataError
         return Err(DataError::HeaderOnly);
     }
     let width = columns.len();
-    let mut rows = Vec::with_capacity(data.len());
+    // Rows of another width are reported and dropped in place (no second list of the rows).
+    let mut rows = data;
     let mut ragged = Vec::new();
-    for (row, fields) in data {
-        if fields.len() != width {
-            ragged.push(SkippedRow {
-                row,
-                reason: format!(
-                    "has {} fields, the {} has {width} (an unquoted {} inside a text?)",
-                    fields.len(),
-                    if has_header { "header" } else { "first row" },
-                    delimiter_name(delimiter)
-                ),
-            });
-        } else {
-            rows.push((row, fields));
+    rows.retain(|(row, fields)| {
+        if fields.len() == width {
+            return true;
         }
-    }
+        ragged.push(SkippedRow {
+            row: *row,
+            reason: format!(
+                "has {} fields, the {} has {width} (an unquoted {} inside a text?)",
+                fields.len(),
+                if has_header { "header" } else { "first row" },
+                delimiter_name(delimiter)
+            ),
+        });
+        false
+    });
+    rows.shrink_to_fit();
     Ok(Table {
         delimiter,
         has_header,
@@ -167,7 +169,7 @@ impl Table {
                 .rows
                 .iter()
                 .take(rows)
-                .map(|(_, r)| r.clone())
+                .map(|(_, r)| r.iter().map(|f| f.to_string()).collect())
                 .collect(),
             total_rows: self.rows.len(),
             delimiter: self.delimiter as char,

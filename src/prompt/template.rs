@@ -112,7 +112,7 @@ pub fn examples_from_dataset(data: &Dataset, per_class: usize, seed: u64) -> Vec
         .texts
         .iter()
         .zip(&data.labels)
-        .map(|(t, &l)| (t.clone(), capitalised(&data.label_names[l])))
+        .map(|(t, &l)| (t.to_string(), capitalised(&data.label_names[l])))
         .collect();
     sample_examples(&pool, per_class.max(1), seed)
 }
@@ -131,7 +131,9 @@ mod tests {
     #[test]
     fn examples_from_a_dataset_are_capitalised_and_per_class() {
         let data = Dataset {
-            texts: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            texts: ["a", "b", "c", "d", "e"]
+                .map(crate::data::Text::from)
+                .to_vec(),
             labels: vec![0, 1, 0, 1, 0],
             label_names: vec!["negative".into(), "positive".into()],
         };

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use burn::tensor::activation;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Text};
 use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::model::bert::{EncoderInput, SequenceClassifier};
@@ -39,7 +39,7 @@ pub async fn evaluate_model(
     let order = by_length(tokenizer, &data.texts, max_length)?;
     let mut sorted_preds = vec![0usize; data.len()];
     for chunk in order.chunks(batch_size) {
-        let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
+        let texts: Vec<&str> = chunk.iter().map(|&i| &*data.texts[i]).collect();
         let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
         let batch = tokenizer.encode_batch_padded(&texts, max_length, pad_multiple(device))?;
         let logits = model.forward(&EncoderInput::new(&batch, device));
@@ -87,7 +87,7 @@ pub async fn loss_and_predictions(
 /// Indices sorted by token length (batches of similar lengths pad little).
 pub fn by_length(
     tokenizer: &TextTokenizer,
-    texts: &[String],
+    texts: &[Text],
     max_length: usize,
 ) -> Result<Vec<usize>, Error> {
     let mut lens = Vec::with_capacity(texts.len());

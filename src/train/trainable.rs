@@ -11,7 +11,7 @@ use super::batches::{
 use super::events::{Phase, TrainEvent, TrainHooks};
 use super::optim::{AdamW, AdamWSettings};
 use crate::clock::now_ms;
-use crate::data::Dataset;
+use crate::data::{Dataset, Text};
 use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
@@ -110,7 +110,7 @@ impl Trainable {
         let targets = index_tensor(&labels, &env.autodiff);
         Ok(match self {
             Self::Full(model) => {
-                let texts: Vec<&str> = batch.iter().map(|&i| train.texts[i].as_str()).collect();
+                let texts: Vec<&str> = batch.iter().map(|&i| &*train.texts[i]).collect();
                 let encoded = env.tokenizer.encode_batch_padded(
                     &texts,
                     env.args.max_length,
@@ -189,7 +189,7 @@ impl Trainable {
 /// `None` if cancelled. `done` of `total` texts are reported as extracted.
 async fn extract_features(
     model: &SequenceClassifier,
-    texts: &[String],
+    texts: &[Text],
     env: &Env<'_>,
     hooks: &mut dyn TrainHooks,
     done: &mut usize,
@@ -202,7 +202,7 @@ async fn extract_features(
         if hooks.cancelled() {
             return Ok(None);
         }
-        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+        let batch: Vec<&str> = chunk.iter().map(|&i| &*texts[i]).collect();
         let encoded =
             env.tokenizer
                 .encode_batch_padded(&batch, args.max_length, pad_multiple(device))?;
