@@ -8,9 +8,17 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use crate::error::Error;
+use crate::math::human_bytes;
 
-/// The entries of a zip archive as (path, bytes); folders are skipped.
+/// The entries of a zip archive as (path, bytes); folders are skipped. What the entries inflate
+/// to is bounded like a download ([`super::MAX_FILE_BYTES`] in all): a small archive that
+/// inflates to gigabytes (a "zip bomb", or a damaged one) is refused, not read into memory.
 pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    read_zip_within(bytes, super::MAX_FILE_BYTES)
+}
+
+/// [`read_zip`] with at most `limit` bytes inflated in all.
+pub fn read_zip_within(bytes: &[u8], limit: u64) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let bad = |e: zip::result::ZipError| match e {
         zip::result::ZipError::UnsupportedArchive(what) => Error::files(format!(
             "the zip uses a feature Tunelab cannot read ({what}): zip the folder again without \
@@ -19,7 +27,8 @@ pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
         other => Error::files(format!("not a readable zip file: {other}")),
     };
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(bad)?;
-    let mut files = Vec::with_capacity(archive.len());
+    let mut files = Vec::with_capacity(archive.len().min(4096));
+    let mut left = limit;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(bad)?;
         if entry.is_dir() {
@@ -27,10 +36,18 @@ pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
         }
         let name = entry.name().map_err(bad)?.to_string();
         // The declared size is only a hint: a damaged archive may claim anything.
-        let mut data = Vec::with_capacity((entry.size() as usize).min(bytes.len() * 4));
-        entry
+        let mut data = Vec::with_capacity((entry.size().min(left) as usize).min(bytes.len() * 4));
+        (&mut entry)
+            .take(left + 1)
             .read_to_end(&mut data)
             .map_err(|e| Error::files(format!("{name} in the zip cannot be read: {e}")))?;
+        if data.len() as u64 > left {
+            return Err(Error::files(format!(
+                "the zip inflates past {} (at {name}): too large for this browser",
+                human_bytes(limit as f64)
+            )));
+        }
+        left -= data.len() as u64;
         files.push((name, data));
     }
     Ok(files)
@@ -73,5 +90,19 @@ mod tests {
         assert_eq!(read_zip(&zip).unwrap(), files);
         assert!(read_zip(&zip[..zip.len() / 2]).is_err());
         assert!(read_zip(b"hello").is_err());
+    }
+
+    #[test]
+    fn an_archive_inflating_past_the_limit_is_refused_before_it_is_read_whole() {
+        // 8 MB of zeros deflate to a few kB.
+        let files = vec![("zeros.json".to_string(), vec![0u8; 8 << 20])];
+        let zip = write_zip(&files).unwrap();
+        assert!(zip.len() < 64 << 10, "{} bytes", zip.len());
+        let err = read_zip_within(&zip, 1 << 20).unwrap_err().to_string();
+        assert!(
+            err.contains("the zip inflates past 1.0 MB (at zeros.json)"),
+            "{err}"
+        );
+        assert_eq!(read_zip_within(&zip, 8 << 20).unwrap(), files);
     }
 }

@@ -283,7 +283,7 @@ impl ModelConfig {
                     n_embd,
                     n_layer: f.usize("n_layer")?,
                     n_head: f.usize("n_head")?,
-                    n_inner: f.usize_or("n_inner", 4 * n_embd)?,
+                    n_inner: f.usize_or("n_inner", n_embd.saturating_mul(4))?,
                     layer_norm_epsilon: f.f64_or("layer_norm_epsilon", 1e-5)?,
                     activation: Activation::parse(f.str_or("activation_function", "gelu_new"))?,
                     bos_token_id: f.usize_or("bos_token_id", 50256)? as u32,
