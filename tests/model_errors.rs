@@ -159,7 +159,7 @@ fn tiny_bert_with(changes: &[(&str, serde_json::Value)]) -> ModelFiles {
 #[test]
 fn absurd_configs_are_refused_before_anything_is_allocated() {
     // Each of these panicked, or allocated the config's sizes before looking at the file.
-    let cases: [(&[(&str, serde_json::Value)], &str); 6] = [
+    let cases: [(&[(&str, serde_json::Value)], &str); 7] = [
         (
             &[("vocab_size", 1_000_000_000u64.into())],
             "config.json: \"vocab_size\" is 1000000000: it must be between 1 and 4000000",
@@ -179,6 +179,11 @@ fn absurd_configs_are_refused_before_anything_is_allocated() {
         (
             &[("layer_norm_eps", (-1.0).into())],
             "config.json: \"layer_norm_eps\" is -1: it must be a small positive number",
+        ),
+        // Was cast to u32 (4294967296 became 0).
+        (
+            &[("pad_token_id", 4_294_967_296u64.into())],
+            "config.json: \"pad_token_id\" is 4294967296: a token id must be below 2^32",
         ),
         // Within every bound, but 3 GB of weights: refused with the numbers.
         (

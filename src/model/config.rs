@@ -258,7 +258,7 @@ impl ModelConfig {
                 type_vocab_size: f.usize_or("type_vocab_size", 2)?,
                 layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
                 activation: Activation::parse(f.str_or("hidden_act", "gelu"))?,
-                pad_token_id: f.usize_or("pad_token_id", 0)? as u32,
+                pad_token_id: f.token_id_or("pad_token_id", 0)?,
             }),
             // With `sinusoidal_pos_embds` the table is still saved as position_embeddings, so
             // loading it as a learned table gives the same numbers.
@@ -273,7 +273,7 @@ impl ModelConfig {
                 type_vocab_size: 0,
                 layer_norm_eps: 1e-12,
                 activation: Activation::parse(f.str_or("activation", "gelu"))?,
-                pad_token_id: f.usize_or("pad_token_id", 0)? as u32,
+                pad_token_id: f.token_id_or("pad_token_id", 0)?,
             }),
             Family::Gpt2 => {
                 let n_embd = f.usize("n_embd")?;
@@ -286,8 +286,8 @@ impl ModelConfig {
                     n_inner: f.usize_or("n_inner", n_embd.saturating_mul(4))?,
                     layer_norm_epsilon: f.f64_or("layer_norm_epsilon", 1e-5)?,
                     activation: Activation::parse(f.str_or("activation_function", "gelu_new"))?,
-                    bos_token_id: f.usize_or("bos_token_id", 50256)? as u32,
-                    eos_token_id: f.usize_or("eos_token_id", 50256)? as u32,
+                    bos_token_id: f.token_id_or("bos_token_id", 50256)?,
+                    eos_token_id: f.token_id_or("eos_token_id", 50256)?,
                 })
             }
         };
@@ -455,9 +455,15 @@ struct Fields<'a>(&'a serde_json::Map<String, Value>);
 impl Fields<'_> {
     fn usize(&self, key: &str) -> Result<usize, ModelError> {
         match self.0.get(key) {
-            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                ModelError::Config(format!("\"{key}\" must be a non-negative integer, got {v}"))
-            }),
+            // `usize::try_from`: on wasm32 a value past 2^32 must be refused, not wrapped.
+            Some(v) => v
+                .as_u64()
+                .and_then(|x| usize::try_from(x).ok())
+                .ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "\"{key}\" must be a non-negative integer that fits this machine, got {v}"
+                    ))
+                }),
             None => Err(ModelError::Config(format!("config.json has no \"{key}\""))),
         }
     }
@@ -466,6 +472,13 @@ impl Fields<'_> {
             None | Some(Value::Null) => Ok(default),
             Some(_) => self.usize(key),
         }
+    }
+    /// A token id (`pad_token_id`, ...): below 2^32, as the tokenizer's ids are.
+    fn token_id_or(&self, key: &str, default: u32) -> Result<u32, ModelError> {
+        let id = self.usize_or(key, default as usize)?;
+        u32::try_from(id).map_err(|_| {
+            ModelError::Config(format!("\"{key}\" is {id}: a token id must be below 2^32"))
+        })
     }
     fn f64_or(&self, key: &str, default: f64) -> Result<f64, ModelError> {
         match self.0.get(key) {
