@@ -121,7 +121,9 @@ pub fn App() -> impl IntoView {
             state.engine_error.set(Some(message));
         }
     };
-    if let Err(e) = client::start(on_unrouted, move |reason| state.recover(reason)) {
+    if let Err(e) = client::start(on_unrouted, move |reason, deaths| {
+        state.recover(reason, deaths)
+    }) {
         state
             .engine_error
             .set(Some(format!("could not start the engine worker: {e}")));
