@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod batches;
+pub mod card;
 pub mod events;
 pub mod export;
 pub mod optim;

@@ -23,6 +23,8 @@ pub struct BaseModel {
 pub struct NamedTable {
     pub name: String,
     pub table: Table,
+    /// SHA-256 of the file's bytes (for the model card).
+    pub sha256: String,
 }
 
 /// The model a training run produced, with what saving it needs.
@@ -33,6 +35,8 @@ pub struct Trained {
     /// The base model's files (its tokenizer files go into the saved folder).
     pub source: ModelFiles,
     pub base_name: String,
+    /// What the model card says about the run.
+    pub facts: crate::train::card::RunFacts,
 }
 
 /// The engine's state. A backend switch replaces it whole: tensors live on one device.

@@ -17,6 +17,7 @@ use crate::hub::{archive, ModelFiles, StoreKey};
 use crate::js::{bytes_to_js, yield_now};
 use crate::pipelines::TextClassifier;
 use crate::protocol::{Event, Slot};
+use crate::train::card::{model_card, sha256_hex, DataFacts, RunFacts};
 use crate::train::export::export_classifier;
 use crate::train::{
     classifier_for_training, default_pooling, fine_tune, TrainEvent, TrainHooks, TrainingArgs,
@@ -33,7 +34,13 @@ pub async fn parse_table(
     let bytes = payload_bytes(payload, "choose a CSV or TSV file").await?;
     let table = read_table(&bytes, options).map_err(|e| Error::from(e).in_file(&name))?;
     let preview = table.preview(&name, 8);
-    let kept = Some(Rc::new(NamedTable { name, table }));
+    let sha256 = sha256_hex(&bytes);
+    drop(bytes);
+    let kept = Some(Rc::new(NamedTable {
+        name,
+        table,
+        sha256,
+    }));
     state::update(|e| {
         if test {
             e.test_table = kept;
@@ -122,10 +129,27 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
     let base = state::need(|e| e.base.clone(), "base model to fine-tune")?;
     let (train, test, report) = datasets(&plan)?;
     reply.send(Event::Imported {
-        report,
+        report: report.clone(),
         train: train.len(),
         test: test.len(),
     });
+    let data_file = state::need(|e| e.train_table.clone(), "dataset")?;
+    let test_file = if plan.separate_test {
+        state::need(|e| e.test_table.clone(), "test file")
+            .ok()
+            .map(|t| t.name.clone())
+    } else {
+        None
+    };
+    let data = DataFacts {
+        file: data_file.name.clone(),
+        sha256: data_file.sha256.clone(),
+        report,
+        train_rows: train.len(),
+        test_rows: test.len(),
+        test_file,
+    };
+    let started_ms = crate::clock::now_ms();
     let tokenizer = base.files.tokenizer()?;
     let pooling = default_pooling(&base.files, args.mode);
     let (model, config) = classifier_for_training(
@@ -149,27 +173,46 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         &mut hooks,
     )
     .await?;
+    let facts = RunFacts {
+        base_model: base.name.clone(),
+        labels: train.label_names.clone(),
+        args: args.clone(),
+        data,
+        history: result.history,
+        outcome: result.outcome,
+        steps: result.steps,
+        elapsed_s: (crate::clock::now_ms() - started_ms) / 1000.0,
+        backend: compute.backend.describe(),
+        finished_at: js_sys::Date::new_0()
+            .to_iso_string()
+            .as_string()
+            .unwrap_or_default(),
+    };
     let trained = Trained {
         model: result.model,
         config,
         labels: train.label_names.clone(),
         source: base.files.clone(),
         base_name: base.name.clone(),
+        facts,
     };
     state::update(|e| e.trained = Some(Rc::new(trained)));
     Ok(())
 }
 
-/// The trained model's Hugging Face folder.
-async fn saved_files(t: &Trained) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    export_classifier(&t.model, &t.config, &t.labels, &t.source).await
+/// The trained model's Hugging Face folder, named `name`, with its model card.
+async fn saved_files(t: &Trained, name: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut files = export_classifier(&t.model, &t.config, &t.labels, &t.source).await?;
+    files.retain(|(n, _)| n != "README.md");
+    files.push(("README.md".into(), model_card(name, &t.facts).into_bytes()));
+    Ok(files)
 }
 
 /// The trained model as a zip of its Hugging Face folder (in the event's payload).
 pub async fn export(reply: Reply) -> Result<(), Error> {
     let t = state::need(|e| e.trained.clone(), "trained model (fine-tune one first)")?;
     let folder = format!("{}-finetuned", t.base_name.replace('/', "-"));
-    let entries: Vec<(String, Vec<u8>)> = saved_files(&t)
+    let entries: Vec<(String, Vec<u8>)> = saved_files(&t, &folder)
         .await?
         .into_iter()
         .map(|(n, b)| (format!("{folder}/{n}"), b))
@@ -189,12 +232,12 @@ pub async fn export(reply: Reply) -> Result<(), Error> {
 pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
     let compute = state::compute()?;
     let t = state::need(|e| e.trained.clone(), "trained model (fine-tune one first)")?;
-    let files = ModelFiles::from_entries(saved_files(&t).await?);
-    let model = TextClassifier::load(&files, &compute.device)?;
     let name = match name.trim() {
         "" => format!("{} (fine-tuned)", t.base_name),
         n => n.to_string(),
     };
+    let files = ModelFiles::from_entries(saved_files(&t, &name).await?);
+    let model = TextClassifier::load(&files, &compute.device)?;
     let mut info = model_info(
         &name,
         &model.config,

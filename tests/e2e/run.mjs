@@ -6,6 +6,7 @@ import zlib from 'node:zlib';
 import path from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { serve, launch, openPage, assert, runTests, WEBGPU_ARGS, NO_WEBGPU_ARGS } from './harness.mjs';
 
@@ -547,6 +548,17 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       ]).catch(async (e) => { throw new Error(`${e.message}; page says: ${await page.locator('section .error').allTextContents()}`); });
       await download.saveAs(zipPath);
       assert(fs.statSync(zipPath).size > 80_000_000, 'the zip holds the model');
+      // Its model card: the Hub header with the last epoch's accuracy, the data file's SHA-256.
+      const card = execFileSync('python3', ['-c',
+        'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(z.read(next(n for n in z.namelist() if n.endswith("/README.md"))).decode(), end="")',
+        zipPath], { encoding: 'utf8' });
+      const sha = crypto.createHash('sha256').update(fs.readFileSync(csv)).digest('hex');
+      assert(card.startsWith('---\nbase_model: "all-MiniLM-L6-v2"\n'), `card header: ${card.slice(0, 200)}`);
+      assert(card.includes(`- SHA-256: \`${sha}\``), 'the card names the data file by its SHA-256');
+      assert(card.includes('- Rows: 300 read, 300 used') && card.includes('- Backend: CPU'), 'rows and backend');
+      const cardAcc = Number(/- type: accuracy\n {6}value: ([0-9.]+)/.exec(card)?.[1]);
+      assert(Math.abs(cardAcc - acc) < 1e-3, `card accuracy ${cardAcc}, page ${acc}`);
+      assert(/\| 4 \| [0-9.]+ \| [0-9.]+ \|/.test(card) && card.includes('| **negative** |'), 'epochs and the confusion matrix');
       await page.locator('#use-model').click();
       // (The export left a message too: wait for this one.)
       await page.locator('#saved-message', { hasText: 'kept in browser storage' }).waitFor();
