@@ -117,7 +117,7 @@ pub async fn webgpu() -> Result<Compute, String> {
                 backend: Backend::WebGpu { adapter },
                 max_binding_bytes: limits
                     .max_storage_buffer_binding_size
-                    .min(limits.max_buffer_size) as u64,
+                    .min(limits.max_buffer_size),
             })
         }
         Err(e) => Err(format!("WebGPU could not start: {e}")),

@@ -162,7 +162,7 @@ pub struct ScorerSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Work, answered by events tagged with `id` and closed by `Done` or `Error`.
-    Request { id: u64, request: Request },
+    Request { id: u64, request: Box<Request> },
     /// Stops the request `target` at its next step (no answer of its own).
     Cancel { target: u64 },
 }
@@ -280,19 +280,19 @@ mod tests {
     fn messages_round_trip_as_json() {
         let m = ToWorker::Request {
             id: 7,
-            request: Request::Load {
+            request: Box::new(Request::Load {
                 slot: Slot::Classifier,
                 source: ModelSource::Hub {
                     id: "x/y".into(),
                     url_template: HUB_URL_TEMPLATE.into(),
                 },
-            },
+            }),
         };
         let back: ToWorker = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
         let crash = ToWorker::Request {
             id: 8,
-            request: Request::Crash { how: Crash::Abort },
+            request: Box::new(Request::Crash { how: Crash::Abort }),
         };
         let back: ToWorker = serde_json::from_str(&serde_json::to_string(&crash).unwrap()).unwrap();
         assert_eq!(back, crash);

@@ -276,7 +276,13 @@ pub fn send(
         c.handlers.insert(id, Box::new(on_event));
         id
     });
-    if let Err(message) = post(&ToWorker::Request { id, request }, payload.as_ref()) {
+    if let Err(message) = post(
+        &ToWorker::Request {
+            id,
+            request: Box::new(request),
+        },
+        payload.as_ref(),
+    ) {
         dispatch(id, Event::Error { message }, None);
     }
     id

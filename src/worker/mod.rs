@@ -87,7 +87,7 @@ pub fn run() {
             }
             Ok(ToWorker::Request { id, request }) => {
                 wasm_bindgen_futures::spawn_local(async move {
-                    match handle(Reply { id }, request, payload).await {
+                    match handle(Reply { id }, *request, payload).await {
                         Ok(()) => post(id, Event::Done, None),
                         Err(e) => post(
                             id,
