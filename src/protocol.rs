@@ -71,9 +71,6 @@ pub enum ModelSource {
 pub enum Request {
     Start {
         backend: BackendChoice,
-        /// Why the CPU was chosen, when the page chose it (shown as the backend's reason).
-        #[serde(default)]
-        why: Option<String>,
     },
     Load {
         slot: Slot,

@@ -50,7 +50,6 @@ pub fn ModelsPage() -> impl IntoView {
                 <label for="backend-choice">"Backend"</label>
                 <select id="backend-choice" on:change=move |ev| {
                     state.backend_choice.set(if event_target_value(&ev) == "cpu" { BackendChoice::Cpu } else { BackendChoice::Auto });
-                    state.cpu_reason.set(None);
                     state.start_engine();
                 }>
                     <option value="auto" selected=move || state.backend_choice.get() == BackendChoice::Auto>"WebGPU when available, else CPU"</option>

@@ -15,9 +15,6 @@ pub struct AppState {
     /// `None` while the engine starts.
     pub backend: RwSignal<Option<Backend>>,
     pub backend_choice: RwSignal<BackendChoice>,
-    /// Why the page chose the CPU itself (after WebGPU failed), for the status line; `None`
-    /// once the user chooses.
-    pub cpu_reason: RwSignal<Option<String>>,
     /// A failure of the engine itself (it could not start, or stopped too often).
     pub engine_error: RwSignal<Option<String>>,
     /// What happened when the engine stopped and was restarted, and what was reloaded.
@@ -100,7 +97,6 @@ impl AppState {
         Self {
             backend: RwSignal::new(None),
             backend_choice: RwSignal::new(choice),
-            cpu_reason: RwSignal::new(None),
             engine_error: RwSignal::new(None),
             engine_notice: RwSignal::new(None),
             restarts: RwSignal::new(0),
@@ -149,7 +145,6 @@ impl AppState {
         client::send(
             Request::Start {
                 backend: this.backend_choice.get_untracked(),
-                why: this.cpu_reason.get_untracked(),
             },
             None,
             move |event, _| match event {
@@ -182,8 +177,6 @@ impl AppState {
         let on_webgpu = matches!(this.backend.get_untracked(), Some(Backend::WebGpu { .. }));
         let head = if on_webgpu && deaths >= 2 {
             this.backend_choice.set(BackendChoice::Cpu);
-            this.cpu_reason
-                .set(Some("the engine stopped twice on WebGPU".into()));
             format!(
                 "The engine stopped ({reason}), the second time in minutes on WebGPU, so it was \
                  restarted on the CPU (the Models page switches back)."

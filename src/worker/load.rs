@@ -23,9 +23,9 @@ use crate::protocol::{BackendChoice, Event, ModelInfo, ModelSource, Slot};
 /// The device for the user's choice: the CPU when asked; else WebGPU when the browser offers an
 /// adapter (described by the browser: burn's adapter info is empty under some drivers) and
 /// burn's runtime starts on it; else the CPU with the reason.
-async fn device_for(choice: BackendChoice, why: Option<String>) -> Compute {
+async fn device_for(choice: BackendChoice) -> Compute {
     if choice == BackendChoice::Cpu {
-        return Compute::cpu(why.unwrap_or_else(|| "chosen in the settings".into()));
+        return Compute::cpu("chosen in the settings");
     }
     match crate::probe::probe().await {
         Backend::Cpu { reason } => Compute::cpu(reason),
@@ -40,8 +40,8 @@ async fn device_for(choice: BackendChoice, why: Option<String>) -> Compute {
 }
 
 /// Starts (or restarts) the engine on the chosen backend; a switch drops every model.
-pub async fn start(reply: Reply, choice: BackendChoice, why: Option<String>) -> Result<(), Error> {
-    let compute = device_for(choice, why).await;
+pub async fn start(reply: Reply, choice: BackendChoice) -> Result<(), Error> {
+    let compute = device_for(choice).await;
     reply.send(Event::Started {
         backend: compute.backend.clone(),
     });

@@ -118,7 +118,7 @@ pub fn run() {
 /// Routes a request to the handler of its concern.
 async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Result<(), Error> {
     match request {
-        Request::Start { backend, why } => load::start(reply, backend, why).await,
+        Request::Start { backend } => load::start(reply, backend).await,
         Request::Load { slot, source } => load::load(reply, slot, source, payload).await,
         Request::ListStored => load::list_stored(reply).await,
         Request::DeleteStored { key } => load::delete_stored(reply, &key).await,
