@@ -121,9 +121,7 @@ pub fn App() -> impl IntoView {
             state.engine_error.set(Some(message));
         }
     };
-    if let Err(e) = client::start(on_unrouted, move |reason, deaths| {
-        state.recover(reason, deaths)
-    }) {
+    if let Err(e) = client::start(on_unrouted, move |reason| state.recover(reason)) {
         state
             .engine_error
             .set(Some(format!("could not start the engine worker: {e}")));

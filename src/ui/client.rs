@@ -27,9 +27,8 @@ struct Inner {
     handlers: HashMap<u64, Handler>,
     /// Where events for no live request go (and start-up failures).
     fallback: Option<Handler>,
-    /// Told, with the reason and the deaths in [`RESTART_WINDOW_MS`] (this one included), once
-    /// a dead engine was replaced by a fresh one.
-    on_restart: Option<Box<dyn FnMut(String, usize)>>,
+    /// Told, with the reason, once a dead engine was replaced by a fresh one.
+    on_restart: Option<Box<dyn FnMut(String)>>,
     /// When the engine died lately (ms since the epoch).
     deaths: Vec<f64>,
 }
@@ -158,15 +157,14 @@ fn died(generation: u64, reason: String) {
         return;
     }
     let now = js_sys::Date::now();
-    let (old, deaths) = CLIENT.with(|c| {
+    let (old, give_up) = CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         c.deaths.retain(|t| now - t < RESTART_WINDOW_MS);
         c.deaths.push(now);
         c.generation += 1;
         c.queued = Some(Vec::new());
-        (c.worker.take(), c.deaths.len())
+        (c.worker.take(), c.deaths.len() > MAX_RESTARTS)
     });
-    let give_up = deaths > MAX_RESTARTS;
     if let Some(old) = old {
         old.set_onmessage(None);
         old.set_onerror(None);
@@ -195,7 +193,7 @@ fn died(generation: u64, reason: String) {
     if restarted {
         let hook = CLIENT.with(|c| c.borrow_mut().on_restart.take());
         if let Some(mut f) = hook {
-            f(reason.clone(), deaths);
+            f(reason.clone());
             CLIENT.with(|c| {
                 c.borrow_mut().on_restart.get_or_insert(f);
             });
@@ -218,11 +216,11 @@ fn died(generation: u64, reason: String) {
 }
 
 /// Starts the worker; `on_unrouted` receives events of no live request and worker failures,
-/// `on_restart` the reason (and the deaths in the last minutes) each time a dead worker was
-/// replaced by a fresh one (which holds no model: the page reloads them).
+/// `on_restart` the reason each time a dead worker was replaced by a fresh one (which holds
+/// no model: the page reloads them).
 pub fn start(
     on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static,
-    on_restart: impl FnMut(String, usize) + 'static,
+    on_restart: impl FnMut(String) + 'static,
 ) -> Result<(), String> {
     let generation = CLIENT.with(|c| c.borrow().generation);
     let worker = spawn(generation)?;

@@ -165,25 +165,14 @@ impl AppState {
     /// The engine died and a fresh one runs: start it on the same backend, reload from browser
     /// storage each model it held, and say what happened. A model read from files on disk
     /// (not kept in storage) must be chosen again. If the engine dies while reloading, the
-    /// models are not reloaded again (one of them may be what kills it). A second death on
-    /// WebGPU within minutes (`deaths` counts them) restarts it on the CPU: the GPU (its memory,
-    /// its driver) is then the likely cause.
-    pub fn recover(&self, reason: String, deaths: usize) {
+    /// models are not reloaded again (one of them may be what kills it).
+    pub fn recover(&self, reason: String) {
         let this = *self;
         let held: Vec<(Slot, ModelInfo)> = Slot::ALL
             .into_iter()
             .filter_map(|slot| this.slot(slot).get_untracked().map(|info| (slot, info)))
             .collect();
-        let on_webgpu = matches!(this.backend.get_untracked(), Some(Backend::WebGpu { .. }));
-        let head = if on_webgpu && deaths >= 2 {
-            this.backend_choice.set(BackendChoice::Cpu);
-            format!(
-                "The engine stopped ({reason}), the second time in minutes on WebGPU, so it was \
-                 restarted on the CPU (the Models page switches back)."
-            )
-        } else {
-            format!("The engine stopped ({reason}) and was restarted.")
-        };
+        let head = format!("The engine stopped ({reason}) and was restarted.");
         let lines: RwSignal<Vec<String>> = RwSignal::new(Vec::new());
         let show = move || {
             let text = std::iter::once(head.clone())

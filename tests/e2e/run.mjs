@@ -192,7 +192,7 @@ const tests = [
       await shoot(page, 'classify-tiny-bert-webgpu');
     });
   }],
-  ['engine recovery: a trap mid-training and a panic restart the engine (the second on the CPU); models and data come back, the run says why it ended', async () => {
+  ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {
     const g = golden('tiny-bert');
     const csv = path.join(out, 'recovery.csv');
     const rows = [['text', 'label']];
@@ -247,18 +247,11 @@ const tests = [
       await page.locator('#train-progress', { hasText: 'Stopped;' }).waitFor();
       assert(JSON.stringify(await classify()) === JSON.stringify(before), 'the reloaded classifier scores as before');
 
-      // A panic, the second death on WebGPU within minutes: the hook's message names it, and
-      // the engine comes back on the CPU, where the classifier scores as on WebGPU.
+      // A panic: the hook's message names it; the page recovers again.
       const panicked = await page.evaluate(() => window.tunelabCrashEngine('panic'));
       assert(/^the engine stopped \(panicked at .*a crash asked for by a test\) and was restarted: try again$/s.test(panicked), `the crash request ended with: ${panicked}`);
-      await notice.filter({ hasText: 'panicked at' }).filter({ hasText: 'so it was restarted on the CPU' })
-        .filter({ hasText: 'classifier "tiny-bert" was reloaded' }).waitFor();
-      assert((await backend(page)).kind === 'cpu', 'the engine runs on the CPU after a second death on WebGPU');
-      const onCpu = await classify();
-      for (const s of onCpu) {
-        const w = before.find((b) => b.label === s.label).score;
-        assert(Math.abs(s.score - w) < 1e-4, `${s.label} on the CPU ${s.score}, on WebGPU ${w}`);
-      }
+      await notice.filter({ hasText: 'panicked at' }).filter({ hasText: 'classifier "tiny-bert" was reloaded' }).waitFor();
+      assert(JSON.stringify(await classify()) === JSON.stringify(before), 'the classifier scores as before after the panic');
       await shoot(page, 'engine-recovered');
       await page.locator('#engine-notice button').click();
       assert(await notice.count() === 0, 'the notice can be dismissed');
