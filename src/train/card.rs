@@ -84,11 +84,7 @@ pub fn model_card(name: &str, run: &RunFacts) -> String {
             yaml(&run.data.file)
         );
         out.push_str("    metrics:\n");
-        let average = if m.average == "binary" {
-            "binary".to_string()
-        } else {
-            m.average.clone()
-        };
+        let average = &m.average;
         for (kind, value, label) in [
             ("accuracy", m.accuracy, "Accuracy".to_string()),
             ("precision", m.precision, format!("Precision ({average})")),

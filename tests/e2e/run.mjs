@@ -104,6 +104,15 @@ async function fineTuneTinyBert(page, csv) {
   await page.locator('#dataset-preview').waitFor();
 }
 
+// A CSV of `pairs` good and bad film rows (text,label), written to out/<name>.csv.
+function filmCsv(name, pairs) {
+  const rows = [['text', 'label']];
+  for (let i = 0; i < pairs; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
+  const csv = path.join(out, `${name}.csv`);
+  fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+  return csv;
+}
+
 async function scoresOf(result) {
   return result.locator('.score').evaluateAll((els) => els.map((e) => ({ label: e.dataset.label, score: Number(e.dataset.score) })));
 }
@@ -194,10 +203,7 @@ const tests = [
   }],
   ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {
     const g = golden('tiny-bert');
-    const csv = path.join(out, 'recovery.csv');
-    const rows = [['text', 'label']];
-    for (let i = 0; i < 12; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
-    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    const csv = filmCsv('recovery', 12);
     await withPage(WEBGPU_ARGS, undefined, async (page) => {
       page.allowedFailures = ['/models/tiny-bert/modules.json'];
       await page.goto(`${server.url}/?source=${source}#/classify`);
@@ -587,10 +593,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
     });
   }],
   ['fine-tune: closing the tab mid-run asks first; after the run it does not', async () => {
-    const csv = path.join(out, 'leave-mid-run.csv');
-    const rows = [['text', 'label']];
-    for (let i = 0; i < 40; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
-    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    const csv = filmCsv('leave-mid-run', 40);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       await fineTuneTinyBert(page, csv);
       // Full mode, many epochs: the run lasts while the page is asked to close.
@@ -612,10 +615,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
   }],
   ['fine-tune: a learning rate of 1e30 ends with the diverged message, not an engine error', async () => {
     // The loss turns NaN or infinite; the event carrying it must cross from the worker intact.
-    const csv = path.join(out, 'diverge.csv');
-    const rows = [['text', 'label']];
-    for (let i = 0; i < 12; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
-    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    const csv = filmCsv('diverge', 12);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       await fineTuneTinyBert(page, csv);
       await page.locator('#mode-full').check();
@@ -671,10 +671,7 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
   }],
   ['prompt: Stop ends a generation within a few tokens on the CPU and on WebGPU; a stopped evaluation says what it covered', async () => {
     // Before: on the CPU nothing in the loop let the worker read the Stop until the end.
-    const csv = path.join(out, 'prompt-eval.csv');
-    const rows = [['text', 'label']];
-    for (let i = 0; i < 300; i++) rows.push([`a good film number ${i}`, 'positive'], [`a bad film number ${i}`, 'negative']);
-    fs.writeFileSync(csv, rows.map((r) => r.join(',')).join('\n') + '\n');
+    const csv = filmCsv('prompt-eval', 300);
     for (const args of [NO_WEBGPU_ARGS, WEBGPU_ARGS]) {
       await withPage(args, undefined, async (page) => {
         await page.goto(`${server.url}/?source=${source}#/prompt`);

@@ -98,11 +98,7 @@ impl FineTuneState {
             if table.preview.with_untracked(Option::is_none) {
                 continue;
             }
-            match table.origin.get_value() {
-                Some(Origin::File(file)) => self.read(file, test, true),
-                Some(Origin::Sample) => self.read_sample(true),
-                None => {}
-            }
+            self.reread(test, true);
         }
         self.run.update(|r| {
             if let Some(r) = r {
@@ -188,9 +184,14 @@ impl FineTuneState {
     /// data (`Some(false)`), or as detected (`None`).
     pub fn set_header(self, header: Option<bool>) {
         self.header.set(header);
-        match self.data.origin.get_value() {
-            Some(Origin::File(file)) => self.read(file, false, false),
-            Some(Origin::Sample) => self.read_sample(false),
+        self.reread(false, false);
+    }
+
+    /// Reads the data file (or, with `test`, the test file) again from where it came from.
+    fn reread(self, test: bool, keep_columns: bool) {
+        match self.table(test).origin.get_value() {
+            Some(Origin::File(file)) => self.read(file, test, keep_columns),
+            Some(Origin::Sample) => self.read_sample(keep_columns),
             None => {}
         }
     }
