@@ -17,7 +17,11 @@
 #              then the same rows in PyTorch (benches/torch_gpu.py) when torch is installed
 #   gpu-fast - the same with burn's fusion and autotune on
 #   gpu-counts - launches and readbacks only, on narrow models (minutes on lavapipe)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts ...]
+#   workers  - engine workers on the CPU in headless Chromium: the app (debug build, as the e2e
+#              tests build it) with 1 worker and with one per core, real all-MiniLM-L6-v2:
+#              head-mode feature extraction of ROWS movie reviews (default 1000), classifying
+#              256 reviews, 32 short ones, and one 128-token text
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts|workers ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -59,6 +63,11 @@ for b in "${which[@]}"; do
         say "PyTorch is not installed: skipping benches/torch_gpu.py (scripts/bench.sh transformersjs installs it)"
       fi
     fi
+  elif [ "$b" = workers ]; then
+    "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
+    trunk build --dist "$CARGO_TARGET_DIR/dist-e2e" >/dev/null 2>&1 ||
+      { echo "trunk build failed: run it by hand to see why" >&2; exit 1; }
+    TUNELAB_DIST="$CARGO_TARGET_DIR/dist-e2e" node benches/workers.mjs
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"

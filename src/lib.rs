@@ -12,6 +12,7 @@ pub mod math;
 pub mod metrics;
 pub mod model;
 pub mod pipelines;
+pub mod pool;
 pub mod prompt;
 pub mod protocol;
 pub mod rng;

@@ -13,6 +13,7 @@ pub use crate::hub::{check_model_id, check_url_template, StoredModel, HUB_URL_TE
 pub use crate::math::LabelScore;
 pub use crate::metrics::Metrics;
 pub use crate::pipelines::MaskCandidate;
+pub use crate::pool::{Build, RowsOf};
 pub use crate::prompt::generate::{Generation, GenerationConfig, StopReason};
 pub use crate::prompt::score::LabelScores;
 pub use crate::prompt::template::{Example, Template};
@@ -71,6 +72,10 @@ pub enum ModelSource {
 pub enum Request {
     Start {
         backend: BackendChoice,
+        /// Engine workers on the CPU (this one and its helpers); `None`: one per core, as
+        /// memory allows.
+        #[serde(default)]
+        workers: Option<usize>,
     },
     Load {
         slot: Slot,
@@ -132,6 +137,21 @@ pub enum Request {
     /// Puts the trained model in the classifier slot and keeps it in browser storage.
     UseTrained {
         name: String,
+    },
+    /// Between engines: a helper builds this model (payload: its files, one after the other,
+    /// with their names and sizes in `files`) and keeps it as `version`.
+    Replicate {
+        version: u64,
+        build: Build,
+        rows: RowsOf,
+        max_length: usize,
+        files: Vec<(String, usize)>,
+    },
+    /// Between engines: the rows of `texts` from the model kept as `version`; answered with
+    /// `Event::Rows`.
+    Rows {
+        version: u64,
+        texts: Vec<String>,
     },
     /// Makes the engine fail on purpose, to test that the page recovers. Only debug builds (the
     /// test build) take it; a release build answers with an error.
@@ -196,6 +216,9 @@ pub enum Event {
     },
     Started {
         backend: Backend,
+        /// Engine workers computing (this one and its helpers).
+        #[serde(default = "one")]
+        workers: usize,
     },
     Download {
         file: String,
@@ -259,10 +282,18 @@ pub enum Event {
     Exported {
         file_name: String,
     },
+    /// A helper's rows (payload: `count` rows of little-endian f32, flat).
+    Rows {
+        count: usize,
+    },
     Done,
     Error {
         message: String,
     },
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

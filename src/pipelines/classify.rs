@@ -1,14 +1,21 @@
 //! Text classification: `pipeline("text-classification")` with `top_k=None`.
 
+use std::rc::Rc;
+
 use burn::prelude::*;
 
 use super::{batched_rows, default_max_length, encoder_config, tunelab_pooling};
+use crate::data::Text;
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::math::{ranked, softmax, LabelScore};
 use crate::model::bert::{Pooling, SequenceClassifier};
 use crate::model::{ModelConfig, Task};
+use crate::pool::{chunks_by_length, spread, Build, Helpers, Lane, Replica, RowsOf, Unwatched};
 use crate::text::TextTokenizer;
+
+/// Texts per batch when classification is spread over helper engines.
+pub const SPREAD_BATCH: usize = 16;
 
 /// A text classifier with its tokenizer and label names.
 pub struct TextClassifier {
@@ -61,9 +68,61 @@ impl TextClassifier {
     /// Every label with its probability for each text, most probable first.
     pub async fn classify(&self, texts: &[&str]) -> Result<Vec<Vec<LabelScore>>, Error> {
         let logits = self.logits(texts).await?;
-        Ok(logits
+        Ok(self.ranked(&logits))
+    }
+
+    fn ranked(&self, logits: &[Vec<f32>]) -> Vec<Vec<LabelScore>> {
+        logits
             .iter()
             .map(|row| ranked(&softmax(row), &self.labels))
-            .collect())
+            .collect()
+    }
+
+    /// What a helper engine needs to classify as this one does (`files`: this model's).
+    pub fn replica(&self, files: Rc<ModelFiles>) -> Rc<Replica> {
+        Replica::new(files, Build::Checkpoint, RowsOf::Logits, self.max_length)
+    }
+
+    /// [`TextClassifier::logits`] with batches of [`SPREAD_BATCH`] texts spread over helper
+    /// engines holding `replica` (this model's) and this one.
+    pub async fn logits_spread(
+        &self,
+        texts: &[&str],
+        helpers: &dyn Helpers,
+        replica: &Rc<Replica>,
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let texts: Vec<Text> = texts.iter().map(|&t| t.into()).collect();
+        let (order, chunks) =
+            chunks_by_length(&self.tokenizer, &texts, self.max_length, SPREAD_BATCH)?;
+        let local = Lane {
+            model: &self.model,
+            tokenizer: &self.tokenizer,
+            rows: RowsOf::Logits,
+            max_length: self.max_length,
+            device: &self.device,
+        };
+        let rows = spread(&local, helpers, Some(replica), &chunks, &mut Unwatched)
+            .await?
+            .unwrap_or_default();
+        let k = self.model.num_labels();
+        let mut out = vec![Vec::new(); texts.len()];
+        for (&i, row) in order
+            .iter()
+            .zip(rows.iter().flat_map(|r| r.chunks(k.max(1))))
+        {
+            out[i] = row.to_vec();
+        }
+        Ok(out)
+    }
+
+    /// [`TextClassifier::classify`] spread over helper engines (see [`Self::logits_spread`]).
+    pub async fn classify_spread(
+        &self,
+        texts: &[&str],
+        helpers: &dyn Helpers,
+        replica: &Rc<Replica>,
+    ) -> Result<Vec<Vec<LabelScore>>, Error> {
+        let logits = self.logits_spread(texts, helpers, replica).await?;
+        Ok(self.ranked(&logits))
     }
 }

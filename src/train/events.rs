@@ -78,6 +78,11 @@ pub trait TrainHooks {
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async {})
     }
+    /// Other engines to spread head mode's feature extraction and the evaluations over (the
+    /// browser's helper workers on the CPU). None by default.
+    fn sharing(&self) -> Option<std::rc::Rc<crate::pool::Sharing>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,21 @@
 use burn::prelude::*;
 
 use super::args::{Mode, TrainingArgs};
-use super::batches::{
-    by_length, cross_entropy, evaluate_model, index_tensor, loss_and_predictions,
-};
+use std::rc::Rc;
+
+use super::batches::{cross_entropy, index_tensor, loss_and_predictions, losses_and_predictions};
 use super::events::{Phase, TrainEvent, TrainHooks};
+use super::export::export_classifier;
 use super::optim::{AdamW, AdamWSettings};
 use crate::clock::now_ms;
 use crate::data::{Dataset, Text};
 use crate::device::pad_multiple;
 use crate::error::Error;
+use crate::hub::ModelFiles;
 use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
-use crate::model::read_f32;
+use crate::pool::{
+    chunks_by_length, spread, Build, Helpers, Lane, NoHelpers, Replica, RowsOf, Sharing, Watch,
+};
 use crate::text::TextTokenizer;
 
 /// What a run shares with every step: the tokenizer, the arguments, where tensors go, and when
@@ -29,6 +33,8 @@ pub(super) struct Env<'a> {
     pub autodiff: Device,
     /// `now_ms()` at the start.
     pub start: f64,
+    /// Other engines to spread feature extraction and evaluation over.
+    pub sharing: Option<Rc<Sharing>>,
 }
 
 impl Env<'_> {
@@ -69,13 +75,27 @@ impl Trainable {
         }
         let total = train.len() + test.len();
         let mut done = 0;
+        // The helpers build the same frozen encoder (and pooler) from the base model's files.
+        let replica = helpers(env).map(|s| {
+            Replica::new(
+                s.base.clone(),
+                Build::Training {
+                    labels: train.label_names.clone(),
+                    pooling: model.pooling,
+                    seed: env.args.seed,
+                },
+                RowsOf::Features,
+                env.args.max_length,
+            )
+        });
+        let replica = replica.as_ref();
         let Some(train_features) =
-            extract_features(model, &train.texts, env, hooks, &mut done, total).await?
+            extract_features(model, &train.texts, replica, env, hooks, &mut done, total).await?
         else {
             return Ok(None);
         };
         let Some(test_features) =
-            extract_features(model, &test.texts, env, hooks, &mut done, total).await?
+            extract_features(model, &test.texts, replica, env, hooks, &mut done, total).await?
         else {
             return Ok(None);
         };
@@ -148,19 +168,10 @@ impl Trainable {
         &self,
         test: &Dataset,
         env: &Env<'_>,
+        hooks: &mut dyn TrainHooks,
     ) -> Result<(f64, Vec<usize>), Error> {
         match self {
-            Self::Full(model) => {
-                evaluate_model(
-                    &model.valid(),
-                    env.tokenizer,
-                    test,
-                    env.args.per_device_eval_batch_size,
-                    env.args.max_length,
-                    env.device,
-                )
-                .await
-            }
+            Self::Full(model) => evaluate_full(&model.valid(), test, env, hooks).await,
             Self::Head {
                 head,
                 test_features,
@@ -185,52 +196,153 @@ impl Trainable {
     }
 }
 
+/// Reports a spread's rows as training progress; head mode's extraction stops on a cancel.
+struct Progress<'h> {
+    hooks: &'h mut dyn TrainHooks,
+    phase: Phase,
+    /// Rows reported before this spread, and in all.
+    before: usize,
+    total: usize,
+    start: f64,
+    cancellable: bool,
+}
+
+impl Watch for Progress<'_> {
+    fn done(&mut self, rows: usize) {
+        self.hooks.event(&TrainEvent::Progress {
+            phase: self.phase,
+            done: self.before + rows,
+            total: self.total,
+            elapsed_s: (now_ms() - self.start) / 1000.0,
+        });
+    }
+    fn cancelled(&self) -> bool {
+        self.cancellable && self.hooks.cancelled()
+    }
+}
+
+/// The helpers of the run, when there are any.
+fn helpers<'e>(env: &'e Env<'_>) -> Option<&'e Rc<Sharing>> {
+    env.sharing.as_ref().filter(|s| s.helpers.count() > 0)
+}
+
 /// Pooled features of every text (frozen encoder, inference mode), `[n, d]` on the device;
-/// `None` if cancelled. `done` of `total` texts are reported as extracted.
+/// `None` if cancelled. `done` of `total` texts are reported as extracted. With helpers (and
+/// their `replica` of the model) the chunks are spread over them: the features are the same.
 async fn extract_features(
     model: &SequenceClassifier,
     texts: &[Text],
+    replica: Option<&Rc<Replica>>,
     env: &Env<'_>,
     hooks: &mut dyn TrainHooks,
     done: &mut usize,
     total: usize,
 ) -> Result<Option<Tensor<2>>, Error> {
     let (args, device) = (env.args, env.device);
-    let order = by_length(env.tokenizer, texts, args.max_length)?;
-    let mut parts: Vec<Tensor<2>> = Vec::new();
-    for chunk in order.chunks(args.per_device_eval_batch_size) {
-        if hooks.cancelled() {
-            return Ok(None);
-        }
-        let batch: Vec<&str> = chunk.iter().map(|&i| &*texts[i]).collect();
-        let encoded =
-            env.tokenizer
-                .encode_batch_padded(&batch, args.max_length, pad_multiple(device))?;
-        let f = model.features(&EncoderInput::new(&encoded, device));
-        // Force the work now so progress is real (and memory stays bounded).
-        let d = f.dims()[1];
-        let values = read_f32(f).await?;
-        parts.push(Tensor::from_data(
-            TensorData::new(values, [chunk.len(), d]),
-            device,
-        ));
-        *done += chunk.len();
-        hooks.event(&TrainEvent::Progress {
-            phase: Phase::Extracting,
-            done: *done,
-            total,
-            elapsed_s: env.elapsed_s(),
-        });
-        hooks.pause().await;
-    }
-    if parts.is_empty() {
+    let (order, chunks) = chunks_by_length(
+        env.tokenizer,
+        texts,
+        args.max_length,
+        args.per_device_eval_batch_size,
+    )?;
+    let local = Lane {
+        model,
+        tokenizer: env.tokenizer,
+        rows: RowsOf::Features,
+        max_length: args.max_length,
+        device,
+    };
+    let mut watch = Progress {
+        hooks,
+        phase: Phase::Extracting,
+        before: *done,
+        total,
+        start: env.start,
+        cancellable: true,
+    };
+    let helpers: &dyn Helpers = match helpers(env) {
+        Some(s) => &*s.helpers,
+        None => &NoHelpers,
+    };
+    let Some(rows) = spread(&local, helpers, replica, &chunks, &mut watch).await? else {
+        return Ok(None);
+    };
+    *done += texts.len();
+    if texts.is_empty() {
         return Ok(Some(Tensor::zeros([0, 0], device)));
     }
+    let d = rows[0].len() / chunks[0].len();
+    let sorted = Tensor::from_data(TensorData::new(rows.concat(), [texts.len(), d]), device);
     // Back to the original order.
-    let sorted = Tensor::cat(parts, 0);
     let mut inverse = vec![0usize; order.len()];
     for (pos, &i) in order.iter().enumerate() {
         inverse[i] = pos;
     }
     Ok(Some(sorted.select(0, index_tensor(&inverse, device))))
+}
+
+/// The classifier's mean loss and predictions on `test` (inference mode), its batches spread
+/// over the helpers when there are any: they are sent the weights as they are now.
+async fn evaluate_full(
+    model: &SequenceClassifier,
+    test: &Dataset,
+    env: &Env<'_>,
+    hooks: &mut dyn TrainHooks,
+) -> Result<(f64, Vec<usize>), Error> {
+    let args = env.args;
+    let (order, chunks) = chunks_by_length(
+        env.tokenizer,
+        &test.texts,
+        args.max_length,
+        args.per_device_eval_batch_size,
+    )?;
+    let replica = match helpers(env) {
+        Some(s) => {
+            let config = s.base.config()?;
+            let files = export_classifier(model, &config, &test.label_names, &s.base).await?;
+            Some(Replica::new(
+                Rc::new(ModelFiles::from_entries(files)),
+                Build::Checkpoint,
+                RowsOf::Logits,
+                args.max_length,
+            ))
+        }
+        None => None,
+    };
+    let local = Lane {
+        model,
+        tokenizer: env.tokenizer,
+        rows: RowsOf::Logits,
+        max_length: args.max_length,
+        device: env.device,
+    };
+    let mut watch = Progress {
+        hooks,
+        phase: Phase::Evaluating,
+        before: 0,
+        total: test.len(),
+        start: env.start,
+        cancellable: false,
+    };
+    let helpers: &dyn Helpers = match helpers(env) {
+        Some(s) => &*s.helpers,
+        None => &NoHelpers,
+    };
+    let rows = spread(&local, helpers, replica.as_ref(), &chunks, &mut watch)
+        .await?
+        .unwrap_or_default();
+    let k = model.num_labels();
+    let mut loss_sum = 0.0;
+    let mut preds = vec![0usize; test.len()];
+    let size = args.per_device_eval_batch_size.max(1);
+    for (c, values) in rows.iter().enumerate() {
+        let rows_of = &order[c * size..(c * size + chunks[c].len())];
+        let labels: Vec<usize> = rows_of.iter().map(|&i| test.labels[i]).collect();
+        let (sum, p) = losses_and_predictions(values, k, &labels);
+        loss_sum += sum;
+        for (&i, class) in rows_of.iter().zip(p) {
+            preds[i] = class;
+        }
+    }
+    Ok((loss_sum / test.len().max(1) as f64, preds))
 }

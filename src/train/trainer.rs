@@ -89,6 +89,7 @@ pub async fn fine_tune(
         device,
         autodiff: device.clone().autodiff(),
         start,
+        sharing: hooks.sharing(),
     };
     let mut rng = Rng::new(args.seed);
     let mut tally = Tally::default();
@@ -177,7 +178,7 @@ pub async fn fine_tune(
                 total: test.len(),
                 elapsed_s: env.elapsed_s(),
             });
-            let (loss, preds) = trainable.evaluate(test, &env).await?;
+            let (loss, preds) = trainable.evaluate(test, &env, hooks).await?;
             let metrics = evaluate(&test.labels, &preds, &train.label_names, average);
             hooks.event(&TrainEvent::Evaluated {
                 epoch,

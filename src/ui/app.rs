@@ -69,7 +69,10 @@ fn StatusLine() -> impl IntoView {
             }>
             {move || match (state.backend.get(), state.engine_error.get()) {
                 (_, Some(e)) => format!("Engine error: {e}"),
-                (Some(b), None) => format!("Backend: {}", b.describe()),
+                (Some(b), None) => match state.workers.get() {
+                    1 => format!("Backend: {}", b.describe()),
+                    n => format!("Backend: {} · {n} engine workers", b.describe()),
+                },
                 (None, None) => "Backend: starting the engine…".to_string(),
             }}
         </p>
@@ -112,6 +115,53 @@ fn expose_crash_for_tests() {
     crash.forget();
 }
 
+/// Debug (test) builds: `window.tunelabRequest(requestJson, payload?)` sends any request to the
+/// engine and resolves with its events (`{ms, json}`, `ms` from `performance.now()` when each
+/// arrived), or rejects with its error: the in-browser benchmarks time the engine with it.
+#[cfg(debug_assertions)]
+fn expose_requests_for_benchmarks() {
+    use crate::protocol::Request;
+    use wasm_bindgen::prelude::*;
+    let request = Closure::<dyn Fn(String, JsValue) -> js_sys::Promise>::new(
+        |json: String, payload: JsValue| {
+            js_sys::Promise::new(&mut |resolve, reject| {
+                let request: Request = match serde_json::from_str(&json) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = reject.call1(&JsValue::NULL, &e.to_string().into());
+                        return;
+                    }
+                };
+                let events = js_sys::Array::new();
+                let payload = (!payload.is_undefined()).then(|| payload.clone());
+                client::send(request, payload, move |event, _| {
+                    let ms = web_sys::window()
+                        .and_then(|w| w.performance())
+                        .map_or(0.0, |p| p.now());
+                    let record = js_sys::Object::new();
+                    let _ = js_sys::Reflect::set(&record, &"ms".into(), &ms.into());
+                    let text = serde_json::to_string(&event).unwrap_or_default();
+                    let _ = js_sys::Reflect::set(&record, &"json".into(), &text.into());
+                    events.push(&record);
+                    match event {
+                        Event::Done => {
+                            let _ = resolve.call1(&JsValue::NULL, &events);
+                        }
+                        Event::Error { message } => {
+                            let _ = reject.call1(&JsValue::NULL, &message.into());
+                        }
+                        _ => {}
+                    }
+                });
+            })
+        },
+    );
+    if let Some(w) = web_sys::window() {
+        let _ = js_sys::Reflect::set(&w, &"tunelabRequest".into(), request.as_ref());
+    }
+    request.forget();
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let state = AppState::new();
@@ -129,6 +179,8 @@ pub fn App() -> impl IntoView {
     state.start_engine();
     #[cfg(debug_assertions)]
     expose_crash_for_tests();
+    #[cfg(debug_assertions)]
+    expose_requests_for_benchmarks();
 
     if let Some(kind) = query_param("embed") {
         return view! {

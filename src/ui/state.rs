@@ -14,6 +14,8 @@ use super::client;
 pub struct AppState {
     /// `None` while the engine starts.
     pub backend: RwSignal<Option<Backend>>,
+    /// Engine workers computing (on the CPU, one per core as memory allows).
+    pub workers: RwSignal<usize>,
     pub backend_choice: RwSignal<BackendChoice>,
     /// A failure of the engine itself (it could not start, or stopped too often).
     pub engine_error: RwSignal<Option<String>>,
@@ -96,6 +98,7 @@ impl AppState {
         };
         Self {
             backend: RwSignal::new(None),
+            workers: RwSignal::new(1),
             backend_choice: RwSignal::new(choice),
             engine_error: RwSignal::new(None),
             engine_notice: RwSignal::new(None),
@@ -145,12 +148,14 @@ impl AppState {
         client::send(
             Request::Start {
                 backend: this.backend_choice.get_untracked(),
+                workers: query_param("workers").and_then(|w| w.parse().ok()),
             },
             None,
             move |event, _| match event {
                 _ if this.restarts.get_untracked() != epoch => {}
-                Event::Started { backend } => {
+                Event::Started { backend, workers } => {
                     this.backend.set(Some(backend));
+                    this.workers.set(workers);
                     this.refresh_stored();
                     if let Some(f) = then.take() {
                         f();

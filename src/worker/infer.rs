@@ -1,8 +1,11 @@
 //! Inference with the loaded encoders: text classification and fill-mask.
 
+use super::helpers::{self, WorkerHelpers};
 use super::state;
 use super::Reply;
 use crate::error::Error;
+use crate::pipelines::classify::SPREAD_BATCH;
+use crate::pool::Helpers;
 use crate::protocol::Event;
 
 pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
@@ -16,9 +19,30 @@ pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
         return Err(Error::usage("enter a text to classify"));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = model.classify(&refs).await?;
+    let replica = state::need(|e| e.classifier_replica.clone(), "classifier").ok();
+    let results = match replica {
+        // More texts than one batch: spread over the helper engines.
+        Some(r) if WorkerHelpers.count() > 0 && refs.len() > SPREAD_BATCH => {
+            helpers::served();
+            let results = model.classify_spread(&refs, &WorkerHelpers, &r).await?;
+            said_spread("classified", refs.len());
+            results
+        }
+        _ => model.classify(&refs).await?,
+    };
     reply.send(Event::Classified { results });
     Ok(())
+}
+
+/// Says on the console how much of a job the helper engines did.
+pub fn said_spread(what: &str, rows: usize) {
+    web_sys::console::info_1(
+        &format!(
+            "{what} {rows} texts: {} batches on helper engines",
+            helpers::served()
+        )
+        .into(),
+    );
 }
 
 pub async fn fill_mask(reply: Reply, text: &str, k: usize) -> Result<(), Error> {

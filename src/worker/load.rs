@@ -7,6 +7,7 @@ use std::rc::Rc;
 use burn::module::Module;
 use wasm_bindgen::JsValue;
 
+use super::helpers;
 use super::state::{self, BaseModel, Engine};
 use super::Reply;
 use crate::device::{self, Backend, Compute};
@@ -39,11 +40,23 @@ async fn device_for(choice: BackendChoice) -> Compute {
     }
 }
 
-/// Starts (or restarts) the engine on the chosen backend; a switch drops every model.
-pub async fn start(reply: Reply, choice: BackendChoice) -> Result<(), Error> {
+/// Starts (or restarts) the engine on the chosen backend; a switch drops every model. On the
+/// CPU it starts helper engines too (`workers` in all, or one per core as memory allows).
+pub async fn start(
+    reply: Reply,
+    choice: BackendChoice,
+    workers: Option<usize>,
+) -> Result<(), Error> {
     let compute = device_for(choice).await;
+    helpers::stop();
+    let wanted = match compute.backend {
+        Backend::Cpu { .. } => helpers::wanted(workers),
+        Backend::WebGpu { .. } => 1,
+    };
+    let started = helpers::start(wanted - 1);
     reply.send(Event::Started {
         backend: compute.backend.clone(),
+        workers: 1 + started,
     });
     state::update(|e| {
         *e = Engine {
@@ -184,7 +197,7 @@ fn install(
         Slot::Classifier => {
             let m = TextClassifier::load(files, device)?;
             let described = (m.labels.clone(), m.model.num_params());
-            state::update(|e| e.classifier = Some(Rc::new(m)));
+            keep_classifier(m, files);
             described
         }
         Slot::FillMask => {
@@ -211,6 +224,16 @@ fn install(
         }
     };
     Ok(model_info(name, &config, labels, files, parameters))
+}
+
+/// Puts a classifier in its slot, with what helper engines need to classify as it does when
+/// there are helpers (its files).
+pub fn keep_classifier(model: TextClassifier, files: &ModelFiles) {
+    let replica = (helpers::count() > 0).then(|| model.replica(Rc::new(files.clone())));
+    state::update(|e| {
+        e.classifier = Some(Rc::new(model));
+        e.classifier_replica = replica;
+    });
 }
 
 /// What the page shows of a loaded model.

@@ -5,6 +5,7 @@
 //! (`load`, `infer`, `prompt`, `train`), and turns the handler's result into `Done` or `Error`:
 //! the one place an engine error becomes text. The engine's state is in `state`.
 
+mod helpers;
 mod infer;
 mod load;
 mod prompt;
@@ -118,7 +119,7 @@ pub fn run() {
 /// Routes a request to the handler of its concern.
 async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Result<(), Error> {
     match request {
-        Request::Start { backend } => load::start(reply, backend).await,
+        Request::Start { backend, workers } => load::start(reply, backend, workers).await,
         Request::Load { slot, source } => load::load(reply, slot, source, payload).await,
         Request::ListStored => load::list_stored(reply).await,
         Request::DeleteStored { key } => load::delete_stored(reply, &key).await,
@@ -164,6 +165,14 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
         }
         Request::ExportTrained => train::export(reply).await,
         Request::UseTrained { name } => train::use_trained(reply, &name).await,
+        Request::Replicate {
+            version,
+            build,
+            rows,
+            max_length,
+            files,
+        } => helpers::replicate(reply, version, &build, rows, max_length, &files, payload).await,
+        Request::Rows { version, texts } => helpers::rows(reply, version, texts).await,
         Request::Crash { how } => crash(how),
     }
 }

@@ -50,6 +50,11 @@ pub struct Engine {
     pub train_table: Option<Rc<NamedTable>>,
     pub test_table: Option<Rc<NamedTable>>,
     pub trained: Option<Rc<Trained>>,
+    /// What helper engines are sent to classify as the classifier does (when there are
+    /// helpers).
+    pub classifier_replica: Option<Rc<crate::pool::Replica>>,
+    /// A helper's model: the replica it was sent.
+    pub copy: Option<Rc<crate::pool::Built>>,
 }
 
 thread_local! {

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use burn::module::Module;
 use wasm_bindgen::JsValue;
 
-use super::load::{keep, model_info, not_kept};
+use super::helpers::{self, WorkerHelpers};
+use super::load::{keep, keep_classifier, model_info, not_kept};
 use super::state::{self, NamedTable, Trained};
 use super::{payload_bytes, Reply};
 use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
@@ -16,6 +17,7 @@ use crate::error::Error;
 use crate::hub::{archive, ModelFiles, StoreKey};
 use crate::js::{bytes_to_js, yield_now};
 use crate::pipelines::TextClassifier;
+use crate::pool::Sharing;
 use crate::protocol::{Event, Slot};
 use crate::train::card::{model_card, sha256_hex, DataFacts, RunFacts};
 use crate::train::export::export_classifier;
@@ -95,6 +97,8 @@ fn datasets(plan: &Plan) -> Result<(Dataset, Dataset, crate::data::ImportReport)
 /// Hooks that post training events and let cancel messages in between steps.
 struct WorkerHooks {
     reply: Reply,
+    /// The helper engines, with the base model's files (when there are helpers).
+    sharing: Option<Rc<Sharing>>,
     /// `now_ms()` when the loop last let the browser run.
     last_yield: f64,
 }
@@ -112,6 +116,9 @@ impl TrainHooks for WorkerHooks {
     }
     fn cancelled(&self) -> bool {
         self.reply.cancelled()
+    }
+    fn sharing(&self) -> Option<Rc<Sharing>> {
+        self.sharing.clone()
     }
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async move {
@@ -159,8 +166,16 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         pooling,
         &compute.device,
     )?;
+    helpers::served();
+    let sharing = (helpers::count() > 0).then(|| {
+        Rc::new(Sharing {
+            helpers: Rc::new(WorkerHelpers),
+            base: Rc::new(base.files.clone()),
+        })
+    });
     let mut hooks = WorkerHooks {
         reply,
+        sharing,
         last_yield: crate::clock::now_ms(),
     };
     let result = fine_tune(
@@ -173,6 +188,9 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         &mut hooks,
     )
     .await?;
+    if hooks.sharing.is_some() {
+        super::infer::said_spread("training extracted or evaluated", train.len() + test.len());
+    }
     let facts = RunFacts {
         base_model: base.name.clone(),
         labels: train.label_names.clone(),
@@ -245,7 +263,7 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
         &files,
         model.model.num_params(),
     );
-    state::update(|e| e.classifier = Some(Rc::new(model)));
+    keep_classifier(model, &files);
     let key = StoreKey::Trained { name: name.clone() };
     match keep(&key, &name, &files).await {
         Ok(()) => info.stored = Some(key.key()),

@@ -164,7 +164,7 @@ const tests = [
       await page.goto(`${server.url}/?source=${source}`);
       const { kind, text } = await backend(page);
       assert(kind === 'cpu', `expected the CPU fallback, the status line says: ${text}`);
-      assert(/^Backend: CPU \(.+\)$/.test(text), `status line: ${text}`);
+      assert(/^Backend: CPU \(.+\)( · \d+ engine workers)?$/.test(text), `status line: ${text}`);
       for (const slug of ['classify', 'fine-tune', 'prompt', 'models']) {
         await page.goto(`${server.url}/?source=${source}#/${slug}`);
         await page.locator(`main[data-page="${slug}"]`).waitFor();
@@ -337,6 +337,49 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       assert(kept.startsWith('http'), `source kept: ${kept}`);
       await shoot(page, 'model-errors');
     });
+  }],
+  ['engine workers: on the CPU a batch is spread over helper engines, with the scores one engine gives', async () => {
+    const g = golden('tiny-bert');
+    // 40 lines: the two single golden texts (the third is a pair) over and over, so each
+    // result has a transformers golden.
+    const lines = Array.from({ length: 40 }, (_, i) => g.texts[i % 2]);
+    const scored = {};
+    for (const workers of [2, 1]) {
+      await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+        await page.goto(`${server.url}/?workers=${workers}&source=${source}#/classify`);
+        const { kind, text } = await backend(page);
+        assert(kind === 'cpu', `CPU expected: ${text}`);
+        assert(workers === 1 ? !/engine workers/.test(text) : text.endsWith(` · ${workers} engine workers`), `status line: ${text}`);
+        await loadModel(page, 'classifier', 'tiny-bert');
+        await page.locator('#classify-batch').check();
+        await page.locator('#classify-text').fill(lines.join('\n'));
+        await page.locator('#classify-run').click();
+        const results = page.locator('#classify-results .result');
+        await results.nth(lines.length - 1).waitFor();
+        scored[workers] = [];
+        for (let i = 0; i < lines.length; i++) {
+          const shown = await scoresOf(results.nth(i));
+          const want = softmax(g.logits[i % 2]);
+          for (const s of shown) {
+            const w = want[s.label === 'NEGATIVE' ? 0 : 1];
+            assert(Math.abs(s.score - w) < 1e-3, `line ${i} ${s.label}: shown ${s.score}, transformers ${w}`);
+          }
+          scored[workers].push(shown);
+        }
+        const said = page.log.console.find((l) => /classified 40 texts: \d+ batches on helper engines/.test(l));
+        if (workers === 1) {
+          assert(!said, `one worker spreads nothing: ${said}`);
+        } else {
+          assert(said && !/: 0 batches/.test(said), `the helper engine took batches: ${page.log.console.slice(-6).join(' | ')}`);
+          console.log(`  ${said}`);
+        }
+      });
+    }
+    // Batched differently (one engine pads per group of texts), so equal up to rounding.
+    scored[2].forEach((shown, i) => shown.forEach((s, j) => {
+      const o = scored[1][i][j];
+      assert(s.label === o.label && Math.abs(s.score - o.score) < 1e-6, `line ${i}: ${JSON.stringify(s)} with two workers, ${JSON.stringify(o)} with one`);
+    }));
   }],
   ['browser storage full: the model still loads and says it is not kept; storage keeps nothing half-written', async () => {
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {

@@ -6,7 +6,7 @@
 //! from it (composed along the module tree: `w.pp(l.layers).pp(i).pp(l.query)`).
 
 use burn::module::Param;
-use burn::nn::{DropoutConfig, Linear, LinearConfig};
+use burn::nn::{DropoutConfig, Linear};
 use burn::prelude::*;
 
 use super::layout::layout;
@@ -48,10 +48,12 @@ pub fn init_linear(
         .collect();
     // normal_() on the [out, in] matrix, stored here as [in, out].
     let weight = Tensor::<2>::from_data(TensorData::new(values, [d_out, d_in]), device).transpose();
-    let mut l = LinearConfig::new(d_in, d_out).init(device);
-    l.weight = Param::from_tensor(weight);
-    l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
-    l
+    // Built directly: burn's `LinearConfig::init` would first draw weights from the backend's
+    // random generator, moving the dropout masks of whatever runs next on the device.
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias: Some(Param::from_tensor(Tensor::zeros([d_out], device))),
+    }
 }
 
 /// Where a classifier's head comes from.

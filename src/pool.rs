@@ -1,0 +1,462 @@
+//! Work that splits by rows, spread over helper engines: on the CPU a browser page runs one
+//! engine per core (Web Workers, no shared memory needed), each with its own copy of the model.
+//!
+//! The rows of a job (an encoder's logits or pooled features for a list of texts) are cut into
+//! chunks up front; every lane (this engine, and each helper) takes the next chunk when it is
+//! free, and the rows come back in place. A chunk is computed by the same code with the same
+//! padding wherever it runs ([`chunk_rows`]), so the result does not depend on how many helpers
+//! there are or which of them took what: bit for bit the rows one engine alone gives. A helper
+//! that fails is left out and its chunk goes to another lane.
+//!
+//! The helpers themselves are behind [`Helpers`]: Web Workers in the browser
+//! (`worker::helpers`), models in the same process in native tests ([`InProcess`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Text;
+use crate::device::pad_multiple;
+use crate::error::Error;
+use crate::hub::ModelFiles;
+use crate::model::bert::{EncoderInput, Pooling, SequenceClassifier};
+use crate::model::read_f32;
+use crate::pipelines::tunelab_pooling;
+use crate::text::TextTokenizer;
+use crate::train::{classifier_for_training, Mode, TrainingArgs};
+
+/// A future that borrows what it runs on (one thread: not `Send`).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What each text becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowsOf {
+    /// The classifier's logits.
+    Logits,
+    /// The pooled features its head reads ([`SequenceClassifier::features`]).
+    Features,
+}
+
+/// How a helper builds its model from the files: as the engine built the one it computes with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Build {
+    /// A `*ForSequenceClassification` checkpoint with its head (as `TextClassifier::load`).
+    Checkpoint,
+    /// The classifier fine-tuning starts from ([`classifier_for_training`]) for these labels,
+    /// pooling and seed (a fresh head and pooler are drawn from the seed).
+    Training {
+        labels: Vec<String>,
+        pooling: Pooling,
+        seed: u64,
+    },
+}
+
+/// What a helper needs to compute rows exactly as this engine does: the model's files, how to
+/// build it, what rows and the longest sequence. Each has its own version number, so a helper
+/// that holds it already is not sent it again.
+pub struct Replica {
+    pub version: u64,
+    pub files: Rc<ModelFiles>,
+    pub build: Build,
+    pub rows: RowsOf,
+    pub max_length: usize,
+}
+
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+impl Replica {
+    pub fn new(files: Rc<ModelFiles>, build: Build, rows: RowsOf, max_length: usize) -> Rc<Self> {
+        Rc::new(Self {
+            version: VERSIONS.fetch_add(1, Ordering::Relaxed),
+            files,
+            build,
+            rows,
+            max_length,
+        })
+    }
+}
+
+/// A lane's model: the classifier, its tokenizer, and what rows it gives.
+pub struct Lane<'a> {
+    pub model: &'a SequenceClassifier,
+    pub tokenizer: &'a TextTokenizer,
+    pub rows: RowsOf,
+    pub max_length: usize,
+    pub device: &'a Device,
+}
+
+impl Lane<'_> {
+    /// The rows of one chunk, `[texts, width]` flat.
+    pub async fn rows(&self, texts: &[Text]) -> Result<Vec<f32>, Error> {
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        chunk_rows(
+            self.model,
+            self.tokenizer,
+            &refs,
+            self.max_length,
+            self.rows,
+            self.device,
+        )
+        .await
+    }
+}
+
+/// The rows of one chunk of texts padded as one batch, flat: what every lane runs, so a chunk
+/// gives the same values wherever it runs.
+pub async fn chunk_rows(
+    model: &SequenceClassifier,
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    max_length: usize,
+    rows: RowsOf,
+    device: &Device,
+) -> Result<Vec<f32>, Error> {
+    let encoded = tokenizer.encode_batch_padded(texts, max_length, pad_multiple(device))?;
+    let input = EncoderInput::new(&encoded, device);
+    let out = match rows {
+        RowsOf::Logits => model.forward(&input),
+        RowsOf::Features => model.features(&input),
+    };
+    Ok(read_f32(out).await?)
+}
+
+/// A replica built on a helper: its own model, ready to compute rows.
+pub struct Built {
+    pub version: u64,
+    model: SequenceClassifier,
+    tokenizer: TextTokenizer,
+    rows: RowsOf,
+    max_length: usize,
+    device: Device,
+}
+
+impl Built {
+    /// Builds the model a replica describes from its files.
+    pub fn build(
+        version: u64,
+        files: &ModelFiles,
+        build: &Build,
+        rows: RowsOf,
+        max_length: usize,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let config = files.config()?;
+        let model = match build {
+            Build::Checkpoint => {
+                let pooling = tunelab_pooling(&config).unwrap_or(Pooling::Cls);
+                SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?
+            }
+            Build::Training {
+                labels,
+                pooling,
+                seed,
+            } => {
+                // Dropout does not act at inference: only the seed (of a fresh head or pooler)
+                // matters, as in the run's own model.
+                let args = TrainingArgs {
+                    seed: *seed,
+                    dropout: false,
+                    ..TrainingArgs::defaults_for(Mode::Head)
+                };
+                classifier_for_training(files, labels, &args, *pooling, device)?.0
+            }
+        };
+        Ok(Self {
+            version,
+            model,
+            tokenizer: files.tokenizer()?,
+            rows,
+            max_length,
+            device: device.clone(),
+        })
+    }
+
+    /// [`Built::build`] of a replica.
+    pub fn of(replica: &Replica, device: &Device) -> Result<Self, Error> {
+        Self::build(
+            replica.version,
+            &replica.files,
+            &replica.build,
+            replica.rows,
+            replica.max_length,
+            device,
+        )
+    }
+
+    pub fn lane(&self) -> Lane<'_> {
+        Lane {
+            model: &self.model,
+            tokenizer: &self.tokenizer,
+            rows: self.rows,
+            max_length: self.max_length,
+            device: &self.device,
+        }
+    }
+}
+
+/// Other engines that compute rows: each holds (or is sent) a replica of the model.
+pub trait Helpers {
+    /// How many helpers can take work now.
+    fn count(&self) -> usize;
+    /// The rows of `texts` on helper `i`, with `replica` (sent to it first unless it holds it).
+    fn rows<'a>(
+        &'a self,
+        i: usize,
+        replica: &'a Rc<Replica>,
+        texts: Vec<Text>,
+    ) -> LocalFuture<'a, Result<Vec<f32>, Error>>;
+}
+
+/// Helpers, with the files of the model a fine-tuning run starts from: what the run needs to
+/// spread its feature extraction (head mode) and its evaluations.
+pub struct Sharing {
+    pub helpers: Rc<dyn Helpers>,
+    pub base: Rc<ModelFiles>,
+}
+
+/// No helpers: everything runs here.
+pub struct NoHelpers;
+
+impl Helpers for NoHelpers {
+    fn count(&self) -> usize {
+        0
+    }
+    fn rows<'a>(
+        &'a self,
+        _: usize,
+        _: &'a Rc<Replica>,
+        _: Vec<Text>,
+    ) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
+        Box::pin(async { Err(Error::usage("there are no helper engines")) })
+    }
+}
+
+/// How many requests each helper may have in flight: a second one waits on the helper, so it
+/// starts at once when the first is done instead of after this engine's own chunk (whose
+/// computation holds this thread, and the helper's answer with it). Only while there are more
+/// chunks left than lanes: at the end every lane must get one.
+const IN_FLIGHT: usize = 2;
+
+/// What a spread reports to and checks.
+pub trait Watch {
+    /// Rows finished so far (of every chunk).
+    fn done(&mut self, rows: usize);
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Counts nothing and never cancels.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn done(&mut self, _: usize) {}
+}
+
+/// The rows of every chunk (each `[chunk, width]` flat, in the chunks' order), computed on
+/// `local` and, with a replica, on the helpers at once. Chunks are taken from the last (with
+/// [`chunks_by_length`], the longest texts) to the first. `None` if cancelled.
+pub async fn spread(
+    local: &Lane<'_>,
+    helpers: &dyn Helpers,
+    replica: Option<&Rc<Replica>>,
+    chunks: &[Vec<Text>],
+    watch: &mut dyn Watch,
+) -> Result<Option<Vec<Vec<f32>>>, Error> {
+    let queue: RefCell<VecDeque<usize>> = RefCell::new((0..chunks.len()).collect());
+    let results: RefCell<Vec<Option<Vec<f32>>>> = RefCell::new(vec![None; chunks.len()]);
+    let rows_done = Cell::new(0usize);
+    let stop = Cell::new(false);
+    let watch = RefCell::new(watch);
+    let finish = |c: usize, values: Vec<f32>| {
+        results.borrow_mut()[c] = Some(values);
+        rows_done.set(rows_done.get() + chunks[c].len());
+        watch.borrow_mut().done(rows_done.get());
+    };
+    let lanes = match replica {
+        Some(_) => helpers.count() * IN_FLIGHT,
+        None => 0,
+    };
+    let helper_count = helpers.count();
+    let helper_lanes = (0..lanes).map(|lane| {
+        let (queue, stop, finish) = (&queue, &stop, &finish);
+        async move {
+            let Some(replica) = replica else { return };
+            let i = lane % helper_count.max(1);
+            let prefetch = lane >= helper_count;
+            loop {
+                if stop.get() || (prefetch && queue.borrow().len() <= helper_count + 1) {
+                    return;
+                }
+                // The longest texts first: the last chunks taken are the short ones, so the
+                // lanes finish close together.
+                let Some(c) = queue.borrow_mut().pop_back() else {
+                    return;
+                };
+                match helpers.rows(i, replica, chunks[c].clone()).await {
+                    Ok(values) => finish(c, values),
+                    Err(e) => {
+                        // Another lane does it; this helper takes no more of this job.
+                        queue.borrow_mut().push_back(c);
+                        warn(&format!(
+                            "a helper engine failed, its work goes on here: {e}"
+                        ));
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let helper_lanes: Vec<_> = helper_lanes.collect();
+    let here = async {
+        loop {
+            if watch.borrow().cancelled() {
+                stop.set(true);
+                return Ok(());
+            }
+            let next = queue.borrow_mut().pop_back();
+            match next {
+                Some(c) => match local.rows(&chunks[c]).await {
+                    Ok(values) => finish(c, values),
+                    Err(e) => {
+                        stop.set(true);
+                        return Err(e);
+                    }
+                },
+                // Every chunk is taken: wait for the helpers (one may fail and give its back).
+                None if results.borrow().iter().any(Option::is_none) => {}
+                None => return Ok(()),
+            }
+            breathe().await;
+        }
+    };
+    // The helpers' lanes first: they take their chunks and send them off before this engine
+    // starts computing its own (which holds the thread).
+    let (_, local_result) =
+        futures::future::join(futures::future::join_all(helper_lanes), here).await;
+    local_result?;
+    if stop.get() {
+        return Ok(None);
+    }
+    let results = results.into_inner();
+    Ok(Some(
+        results.into_iter().map(Option::unwrap_or_default).collect(),
+    ))
+}
+
+/// Lets the helpers' answers in: a browser task turn (messages arrive as tasks); natively one
+/// turn of the executor.
+async fn breathe() {
+    #[cfg(target_arch = "wasm32")]
+    crate::js::yield_now().await;
+    #[cfg(not(target_arch = "wasm32"))]
+    YieldOnce(false).await;
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+struct YieldOnce(bool);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+fn warn(message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::warn_1(&message.into());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{message}");
+}
+
+/// Texts cut into chunks of `size` in order of token length (short texts pad little), with the
+/// order: chunk `c` holds the texts `order[c * size..]`.
+pub fn chunks_by_length(
+    tokenizer: &TextTokenizer,
+    texts: &[Text],
+    max_length: usize,
+    size: usize,
+) -> Result<(Vec<usize>, Vec<Vec<Text>>), Error> {
+    let order = crate::train::batches::by_length(tokenizer, texts, max_length)?;
+    let chunks = order
+        .chunks(size.max(1))
+        .map(|c| c.iter().map(|&i| texts[i].clone()).collect())
+        .collect();
+    Ok((order, chunks))
+}
+
+/// Helpers in this process, on the same device: tests check with them that spreading gives the
+/// rows one engine gives, and that a failing helper changes nothing.
+pub struct InProcess {
+    copies: Vec<RefCell<Option<Rc<Built>>>>,
+    device: Device,
+    /// Helper 0 fails after this many chunks (a helper engine that dies mid-job).
+    pub fail_after: Cell<Option<usize>>,
+    /// Chunks each helper computed.
+    pub served: Vec<Cell<usize>>,
+    /// Replicas sent (a helper holding the version is not sent it again).
+    pub sent: Cell<usize>,
+}
+
+impl InProcess {
+    pub fn new(count: usize, device: &Device) -> Self {
+        Self {
+            copies: (0..count).map(|_| RefCell::new(None)).collect(),
+            device: device.clone(),
+            fail_after: Cell::new(None),
+            served: (0..count).map(|_| Cell::new(0)).collect(),
+            sent: Cell::new(0),
+        }
+    }
+}
+
+impl Helpers for InProcess {
+    fn count(&self) -> usize {
+        self.copies.len()
+    }
+    fn rows<'a>(
+        &'a self,
+        i: usize,
+        replica: &'a Rc<Replica>,
+        texts: Vec<Text>,
+    ) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
+        Box::pin(async move {
+            if i == 0
+                && self
+                    .fail_after
+                    .get()
+                    .is_some_and(|n| self.served[0].get() >= n)
+            {
+                return Err(Error::usage("helper 0 stopped (on purpose)"));
+            }
+            let holds = self.copies[i].borrow().as_ref().map(|c| c.version);
+            if holds != Some(replica.version) {
+                self.sent.set(self.sent.get() + 1);
+                *self.copies[i].borrow_mut() = Some(Rc::new(Built::of(replica, &self.device)?));
+            }
+            // Another lane's turn first, as a helper in another thread would interleave.
+            breathe().await;
+            let copy = self.copies[i].borrow().clone().expect("built above");
+            let values = copy.lane().rows(&texts).await?;
+            self.served[i].set(self.served[i].get() + 1);
+            Ok(values)
+        })
+    }
+}
