@@ -4,8 +4,12 @@
 //   - head-mode feature extraction of the first ROWS movie reviews (fine-tuning's first phase),
 //   - classifying 256 reviews, and 32 short ones (about 32 tokens: the "32x32" case),
 //   - classifying one text of about 128 tokens (one text does not split: both should be equal),
+//   - evaluating the zero-shot prompt on 48 reviews by label scoring with a GPT-2-small-shaped
+//     model (random weights, written by `cargo run --example write_random_gpt2 -- <folder>`;
+//     BENCH_MODELS is the folder holding `gpt2-small-random`),
 // and prints the machine, the table and the speed-ups.
-// Usage: TUNELAB_DIST=<trunk dist (debug)> node benches/workers.mjs [N]   (ROWS=1000 by default)
+// Usage: TUNELAB_DIST=<trunk dist (debug)> BENCH_MODELS=<folder> node benches/workers.mjs [N]
+//        (ROWS=1000 by default)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,7 +47,10 @@ const short = reviews.filter((t) => words(t) >= 18 && words(t) <= 22).slice(0, 3
 const long = (() => { let t = ''; for (const r of reviews) { if (words(t + r) > 100) break; t += (t ? ' ' : '') + r; } return t; })();
 const batch = reviews.slice(2000, 2256);
 
-const server = await serve({ '/models/': models, '/': dist });
+const benchModels = process.env.BENCH_MODELS;
+if (!benchModels || !fs.existsSync(path.join(benchModels, 'gpt2-small-random/model.safetensors'))) throw new Error('set BENCH_MODELS to the folder of gpt2-small-random');
+const promptCsv = 'text,label\n' + records.slice(1, 49).map((r) => `"${r[0].replaceAll('"', '""')}",${r[1]}`).join('\n') + '\n';
+const server = await serve({ '/models/': models, '/bench-models/': benchModels, '/': dist });
 const source = `${server.url}/models/{id}/{file}`;
 const args = {
   mode: 'Head', num_train_epochs: 1, per_device_train_batch_size: 32, per_device_eval_batch_size: 32,
@@ -79,8 +86,19 @@ async function measure(workers) {
       for (let i = 0; i < reps; i++) times.push((await request({ Classify: { texts } })).ms);
       return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
     };
+    await request({ Load: { slot: 'LanguageModel', source: { Hub: { id: 'gpt2-small-random', url_template: `${server.url}/bench-models/{id}/{file}` } } } });
+    const scorer = {
+      template: { instruction: 'Classify the sentiment of the review as negative or positive.', input_prefix: 'Review: ', cue: 'Sentiment:', examples: [] },
+      labels: ['negative', 'positive'], verbalizers: ['negative', 'positive'], calibrate: false,
+    };
+    const evaluate = { EvaluatePrompt: { scorer, options: { delimiter: null, has_header: null }, text_column: null, label_column: null } };
+    // The first run sends the helpers the model: timed apart.
+    const firstEval = (await request(evaluate, promptCsv)).ms;
+    const evalMs = (await request(evaluate, promptCsv)).ms;
     const result = {
       line,
+      firstEval,
+      evalMs,
       extract: { ms: extractMs, texts: last.event.Train.event.Progress.total },
       batch: await classify(batch, 3),
       short: await classify(short, 5),
@@ -104,6 +122,8 @@ row(`head-mode feature extraction, ${one.extract.texts} reviews (max 128 tokens)
 row(`classify ${batch.length} reviews`, one.batch, n.batch, 'ms');
 row(`classify ${short.length} short reviews (~32 tokens)`, one.short, n.short, 'ms');
 row('classify 1 text of ~128 tokens (does not split)', one.one, n.one, 'ms');
+row('prompt evaluation, 48 reviews, GPT-2-small shape (helpers hold the model)', one.evalMs, n.evalMs, 'ms');
+row('the same, first run (the helpers load the model)', one.firstEval, n.firstEval, 'ms');
 console.log(`feature extraction: ${(one.extract.texts / one.extract.ms * 1000).toFixed(1)} texts/s on 1 worker, ${(n.extract.texts / n.extract.ms * 1000).toFixed(1)} on ${many}`);
 server.close?.();
 process.exit(0);

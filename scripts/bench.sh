@@ -20,7 +20,8 @@
 #   workers  - engine workers on the CPU in headless Chromium: the app (debug build, as the e2e
 #              tests build it) with 1 worker and with one per core, real all-MiniLM-L6-v2:
 #              head-mode feature extraction of ROWS movie reviews (default 1000), classifying
-#              256 reviews, 32 short ones, and one 128-token text
+#              256 reviews, 32 short ones, and one 128-token text; a prompt evaluated on 48
+#              reviews with a GPT-2-small-shaped model (random weights, written once to the cache)
 # Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts|workers ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
@@ -67,7 +68,10 @@ for b in "${which[@]}"; do
     "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
     trunk build --dist "$CARGO_TARGET_DIR/dist-e2e" >/dev/null 2>&1 ||
       { echo "trunk build failed: run it by hand to see why" >&2; exit 1; }
-    TUNELAB_DIST="$CARGO_TARGET_DIR/dist-e2e" node benches/workers.mjs
+    bench_models="$TUNELAB_CACHE/bench-models"
+    [ -f "$bench_models/gpt2-small-random/model.safetensors" ] ||
+      cargo run --locked --quiet --example write_random_gpt2 -- "$bench_models/gpt2-small-random"
+    TUNELAB_DIST="$CARGO_TARGET_DIR/dist-e2e" BENCH_MODELS="$bench_models" node benches/workers.mjs
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"

@@ -28,6 +28,7 @@ use crate::hub::ModelFiles;
 use crate::model::bert::{EncoderInput, Pooling, SequenceClassifier};
 use crate::model::read_f32;
 use crate::pipelines::tunelab_pooling;
+use crate::prompt::{LabelScorer, LanguageModel};
 use crate::text::TextTokenizer;
 use crate::train::{classifier_for_training, Mode, TrainingArgs};
 
@@ -41,10 +42,14 @@ pub enum RowsOf {
     Logits,
     /// The pooled features its head reads ([`SequenceClassifier::features`]).
     Features,
+    /// A language model's label scoring: the best label's index and whether the text was cut
+    /// (1 or 0), two values per text.
+    Labels,
 }
 
 /// How a helper builds its model from the files: as the engine built the one it computes with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
 pub enum Build {
     /// A `*ForSequenceClassification` checkpoint with its head (as `TextClassifier::load`).
     Checkpoint,
@@ -55,6 +60,18 @@ pub enum Build {
         pooling: Pooling,
         seed: u64,
     },
+    /// A GPT-2 checkpoint scoring labels with this scorer (its calibration is computed anew).
+    Scorer(LabelScorer),
+}
+
+/// Where a helper finds a model's files.
+#[derive(Debug, Clone)]
+pub enum Files {
+    /// Sent with the replica.
+    Bytes(Rc<ModelFiles>),
+    /// Read from browser storage by key ([`crate::hub::StoreKey::key`]): no copy of a kept
+    /// model stays in this engine for the helpers (the browser only).
+    Stored(String),
 }
 
 /// What a helper needs to compute rows exactly as this engine does: the model's files, how to
@@ -62,7 +79,7 @@ pub enum Build {
 /// that holds it already is not sent it again.
 pub struct Replica {
     pub version: u64,
-    pub files: Rc<ModelFiles>,
+    pub files: Files,
     pub build: Build,
     pub rows: RowsOf,
     pub max_length: usize,
@@ -71,7 +88,7 @@ pub struct Replica {
 static VERSIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Replica {
-    pub fn new(files: Rc<ModelFiles>, build: Build, rows: RowsOf, max_length: usize) -> Rc<Self> {
+    pub fn new(files: Files, build: Build, rows: RowsOf, max_length: usize) -> Rc<Self> {
         Rc::new(Self {
             version: VERSIONS.fetch_add(1, Ordering::Relaxed),
             files,
@@ -82,7 +99,13 @@ impl Replica {
     }
 }
 
-/// A lane's model: the classifier, its tokenizer, and what rows it gives.
+/// What computes the rows of a chunk: this engine's model, or a helper's copy.
+pub trait Rows {
+    /// The rows of one chunk, flat.
+    fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>>;
+}
+
+/// An encoder lane: the classifier, its tokenizer, and what rows it gives.
 pub struct Lane<'a> {
     pub model: &'a SequenceClassifier,
     pub tokenizer: &'a TextTokenizer,
@@ -91,19 +114,42 @@ pub struct Lane<'a> {
     pub device: &'a Device,
 }
 
-impl Lane<'_> {
-    /// The rows of one chunk, `[texts, width]` flat.
-    pub async fn rows(&self, texts: &[Text]) -> Result<Vec<f32>, Error> {
-        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
-        chunk_rows(
-            self.model,
-            self.tokenizer,
-            &refs,
-            self.max_length,
-            self.rows,
-            self.device,
-        )
-        .await
+impl Rows for Lane<'_> {
+    /// `[texts, width]` flat.
+    fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
+        Box::pin(async move {
+            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            chunk_rows(
+                self.model,
+                self.tokenizer,
+                &refs,
+                self.max_length,
+                self.rows,
+                self.device,
+            )
+            .await
+        })
+    }
+}
+
+/// A label-scoring lane: a language model and a prepared scorer (calibration computed).
+pub struct ScorerLane<'a> {
+    pub lm: &'a LanguageModel,
+    pub scorer: &'a LabelScorer,
+}
+
+impl Rows for ScorerLane<'_> {
+    /// `[best label, cut]` per text.
+    fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(texts.len() * 2);
+            for text in texts {
+                let scores = self.scorer.score_prepared(self.lm, text).await?;
+                out.push(scores.best as f32);
+                out.push(f32::from(u8::from(scores.truncated)));
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -122,6 +168,7 @@ pub async fn chunk_rows(
     let out = match rows {
         RowsOf::Logits => model.forward(&input),
         RowsOf::Features => model.features(&input),
+        RowsOf::Labels => return Err(Error::usage("an encoder scores no labels")),
     };
     Ok(read_f32(out).await?)
 }
@@ -129,16 +176,27 @@ pub async fn chunk_rows(
 /// A replica built on a helper: its own model, ready to compute rows.
 pub struct Built {
     pub version: u64,
-    model: SequenceClassifier,
-    tokenizer: TextTokenizer,
-    rows: RowsOf,
-    max_length: usize,
-    device: Device,
+    model: Model,
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Model {
+    Encoder {
+        model: SequenceClassifier,
+        tokenizer: TextTokenizer,
+        rows: RowsOf,
+        max_length: usize,
+        device: Device,
+    },
+    Scorer {
+        lm: LanguageModel,
+        scorer: LabelScorer,
+    },
 }
 
 impl Built {
     /// Builds the model a replica describes from its files.
-    pub fn build(
+    pub async fn build(
         version: u64,
         files: &ModelFiles,
         build: &Build,
@@ -146,11 +204,22 @@ impl Built {
         max_length: usize,
         device: &Device,
     ) -> Result<Self, Error> {
-        let config = files.config()?;
+        let encoder = |model: SequenceClassifier| -> Result<Model, Error> {
+            Ok(Model::Encoder {
+                model,
+                tokenizer: files.tokenizer()?,
+                rows,
+                max_length,
+                device: device.clone(),
+            })
+        };
         let model = match build {
             Build::Checkpoint => {
+                let config = files.config()?;
                 let pooling = tunelab_pooling(&config).unwrap_or(Pooling::Cls);
-                SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?
+                let model =
+                    SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?;
+                encoder(model)?
             }
             Build::Training {
                 labels,
@@ -164,38 +233,58 @@ impl Built {
                     dropout: false,
                     ..TrainingArgs::defaults_for(Mode::Head)
                 };
-                classifier_for_training(files, labels, &args, *pooling, device)?.0
+                encoder(classifier_for_training(files, labels, &args, *pooling, device)?.0)?
+            }
+            Build::Scorer(scorer) => {
+                // Helpers run on the CPU: no binding limit.
+                let lm = LanguageModel::load(files, device, u64::MAX)?;
+                let mut scorer = scorer.clone();
+                scorer.prepare(&lm).await?;
+                Model::Scorer { lm, scorer }
             }
         };
-        Ok(Self {
-            version,
-            model,
-            tokenizer: files.tokenizer()?,
-            rows,
-            max_length,
-            device: device.clone(),
-        })
+        Ok(Self { version, model })
     }
 
-    /// [`Built::build`] of a replica.
-    pub fn of(replica: &Replica, device: &Device) -> Result<Self, Error> {
+    /// [`Built::build`] of a replica whose files come with it (natively, the only kind).
+    pub async fn of(replica: &Replica, device: &Device) -> Result<Self, Error> {
+        let Files::Bytes(files) = &replica.files else {
+            return Err(Error::usage("browser storage exists only in the browser"));
+        };
         Self::build(
             replica.version,
-            &replica.files,
+            files,
             &replica.build,
             replica.rows,
             replica.max_length,
             device,
         )
+        .await
     }
+}
 
-    pub fn lane(&self) -> Lane<'_> {
-        Lane {
-            model: &self.model,
-            tokenizer: &self.tokenizer,
-            rows: self.rows,
-            max_length: self.max_length,
-            device: &self.device,
+impl Rows for Built {
+    fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
+        match &self.model {
+            Model::Encoder {
+                model,
+                tokenizer,
+                rows,
+                max_length,
+                device,
+            } => Box::pin(async move {
+                let lane = Lane {
+                    model,
+                    tokenizer,
+                    rows: *rows,
+                    max_length: *max_length,
+                    device,
+                };
+                lane.rows(texts).await
+            }),
+            Model::Scorer { lm, scorer } => {
+                Box::pin(async move { ScorerLane { lm, scorer }.rows(texts).await })
+            }
         }
     }
 }
@@ -261,14 +350,15 @@ impl Watch for Unwatched {
 
 /// The rows of every chunk (each `[chunk, width]` flat, in the chunks' order), computed on
 /// `local` and, with a replica, on the helpers at once. Chunks are taken from the last (with
-/// [`chunks_by_length`], the longest texts) to the first. `None` if cancelled.
+/// [`chunks_by_length`], the longest texts) to the first. A cancel stops handing chunks out:
+/// those computed are kept.
 pub async fn spread(
-    local: &Lane<'_>,
+    local: &dyn Rows,
     helpers: &dyn Helpers,
     replica: Option<&Rc<Replica>>,
     chunks: &[Vec<Text>],
     watch: &mut dyn Watch,
-) -> Result<Option<Vec<Vec<f32>>>, Error> {
+) -> Result<Spread, Error> {
     let queue: RefCell<VecDeque<usize>> = RefCell::new((0..chunks.len()).collect());
     let results: RefCell<Vec<Option<Vec<f32>>>> = RefCell::new(vec![None; chunks.len()]);
     let rows_done = Cell::new(0usize);
@@ -317,6 +407,7 @@ pub async fn spread(
     let here = async {
         loop {
             if watch.borrow().cancelled() {
+                // The helpers' batches in hand still come in (the join waits for them).
                 stop.set(true);
                 return Ok(());
             }
@@ -341,13 +432,27 @@ pub async fn spread(
     let (_, local_result) =
         futures::future::join(futures::future::join_all(helper_lanes), here).await;
     local_result?;
-    if stop.get() {
-        return Ok(None);
+    Ok(Spread {
+        rows: results.into_inner(),
+        cancelled: stop.get(),
+    })
+}
+
+/// What [`spread`] computed.
+pub struct Spread {
+    /// Each chunk's rows; `None` for those not computed (after a cancel).
+    pub rows: Vec<Option<Vec<f32>>>,
+    pub cancelled: bool,
+}
+
+impl Spread {
+    /// Every chunk's rows, or `None` after a cancel.
+    pub fn complete(self) -> Option<Vec<Vec<f32>>> {
+        if self.cancelled {
+            return None;
+        }
+        self.rows.into_iter().collect()
     }
-    let results = results.into_inner();
-    Ok(Some(
-        results.into_iter().map(Option::unwrap_or_default).collect(),
-    ))
 }
 
 /// Lets the helpers' answers in: a browser task turn (messages arrive as tasks); natively one
@@ -449,12 +554,13 @@ impl Helpers for InProcess {
             let holds = self.copies[i].borrow().as_ref().map(|c| c.version);
             if holds != Some(replica.version) {
                 self.sent.set(self.sent.get() + 1);
-                *self.copies[i].borrow_mut() = Some(Rc::new(Built::of(replica, &self.device)?));
+                let built = Built::of(replica, &self.device).await?;
+                *self.copies[i].borrow_mut() = Some(Rc::new(built));
             }
             // Another lane's turn first, as a helper in another thread would interleave.
             breathe().await;
             let copy = self.copies[i].borrow().clone().expect("built above");
-            let values = copy.lane().rows(&texts).await?;
+            let values = copy.rows(&texts).await?;
             self.served[i].set(self.served[i].get() + 1);
             Ok(values)
         })

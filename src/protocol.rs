@@ -138,13 +138,17 @@ pub enum Request {
     UseTrained {
         name: String,
     },
-    /// Between engines: a helper builds this model (payload: its files, one after the other,
-    /// with their names and sizes in `files`) and keeps it as `version`.
+    /// Between engines: a helper builds this model and keeps it as `version`. Its files are in
+    /// browser storage under `stored`, or else in the payload, one after the other, with their
+    /// names and sizes in `files`.
     Replicate {
         version: u64,
         build: Build,
         rows: RowsOf,
         max_length: usize,
+        #[serde(default)]
+        stored: Option<String>,
+        #[serde(default)]
         files: Vec<(String, usize)>,
     },
     /// Between engines: the rows of `texts` from the model kept as `version`; answered with

@@ -12,7 +12,7 @@ use common::*;
 use tunelab::data::{parse_table, stratified_split, Dataset, TableOptions};
 use tunelab::hub::ModelFiles;
 use tunelab::pipelines::TextClassifier;
-use tunelab::pool::{Helpers, InProcess, Sharing};
+use tunelab::pool::{Files, Helpers, InProcess, Sharing};
 use tunelab::train::{
     classifier_for_training, default_pooling, fine_tune, Mode, Phase, TrainEvent, TrainHooks,
     TrainResult, TrainingArgs,
@@ -188,7 +188,7 @@ fn classification_spread_over_helpers_is_one_engines() {
     let texts: Vec<&str> = train.texts.iter().map(|t| &**t).collect();
     let alone = block_on(classifier.logits(&texts)).unwrap();
     let helpers = InProcess::new(3, &dev);
-    let replica = classifier.replica(Rc::new(files));
+    let replica = classifier.replica(Files::Bytes(Rc::new(files)));
     let spread = block_on(classifier.logits_spread(&texts, &helpers, &replica)).unwrap();
     assert_eq!(spread.len(), texts.len());
     for (a, b) in alone.iter().zip(&spread) {
@@ -200,4 +200,59 @@ fn classification_spread_over_helpers_is_one_engines() {
     // The same texts again: the helpers hold the model and are not sent it twice.
     block_on(classifier.logits_spread(&texts, &helpers, &replica)).unwrap();
     assert_eq!(helpers.sent.get(), 3);
+}
+
+#[test]
+fn prompt_evaluation_spread_over_helpers_is_one_engines_with_and_without_calibration() {
+    use tunelab::pool::{Build, Replica, RowsOf};
+    use tunelab::prompt::{LabelScorer, LanguageModel, Template};
+    let dev = Device::flex();
+    let files = ModelFiles::from_dir(fixture_model("tiny-gpt2")).unwrap();
+    let lm = LanguageModel::load(&files, &dev, u64::MAX).unwrap();
+    let (train, _) = reviews(40);
+    let files = Rc::new(files);
+    for calibrate in [false, true] {
+        let mut scorer = LabelScorer::new(
+            Template::default(),
+            vec!["negative".into(), "positive".into()],
+            vec!["bad".into(), "good".into()],
+        );
+        scorer.calibrate = calibrate;
+        let alone = block_on(scorer.clone().evaluate(&lm, &train, &mut |_, _| true)).unwrap();
+        let helpers = InProcess::new(2, &dev);
+        let replica = Replica::new(
+            Files::Bytes(files.clone()),
+            Build::Scorer(scorer.clone()),
+            RowsOf::Labels,
+            0,
+        );
+        let mut seen = Vec::new();
+        let spread = block_on(scorer.evaluate_spread(
+            &lm,
+            &train,
+            &helpers,
+            &replica,
+            &mut |done, total| {
+                seen.push((done, total));
+                true
+            },
+        ))
+        .unwrap();
+        assert_eq!(spread, alone, "calibrate: {calibrate}");
+        assert!(helpers.served.iter().all(|c| c.get() > 0));
+        assert_eq!(seen.last(), Some(&(train.len(), train.len())));
+        // Stopped after a few rows: the metrics cover the rows scored, fewer than all.
+        let mut calls = 0;
+        let stopped =
+            block_on(
+                scorer.evaluate_spread(&lm, &train, &helpers, &replica, &mut |_, _| {
+                    calls += 1;
+                    calls < 4
+                }),
+            )
+            .unwrap();
+        let n = stopped.predicted.len();
+        assert!((4..train.len()).contains(&n), "{n} rows scored");
+        assert_eq!(stopped.metrics.count, n);
+    }
 }

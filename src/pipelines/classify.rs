@@ -11,7 +11,9 @@ use crate::hub::ModelFiles;
 use crate::math::{ranked, softmax, LabelScore};
 use crate::model::bert::{Pooling, SequenceClassifier};
 use crate::model::{ModelConfig, Task};
-use crate::pool::{chunks_by_length, spread, Build, Helpers, Lane, Replica, RowsOf, Unwatched};
+use crate::pool::{
+    chunks_by_length, spread, Build, Files, Helpers, Lane, Replica, RowsOf, Unwatched,
+};
 use crate::text::TextTokenizer;
 
 /// Texts per batch when classification is spread over helper engines.
@@ -79,7 +81,7 @@ impl TextClassifier {
     }
 
     /// What a helper engine needs to classify as this one does (`files`: this model's).
-    pub fn replica(&self, files: Rc<ModelFiles>) -> Rc<Replica> {
+    pub fn replica(&self, files: Files) -> Rc<Replica> {
         Replica::new(files, Build::Checkpoint, RowsOf::Logits, self.max_length)
     }
 
@@ -103,6 +105,7 @@ impl TextClassifier {
         };
         let rows = spread(&local, helpers, Some(replica), &chunks, &mut Unwatched)
             .await?
+            .complete()
             .unwrap_or_default();
         let k = self.model.num_labels();
         let mut out = vec![Vec::new(); texts.len()];

@@ -7,14 +7,17 @@ use crate::clock::{Breather, BREATHE_EVERY_MS};
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
+use std::rc::Rc;
+
 use super::template::Template;
 use super::LanguageModel;
-use crate::data::Dataset;
+use crate::data::{Dataset, Text};
 use crate::error::Error;
 use crate::math::{argmax, ranked, softmax, LabelScore};
 use crate::metrics::{evaluate, Average, Metrics};
 use crate::model::gpt2::KvCache;
 use crate::model::read_f32;
+use crate::pool::{spread, Helpers, Replica, ScorerLane, Watch};
 
 /// Summed log-probabilities of each continuation (token ids) after `prompt_ids`. The prompt runs
 /// once; each continuation reuses its KV cache.
@@ -94,7 +97,7 @@ impl LabelScores {
 }
 
 /// Scores labels for texts with a template.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelScorer {
     pub template: Template,
     /// Label names, as the dataset spells them.
@@ -182,6 +185,18 @@ impl LabelScorer {
 
     pub async fn score(&mut self, lm: &LanguageModel, text: &str) -> Result<LabelScores, Error> {
         self.prepare(lm).await?;
+        self.score_prepared(lm, text).await
+    }
+
+    /// [`LabelScorer::score`] once [`LabelScorer::prepare`] ran.
+    pub async fn score_prepared(
+        &self,
+        lm: &LanguageModel,
+        text: &str,
+    ) -> Result<LabelScores, Error> {
+        if self.calibrate && self.calibration.is_none() {
+            return Err(Error::usage("the scorer's calibration was not computed"));
+        }
         let (log_probs, mut probs, truncated) = self.raw_probs(lm, text).await?;
         if let (true, Some(cf)) = (self.calibrate, &self.calibration) {
             let q: Vec<f32> = probs
@@ -211,22 +226,7 @@ impl LabelScorer {
         data: &Dataset,
         on_progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Evaluation, Error> {
-        // Map the dataset's label indices onto the scorer's labels.
-        let map: Vec<usize> = data
-            .label_names
-            .iter()
-            .map(|name| {
-                self.labels
-                    .iter()
-                    .position(|l| l.eq_ignore_ascii_case(name))
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "the dataset's label \"{name}\" is not one of the prompt's labels ({})",
-                            self.labels.join(", ")
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let map = self.label_map(data)?;
         let mut truth = Vec::with_capacity(data.len());
         let mut predicted = Vec::with_capacity(data.len());
         let mut truncated = 0;
@@ -241,16 +241,86 @@ impl LabelScorer {
                 break;
             }
         }
+        Ok(self.evaluation(truth, predicted, truncated))
+    }
+
+    /// [`LabelScorer::evaluate`] with the rows spread over helper engines holding `replica`
+    /// (a language model with this scorer): one row per batch, so that a cancel stops within a
+    /// row on each engine. The rows scored before a cancel are not always the first ones.
+    pub async fn evaluate_spread(
+        &mut self,
+        lm: &LanguageModel,
+        data: &Dataset,
+        helpers: &dyn Helpers,
+        replica: &Rc<Replica>,
+        on_progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Evaluation, Error> {
+        let map = self.label_map(data)?;
+        self.prepare(lm).await?;
+        let chunks: Vec<Vec<Text>> = data.texts.iter().map(|t| vec![t.clone()]).collect();
+        let mut watch = ProgressFn {
+            on_progress,
+            total: data.len(),
+            go_on: true,
+        };
+        let local = ScorerLane { lm, scorer: self };
+        let spread = spread(&local, helpers, Some(replica), &chunks, &mut watch).await?;
+        let (mut truth, mut predicted, mut truncated) = (Vec::new(), Vec::new(), 0);
+        for (row, values) in spread.rows.iter().enumerate() {
+            if let Some(v) = values {
+                truth.push(map[data.labels[row]]);
+                predicted.push(v[0] as usize);
+                truncated += usize::from(v[1] > 0.5);
+            }
+        }
+        Ok(self.evaluation(truth, predicted, truncated))
+    }
+
+    fn evaluation(&self, truth: Vec<usize>, predicted: Vec<usize>, truncated: usize) -> Evaluation {
         let metrics = evaluate(
             &truth,
             &predicted,
             &self.labels,
             Average::default_for(&self.labels),
         );
-        Ok(Evaluation {
+        Evaluation {
             metrics,
             predicted,
             truncated,
-        })
+        }
+    }
+
+    /// The scorer's label of each of the dataset's labels (by name, ignoring case).
+    fn label_map(&self, data: &Dataset) -> Result<Vec<usize>, Error> {
+        data.label_names
+            .iter()
+            .map(|name| {
+                self.labels
+                    .iter()
+                    .position(|l| l.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "the dataset's label \"{name}\" is not one of the prompt's labels ({})",
+                            self.labels.join(", ")
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Progress through a callback that says whether to go on.
+struct ProgressFn<'f> {
+    on_progress: &'f mut dyn FnMut(usize, usize) -> bool,
+    total: usize,
+    go_on: bool,
+}
+
+impl Watch for ProgressFn<'_> {
+    fn done(&mut self, rows: usize) {
+        self.go_on = (self.on_progress)(rows, self.total);
+    }
+    fn cancelled(&self) -> bool {
+        !self.go_on
     }
 }

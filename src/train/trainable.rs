@@ -18,7 +18,8 @@ use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
 use crate::pool::{
-    chunks_by_length, spread, Build, Helpers, Lane, NoHelpers, Replica, RowsOf, Sharing, Watch,
+    chunks_by_length, spread, Build, Files, Helpers, Lane, NoHelpers, Replica, RowsOf, Sharing,
+    Watch,
 };
 use crate::text::TextTokenizer;
 
@@ -78,7 +79,7 @@ impl Trainable {
         // The helpers build the same frozen encoder (and pooler) from the base model's files.
         let replica = helpers(env).map(|s| {
             Replica::new(
-                s.base.clone(),
+                Files::Bytes(s.base.clone()),
                 Build::Training {
                     labels: train.label_names.clone(),
                     pooling: model.pooling,
@@ -264,7 +265,8 @@ async fn extract_features(
         Some(s) => &*s.helpers,
         None => &NoHelpers,
     };
-    let Some(rows) = spread(&local, helpers, replica, &chunks, &mut watch).await? else {
+    let spread = spread(&local, helpers, replica, &chunks, &mut watch).await?;
+    let Some(rows) = spread.complete() else {
         return Ok(None);
     };
     *done += texts.len();
@@ -301,7 +303,7 @@ async fn evaluate_full(
             let config = s.base.config()?;
             let files = export_classifier(model, &config, &test.label_names, &s.base).await?;
             Some(Replica::new(
-                Rc::new(ModelFiles::from_entries(files)),
+                Files::Bytes(Rc::new(ModelFiles::from_entries(files))),
                 Build::Checkpoint,
                 RowsOf::Logits,
                 args.max_length,
@@ -330,6 +332,7 @@ async fn evaluate_full(
     };
     let rows = spread(&local, helpers, replica.as_ref(), &chunks, &mut watch)
         .await?
+        .complete()
         .unwrap_or_default();
     let k = model.num_labels();
     let mut loss_sum = 0.0;

@@ -20,9 +20,10 @@ use super::state;
 use super::{payload_bytes, Reply};
 use crate::data::Text;
 use crate::error::Error;
+use crate::hub::storage::Store;
 use crate::hub::ModelFiles;
 use crate::js::{error_text, get, message};
-use crate::pool::{Build, Built, Helpers, LocalFuture, Replica, RowsOf};
+use crate::pool::{Build, Built, Files, Helpers, LocalFuture, Replica, Rows, RowsOf};
 use crate::protocol::{BackendChoice, Event, FromWorker, Request, ToWorker};
 
 /// Most engine workers started, whatever the core count says.
@@ -348,7 +349,13 @@ impl WorkerHelpers {
             Some((version, _, true)) if version == replica.version => return Ok(()),
             Some((version, promise, false)) if version == replica.version => promise,
             _ => {
-                let (files, payload) = packed(&replica.files);
+                let (stored, files, payload) = match &replica.files {
+                    Files::Stored(key) => (Some(key.clone()), Vec::new(), None),
+                    Files::Bytes(files) => {
+                        let (index, payload) = packed(files);
+                        (None, index, Some(payload))
+                    }
+                };
                 let promise = send(
                     i,
                     Request::Replicate {
@@ -356,9 +363,10 @@ impl WorkerHelpers {
                         build: replica.build.clone(),
                         rows: replica.rows,
                         max_length: replica.max_length,
+                        stored,
                         files,
                     },
-                    Some(&payload),
+                    payload.as_ref(),
                 );
                 HELPERS.with(|h| {
                     if let Some(x) = h.borrow_mut().get_mut(i) {
@@ -418,33 +426,51 @@ impl Helpers for WorkerHelpers {
 
 // The helper's side.
 
-/// Builds the model a replica describes and keeps it (the files are dropped once it is built).
+/// What a helper is asked to build.
+pub struct Replicated {
+    pub version: u64,
+    pub build: Build,
+    pub rows: RowsOf,
+    pub max_length: usize,
+}
+
+/// Builds the model a replica describes, from browser storage (`stored`) or from the files in
+/// the payload, and keeps it (the files are dropped once it is built).
 pub async fn replicate(
-    _reply: Reply,
-    version: u64,
-    build: &Build,
-    rows: RowsOf,
-    max_length: usize,
+    model: Replicated,
+    stored: Option<String>,
     files: &[(String, usize)],
     payload: Option<JsValue>,
 ) -> Result<(), Error> {
     let compute = state::compute()?;
-    let bytes = payload_bytes(payload, "a replica comes with its files").await?;
-    let mut entries = Vec::with_capacity(files.len());
-    let mut at = 0usize;
-    for (name, size) in files {
-        let end = at
-            .checked_add(*size)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| Error::usage("a replica's files are shorter than announced"))?;
-        entries.push((name.clone(), bytes[at..end].to_vec()));
-        at = end;
-    }
-    drop(bytes);
+    let files = match stored {
+        Some(key) => Store::open().await?.load(&key).await?.0,
+        None => {
+            let bytes = payload_bytes(payload, "a replica comes with its files").await?;
+            let mut entries = Vec::with_capacity(files.len());
+            let mut at = 0usize;
+            for (name, size) in files {
+                let end = at
+                    .checked_add(*size)
+                    .filter(|&e| e <= bytes.len())
+                    .ok_or_else(|| Error::usage("a replica's files are shorter than announced"))?;
+                entries.push((name.clone(), bytes[at..end].to_vec()));
+                at = end;
+            }
+            ModelFiles::from_entries(entries)
+        }
+    };
     // The model held before goes first: two copies need not fit at once.
     state::update(|e| e.copy = None);
-    let files = ModelFiles::from_entries(entries);
-    let built = Built::build(version, &files, build, rows, max_length, &compute.device)?;
+    let built = Built::build(
+        model.version,
+        &files,
+        &model.build,
+        model.rows,
+        model.max_length,
+        &compute.device,
+    )
+    .await?;
     state::update(|e| e.copy = Some(Rc::new(built)));
     Ok(())
 }
@@ -456,7 +482,7 @@ pub async fn rows(reply: Reply, version: u64, texts: Vec<String>) -> Result<(), 
         return Err(Error::usage("this helper holds another model"));
     }
     let texts: Vec<Text> = texts.into_iter().map(Text::from).collect();
-    let values = copy.lane().rows(&texts).await?;
+    let values = copy.rows(&texts).await?;
     let array = Float32Array::new_with_length(values.len() as u32);
     array.copy_from(&values);
     reply.send_with(Event::Rows { count: texts.len() }, &array.buffer().into());

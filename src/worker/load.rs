@@ -18,6 +18,7 @@ use crate::hub::{archive, check_model_id, check_url_template, ModelFiles, Purpos
 use crate::js::{files_of, js_to_bytes};
 use crate::model::ModelConfig;
 use crate::pipelines::{Embedder, FillMask, TextClassifier};
+use crate::pool::Files;
 use crate::prompt::LanguageModel;
 use crate::protocol::{BackendChoice, Event, ModelInfo, ModelSource, Slot};
 
@@ -106,6 +107,7 @@ pub async fn load(
             Err(e) => info.storage_warning = Some(not_kept(&e)),
         }
     }
+    share(slot, &fetched.files, info.stored.as_deref());
     reply.send(Event::Loaded { slot, info });
     Ok(())
 }
@@ -197,7 +199,10 @@ fn install(
         Slot::Classifier => {
             let m = TextClassifier::load(files, device)?;
             let described = (m.labels.clone(), m.model.num_params());
-            keep_classifier(m, files);
+            state::update(|e| {
+                e.classifier = Some(Rc::new(m));
+                e.classifier_replica = None;
+            });
             described
         }
         Slot::FillMask => {
@@ -209,7 +214,11 @@ fn install(
         Slot::LanguageModel => {
             let m = LanguageModel::load(files, device, compute.max_binding_bytes)?;
             let described = (vec![], m.model.num_params());
-            state::update(|e| e.language_model = Some(Rc::new(m)));
+            state::update(|e| {
+                e.language_model = Some(Rc::new(m));
+                e.language_model_files = None;
+                e.scorer_replica = None;
+            });
             described
         }
         Slot::Base => {
@@ -226,13 +235,26 @@ fn install(
     Ok(model_info(name, &config, labels, files, parameters))
 }
 
-/// Puts a classifier in its slot, with what helper engines need to classify as it does when
-/// there are helpers (its files).
-pub fn keep_classifier(model: TextClassifier, files: &ModelFiles) {
-    let replica = (helpers::count() > 0).then(|| model.replica(Rc::new(files.clone())));
-    state::update(|e| {
-        e.classifier = Some(Rc::new(model));
-        e.classifier_replica = replica;
+/// Tells the engine where helper engines find the model just loaded into `slot` (when there
+/// are helpers): browser storage when it is kept there (`key`), so that no copy stays here
+/// for them; else a copy of its files.
+pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
+    if helpers::count() == 0 {
+        return;
+    }
+    let source = match key {
+        Some(key) => Files::Stored(key.to_string()),
+        None => Files::Bytes(Rc::new(files.clone())),
+    };
+    state::update(|e| match slot {
+        Slot::Classifier => {
+            e.classifier_replica = e.classifier.as_ref().map(|c| c.replica(source));
+        }
+        Slot::LanguageModel => {
+            e.language_model_files = Some(source);
+            e.scorer_replica = None;
+        }
+        Slot::FillMask | Slot::Base => {}
     });
 }
 

@@ -170,8 +170,17 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
             build,
             rows,
             max_length,
+            stored,
             files,
-        } => helpers::replicate(reply, version, &build, rows, max_length, &files, payload).await,
+        } => {
+            let model = helpers::Replicated {
+                version,
+                build,
+                rows,
+                max_length,
+            };
+            helpers::replicate(model, stored, &files, payload).await
+        }
         Request::Rows { version, texts } => helpers::rows(reply, version, texts).await,
         Request::Crash { how } => crash(how),
     }

@@ -1,14 +1,34 @@
 //! Prompting the loaded language model: generation with streamed tokens, label scoring, few-shot
 //! examples sampled from a CSV, and evaluation of a prompt on a labelled CSV.
 
+use std::rc::Rc;
+
 use wasm_bindgen::JsValue;
 
+use super::helpers::{self, WorkerHelpers};
 use super::{payload_bytes, state, Reply};
 use crate::data::{import_dataset, TableOptions};
 use crate::error::Error;
+use crate::pool::{Build, Helpers, Replica, RowsOf};
 use crate::prompt::generate::{self as generation, GenerationConfig};
 use crate::prompt::{examples_from_dataset, LabelScorer};
 use crate::protocol::{Event, ScorerSpec};
+
+/// What helper engines need to score as `scorer` does (the same one as last time when the
+/// scorer did not change), when there are helpers.
+fn scorer_replica(scorer: &LabelScorer) -> Option<Rc<Replica>> {
+    if WorkerHelpers.count() == 0 {
+        return None;
+    }
+    let files = state::need(|e| e.language_model_files.clone(), "language model").ok()?;
+    let kept = state::need(|e| e.scorer_replica.clone(), "replica").ok();
+    if let Some(r) = kept.filter(|r| r.build == Build::Scorer(scorer.clone())) {
+        return Some(r);
+    }
+    let replica = Replica::new(files, Build::Scorer(scorer.clone()), RowsOf::Labels, 0);
+    state::update(|e| e.scorer_replica = Some(replica.clone()));
+    Some(replica)
+}
 
 fn scorer(spec: ScorerSpec) -> LabelScorer {
     let mut s = LabelScorer::new(spec.template, spec.labels, spec.verbalizers);
@@ -70,7 +90,19 @@ pub async fn evaluate(
         }
         !reply.cancelled()
     };
-    let evaluation = scorer(spec).evaluate(&lm, &data, &mut progress).await?;
+    let mut scorer = scorer(spec);
+    let evaluation = match scorer_replica(&scorer) {
+        // Rows spread over the helper engines, each with the model and this scorer.
+        Some(replica) => {
+            helpers::served();
+            let evaluation = scorer
+                .evaluate_spread(&lm, &data, &WorkerHelpers, &replica, &mut progress)
+                .await?;
+            super::infer::said_spread("evaluated the prompt on", total);
+            evaluation
+        }
+        None => scorer.evaluate(&lm, &data, &mut progress).await?,
+    };
     reply.send(Event::PromptEvaluated {
         metrics: evaluation.metrics,
         report,

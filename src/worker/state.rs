@@ -53,6 +53,10 @@ pub struct Engine {
     /// What helper engines are sent to classify as the classifier does (when there are
     /// helpers).
     pub classifier_replica: Option<Rc<crate::pool::Replica>>,
+    /// Where helper engines find the language model's files (when there are helpers).
+    pub language_model_files: Option<crate::pool::Files>,
+    /// The last label scorer sent to the helpers with the language model.
+    pub scorer_replica: Option<Rc<crate::pool::Replica>>,
     /// A helper's model: the replica it was sent.
     pub copy: Option<Rc<crate::pool::Built>>,
 }

@@ -9,7 +9,7 @@ use burn::module::Module;
 use wasm_bindgen::JsValue;
 
 use super::helpers::{self, WorkerHelpers};
-use super::load::{keep, keep_classifier, model_info, not_kept};
+use super::load::{keep, model_info, not_kept, share};
 use super::state::{self, NamedTable, Trained};
 use super::{payload_bytes, Reply};
 use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
@@ -263,12 +263,13 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
         &files,
         model.model.num_params(),
     );
-    keep_classifier(model, &files);
+    state::update(|e| e.classifier = Some(Rc::new(model)));
     let key = StoreKey::Trained { name: name.clone() };
     match keep(&key, &name, &files).await {
         Ok(()) => info.stored = Some(key.key()),
         Err(e) => info.storage_warning = Some(not_kept(&e)),
     }
+    share(Slot::Classifier, &files, info.stored.as_deref());
     reply.send(Event::Loaded {
         slot: Slot::Classifier,
         info,

@@ -338,12 +338,14 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await shoot(page, 'model-errors');
     });
   }],
-  ['engine workers: on the CPU a batch is spread over helper engines, with the scores one engine gives', async () => {
+  ['engine workers: on the CPU a batch to classify and a prompt evaluation are spread over helper engines, with the results one engine gives', async () => {
     const g = golden('tiny-bert');
     // 40 lines: the two single golden texts (the third is a pair) over and over, so each
     // result has a transformers golden.
     const lines = Array.from({ length: 40 }, (_, i) => g.texts[i % 2]);
     const scored = {};
+    const evaluated = {};
+    const evalCsv = filmCsv('workers-eval', 30);
     for (const workers of [2, 1]) {
       await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
         await page.goto(`${server.url}/?workers=${workers}&source=${source}#/classify`);
@@ -366,15 +368,24 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
           }
           scored[workers].push(shown);
         }
-        const said = page.log.console.find((l) => /classified 40 texts: \d+ batches on helper engines/.test(l));
-        if (workers === 1) {
-          assert(!said, `one worker spreads nothing: ${said}`);
-        } else {
-          assert(said && !/: 0 batches/.test(said), `the helper engine took batches: ${page.log.console.slice(-6).join(' | ')}`);
-          console.log(`  ${said}`);
+        // A prompt evaluated on a CSV: rows spread over the engines, the same metrics.
+        await page.evaluate(() => { location.hash = '#/prompt'; });
+        await loadModel(page, 'language-model', 'tiny-gpt2');
+        await page.locator('#eval-file').setInputFiles(evalCsv);
+        await page.locator('#prompt-metrics').waitFor();
+        evaluated[workers] = await page.locator('#prompt-metrics').textContent();
+        for (const what of ['classified 40 texts', 'evaluated the prompt on 60 texts']) {
+          const said = page.log.console.find((l) => l.includes(`${what}: `) && l.includes('batches on helper engines'));
+          if (workers === 1) {
+            assert(!said, `one worker spreads nothing: ${said}`);
+          } else {
+            assert(said && !/: 0 batches/.test(said), `the helper engine took batches (${what}): ${page.log.console.slice(-6).join(' | ')}`);
+            console.log(`  ${said}`);
+          }
         }
       });
     }
+    assert(evaluated[2] === evaluated[1], `prompt metrics with two workers: ${evaluated[2]}; with one: ${evaluated[1]}`);
     // Batched differently (one engine pads per group of texts), so equal up to rounding.
     scored[2].forEach((shown, i) => shown.forEach((s, j) => {
       const o = scored[1][i][j];
