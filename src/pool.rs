@@ -70,8 +70,18 @@ pub enum Files {
     /// Sent with the replica.
     Bytes(Rc<ModelFiles>),
     /// Read from browser storage by key ([`crate::hub::StoreKey::key`]): no copy of a kept
-    /// model stays in this engine for the helpers (the browser only).
-    Stored(String),
+    /// model stays in this engine for the helpers (the browser only). `bytes`: its weights'.
+    Stored { key: String, bytes: usize },
+}
+
+impl Files {
+    /// The size of the model's weights file.
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Files::Bytes(files) => files.weights.len(),
+            Files::Stored { bytes, .. } => *bytes,
+        }
+    }
 }
 
 /// What a helper needs to compute rows exactly as this engine does: the model's files, how to
@@ -293,6 +303,10 @@ impl Rows for Built {
 pub trait Helpers {
     /// How many helpers can take work now.
     fn count(&self) -> usize;
+    /// How many of them may hold `replica` (a big model may not fit in memory on all).
+    fn usable(&self, _replica: &Replica) -> usize {
+        self.count()
+    }
     /// The rows of `texts` on helper `i`, with `replica` (sent to it first unless it holds it).
     fn rows<'a>(
         &'a self,
@@ -369,11 +383,8 @@ pub async fn spread(
         rows_done.set(rows_done.get() + chunks[c].len());
         watch.borrow_mut().done(rows_done.get());
     };
-    let lanes = match replica {
-        Some(_) => helpers.count() * IN_FLIGHT,
-        None => 0,
-    };
-    let helper_count = helpers.count();
+    let helper_count = replica.map_or(0, |r| helpers.usable(r));
+    let lanes = helper_count * IN_FLIGHT;
     let helper_lanes = (0..lanes).map(|lane| {
         let (queue, stop, finish) = (&queue, &stop, &finish);
         async move {

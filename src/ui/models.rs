@@ -55,6 +55,19 @@ pub fn ModelsPage() -> impl IntoView {
                     <option value="auto" selected=move || state.backend_choice.get() == BackendChoice::Auto>"WebGPU when available, else CPU"</option>
                     <option value="cpu" selected=move || state.backend_choice.get() == BackendChoice::Cpu>"CPU"</option>
                 </select>
+                <label for="workers-choice">"Engine workers on the CPU"</label>
+                <select id="workers-choice" on:change=move |ev| {
+                    state.workers_choice.set(event_target_value(&ev).parse().ok());
+                    state.start_engine();
+                }>
+                    <option value="auto" selected=move || state.workers_choice.get().is_none()>"One per core, as memory allows"</option>
+                    {[1usize, 2, 4, 8].into_iter().map(|n| view! {
+                        <option value=n.to_string() selected=move || state.workers_choice.get() == Some(n)>
+                            {if n == 1 { "1 (no helpers)".to_string() } else { n.to_string() }}
+                        </option>
+                    }).collect_view()}
+                </select>
+                <p class="muted">"Helper engines share batch classification, feature extraction, evaluations and prompt evaluations on the CPU; each holds its own copy of the model."</p>
                 <p class="muted">"Switching restarts the engine: loaded models are dropped (stored ones reload quickly)."</p>
             </div>
             <div class="card">

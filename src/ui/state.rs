@@ -16,6 +16,9 @@ pub struct AppState {
     pub backend: RwSignal<Option<Backend>>,
     /// Engine workers computing (on the CPU, one per core as memory allows).
     pub workers: RwSignal<usize>,
+    /// Engine workers asked for on the CPU (`?workers=N`, or the Models page); `None`: one per
+    /// core, as memory allows.
+    pub workers_choice: RwSignal<Option<usize>>,
     pub backend_choice: RwSignal<BackendChoice>,
     /// A failure of the engine itself (it could not start, or stopped too often).
     pub engine_error: RwSignal<Option<String>>,
@@ -99,6 +102,7 @@ impl AppState {
         Self {
             backend: RwSignal::new(None),
             workers: RwSignal::new(1),
+            workers_choice: RwSignal::new(query_param("workers").and_then(|w| w.parse().ok())),
             backend_choice: RwSignal::new(choice),
             engine_error: RwSignal::new(None),
             engine_notice: RwSignal::new(None),
@@ -148,7 +152,7 @@ impl AppState {
         client::send(
             Request::Start {
                 backend: this.backend_choice.get_untracked(),
-                workers: query_param("workers").and_then(|w| w.parse().ok()),
+                workers: this.workers_choice.get_untracked(),
             },
             None,
             move |event, _| match event {

@@ -78,9 +78,16 @@ pub fn wanted(asked: Option<usize>) -> usize {
             .filter(|v| *v > 0.0)
     };
     let cores = number("hardwareConcurrency").unwrap_or(1.0) as usize;
-    // `deviceMemory` (GB, rounded down and capped at 8 by the browser) where it exists.
-    let memory = number("deviceMemory").map_or(usize::MAX, |gb| (gb as usize).max(1));
+    let memory = device_memory_gb().map_or(usize::MAX, |gb| (gb as usize).max(1));
     cores.min(memory).clamp(1, MAX_WORKERS)
+}
+
+/// `navigator.deviceMemory` (GB, rounded down and capped at 8 by the browser), where it exists.
+fn device_memory_gb() -> Option<f64> {
+    let navigator = get(&js_sys::global(), "navigator")?;
+    get(&navigator, "deviceMemory")
+        .and_then(|v| v.as_f64())
+        .filter(|v| *v > 0.0)
 }
 
 /// Stops every helper (the engine restarts on another backend).
@@ -350,7 +357,7 @@ impl WorkerHelpers {
             Some((version, promise, false)) if version == replica.version => promise,
             _ => {
                 let (stored, files, payload) = match &replica.files {
-                    Files::Stored(key) => (Some(key.clone()), Vec::new(), None),
+                    Files::Stored { key, .. } => (Some(key.clone()), Vec::new(), None),
                     Files::Bytes(files) => {
                         let (index, payload) = packed(files);
                         (None, index, Some(payload))
@@ -393,6 +400,28 @@ impl WorkerHelpers {
 impl Helpers for WorkerHelpers {
     fn count(&self) -> usize {
         count()
+    }
+
+    /// The helpers whose copies of the model fit in the memory budget: a quarter of
+    /// `navigator.deviceMemory` (2 GB where the browser does not tell), counting twice the
+    /// weights per helper (its copy of the file while it builds the model).
+    fn usable(&self, replica: &Replica) -> usize {
+        let budget = device_memory_gb().map_or(2e9, |gb| gb * 1e9 / 4.0);
+        let per_helper = (2 * replica.files.weight_bytes()).max(1) as f64;
+        let fit = (budget / per_helper) as usize;
+        let all = count();
+        if fit < all {
+            web_sys::console::info_1(
+                &format!(
+                    "{fit} of {all} helper engines used: a model of {:.0} MB each fits in the \
+                     memory budget of {:.1} GB",
+                    replica.files.weight_bytes() as f64 / 1e6,
+                    budget / 1e9
+                )
+                .into(),
+            );
+        }
+        all.min(fit)
     }
 
     fn rows<'a>(

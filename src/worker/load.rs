@@ -243,7 +243,10 @@ pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
         return;
     }
     let source = match key {
-        Some(key) => Files::Stored(key.to_string()),
+        Some(key) => Files::Stored {
+            key: key.to_string(),
+            bytes: files.weights.len(),
+        },
         None => Files::Bytes(Rc::new(files.clone())),
     };
     state::update(|e| match slot {

@@ -383,6 +383,12 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
             console.log(`  ${said}`);
           }
         }
+        if (workers === 1) {
+          // The Models page sets the number too (and restarts the engine).
+          await page.evaluate(() => { location.hash = '#/models'; });
+          await page.locator('#workers-choice').selectOption('2');
+          await page.locator('#backend-status', { hasText: '· 2 engine workers' }).waitFor();
+        }
       });
     }
     assert(evaluated[2] === evaluated[1], `prompt metrics with two workers: ${evaluated[2]}; with one: ${evaluated[1]}`);
