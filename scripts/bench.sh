@@ -22,7 +22,10 @@
 #              head-mode feature extraction of ROWS movie reviews (default 1000), classifying
 #              256 reviews, 32 short ones, and one 128-token text; a prompt evaluated on 48
 #              reviews with a GPT-2-small-shaped model (random weights, written once to the cache)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts|workers ...]
+#   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
+#              brotli-compressed, and what each crate contributes to each wasm file (by the
+#              function names in cargo's wasm, before wasm-opt strips them)
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -72,6 +75,14 @@ for b in "${which[@]}"; do
     [ -f "$bench_models/gpt2-small-random/model.safetensors" ] ||
       cargo run --locked --quiet --example write_random_gpt2 -- "$bench_models/gpt2-small-random"
     TUNELAB_DIST="$CARGO_TARGET_DIR/dist-e2e" BENCH_MODELS="$bench_models" node benches/workers.mjs
+  elif [ "$b" = size ]; then
+    "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
+    trunk build --release --dist "$CARGO_TARGET_DIR/dist-release" >/dev/null 2>&1 ||
+      { echo "trunk build --release failed: run it by hand to see why" >&2; exit 1; }
+    node benches/sizes.mjs "$CARGO_TARGET_DIR/dist-release"
+    for bin in tunelab worker; do
+      python3 benches/wasm_sizes.py "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm" 15
+    done
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
