@@ -162,9 +162,18 @@ pub enum Request {
     Crash {
         how: Crash,
     },
+    /// Makes the first helper engine fail on purpose (debug builds only) when it is given its
+    /// next rows to compute, to test that the job goes on without it.
+    CrashHelper {
+        how: Crash,
+    },
+    /// Between engines (debug builds only): fail when asked for rows next.
+    CrashOnNextRows {
+        how: Crash,
+    },
 }
 
-/// How [`Request::Crash`] fails.
+/// How [`Request::Crash`] (and [`Request::CrashHelper`]) fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Crash {
     /// A Rust panic: the panic hook reports it, then the module traps.

@@ -315,6 +315,16 @@ fn send(i: usize, request: Request, payload: Option<&JsValue>) -> Promise {
     promise
 }
 
+/// Tells the first running helper to fail when it is next asked for rows (debug builds:
+/// tests of a helper dying mid-job).
+pub async fn crash_first(how: crate::protocol::Crash) -> Result<(), Error> {
+    let i = running(0).ok_or_else(|| Error::usage("there is no helper engine"))?;
+    JsFuture::from(send(i, Request::CrashOnNextRows { how }, None))
+        .await
+        .map_err(|e| Error::usage(error_text(&e)))?;
+    Ok(())
+}
+
 /// The index of the `n`th helper still running.
 fn running(n: usize) -> Option<usize> {
     HELPERS.with(|h| {
@@ -504,8 +514,21 @@ pub async fn replicate(
     Ok(())
 }
 
+thread_local! {
+    /// How this helper fails at its next rows (debug builds: tests).
+    static ARMED: Cell<Option<crate::protocol::Crash>> = const { Cell::new(None) };
+}
+
+/// Makes this helper fail when it is next asked for rows.
+pub fn arm_crash(how: crate::protocol::Crash) {
+    ARMED.with(|a| a.set(Some(how)));
+}
+
 /// The rows of `texts` from the kept replica `version`.
 pub async fn rows(reply: Reply, version: u64, texts: Vec<String>) -> Result<(), Error> {
+    if let Some(how) = ARMED.with(Cell::take) {
+        super::crash(how)?;
+    }
     let copy = state::need(|e| e.copy.clone(), "replica")?;
     if copy.version != version {
         return Err(Error::usage("this helper holds another model"));

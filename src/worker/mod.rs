@@ -183,11 +183,24 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
         }
         Request::Rows { version, texts } => helpers::rows(reply, version, texts).await,
         Request::Crash { how } => crash(how),
+        Request::CrashHelper { how } => {
+            if !cfg!(debug_assertions) {
+                return Err(Error::usage("this build takes no test crashes"));
+            }
+            helpers::crash_first(how).await
+        }
+        Request::CrashOnNextRows { how } => {
+            if !cfg!(debug_assertions) {
+                return Err(Error::usage("this build takes no test crashes"));
+            }
+            helpers::arm_crash(how);
+            Ok(())
+        }
     }
 }
 
 /// Fails on purpose, in a debug (test) build only.
-fn crash(how: Crash) -> Result<(), Error> {
+pub(crate) fn crash(how: Crash) -> Result<(), Error> {
     if !cfg!(debug_assertions) {
         return Err(Error::usage("this build takes no test crashes"));
     }

@@ -383,6 +383,27 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
             console.log(`  ${said}`);
           }
         }
+        if (workers === 2) {
+          // The helper dies (a trap) when it is given its next batch: the batch comes back all
+          // the same, computed by the main engine.
+          await page.evaluate(() => { location.hash = '#/classify'; });
+          const crashed = await page.evaluate(() => window.tunelabCrashHelper('abort'));
+          assert(crashed === 'done', `crash request: ${crashed}`);
+          // The lines in reverse order, so that the new results are told from the old.
+          await page.locator('#classify-text').fill([...lines].reverse().join('\n'));
+          await page.locator('#classify-run').click();
+          const results = page.locator('#classify-results .result');
+          await page.waitForFunction((t) => document.querySelector('#classify-results .result .text')?.textContent === t, lines[lines.length - 1]);
+          await results.nth(lines.length - 1).waitFor();
+          const again = [];
+          for (let i = 0; i < lines.length; i++) again.push(await scoresOf(results.nth(i)));
+          assert(JSON.stringify(again.reverse()) === JSON.stringify(scored[2]), 'the same scores after the helper died');
+          const stopped = () => page.log.console.find((l) => /helper engine 1 stopped/.test(l));
+          assert(stopped(), `the helper's death is said on the console: ${page.log.console.slice(-6).join(' | ')}`);
+          assert(page.log.console.some((l) => /a helper engine failed, its work goes on here/.test(l)), 'its batch was redone here');
+          assert(await page.locator('.error').count() === 0, 'no error is shown');
+          console.log(`  ${stopped()}`);
+        }
         if (workers === 1) {
           // The Models page sets the number too (and restarts the engine).
           await page.evaluate(() => { location.hash = '#/models'; });
