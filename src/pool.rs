@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Breather, BREATHE_EVERY_MS};
 use crate::data::Text;
 use crate::device::pad_multiple;
 use crate::error::Error;
@@ -323,23 +324,6 @@ pub struct Sharing {
     pub base: Rc<ModelFiles>,
 }
 
-/// No helpers: everything runs here.
-pub struct NoHelpers;
-
-impl Helpers for NoHelpers {
-    fn count(&self) -> usize {
-        0
-    }
-    fn rows<'a>(
-        &'a self,
-        _: usize,
-        _: &'a Rc<Replica>,
-        _: Vec<Text>,
-    ) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
-        Box::pin(async { Err(Error::usage("there are no helper engines")) })
-    }
-}
-
 /// How many requests each helper may have in flight: a second one waits on the helper, so it
 /// starts at once when the first is done instead of after this engine's own chunk (whose
 /// computation holds this thread, and the helper's answer with it). Only while there are more
@@ -363,13 +347,12 @@ impl Watch for Unwatched {
 }
 
 /// The rows of every chunk (each `[chunk, width]` flat, in the chunks' order), computed on
-/// `local` and, with a replica, on the helpers at once. Chunks are taken from the last (with
-/// [`chunks_by_length`], the longest texts) to the first. A cancel stops handing chunks out:
-/// those computed are kept.
+/// `local` and, when given helpers with a replica of the model, on them at once. Chunks are
+/// taken from the last (with [`chunks_by_length`], the longest texts) to the first. A cancel
+/// stops handing chunks out: those computed are kept.
 pub async fn spread(
     local: &dyn Rows,
-    helpers: &dyn Helpers,
-    replica: Option<&Rc<Replica>>,
+    helpers: Option<(&dyn Helpers, &Rc<Replica>)>,
     chunks: &[Vec<Text>],
     watch: &mut dyn Watch,
 ) -> Result<Spread, Error> {
@@ -383,13 +366,13 @@ pub async fn spread(
         rows_done.set(rows_done.get() + chunks[c].len());
         watch.borrow_mut().done(rows_done.get());
     };
-    let helper_count = replica.map_or(0, |r| helpers.usable(r));
-    let lanes = helper_count * IN_FLIGHT;
-    let helper_lanes = (0..lanes).map(|lane| {
+    let helper_count = helpers.map_or(0, |(h, r)| h.usable(r));
+    let lanes = helpers.map_or(0, |_| helper_count * IN_FLIGHT);
+    let helper_lanes = (0..lanes).filter_map(|lane| {
+        let (helpers, replica) = helpers?;
         let (queue, stop, finish) = (&queue, &stop, &finish);
-        async move {
-            let Some(replica) = replica else { return };
-            let i = lane % helper_count.max(1);
+        Some(async move {
+            let i = lane % helper_count;
             let prefetch = lane >= helper_count;
             loop {
                 if stop.get() || (prefetch && queue.borrow().len() <= helper_count + 1) {
@@ -412,10 +395,14 @@ pub async fn spread(
                     }
                 }
             }
-        }
+        })
     });
     let helper_lanes: Vec<_> = helper_lanes.collect();
     let here = async {
+        // Alone, this engine lets the host run only every few ms (to see a cancel): a turn per
+        // chunk would slow a GPU's short chunks. With helpers it does after every chunk, so
+        // that their answers are read and their next chunks sent at once.
+        let mut breather = Breather::new(BREATHE_EVERY_MS);
         loop {
             if watch.borrow().cancelled() {
                 // The helpers' batches in hand still come in (the join waits for them).
@@ -425,17 +412,23 @@ pub async fn spread(
             let next = queue.borrow_mut().pop_back();
             match next {
                 Some(c) => match local.rows(&chunks[c]).await {
-                    Ok(values) => finish(c, values),
+                    Ok(values) => {
+                        finish(c, values);
+                        if helper_count > 0 {
+                            breathe().await;
+                        } else {
+                            breather.breathe().await;
+                        }
+                    }
                     Err(e) => {
                         stop.set(true);
                         return Err(e);
                     }
                 },
                 // Every chunk is taken: wait for the helpers (one may fail and give its back).
-                None if results.borrow().iter().any(Option::is_none) => {}
+                None if results.borrow().iter().any(Option::is_none) => breathe().await,
                 None => return Ok(()),
             }
-            breathe().await;
         }
     };
     // The helpers' lanes first: they take their chunks and send them off before this engine

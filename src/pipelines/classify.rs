@@ -103,7 +103,7 @@ impl TextClassifier {
             max_length: self.max_length,
             device: &self.device,
         };
-        let rows = spread(&local, helpers, Some(replica), &chunks, &mut Unwatched)
+        let rows = spread(&local, Some((helpers, replica)), &chunks, &mut Unwatched)
             .await?
             .complete()
             .unwrap_or_default();

@@ -264,7 +264,7 @@ impl LabelScorer {
             go_on: true,
         };
         let local = ScorerLane { lm, scorer: self };
-        let spread = spread(&local, helpers, Some(replica), &chunks, &mut watch).await?;
+        let spread = spread(&local, Some((helpers, replica)), &chunks, &mut watch).await?;
         let (mut truth, mut predicted, mut truncated) = (Vec::new(), Vec::new(), 0);
         for (row, values) in spread.rows.iter().enumerate() {
             if let Some(v) = values {

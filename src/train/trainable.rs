@@ -17,10 +17,7 @@ use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
-use crate::pool::{
-    chunks_by_length, spread, Build, Files, Helpers, Lane, NoHelpers, Replica, RowsOf, Sharing,
-    Watch,
-};
+use crate::pool::{chunks_by_length, spread, Build, Files, Lane, Replica, RowsOf, Sharing, Watch};
 use crate::text::TextTokenizer;
 
 /// What a run shares with every step: the tokenizer, the arguments, where tensors go, and when
@@ -261,11 +258,8 @@ async fn extract_features(
         start: env.start,
         cancellable: true,
     };
-    let helpers: &dyn Helpers = match helpers(env) {
-        Some(s) => &*s.helpers,
-        None => &NoHelpers,
-    };
-    let spread = spread(&local, helpers, replica, &chunks, &mut watch).await?;
+    let pool = helpers(env).zip(replica).map(|(s, r)| (&*s.helpers, r));
+    let spread = spread(&local, pool, &chunks, &mut watch).await?;
     let Some(rows) = spread.complete() else {
         return Ok(None);
     };
@@ -326,11 +320,10 @@ async fn evaluate_full(
         start: env.start,
         cancellable: false,
     };
-    let helpers: &dyn Helpers = match helpers(env) {
-        Some(s) => &*s.helpers,
-        None => &NoHelpers,
-    };
-    let rows = spread(&local, helpers, replica.as_ref(), &chunks, &mut watch)
+    let pool = helpers(env)
+        .zip(replica.as_ref())
+        .map(|(s, r)| (&*s.helpers, r));
+    let rows = spread(&local, pool, &chunks, &mut watch)
         .await?
         .complete()
         .unwrap_or_default();

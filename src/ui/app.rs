@@ -87,54 +87,38 @@ fn StatusLine() -> impl IntoView {
 
 /// Debug (test) builds: `window.tunelabCrashEngine("panic" | "abort")` makes the engine fail
 /// on purpose and resolves with the error its request ended with, so that a test can watch the
-/// page recover; `window.tunelabCrashHelper(...)` does the same to the first helper engine.
+/// page recover; `window.tunelabCrashHelper(...)` makes the first helper engine fail when it is
+/// next given a batch, and resolves once it is told.
 #[cfg(debug_assertions)]
 fn expose_crash_for_tests() {
     use crate::protocol::{Crash, Request};
-    use wasm_bindgen::prelude::*;
-    let crash = Closure::<dyn Fn(String) -> js_sys::Promise>::new(|how: String| {
-        let how = if how == "abort" {
-            Crash::Abort
-        } else {
-            Crash::Panic
-        };
-        js_sys::Promise::new(&mut |resolve, _| {
-            client::send(Request::Crash { how }, None, move |event, _| {
-                let text = match event {
-                    Event::Error { message } => message,
-                    Event::Done => "done".into(),
-                    _ => return,
-                };
-                let _ = resolve.call1(&JsValue::NULL, &text.into());
-            });
-        })
-    });
-    if let Some(w) = web_sys::window() {
-        let _ = js_sys::Reflect::set(&w, &"tunelabCrashEngine".into(), crash.as_ref());
+    expose_crash("tunelabCrashEngine", |how| Request::Crash { how });
+    expose_crash("tunelabCrashHelper", |how| Request::CrashHelper { how });
+
+    fn expose_crash(name: &str, request: fn(Crash) -> Request) {
+        use wasm_bindgen::prelude::*;
+        let crash = Closure::<dyn Fn(String) -> js_sys::Promise>::new(move |how: String| {
+            let how = if how == "abort" {
+                Crash::Abort
+            } else {
+                Crash::Panic
+            };
+            js_sys::Promise::new(&mut |resolve, _| {
+                client::send(request(how), None, move |event, _| {
+                    let text = match event {
+                        Event::Error { message } => message,
+                        Event::Done => "done".into(),
+                        _ => return,
+                    };
+                    let _ = resolve.call1(&JsValue::NULL, &text.into());
+                });
+            })
+        });
+        if let Some(w) = web_sys::window() {
+            let _ = js_sys::Reflect::set(&w, &name.into(), crash.as_ref());
+        }
+        crash.forget();
     }
-    crash.forget();
-    // `window.tunelabCrashHelper("abort")`: the first helper engine traps (CPU, several workers).
-    let crash_helper = Closure::<dyn Fn(String) -> js_sys::Promise>::new(|how: String| {
-        let how = if how == "abort" {
-            Crash::Abort
-        } else {
-            Crash::Panic
-        };
-        js_sys::Promise::new(&mut |resolve, _| {
-            client::send(Request::CrashHelper { how }, None, move |event, _| {
-                let text = match event {
-                    Event::Error { message } => message,
-                    Event::Done => "done".into(),
-                    _ => return,
-                };
-                let _ = resolve.call1(&JsValue::NULL, &text.into());
-            });
-        })
-    });
-    if let Some(w) = web_sys::window() {
-        let _ = js_sys::Reflect::set(&w, &"tunelabCrashHelper".into(), crash_helper.as_ref());
-    }
-    crash_helper.forget();
 }
 
 /// Debug (test) builds: `window.tunelabRequest(requestJson, payload?)` sends any request to the

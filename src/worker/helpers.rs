@@ -69,23 +69,20 @@ pub fn wanted(asked: Option<usize>) -> usize {
     if let Some(n) = asked {
         return n.clamp(1, MAX_WORKERS);
     }
-    let navigator = get(&js_sys::global(), "navigator");
-    let number = |name: &str| {
-        navigator
-            .as_ref()
-            .and_then(|n| get(n, name))
-            .and_then(|v| v.as_f64())
-            .filter(|v| *v > 0.0)
-    };
-    let cores = number("hardwareConcurrency").unwrap_or(1.0) as usize;
+    let cores = navigator_number("hardwareConcurrency").unwrap_or(1.0) as usize;
     let memory = device_memory_gb().map_or(usize::MAX, |gb| (gb as usize).max(1));
     cores.min(memory).clamp(1, MAX_WORKERS)
 }
 
 /// `navigator.deviceMemory` (GB, rounded down and capped at 8 by the browser), where it exists.
 fn device_memory_gb() -> Option<f64> {
+    navigator_number("deviceMemory")
+}
+
+/// A positive number the worker's `navigator` gives, where it has it.
+fn navigator_number(name: &str) -> Option<f64> {
     let navigator = get(&js_sys::global(), "navigator")?;
-    get(&navigator, "deviceMemory")
+    get(&navigator, name)
         .and_then(|v| v.as_f64())
         .filter(|v| *v > 0.0)
 }
