@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::prelude::Device;
 use safetensors::{Dtype, SafeTensors};
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::Dataset;
@@ -121,6 +122,21 @@ async fn fused_kernels_on_webgpu_match_the_composed_ops() {
         );
     }
     kernel_checks::assert_checks(&checks, 1e-4, true);
+}
+
+#[wasm_bindgen_test]
+async fn cpu_kernels_in_wasm_match_the_composed_ops() {
+    let checks = kernel_checks::fused_kernel_checks(&Device::flex()).await;
+    for c in &checks {
+        console_log!(
+            "{}: max abs {:e}, {} CPU kernels",
+            c.name,
+            c.max_abs,
+            c.cpu_kernels
+        );
+    }
+    kernel_checks::assert_checks(&checks, 1e-4, false);
+    kernel_checks::assert_cpu_kernels_ran(&checks);
 }
 
 #[wasm_bindgen_test]

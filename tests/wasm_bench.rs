@@ -41,12 +41,17 @@ async fn median_ms(embedder: &Embedder, texts: &[&str], warmup: usize, runs: usi
     times[runs / 2]
 }
 
-fn devices() -> Vec<(&'static str, Device)> {
+/// The backends, each with whether the engine's own CPU kernels are on (`tunelab::model::flex`;
+/// off, burn's composition of the same ops runs).
+fn devices() -> Vec<(&'static str, Device, bool)> {
     #[allow(unused_mut)]
-    let mut d = vec![("Flex", Device::flex())];
+    let mut d = vec![
+        ("Flex + Tunelab kernels", Device::flex(), true),
+        ("Flex, burn's ops only", Device::flex(), false),
+    ];
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
-    d.push(("NdArray", Device::ndarray()));
+    d.push(("NdArray", Device::ndarray(), false));
     d
 }
 
@@ -66,9 +71,9 @@ async fn cpu_backends_in_wasm() {
         &"model: all-MiniLM-L6-v2's shape, random weights, f32; wasm32, one thread".into(),
     );
 
-    let mut embedders: Vec<(&str, Embedder)> = devices()
+    let mut embedders: Vec<(&str, Embedder, bool)> = devices()
         .into_iter()
-        .map(|(name, device)| (name, Embedder::load(&files, &device).unwrap()))
+        .map(|(name, device, kernels)| (name, Embedder::load(&files, &device).unwrap(), kernels))
         .collect();
     let short: Vec<&str> = {
         let e = &embedders[0].1;
@@ -81,7 +86,8 @@ async fn cpu_backends_in_wasm() {
     };
     // Two rounds, alternating backends; each prints its medians.
     for round in 1..=2 {
-        for (name, e) in embedders.iter_mut() {
+        for (name, e, kernels) in embedders.iter_mut() {
+            tunelab::model::flex::set_enabled(*kernels);
             e.max_length = 128;
             assert_eq!(
                 e.tokenizer.encode_batch(&[&long], 128).unwrap().seq_len,
@@ -102,4 +108,5 @@ async fn cpu_backends_in_wasm() {
             );
         }
     }
+    tunelab::model::flex::set_enabled(true);
 }

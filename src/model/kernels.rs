@@ -21,6 +21,9 @@ use burn::prelude::*;
 use burn::tensor::{activation, module};
 
 use super::config::Activation;
+use super::flex;
+
+pub use super::flex::composed;
 
 /// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn layer_norm<const D: usize>(
@@ -33,6 +36,10 @@ pub fn layer_norm<const D: usize>(
     if let Some(out) = cube::layer_norm(&x, &gamma, &beta, eps) {
         return out;
     }
+    let x = match flex::layer_norm(x, &gamma, &beta, eps) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
 }
 
@@ -44,6 +51,10 @@ pub fn attention_probs(scores: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor
     if let Some(out) = cube::attention_probs(&scores, scale, &bias) {
         return out;
     }
+    let scores = match flex::attention_probs(scores, scale, &bias) {
+        Ok(out) => return out,
+        Err(scores) => scores,
+    };
     activation::softmax(scores.mul_scalar(scale) + bias, 3)
 }
 
@@ -63,6 +74,15 @@ pub fn linear_residual<const D: usize>(
                 return out;
             }
             return residual + y + bias.val().unsqueeze();
+        }
+    }
+    if let Some(bias) = &lin.bias {
+        if flex::applies(&x) {
+            let y = rows_times(x, lin.weight.val());
+            return match flex::add_bias(y, &bias.val(), Some(&residual), None) {
+                Ok(out) => out,
+                Err(y) => residual + y + bias.val().unsqueeze(),
+            };
         }
     }
     let y = lin.forward(x);
@@ -85,7 +105,40 @@ pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activati
             return activate(y + bias.val().unsqueeze(), act);
         }
     }
+    if let Some(bias) = &lin.bias {
+        if flex::applies(&x) {
+            let y = rows_times(x, lin.weight.val());
+            return match flex::add_bias(y, &bias.val(), None, Some(act)) {
+                Ok(out) => out,
+                Err(y) => activate(y + bias.val().unsqueeze(), act),
+            };
+        }
+    }
     activate(lin.forward(x), act)
+}
+
+/// `x` `[.., k]` times `w` `[k, n]` as one matrix product of all the rows: burn's `linear` makes
+/// a batch of one product per leading index and copies a transposed weight for it at every call.
+fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let k = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    dims[D - 1] = w.dims()[1];
+    x.reshape([rows, k]).matmul(w).reshape(dims)
+}
+
+/// `lin(x)`; on the CPU the matmul, then the bias added in place.
+fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
+    if let Some(bias) = &lin.bias {
+        if flex::applies(&x) {
+            let y = rows_times(x, lin.weight.val());
+            return match flex::add_bias(y, &bias.val(), None, None) {
+                Ok(out) => out,
+                Err(y) => y + bias.val().unsqueeze(),
+            };
+        }
+    }
+    lin.forward(x)
 }
 
 /// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h, n, dh]` with `bias` broadcast to
@@ -105,6 +158,9 @@ pub fn attention(
         if let Some(out) = cube::attention(&q, &k, &v, scale, &bias) {
             return out;
         }
+    }
+    if let Some(out) = flex::attention(&q, &k, &v, scale, &bias) {
+        return out;
     }
     let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias);
     probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
@@ -132,7 +188,7 @@ pub fn heads_into_cache(
             };
         }
     }
-    split_heads_into(lin.forward(x), heads, cache, past)
+    split_heads_into(linear(lin, x), heads, cache, past)
 }
 
 /// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
@@ -152,11 +208,14 @@ pub fn split_heads(lin: &Linear, x: Tensor<3>, heads: usize) -> (Tensor<4>, Tens
             };
         }
     }
-    split_qkv(lin.forward(x), heads)
+    split_qkv(linear(lin, x), heads)
 }
 
 /// `qkv` `[b, t, 3d]` (bias added) as queries, keys and values `[b, heads, t, dh]` (views).
 fn split_qkv(qkv: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    if let Some(views) = flex::split_qkv(&qkv, heads) {
+        return views;
+    }
     let [b, t, d3] = qkv.dims();
     let d = d3 / 3;
     let dh = d / heads;
@@ -193,6 +252,9 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
     if let Some(out) = cube::matmul_rows(&x, &w) {
         return out;
+    }
+    if flex::applies(&x) {
+        return rows_times(x, w);
     }
     module::linear(x, w, None)
 }
@@ -246,6 +308,10 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
     if let Some(out) = cube::activate(&x, act) {
         return out;
     }
+    let x = match flex::activate(x, act) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     match act {
         Activation::Gelu => activation::gelu(x),
         Activation::GeluTanh => activation::gelu_approximate(x),

@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod flex;
 pub mod gpt2;
 pub mod kernels;
 pub mod layers;

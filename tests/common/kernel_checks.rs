@@ -1,5 +1,5 @@
-//! The engine's fused GPU kernels (`tunelab::model::kernels`) against burn's composition of the
-//! same ops on the CPU backend, on shapes that exercise the kernels' edges: rows longer than a cube
+//! The engine's fused kernels (`tunelab::model::kernels`: on a GPU, or on the CPU backend) against
+//! burn's composition of the same ops on the CPU backend (`kernels::composed`), on shapes that exercise the kernels' edges: rows longer than a cube
 //! (strided loops), dimensions not a multiple of anything, broadcast biases, hidden keys, and more
 //! rows than fit a one-dimensional grid. Shared by the browser test (WebGPU on SwiftShader) and the
 //! native one (`--features gpu`, Vulkan).
@@ -8,7 +8,7 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 use tunelab::counts::Counter;
-use tunelab::model::kernels;
+use tunelab::model::{flex, kernels};
 use tunelab::model::{read_f32, read_i64, Activation};
 
 /// Deterministic values in [-scale, scale).
@@ -31,12 +31,13 @@ fn tensor<const D: usize>(shape: [usize; D], seed: u64, scale: f32, device: &Dev
     Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
 }
 
-/// One comparison: the name, the largest absolute difference from the CPU, and how many kernels
-/// the GPU launched for it.
+/// One comparison: the name, the largest absolute difference from the composition, how many
+/// kernels the GPU launched for it, and how many of the engine's CPU kernels ran for it.
 pub struct Check {
     pub name: String,
     pub max_abs: f64,
     pub launches: u64,
+    pub cpu_kernels: u64,
 }
 
 /// `op` on the inputs `make` builds, on the CPU and on `gpu`; launches are counted for `op` alone.
@@ -57,13 +58,15 @@ async fn compare_all<I, const D: usize>(
     op: impl Fn(I) -> Vec<Tensor<D>>,
 ) -> Check {
     let mut expected = Vec::new();
-    for t in op(make(&Device::flex())) {
+    for t in kernels::composed(|| op(make(&Device::flex()))) {
         expected.extend(read_f32(t).await.expect("cpu read"));
     }
     let inputs = make(gpu);
     let counter = Counter::start();
+    let cpu_before = flex::calls();
     let outs = op(inputs);
     let launches = counter.read().launches;
+    let cpu_kernels = flex::calls() - cpu_before;
     let mut got = Vec::new();
     for t in outs {
         got.extend(read_f32(t).await.expect("gpu read"));
@@ -82,6 +85,7 @@ async fn compare_all<I, const D: usize>(
         name,
         max_abs,
         launches,
+        cpu_kernels,
     }
 }
 
@@ -92,7 +96,9 @@ async fn compare_ints<I, const D: usize>(
     make: impl Fn(&Device) -> I,
     op: impl Fn(I) -> Tensor<D, Int>,
 ) -> Check {
-    let expected = read_i64(op(make(&Device::flex()))).await.expect("cpu read");
+    let expected = read_i64(kernels::composed(|| op(make(&Device::flex()))))
+        .await
+        .expect("cpu read");
     let inputs = make(gpu);
     let counter = Counter::start();
     let out = op(inputs);
@@ -104,6 +110,7 @@ async fn compare_ints<I, const D: usize>(
         name,
         max_abs: differ as f64,
         launches,
+        cpu_kernels: 0,
     }
 }
 
@@ -179,6 +186,38 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
                     )
                 },
                 |(q, k, v, bias)| kernels::attention(q, k, v, 0.25, bias),
+            )
+            .await,
+        );
+    }
+    // An encoder's attention: the heads split from one fused query/key/value matmul (views of its
+    // output), every query over every key, a padding bias; heads 12 wide (not a multiple of the
+    // CPU kernels' 8 lanes), and a batch big enough to be spread over threads natively, whose
+    // last example hides every key (as the composition does, its weights are then uniform).
+    for (b, heads, t, dh, all_hidden) in [(2, 3, 9, 12, false), (4, 12, 40, 32, true)] {
+        out.push(
+            compare(
+                format!("attention [{b}, {heads}, {t}, {dh}] from split_heads, padding"),
+                gpu,
+                |d| {
+                    let width = heads * dh;
+                    let lin = Linear {
+                        weight: Param::from_tensor(tensor([width, 3 * width], 25, 0.3, d)),
+                        bias: Some(Param::from_tensor(tensor([3 * width], 26, 0.3, d))),
+                    };
+                    let mut hidden = vec![0.0f32; b * t];
+                    hidden[t + 2] = f32::MIN;
+                    hidden[2 * t - 1] = f32::MIN;
+                    if all_hidden {
+                        hidden[(b - 1) * t..].fill(f32::MIN);
+                    }
+                    let bias = Tensor::from_data(TensorData::new(hidden, [b, 1, 1, t]), d);
+                    (lin, tensor([b, t, width], 27, 1.0, d), bias)
+                },
+                |(lin, x, bias)| {
+                    let (q, k, v) = kernels::split_heads(&lin, x, heads);
+                    kernels::attention(q, k, v, 1.0 / (dh as f64).sqrt(), bias)
+                },
             )
             .await,
         );
@@ -337,5 +376,17 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
                 c.launches
             );
         }
+    }
+}
+
+/// Asserts that the engine's CPU kernels, not burn's composition, computed each check that has
+/// one (every op but the plain matmul and the argmax, which stay burn's on the CPU).
+#[allow(dead_code)] // the GPU tests do not call it
+pub fn assert_cpu_kernels_ran(checks: &[Check]) {
+    for c in checks {
+        if c.name.starts_with("matmul_rows") || c.name.starts_with("argmax") {
+            continue;
+        }
+        assert!(c.cpu_kernels >= 1, "{}: no CPU kernel ran", c.name);
     }
 }

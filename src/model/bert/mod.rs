@@ -18,7 +18,7 @@ use burn::nn::{Dropout, Embedding, Linear};
 use burn::prelude::*;
 
 use super::config::{Activation, EncoderConfig};
-use super::kernels::{attention_probs, linear_activate, linear_residual, split_heads};
+use super::kernels::{attention, attention_probs, linear_activate, linear_residual, split_heads};
 use super::layers::LayerNorm;
 
 pub use heads::{ClassifierHead, MaskedLm, Pooler, SequenceClassifier};
@@ -91,10 +91,15 @@ impl EncoderLayer {
         let [b, t, d] = x.dims();
         let dh = d / self.num_heads;
         let (q, k, v) = split_heads(&self.qkv, x.clone(), self.num_heads);
-        let scores = q.matmul(k.swap_dims(2, 3));
-        let probs = attention_probs(scores, 1.0 / (dh as f64).sqrt(), mask_bias);
-        let probs = self.attn_dropout.forward(probs);
-        let context = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let context = if x.device().is_autodiff() {
+            // Training: the attention dropout sits between the softmax and the values.
+            let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, mask_bias);
+            let probs = self.attn_dropout.forward(probs);
+            probs.matmul(v).swap_dims(1, 2).reshape([b, t, d])
+        } else {
+            attention(q, k, v, scale, mask_bias)
+        };
         let x = self.attn_norm.forward(linear_residual(
             &self.attn_out,
             context,

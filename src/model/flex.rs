@@ -1,0 +1,668 @@
+//! The engine's own CPU kernels, on burn's Flex backend (the CPU path, natively and in wasm),
+//! where burn composes many passes over memory: layer norm (nine element-wise passes and two
+//! reductions, each allocating), the erf GELU (a scalar `libm` call per element), the bias with
+//! the activation or the residual after a matmul (a pass each), and attention (the heads copied
+//! out of the fused query/key/value buffer for two batched matmuls of a few dozen rows, a softmax
+//! of four passes, and the heads copied back). Profiled natively on all-MiniLM-L6-v2, batch 32 ×
+//! 32, one thread (`perf record` on `examples/bench_encoder.rs`): the erf alone took 15% of the
+//! time, the copies 10%, the exponentials 4%, against 51% in the matmuls.
+//!
+//! Each kernel computes what the composition it replaces computes, in one pass (two for layer
+//! norm's statistics), in place where the input is not shared, and with loops written so that
+//! LLVM vectorises them: eight independent accumulators instead of one running sum, and exp and
+//! erf as branch-free polynomials (`simd128` in wasm; natively SSE, or AVX2+FMA where the CPU has
+//! them, picked at run time). They apply to f32 tensors on Flex without autodiff: training's
+//! graph keeps burn's ops and their gradients. `tests/kernels_cpu.rs` compares each with the
+//! composition, and the models' golden tests run through them.
+//!
+//! The matmuls themselves stay burn's (gemm).
+
+#![allow(clippy::result_large_err)] // a kernel that does not apply gives its input back
+
+use std::cell::Cell;
+
+use burn::backend::Flex;
+use burn::tensor::{Bytes, DType, Tensor};
+use burn_flex::{FlexTensor, Layout};
+
+use super::config::Activation;
+
+thread_local! {
+    static OFF: Cell<bool> = const { Cell::new(false) };
+}
+
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a kernel here has run (in this process): the tests check that a kernel, not
+/// the composition, computed what they compare.
+pub fn calls() -> u64 {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count() {
+    CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Turns these kernels off (or back on) on this thread, for a benchmark that measures what they
+/// gain in one build; [`composed`] is the scoped form.
+pub fn set_enabled(on: bool) {
+    OFF.with(|o| o.set(!on));
+}
+
+/// Runs `f` with these kernels off on this thread: burn's composition instead (the tests'
+/// reference; ops on Flex run eagerly, inside `f`).
+pub fn composed<T>(f: impl FnOnce() -> T) -> T {
+    let was = OFF.with(|o| o.replace(true));
+    let out = f();
+    OFF.with(|o| o.set(was));
+    out
+}
+
+/// Whether the kernels are on (natively `TUNELAB_FUSED_KERNELS=0` turns them off, as it does the
+/// GPU ones, so that a benchmark can measure what they gain).
+pub fn enabled() -> bool {
+    if OFF.with(Cell::get) {
+        return false;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| std::env::var("TUNELAB_FUSED_KERNELS").map_or(true, |v| v != "0"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
+}
+
+/// The Flex tensor under `x` when the kernels apply: f32, on Flex, without autodiff.
+fn flex<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
+    if !enabled() || x.is_autodiff() || x.dtype() != DType::F32 {
+        return None;
+    }
+    x.clone().try_into_primitive::<Flex>().ok()
+}
+
+/// Whether the kernels apply to `x`.
+pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
+    flex(x).is_some()
+}
+
+/// `x`'s Flex tensor, `x` itself given up (so that its buffer may be unique), or `x` back.
+fn take<const D: usize>(x: Tensor<D>) -> Result<FlexTensor, Tensor<D>> {
+    match flex(&x) {
+        Some(t) => {
+            drop(x);
+            Ok(t)
+        }
+        None => Err(x),
+    }
+}
+
+fn wrap<const D: usize>(t: FlexTensor) -> Tensor<D> {
+    count();
+    Tensor::from_primitive::<Flex>(t)
+}
+
+fn new_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.to_vec().into()),
+        DType::F32,
+    )
+}
+
+/// Whether `t` covers its whole buffer in row-major order.
+fn dense(t: &FlexTensor) -> bool {
+    t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * 4
+}
+
+/// `t`'s values in row-major order (a view where `t` is dense, else a copy).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    if dense(t) {
+        std::borrow::Cow::Borrowed(t.storage::<f32>())
+    } else {
+        std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec())
+    }
+}
+
+/// `t` as a dense buffer this code may write: `t` itself where it is dense and not shared,
+/// else a copy.
+fn owned(t: FlexTensor) -> FlexTensor {
+    if dense(&t) && t.is_unique() {
+        return t;
+    }
+    let shape: Vec<usize> = t.layout().shape().to_vec();
+    new_tensor(values(&t).into_owned(), &shape)
+}
+
+fn writable(t: &mut FlexTensor) -> &mut [f32] {
+    t.try_storage_mut::<f32>()
+        .expect("a dense, unshared buffer (made by `owned`)")
+}
+
+/// Runs `f` on each `len`-long row of `out` with its index: on several threads natively when
+/// the work is big enough to pay for them (burn's own CPU ops use rayon there too), in order in
+/// wasm (one thread per engine).
+fn rows_mut(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let len = len.max(1);
+    #[cfg(not(target_arch = "wasm32"))]
+    if out.len() >= 1 << 15 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, row)| f(i, row));
+        return;
+    }
+    for (i, row) in out.chunks_mut(len).enumerate() {
+        f(i, row);
+    }
+}
+
+/// Defines `fn $name(args)` whose body is compiled twice natively on x86-64, plain (SSE2) and
+/// with AVX2 and FMA, the second called where the CPU has them; in wasm once, with `simd128`.
+/// Each hot loop is its own such function, with no branch on a run-time enum inside, so that
+/// LLVM vectorises it (a closure or a `match` per element keeps it scalar).
+macro_rules! simd_fn {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU was just checked to have both features.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+/// Lanes of the accumulators: eight f32 fill an AVX2 register and two `simd128` ones.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut c = a.chunks_exact(LANES);
+    for x in &mut c {
+        for l in 0..LANES {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f32>() + c.remainder().iter().sum::<f32>()
+}
+
+/// `e^x` for f32, branch-free (so that loops over it vectorise): `x = n ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `e^r` by Cephes' `expf` polynomial, `2^n` written into the exponent bits.
+/// Relative error about 2 ulp; exactly 0 below -87.33 (where f32 goes subnormal), as a
+/// softmax needs for hidden keys.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to an integer kept in the low mantissa bits.
+    const SHIFTER: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.33, 88.0);
+    let t = xc * LOG2E + SHIFTER;
+    let n = t - SHIFTER;
+    let ni = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let er = p * r2 + r + 1.0;
+    // Wrapping: an overflow check here (debug builds have them) would stop the vectorisation.
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    if x < -87.33 {
+        0.0
+    } else {
+        er * scale
+    }
+}
+
+/// `erf(x)` for f32, branch-free: Abramowitz and Stegun 7.1.26 (absolute error ≤ 1.5e-7, under
+/// 1e-6 with f32 rounding).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_7) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+/// `tanh(x)` for f32, branch-free: `1 - 2 / (e^{2x} + 1)`.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+#[inline(always)]
+fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    0.5 * x * (1.0 + tanh(C * (x + 0.044_715 * x * x * x)))
+}
+
+simd_fn! {
+    /// `row = act(row + bias)` (no bias: `bias` empty).
+    fn bias_act_row(row: &mut [f32], bias: &[f32], act: Activation) {
+        let with_bias = !bias.is_empty();
+        match (act, with_bias) {
+            (Activation::Gelu, true) => row.iter_mut().zip(bias).for_each(|(y, b)| *y = gelu(*y + b)),
+            (Activation::Gelu, false) => row.iter_mut().for_each(|y| *y = gelu(*y)),
+            (Activation::GeluTanh, true) => {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y = gelu_tanh(*y + b))
+            }
+            (Activation::GeluTanh, false) => row.iter_mut().for_each(|y| *y = gelu_tanh(*y)),
+            (Activation::Relu, true) => row.iter_mut().zip(bias).for_each(|(y, b)| *y = (*y + b).max(0.0)),
+            (Activation::Relu, false) => row.iter_mut().for_each(|y| *y = y.max(0.0)),
+        }
+    }
+}
+
+simd_fn! {
+    /// `row = row + bias (+ residual)` (no residual: `residual` empty).
+    fn bias_residual_row(row: &mut [f32], bias: &[f32], residual: &[f32]) {
+        if residual.is_empty() {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        } else {
+            row.iter_mut()
+                .zip(bias)
+                .zip(residual)
+                .for_each(|((y, b), r)| *y = *y + b + r);
+        }
+    }
+}
+
+simd_fn! {
+    /// One row's layer norm, in place.
+    fn layer_norm_row(row: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+        let d = row.len() as f32;
+        let mean = sum(row) / d;
+        let mut acc = [0.0f32; LANES];
+        let mut c = row.chunks_exact(LANES);
+        for x in &mut c {
+            for l in 0..LANES {
+                let v = x[l] - mean;
+                acc[l] += v * v;
+            }
+        }
+        let mut sq = acc.iter().sum::<f32>();
+        for x in c.remainder() {
+            sq += (x - mean) * (x - mean);
+        }
+        let inv = 1.0 / (sq / d + eps).sqrt();
+        for ((x, g), b) in row.iter_mut().zip(g).zip(b) {
+            *x = (*x - mean) * inv * g + b;
+        }
+    }
+}
+
+simd_fn! {
+    /// `row = softmax(row * scale + bias)`, in place.
+    fn softmax_row(row: &mut [f32], bias: &[f32], scale: f32) {
+        softmax_core(row, bias, scale);
+    }
+}
+
+simd_fn! {
+    /// One query's attention: `p` (scratch, `n` long) gets the scores of `q` against the keys
+    /// `keys` (`[dh, n]`, transposed), scaled, biased and softmaxed; `out` (`dh` long) gets
+    /// `Σ p_j v_j` over the value rows whose weight is not exactly 0 (row `j` at
+    /// `values[j * stride..]`).
+    fn attend_row(
+        out: &mut [f32],
+        p: &mut [f32],
+        q: &[f32],
+        keys: &[f32],
+        bias: &[f32],
+        scale: f32,
+        values: &[f32],
+        stride: usize,
+    ) {
+        let dh = out.len();
+        let n = p.len();
+        p.fill(0.0);
+        for (c, &qc) in q.iter().enumerate() {
+            let kc = &keys[c * n..(c + 1) * n];
+            for (pj, kj) in p.iter_mut().zip(kc) {
+                *pj += qc * kj;
+            }
+        }
+        softmax_core(p, bias, scale);
+        for (j, &pj) in p.iter().enumerate() {
+            if pj == 0.0 {
+                continue;
+            }
+            let v = &values[j * stride..j * stride + dh];
+            for (o, v) in out.iter_mut().zip(v) {
+                *o += pj * v;
+            }
+        }
+    }
+}
+
+/// [`softmax_row`]'s body, for inlining into other kernels.
+#[inline(always)]
+fn softmax_core(row: &mut [f32], bias: &[f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for (x, b) in row.iter_mut().zip(bias) {
+        *x = *x * scale + b;
+        max = max.max(*x);
+    }
+    for x in row.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / sum(row);
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    eps: f64,
+) -> Result<Tensor<D>, Tensor<D>> {
+    let (Some(g), Some(b)) = (flex(gamma), flex(beta)) else {
+        return Err(x);
+    };
+    let d = x.dims()[D - 1];
+    if g.layout().num_elements() != d || b.layout().num_elements() != d {
+        return Err(x);
+    }
+    let mut t = owned(take(x)?);
+    let (g, b) = (values(&g), values(&b));
+    let eps = eps as f32;
+    let (g, b) = (&*g, &*b);
+    rows_mut(writable(&mut t), d, |_, row| layer_norm_row(row, g, b, eps));
+    Ok(wrap(t))
+}
+
+/// `act(y + bias)`, or `y + bias + residual`, over `y`'s last dimension, in place where `y` is
+/// not shared (a matmul's fresh output).
+pub fn add_bias<const D: usize>(
+    y: Tensor<D>,
+    bias: &Tensor<1>,
+    residual: Option<&Tensor<D>>,
+    activation: Option<Activation>,
+) -> Result<Tensor<D>, Tensor<D>> {
+    let n = y.dims()[D - 1];
+    let Some(bias) = flex(bias) else {
+        return Err(y);
+    };
+    let residual = match residual {
+        Some(r) if r.dims() != y.dims() => return Err(y),
+        Some(r) => match flex(r) {
+            Some(r) => Some(r),
+            None => return Err(y),
+        },
+        None => None,
+    };
+    if bias.layout().num_elements() != n {
+        return Err(y);
+    }
+    let mut t = owned(take(y)?);
+    let bias = values(&bias);
+    let residual = residual.as_ref().map(values);
+    let (bias, residual) = (&*bias, residual.as_deref());
+    rows_mut(writable(&mut t), n, |i, row| match (residual, activation) {
+        (Some(r), _) => bias_residual_row(row, bias, &r[i * n..(i + 1) * n]),
+        (None, Some(a)) => bias_act_row(row, bias, a),
+        (None, None) => bias_residual_row(row, bias, &[]),
+    });
+    Ok(wrap(t))
+}
+
+/// The activation, in place where `x` is not shared.
+pub fn activate<const D: usize>(x: Tensor<D>, a: Activation) -> Result<Tensor<D>, Tensor<D>> {
+    let mut t = owned(take(x)?);
+    rows_mut(writable(&mut t), 4096, |_, row| bias_act_row(row, &[], a));
+    Ok(wrap(t))
+}
+
+/// A view of a 4-D tensor's values as `[a][b][c][d]` with element strides, the last one 1;
+/// size-1 dimensions get stride 0 (broadcast).
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    strides: [usize; 3],
+    shape: [usize; 4],
+}
+
+impl<'a> View<'a> {
+    /// `t`, read as it is when its strides are non-negative and its rows contiguous.
+    fn of(t: &'a FlexTensor) -> Option<Self> {
+        let layout = t.layout();
+        let shape: Vec<usize> = layout.shape().to_vec();
+        let strides = layout.strides();
+        if shape.len() != 4 || strides.iter().any(|&s| s < 0) || (shape[3] > 1 && strides[3] != 1) {
+            return None;
+        }
+        let stride = |i: usize| {
+            if shape[i] == 1 {
+                0
+            } else {
+                strides[i] as usize
+            }
+        };
+        Some(Self {
+            data: t.storage::<f32>(),
+            offset: layout.start_offset(),
+            strides: [stride(0), stride(1), stride(2)],
+            shape: [shape[0], shape[1], shape[2], shape[3]],
+        })
+    }
+
+    /// The row at `[a, b, c]` (indices past a broadcast dimension read its one row).
+    #[inline(always)]
+    fn row(&self, a: usize, b: usize, c: usize) -> &'a [f32] {
+        let at = self.offset + a * self.strides[0] + b * self.strides[1] + c * self.strides[2];
+        &self.data[at..at + self.shape[3]]
+    }
+}
+
+/// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h, n, dh]` with `bias` broadcast to
+/// `[b, h, t, n]`: `softmax(q kᵀ * scale + bias) v`, returned as `[b, t, h * dh]` (heads merged).
+/// One pass per query: its scores, their softmax, and the weighted sum of the values, read in
+/// place from the strided views the model makes (the heads of the fused query/key/value matmul,
+/// or the KV cache), and written where the merged heads go. Keys whose weight is exactly 0 (the
+/// unused part of a KV cache) add nothing and are skipped.
+pub fn attention(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    scale: f64,
+    bias: &Tensor<4>,
+) -> Option<Tensor<3>> {
+    let (qt, kt, vt, bt) = (flex(q)?, flex(k)?, flex(v)?, flex(bias)?);
+    let [b, h, t, dh] = q.dims();
+    let n = k.dims()[2];
+    if k.dims() != [b, h, n, dh] || v.dims() != [b, h, n, dh] || dh == 0 {
+        return None;
+    }
+    let bd = bias.dims();
+    let fits = |got: usize, want: usize| got == want || got == 1;
+    if !(fits(bd[0], b) && fits(bd[1], h) && fits(bd[2], t) && bd[3] == n) {
+        return None;
+    }
+    // Views that cannot be read in place (a reversed or column-strided one) are copied once.
+    let readable = |x: FlexTensor| {
+        if View::of(&x).is_some() {
+            x
+        } else {
+            x.to_contiguous()
+        }
+    };
+    let (qt, kt, vt, bt) = (readable(qt), readable(kt), readable(vt), readable(bt));
+    let (qv, kv, vv, bv) = (
+        View::of(&qt)?,
+        View::of(&kt)?,
+        View::of(&vt)?,
+        View::of(&bt)?,
+    );
+    let scale = scale as f32;
+    // Each (example, head) computes its `[t, dh]` block here; the heads are merged after.
+    let mut heads = vec![0.0f32; b * h * t * dh];
+    rows_mut(&mut heads, t * dh, |unit, block| {
+        let (bi, hi) = (unit / h, unit % h);
+        // The keys transposed, `[dh, n]`, so that a query's scores are `dh` vector updates over
+        // all keys at once (no horizontal sums).
+        let mut keys = vec![0.0f32; dh * n];
+        for j in 0..n {
+            for (c, &x) in kv.row(bi, hi, j).iter().enumerate() {
+                keys[c * n + j] = x;
+            }
+        }
+        let mut p = vec![0.0f32; n];
+        // The values from the first key's row on, one row every `stride`.
+        let first = vv.offset + bi * vv.strides[0] + hi * vv.strides[1];
+        let (values, stride) = (&vv.data[first..], vv.strides[2]);
+        for (i, o) in block.chunks_exact_mut(dh).enumerate() {
+            let (q, bias) = (qv.row(bi, hi, i), bv.row(bi, hi, i));
+            attend_row(o, &mut p, q, &keys, bias, scale, values, stride);
+        }
+    });
+    let width = h * dh;
+    let mut out = vec![0.0f32; b * t * width];
+    rows_mut(&mut out, width, |r, row| {
+        let (bi, i) = (r / t, r % t);
+        for (hi, o) in row.chunks_exact_mut(dh).enumerate() {
+            let at = ((bi * h + hi) * t + i) * dh;
+            o.copy_from_slice(&heads[at..at + dh]);
+        }
+    });
+    Some(wrap(new_tensor(out, &[b, t, width])))
+}
+
+/// `qkv` `[b, t, 3d]` (query, key and value side by side) as queries, keys and values
+/// `[b, heads, t, d / heads]`: views of the same buffer, nothing copied (burn's reshape of the
+/// narrowed parts copies them).
+pub fn split_qkv(qkv: &Tensor<3>, heads: usize) -> Option<(Tensor<4>, Tensor<4>, Tensor<4>)> {
+    let t = flex(qkv)?;
+    let [b, n, d3] = qkv.dims();
+    if heads == 0 || d3 % (3 * heads) != 0 || !t.is_contiguous() {
+        return None;
+    }
+    let (d, dh) = (d3 / 3, d3 / 3 / heads);
+    let start = t.layout().start_offset();
+    let view = |i: usize| {
+        let layout = Layout::new(
+            vec![b, heads, n, dh].into(),
+            vec![(n * d3) as isize, dh as isize, d3 as isize, 1],
+            start + i * d,
+        );
+        wrap::<4>(FlexTensor::from_arc(t.data_arc(), layout, DType::F32))
+    };
+    Some((view(0), view(1), view(2)))
+}
+
+/// `softmax(scores * scale + bias)` over the last dimension, `bias` broadcast to `scores`
+/// `[b, h, t, n]` (the attention probabilities, for the callers that want them).
+pub fn attention_probs(
+    scores: Tensor<4>,
+    scale: f64,
+    bias: &Tensor<4>,
+) -> Result<Tensor<4>, Tensor<4>> {
+    let Some(bt) = flex(bias) else {
+        return Err(scores);
+    };
+    let [b, h, t, n] = scores.dims();
+    let bd = bias.dims();
+    let fits = |got: usize, want: usize| got == want || got == 1;
+    if !(fits(bd[0], b) && fits(bd[1], h) && fits(bd[2], t) && bd[3] == n) {
+        return Err(scores);
+    }
+    let bt = if View::of(&bt).is_some() {
+        bt
+    } else {
+        bt.to_contiguous()
+    };
+    let Some(bv) = View::of(&bt) else {
+        return Err(scores);
+    };
+    let mut s = owned(take(scores)?);
+    let scale = scale as f32;
+    rows_mut(writable(&mut s), n, |r, row| {
+        let (bi, hi, i) = (r / (h * t), (r / t) % h, r % t);
+        softmax_row(row, bv.row(bi, hi, i), scale);
+    });
+    Ok(wrap(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_are_within_a_few_ulp_of_libm() {
+        let mut worst_exp = 0.0f64;
+        let mut worst_erf = 0.0f64;
+        let mut x = -100.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            // Below f32's normal range the kernel gives 0 (a hidden key's weight).
+            if got != 0.0 || x > -87.33 {
+                worst_exp = worst_exp.max(((got - want) / want).abs());
+            }
+            x += 0.0137;
+        }
+        let mut x = -8.0f32;
+        while x < 8.0 {
+            let want = libm_erf(x as f64);
+            worst_erf = worst_erf.max((erf(x) as f64 - want).abs());
+            x += 0.00113;
+        }
+        assert_eq!(exp(-1000.0), 0.0);
+        assert_eq!(exp(f32::MIN), 0.0);
+        assert!(worst_exp < 5e-7, "exp relative error {worst_exp:e}");
+        assert!(worst_erf < 1e-6, "erf absolute error {worst_erf:e}");
+    }
+
+    /// erf in f64 by its Taylor series (|x| < 3) or the continued fraction of erfc.
+    fn libm_erf(x: f64) -> f64 {
+        let a = x.abs();
+        let v = if a < 3.0 {
+            let (mut term, mut s, mut k) = (a, a, 0.0f64);
+            while term.abs() > 1e-17 {
+                k += 1.0;
+                term *= -a * a / k;
+                s += term / (2.0 * k + 1.0);
+            }
+            s * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut f = 0.0f64;
+            for k in (1..60).rev() {
+                f = k as f64 / 2.0 / (a + f);
+            }
+            1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
+        };
+        v.copysign(x)
+    }
+}
