@@ -110,3 +110,58 @@ async fn cpu_backends_in_wasm() {
     }
     tunelab::model::flex::set_enabled(true);
 }
+
+/// The encoder's matrix products in wasm: burn's Flex matmul (the gemm crate's `simd128`
+/// kernels) against the engine's packed product (`tunelab::model::matmul`), GFLOP/s each.
+#[wasm_bindgen_test]
+async fn matmuls_in_wasm() {
+    use tunelab::model::matmul::{matmul_packed, pack_b};
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i % 4096) * 7919 + seed) % 23) as f32 / 11.0 - 1.0)
+            .collect()
+    };
+    let device = Device::flex();
+    for (m, k, n) in [
+        (1024, 384, 1536),
+        (1024, 1536, 384),
+        (1024, 384, 1152),
+        (128, 384, 1536),
+    ] {
+        let a = values(m * k, 1);
+        let w = values(n * k, 2);
+        let at = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+        let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
+        let flops = 2.0 * (m * k * n) as f64;
+        let mut c = vec![0.0f32; m * n];
+        let median = |f: &mut dyn FnMut()| {
+            f();
+            let mut t: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t0 = js_sys::Date::now();
+                    f();
+                    js_sys::Date::now() - t0
+                })
+                .collect();
+            t.sort_by(|a, b| a.total_cmp(b));
+            t[2]
+        };
+        for round in 1..=2 {
+            let burn = median(&mut || {
+                let _ = at.clone().matmul(wt.clone()).into_data();
+            });
+            let own = median(&mut || {
+                let packed = pack_b(&w, 0, 1, k, k, n);
+                matmul_packed(&a, &packed, &mut c, m, k, n);
+            });
+            web_sys::console::log_1(
+                &format!(
+                    "round {round} matmul [{m}, {k}] x [{k}, {n}]: burn (gemm) {:.1} GFLOP/s ({burn:.0} ms), packed {:.1} GFLOP/s ({own:.0} ms)",
+                    flops / burn / 1e6,
+                    flops / own / 1e6
+                )
+                .into(),
+            );
+        }
+    }
+}

@@ -159,37 +159,6 @@ fn rows_mut(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + 
     }
 }
 
-/// Defines `fn $name(args)` whose body is compiled twice natively on x86-64, plain (SSE2) and
-/// with AVX2 and FMA, the second called where the CPU has them; in wasm once, with `simd128`.
-/// Each hot loop is its own such function, with no branch on a run-time enum inside, so that
-/// LLVM vectorises it (a closure or a `match` per element keeps it scalar).
-macro_rules! simd_fn {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn imp($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) {
-                    imp($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU was just checked to have both features.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            imp($($arg),*)
-        }
-    };
-}
-
 /// Lanes of the accumulators: eight f32 fill an AVX2 register and two `simd128` ones.
 const LANES: usize = 8;
 
@@ -444,6 +413,30 @@ pub fn activate<const D: usize>(x: Tensor<D>, a: Activation) -> Result<Tensor<D>
     let mut t = owned(take(x)?);
     rows_mut(writable(&mut t), 4096, |_, row| bias_act_row(row, &[], a));
     Ok(wrap(t))
+}
+
+/// `x` `[m, k]` times `w` `[k, n]` (any non-negative strides: a linear layer's weight is a
+/// transposed view) by the engine's packed product ([`super::matmul`]).
+pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let (xt, wt) = (flex(x)?, flex(w)?);
+    let [m, k] = x.dims();
+    let [k2, n] = w.dims();
+    let strides = wt.layout().strides();
+    if k != k2 || strides.iter().any(|&s| s < 0) {
+        return None;
+    }
+    let (rs, cs) = (strides[0] as usize, strides[1] as usize);
+    let packed = super::matmul::pack_b(
+        wt.storage::<f32>(),
+        wt.layout().start_offset(),
+        rs,
+        cs,
+        k,
+        n,
+    );
+    let mut out = vec![0.0f32; m * n];
+    super::matmul::matmul_packed(&values(&xt), &packed, &mut out, m, k, n);
+    Some(wrap(new_tensor(out, &[m, n])))
 }
 
 /// A view of a 4-D tensor's values as `[a][b][c][d]` with element strides, the last one 1;

@@ -124,8 +124,22 @@ fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     let k = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
     dims[D - 1] = w.dims()[1];
-    x.reshape([rows, k]).matmul(w).reshape(dims)
+    let x = x.reshape([rows, k]);
+    // In wasm the engine's packed product beats the gemm crate's `simd128` kernels (1.2-1.3x at
+    // the encoder's shapes: `scripts/bench.sh wasm`); natively gemm's AVX2 kernels win, and on a
+    // few rows (decoding) packing the weight would cost more than the product.
+    #[cfg(target_arch = "wasm32")]
+    if rows >= PACKED_MIN_ROWS {
+        if let Some(y) = flex::matmul(&x, &w) {
+            return y.reshape(dims);
+        }
+    }
+    x.matmul(w).reshape(dims)
 }
+
+/// From this many rows on, a matmul in wasm takes the engine's packed product.
+#[cfg(target_arch = "wasm32")]
+const PACKED_MIN_ROWS: usize = 16;
 
 /// `lin(x)`; on the CPU the matmul, then the bias added in place.
 fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {

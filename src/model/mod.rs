@@ -1,11 +1,15 @@
 //! Models from Hugging Face files: config, weights, and the burn modules.
 
+#[macro_use]
+mod simd;
+
 pub mod bert;
 pub mod config;
 pub mod flex;
 pub mod gpt2;
 pub mod kernels;
 pub mod layers;
+pub mod matmul;
 pub mod weights;
 
 use burn::prelude::*;

@@ -332,6 +332,27 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         )
         .await,
     );
+    // Enough rows for wasm's packed matmul (16 or more), 37 outputs (not a multiple of its
+    // 8-column panels), the weight a transposed view as the models load it.
+    out.push(
+        compare(
+            "linear_residual [2, 9, 40] -> 37, weight transposed".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([37, 40], 28, 0.5, d).transpose()),
+                    bias: Some(Param::from_tensor(tensor([37], 29, 0.5, d))),
+                };
+                (
+                    lin,
+                    tensor([2, 9, 40], 30, 1.0, d),
+                    tensor([2, 9, 37], 31, 1.0, d),
+                )
+            },
+            |(lin, x, r)| kernels::linear_residual(&lin, x, r, None),
+        )
+        .await,
+    );
     for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
         out.push(
             compare(
