@@ -298,15 +298,18 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// One query's attention: `p` (scratch, `n` long) gets the scores of `q` against the keys
-    /// `keys` (`[dh, n]`, transposed), scaled, biased and softmaxed; `out` (`dh` long) gets
-    /// `Σ p_j v_j` over the value rows whose weight is not exactly 0 (row `j` at
-    /// `values[j * stride..]`).
+    /// One query's attention: `p` (scratch, `n` long) gets the scores of `q` against the keys,
+    /// scaled, biased and softmaxed; `out` (`dh` long) gets `Σ p_j v_j` over the value rows whose
+    /// weight is not exactly 0 (row `j` at `values[j * stride..]`). The keys are `keys`
+    /// transposed (`[dh, n]`: the scores are `dh` vector updates over all keys) when `k_stride`
+    /// is 0, else key `j`'s row at `keys[j * k_stride..]` (one dot product per key: for a few
+    /// queries, where transposing the keys would cost more than it saves).
     fn attend_row(
         out: &mut [f32],
         p: &mut [f32],
         q: &[f32],
         keys: &[f32],
+        k_stride: usize,
         bias: &[f32],
         scale: f32,
         values: &[f32],
@@ -314,11 +317,18 @@ simd_fn! {
     ) {
         let dh = out.len();
         let n = p.len();
-        p.fill(0.0);
-        for (c, &qc) in q.iter().enumerate() {
-            let kc = &keys[c * n..(c + 1) * n];
-            for (pj, kj) in p.iter_mut().zip(kc) {
-                *pj += qc * kj;
+        if k_stride == 0 {
+            p.fill(0.0);
+            for (c, &qc) in q.iter().enumerate() {
+                let kc = &keys[c * n..(c + 1) * n];
+                for (pj, kj) in p.iter_mut().zip(kc) {
+                    *pj += qc * kj;
+                }
+            }
+        } else {
+            for (j, pj) in p.iter_mut().enumerate() {
+                let at = j * k_stride;
+                *pj = dot(q, &keys[at..at + dh]);
             }
         }
         softmax_core(p, bias, scale);
@@ -332,6 +342,24 @@ simd_fn! {
             }
         }
     }
+}
+
+/// `Σ a[i] b[i]` with [`LANES`] independent partial sums (which LLVM keeps in vector registers).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    s
 }
 
 /// [`softmax_row`]'s body, for inlining into other kernels.
@@ -439,6 +467,9 @@ pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     Some(wrap(new_tensor(out, &[m, n])))
 }
 
+/// From this many queries per head on, [`attention`] transposes each head's keys first.
+const TRANSPOSED_KEYS_MIN_QUERIES: usize = 8;
+
 /// A view of a 4-D tensor's values as `[a][b][c][d]` with element strides, the last one 1;
 /// size-1 dimensions get stride 0 (broadcast).
 struct View<'a> {
@@ -524,21 +555,29 @@ pub fn attention(
     let mut heads = vec![0.0f32; b * h * t * dh];
     rows_mut(&mut heads, t * dh, |unit, block| {
         let (bi, hi) = (unit / h, unit % h);
-        // The keys transposed, `[dh, n]`, so that a query's scores are `dh` vector updates over
-        // all keys at once (no horizontal sums).
-        let mut keys = vec![0.0f32; dh * n];
-        for j in 0..n {
-            for (c, &x) in kv.row(bi, hi, j).iter().enumerate() {
-                keys[c * n + j] = x;
+        // Many queries: the keys transposed, `[dh, n]`, so that a query's scores are `dh` vector
+        // updates over all keys at once (no horizontal sums). A few (decoding): read in place.
+        let first_key = kv.offset + bi * kv.strides[0] + hi * kv.strides[1];
+        let transposed: Vec<f32>;
+        let (keys, k_stride) = if t >= TRANSPOSED_KEYS_MIN_QUERIES || kv.strides[2] == 0 {
+            let mut k = vec![0.0f32; dh * n];
+            for j in 0..n {
+                for (c, &x) in kv.row(bi, hi, j).iter().enumerate() {
+                    k[c * n + j] = x;
+                }
             }
-        }
+            transposed = k;
+            (&transposed[..], 0)
+        } else {
+            (&kv.data[first_key..], kv.strides[2])
+        };
         let mut p = vec![0.0f32; n];
         // The values from the first key's row on, one row every `stride`.
         let first = vv.offset + bi * vv.strides[0] + hi * vv.strides[1];
         let (values, stride) = (&vv.data[first..], vv.strides[2]);
         for (i, o) in block.chunks_exact_mut(dh).enumerate() {
             let (q, bias) = (qv.row(bi, hi, i), bv.row(bi, hi, i));
-            attend_row(o, &mut p, q, &keys, bias, scale, values, stride);
+            attend_row(o, &mut p, q, keys, k_stride, bias, scale, values, stride);
         }
     });
     let width = h * dh;
