@@ -8,6 +8,9 @@
 #              burn with ndarray)
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
+#   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
+#              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
+#              side table of the README
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
@@ -25,14 +28,18 @@
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
 #              brotli-compressed, and what each crate contributes to each wasm file (by the
 #              function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TUNELAB_ROOT"
 "$TUNELAB_ROOT/scripts/setup-test.sh" >/dev/null
 which=("$@"); [ "${#which[@]}" -gt 0 ] || which=(encoder gpt2 finetune)
+expanded=()
 for b in "${which[@]}"; do
+  if [ "$b" = peer ]; then expanded+=(transformersjs wasm-tunelab transformersjs wasm-tunelab); else expanded+=("$b"); fi
+done
+for b in "${expanded[@]}"; do
   say "benchmark $b"
   if [ "$b" = transformersjs ]; then
     tjs="$TUNELAB_CACHE/transformersjs"
@@ -86,6 +93,9 @@ for b in "${which[@]}"; do
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
+  elif [ "$b" = wasm-tunelab ]; then
+    cargo test --locked --target wasm32-unknown-unknown --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
+      grep -E "^(browser|model|round)"
   elif [ "$b" = wasm ]; then
     # webdriver.json gives Chromium its flags; --nocapture prints the numbers.
     cargo test --locked --target wasm32-unknown-unknown --features ndarray --test wasm_bench -- --nocapture

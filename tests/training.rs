@@ -512,9 +512,12 @@ fn a_mean_pooled_head_records_its_pooling_and_reloads_the_same() {
             .unwrap(),
         &dev,
     );
-    assert_eq!(
-        values(model.forward(&input)),
-        values(back.model.forward(&input))
+    // Equal to f32 rounding: the reloaded weights are laid out anew, which reorders a few sums.
+    assert_close(
+        "mean-pooled logits after save and load",
+        &values(back.model.forward(&input)),
+        &values(model.forward(&input)),
+        1e-6,
     );
 }
 

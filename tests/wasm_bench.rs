@@ -73,7 +73,11 @@ async fn cpu_backends_in_wasm() {
 
     let mut embedders: Vec<(&str, Embedder, bool)> = devices()
         .into_iter()
-        .map(|(name, device, kernels)| (name, Embedder::load(&files, &device).unwrap(), kernels))
+        .map(|(name, device, kernels)| {
+            // Loading lays weights out for the kernels too: off, as burn alone would.
+            tunelab::model::flex::set_enabled(kernels);
+            (name, Embedder::load(&files, &device).unwrap(), kernels)
+        })
         .collect();
     let short: Vec<&str> = {
         let e = &embedders[0].1;

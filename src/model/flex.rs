@@ -467,6 +467,17 @@ pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     Some(wrap(new_tensor(out, &[m, n])))
 }
 
+/// `t` with its values laid out in row-major order (a copy where it is a view, such as a linear
+/// layer's transposed weight), so that the products here read its rows as they are; `t` itself
+/// elsewhere.
+pub fn row_major<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    match take(t) {
+        Ok(f) if dense(&f) => wrap(f),
+        Ok(f) => wrap(f.to_contiguous()),
+        Err(t) => t,
+    }
+}
+
 /// From this many queries per head on, [`attention`] transposes each head's keys first.
 const TRANSPOSED_KEYS_MIN_QUERIES: usize = 8;
 

@@ -30,7 +30,9 @@ impl LayerNorm {
 impl WeightPath<'_, '_> {
     /// A `torch.nn.Linear` (weight stored `[out, in]`) as a burn `Linear` (weight `[in, out]`).
     pub fn linear(&self, d_in: usize, d_out: usize) -> Linear {
-        let weight = self.tensor("weight", [d_out, d_in]).transpose();
+        // On the CPU the transpose is laid out once here rather than read across rows at every
+        // product (wasm's packed matmul copies the weight into panels at each call).
+        let weight = kernels::row_major(self.tensor("weight", [d_out, d_in]).transpose());
         let bias = self.tensor("bias", [d_out]);
         Linear {
             weight: Param::from_tensor(weight),
