@@ -6,6 +6,9 @@
 //!   max length 128 (transformers' Trainer settings).
 //!
 //!     cargo run --example bench_finetune -- [head|full|both]
+//!
+//! For speed alone, a shorter full run: `FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64`
+//! (`benches/trainer_cpu.py` runs HF's Trainer on the same settings).
 
 use burn::prelude::*;
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, TableOptions};
@@ -61,14 +64,17 @@ fn run(mode: Mode) {
     .unwrap();
     let (data, _) = import_dataset(&csv, &TableOptions::default(), None, None).unwrap();
     let split = stratified_split(&data.labels, data.num_classes(), 0.2, 42).unwrap();
-    let (mut train, test) = (data.subset(&split.train), data.subset(&split.test));
+    let (mut train, mut test) = (data.subset(&split.train), data.subset(&split.test));
+    if let Ok(n) = std::env::var("TEST_EXAMPLES") {
+        test = stratified_sample(&test, n.parse().expect("TEST_EXAMPLES: a number"), 42);
+    }
     let args = match mode {
         Mode::Head => TrainingArgs::head_defaults(),
         Mode::Full => {
-            train = stratified_sample(&train, 2000, 42);
+            train = stratified_sample(&train, env_or("FULL_EXAMPLES", 2000), 42);
             TrainingArgs {
                 mode: Mode::Full,
-                num_train_epochs: 3,
+                num_train_epochs: env_or("FULL_EPOCHS", 3),
                 per_device_train_batch_size: 8,
                 learning_rate: 5e-5,
                 max_length: 128,
@@ -109,6 +115,11 @@ fn run(mode: Mode) {
         "{mode:?} fine-tuning: optimisation steps alone: {:.1} training examples/s; from the first step to the end (with per-epoch evaluation): {:.2} s",
         hooks.train_examples_per_s, hooks.training_secs
     );
+}
+
+/// A number from the environment, or `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
 }
 
 fn main() {

@@ -11,6 +11,10 @@
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
 #              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
 #              side table of the README
+#   trainer  - full fine-tuning speed natively beside the peer: Tunelab's full mode on 400 reviews,
+#              one epoch (bench_finetune with FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64), then
+#              HF's Trainer on the same settings on the CPU (benches/trainer_cpu.py, in the venv that
+#              `transformersjs` installs; installs it if missing)
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
@@ -28,7 +32,7 @@
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
 #              brotli-compressed, and what each crate contributes to each wasm file (by the
 #              function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|trainer|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -93,6 +97,13 @@ for b in "${expanded[@]}"; do
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
+  elif [ "$b" = trainer ]; then
+    FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
+    venv="$TUNELAB_CACHE/pyenv-torch"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import torch, transformers, accelerate' 2>/dev/null ||
+      "$venv/bin/pip" install --quiet torch transformers accelerate
+    "$venv/bin/python" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

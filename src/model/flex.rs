@@ -22,7 +22,7 @@
 use std::cell::Cell;
 
 use burn::backend::Flex;
-use burn::tensor::{Bytes, DType, Tensor};
+use burn::tensor::{Bytes, DType, Device, Tensor};
 use burn_flex::{FlexTensor, Layout};
 
 use super::config::Activation;
@@ -467,15 +467,12 @@ pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     Some(wrap(new_tensor(out, &[m, n])))
 }
 
-/// `t` with its values laid out in row-major order (a copy where it is a view, such as a linear
-/// layer's transposed weight), so that the products here read its rows as they are; `t` itself
-/// elsewhere.
-pub fn row_major<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    match take(t) {
-        Ok(f) if dense(&f) => wrap(f),
-        Ok(f) => wrap(f.to_contiguous()),
-        Err(t) => t,
-    }
+/// Whether `device` is burn's Flex CPU backend (with or without autodiff).
+pub fn is_cpu(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
 }
 
 /// From this many queries per head on, [`attention`] transposes each head's keys first.

@@ -23,7 +23,7 @@ use burn::tensor::{activation, module};
 use super::config::Activation;
 use super::flex;
 
-pub use super::flex::{composed, row_major};
+pub use super::flex::composed;
 
 /// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn layer_norm<const D: usize>(

@@ -30,9 +30,7 @@ impl LayerNorm {
 impl WeightPath<'_, '_> {
     /// A `torch.nn.Linear` (weight stored `[out, in]`) as a burn `Linear` (weight `[in, out]`).
     pub fn linear(&self, d_in: usize, d_out: usize) -> Linear {
-        // On the CPU the transpose is laid out once here rather than read across rows at every
-        // product (wasm's packed matmul copies the weight into panels at each call).
-        let weight = kernels::row_major(self.tensor("weight", [d_out, d_in]).transpose());
+        let weight = self.transposed("weight", [d_out, d_in]);
         let bias = self.tensor("bias", [d_out]);
         Linear {
             weight: Param::from_tensor(weight),
@@ -46,7 +44,7 @@ impl WeightPath<'_, '_> {
     pub fn fused_linear(&self, parts: &[&str], d_in: usize, d_out: usize) -> Linear {
         let weights = parts
             .iter()
-            .map(|p| self.pp(p).tensor("weight", [d_out, d_in]).transpose())
+            .map(|p| self.pp(p).transposed("weight", [d_out, d_in]))
             .collect();
         let biases = parts
             .iter()

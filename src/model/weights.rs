@@ -288,6 +288,26 @@ impl<'w, 'a> WeightPath<'w, 'a> {
         self.weights.tensor(&self.name(name), shape)
     }
 
+    /// The matrix `{path}.{name}` stored `[rows, cols]`, as its transpose `[cols, rows]`: on the
+    /// CPU backend (inference or training) laid out row-major from the file's values, so that
+    /// each product reads its rows in order (burn's linear copied a transposed view at every call,
+    /// forward and backward); elsewhere a view of the stored matrix, as the GPU kernels expect.
+    pub fn transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
+        let device = self.device();
+        // (With the CPU kernels off, as before them: the benchmarks' baseline.)
+        if !super::flex::is_cpu(device) || !super::flex::enabled() {
+            return self.tensor(name, [rows, cols]).transpose();
+        }
+        let data = self.weights.host(&self.name(name), &[rows, cols]);
+        let mut t = vec![0.0f32; data.len()];
+        for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                t[c * rows + r] = x;
+            }
+        }
+        Tensor::from_data(TensorData::new(t, [cols, rows]), device)
+    }
+
     pub fn device(&self) -> &'w Device {
         self.weights.device()
     }
