@@ -119,7 +119,9 @@ fn run(mode: Mode) {
 
 /// A number from the environment, or `default`.
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+    std::env::var(name).map_or(default, |v| {
+        v.parse().unwrap_or_else(|_| panic!("{name}: a number"))
+    })
 }
 
 fn main() {
