@@ -372,7 +372,9 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
 /// can be close to epsilon) and, where `count_launches`, that the kernels ran rather than the
 /// composed fallback: one launch per op (attention reads its strided query as it is), two for a
 /// linear layer (the matmul, and the kernel that adds the bias and the residual or activation, or
-/// splits the heads into the cache).
+/// splits the heads into the cache); six for an encoder's attention over many queries, which on a
+/// GPU stays two matmuls around the probabilities kernel (the fused query/key/value matmul and its
+/// head split, the two matmuls and the probabilities, and the merge of the heads).
 pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
     for c in checks {
         assert!(
@@ -382,7 +384,9 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
             c.max_abs
         );
         if count_launches {
-            let most = if c.name.starts_with("linear")
+            let most = if c.name.starts_with("attention [") {
+                6
+            } else if c.name.starts_with("linear")
                 || c.name.starts_with("heads")
                 || c.name.starts_with("split")
             {
