@@ -95,7 +95,7 @@ for b in "${expanded[@]}"; do
       python3 benches/wasm_sizes.py "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm" 15
     done
   elif [ "$b" = table ]; then
-    cargo test --locked --target wasm32-unknown-unknown --test wasm_table_bench -- --nocapture 2>&1 |
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
   elif [ "$b" = trainer ]; then
     FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
@@ -105,11 +105,11 @@ for b in "${expanded[@]}"; do
       "$venv/bin/pip" install --quiet torch transformers accelerate
     "$venv/bin/python" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"
   elif [ "$b" = wasm-tunelab ]; then
-    cargo test --locked --target wasm32-unknown-unknown --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"
   elif [ "$b" = wasm ]; then
     # webdriver.json gives Chromium its flags; --nocapture prints the numbers.
-    cargo test --locked --target wasm32-unknown-unknown --features ndarray --test wasm_bench -- --nocapture
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu,ndarray --test wasm_bench -- --nocapture
   else
     cargo run --locked --quiet --example "bench_$b"
   fi

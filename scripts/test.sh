@@ -20,7 +20,7 @@ run_native() {
 }
 run_wasm() {
   # webdriver.json (crate root) gives Chromium the SwiftShader WebGPU flags.
-  cargo test --locked --target wasm32-unknown-unknown --test wasm 2>&1
+  cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm 2>&1
 }
 run_e2e() {
   trunk build --dist "$CARGO_TARGET_DIR/dist-e2e" 2>&1 &&

@@ -70,7 +70,7 @@ pub(crate) fn note_read() {
     READS.with(|r| r.set(r.get() + 1));
 }
 
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(feature = "webgpu")]
 mod launches {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,7 +120,7 @@ mod launches {
     }
 }
 
-#[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+#[cfg(not(feature = "webgpu"))]
 mod launches {
     /// Without cubecl nothing launches kernels.
     pub struct Watch;

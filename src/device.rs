@@ -2,8 +2,10 @@
 //! adapter, else burn's CPU backend (Flex), with the reason. burn's wgpu runtime initialises once
 //! per page, so the result is cached.
 
+#[cfg(feature = "engine")]
 use burn::prelude::*;
 
+#[cfg(feature = "engine")]
 #[derive(Debug, Clone)]
 pub struct Compute {
     pub device: Device,
@@ -39,6 +41,7 @@ impl Backend {
     }
 }
 
+#[cfg(feature = "engine")]
 impl Compute {
     /// burn's CPU backend.
     pub fn cpu(reason: impl Into<String>) -> Self {
@@ -50,6 +53,7 @@ impl Compute {
     }
 }
 
+#[cfg(feature = "engine")]
 /// The multiple of tokens that encoder batches are padded to on `device`: on a GPU a few fixed
 /// sequence lengths let kernels compile (and tune) once per length instead of once per batch; on
 /// the CPU padding would only add work.
@@ -64,6 +68,7 @@ pub fn pad_multiple(device: &Device) -> usize {
 /// Sequence lengths on a GPU are multiples of this (capped by the maximum length).
 pub const GPU_PAD_MULTIPLE: usize = 32;
 
+#[cfg(feature = "engine")]
 /// Whether `device` is one of burn's CPU backends.
 pub fn on_cpu(device: &Device) -> bool {
     let plain = device.clone().without_autodiff();
@@ -89,14 +94,14 @@ pub fn describe_adapter(parts: &[&str]) -> String {
 /// has measured better with another value, so every adapter gets cubecl's 32.
 pub const TASKS_MAX: usize = 32;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "engine"))]
 thread_local! {
     static WEBGPU: std::cell::RefCell<Option<Result<Compute, String>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the
 /// browser (`probe`) first.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "engine"))]
 pub async fn webgpu() -> Result<Compute, String> {
     if let Some(done) = WEBGPU.with(|c| c.borrow().clone()) {
         return done;

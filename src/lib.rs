@@ -2,7 +2,10 @@
 //! the CPU, natively and in the browser. The web app (`ui`, wasm only) sits on top, and talks to
 //! the engine in a Web Worker (`worker`) through `protocol`. ARCHITECTURE.md draws the layers.
 
+// Without the `engine` feature (the page's own build) only what the UI and the protocol need:
+// the plain types the engine and the page exchange, and no burn.
 pub mod clock;
+#[cfg(feature = "engine")]
 pub mod counts;
 pub mod data;
 pub mod device;
@@ -27,5 +30,5 @@ pub mod js;
 pub mod probe;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "engine"))]
 pub mod worker;

@@ -11,29 +11,50 @@
 //! The helpers themselves are behind [`Helpers`]: Web Workers in the browser
 //! (`worker::helpers`), models in the same process in native tests ([`InProcess`]).
 
+#[cfg(feature = "engine")]
 use std::cell::{Cell, RefCell};
+#[cfg(feature = "engine")]
 use std::collections::VecDeque;
+#[cfg(feature = "engine")]
 use std::future::Future;
+#[cfg(feature = "engine")]
 use std::pin::Pin;
+#[cfg(feature = "engine")]
 use std::rc::Rc;
+#[cfg(feature = "engine")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "engine")]
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "engine")]
 use crate::clock::{Breather, BREATHE_EVERY_MS};
+#[cfg(feature = "engine")]
 use crate::data::Text;
+#[cfg(feature = "engine")]
 use crate::device::pad_multiple;
+#[cfg(feature = "engine")]
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::hub::ModelFiles;
-use crate::model::bert::{EncoderInput, Pooling, SequenceClassifier};
+#[cfg(feature = "engine")]
+use crate::model::bert::{EncoderInput, SequenceClassifier};
+use crate::model::config::Pooling;
+#[cfg(feature = "engine")]
 use crate::model::read_f32;
+#[cfg(feature = "engine")]
 use crate::pipelines::tunelab_pooling;
-use crate::prompt::{LabelScorer, LanguageModel};
+use crate::prompt::LabelScorer;
+#[cfg(feature = "engine")]
+use crate::prompt::LanguageModel;
+#[cfg(feature = "engine")]
 use crate::text::TextTokenizer;
+#[cfg(feature = "engine")]
 use crate::train::{classifier_for_training, Mode, TrainingArgs};
 
 /// A future that borrows what it runs on (one thread: not `Send`).
+#[cfg(feature = "engine")]
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// What each text becomes.
@@ -67,6 +88,7 @@ pub enum Build {
 
 /// Where a helper finds a model's files.
 #[derive(Debug, Clone)]
+#[cfg(feature = "engine")]
 pub enum Files {
     /// Sent with the replica.
     Bytes(Rc<ModelFiles>),
@@ -75,6 +97,7 @@ pub enum Files {
     Stored { key: String, bytes: usize },
 }
 
+#[cfg(feature = "engine")]
 impl Files {
     /// The size of the model's weights file.
     pub fn weight_bytes(&self) -> usize {
@@ -88,6 +111,7 @@ impl Files {
 /// What a helper needs to compute rows exactly as this engine does: the model's files, how to
 /// build it, what rows and the longest sequence. Each has its own version number, so a helper
 /// that holds it already is not sent it again.
+#[cfg(feature = "engine")]
 pub struct Replica {
     pub version: u64,
     pub files: Files,
@@ -96,8 +120,10 @@ pub struct Replica {
     pub max_length: usize,
 }
 
+#[cfg(feature = "engine")]
 static VERSIONS: AtomicU64 = AtomicU64::new(1);
 
+#[cfg(feature = "engine")]
 impl Replica {
     pub fn new(files: Files, build: Build, rows: RowsOf, max_length: usize) -> Rc<Self> {
         Rc::new(Self {
@@ -111,12 +137,14 @@ impl Replica {
 }
 
 /// What computes the rows of a chunk: this engine's model, or a helper's copy.
+#[cfg(feature = "engine")]
 pub trait Rows {
     /// The rows of one chunk, flat.
     fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>>;
 }
 
 /// An encoder lane: the classifier, its tokenizer, and what rows it gives.
+#[cfg(feature = "engine")]
 pub struct Lane<'a> {
     pub model: &'a SequenceClassifier,
     pub tokenizer: &'a TextTokenizer,
@@ -125,6 +153,7 @@ pub struct Lane<'a> {
     pub device: &'a Device,
 }
 
+#[cfg(feature = "engine")]
 impl Rows for Lane<'_> {
     /// `[texts, width]` flat.
     fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
@@ -144,11 +173,13 @@ impl Rows for Lane<'_> {
 }
 
 /// A label-scoring lane: a language model and a prepared scorer (calibration computed).
+#[cfg(feature = "engine")]
 pub struct ScorerLane<'a> {
     pub lm: &'a LanguageModel,
     pub scorer: &'a LabelScorer,
 }
 
+#[cfg(feature = "engine")]
 impl Rows for ScorerLane<'_> {
     /// `[best label, cut]` per text.
     fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
@@ -166,6 +197,7 @@ impl Rows for ScorerLane<'_> {
 
 /// The rows of one chunk of texts padded as one batch, flat: what every lane runs, so a chunk
 /// gives the same values wherever it runs.
+#[cfg(feature = "engine")]
 pub async fn chunk_rows(
     model: &SequenceClassifier,
     tokenizer: &TextTokenizer,
@@ -185,12 +217,14 @@ pub async fn chunk_rows(
 }
 
 /// A replica built on a helper: its own model, ready to compute rows.
+#[cfg(feature = "engine")]
 pub struct Built {
     pub version: u64,
     model: Model,
 }
 
 #[allow(clippy::large_enum_variant)]
+#[cfg(feature = "engine")]
 enum Model {
     Encoder {
         model: SequenceClassifier,
@@ -205,6 +239,7 @@ enum Model {
     },
 }
 
+#[cfg(feature = "engine")]
 impl Built {
     /// Builds the model a replica describes from its files.
     pub async fn build(
@@ -274,6 +309,7 @@ impl Built {
     }
 }
 
+#[cfg(feature = "engine")]
 impl Rows for Built {
     fn rows<'a>(&'a self, texts: &'a [Text]) -> LocalFuture<'a, Result<Vec<f32>, Error>> {
         match &self.model {
@@ -301,6 +337,7 @@ impl Rows for Built {
 }
 
 /// Other engines that compute rows: each holds (or is sent) a replica of the model.
+#[cfg(feature = "engine")]
 pub trait Helpers {
     /// How many helpers can take work now.
     fn count(&self) -> usize;
@@ -319,6 +356,7 @@ pub trait Helpers {
 
 /// Helpers, with the files of the model a fine-tuning run starts from: what the run needs to
 /// spread its feature extraction (head mode) and its evaluations.
+#[cfg(feature = "engine")]
 pub struct Sharing {
     pub helpers: Rc<dyn Helpers>,
     pub base: Rc<ModelFiles>,
@@ -328,9 +366,11 @@ pub struct Sharing {
 /// starts at once when the first is done instead of after this engine's own chunk (whose
 /// computation holds this thread, and the helper's answer with it). Only while there are more
 /// chunks left than lanes: at the end every lane must get one.
+#[cfg(feature = "engine")]
 const IN_FLIGHT: usize = 2;
 
 /// What a spread reports to and checks.
+#[cfg(feature = "engine")]
 pub trait Watch {
     /// Rows finished so far (of every chunk).
     fn done(&mut self, rows: usize);
@@ -340,8 +380,10 @@ pub trait Watch {
 }
 
 /// Counts nothing and never cancels.
+#[cfg(feature = "engine")]
 pub struct Unwatched;
 
+#[cfg(feature = "engine")]
 impl Watch for Unwatched {
     fn done(&mut self, _: usize) {}
 }
@@ -350,6 +392,7 @@ impl Watch for Unwatched {
 /// `local` and, when given helpers with a replica of the model, on them at once. Chunks are
 /// taken from the last (with [`chunks_by_length`], the longest texts) to the first. A cancel
 /// stops handing chunks out: those computed are kept.
+#[cfg(feature = "engine")]
 pub async fn spread(
     local: &dyn Rows,
     helpers: Option<(&dyn Helpers, &Rc<Replica>)>,
@@ -443,12 +486,14 @@ pub async fn spread(
 }
 
 /// What [`spread`] computed.
+#[cfg(feature = "engine")]
 pub struct Spread {
     /// Each chunk's rows; `None` for those not computed (after a cancel).
     pub rows: Vec<Option<Vec<f32>>>,
     pub cancelled: bool,
 }
 
+#[cfg(feature = "engine")]
 impl Spread {
     /// Every chunk's rows, or `None` after a cancel.
     pub fn complete(self) -> Option<Vec<Vec<f32>>> {
@@ -461,6 +506,7 @@ impl Spread {
 
 /// Lets the helpers' answers in: a browser task turn (messages arrive as tasks); natively one
 /// turn of the executor.
+#[cfg(feature = "engine")]
 async fn breathe() {
     #[cfg(target_arch = "wasm32")]
     crate::js::yield_now().await;
@@ -469,9 +515,11 @@ async fn breathe() {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "engine")]
 struct YieldOnce(bool);
 
 #[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "engine")]
 impl Future for YieldOnce {
     type Output = ();
     fn poll(
@@ -488,6 +536,7 @@ impl Future for YieldOnce {
     }
 }
 
+#[cfg(feature = "engine")]
 fn warn(message: &str) {
     #[cfg(target_arch = "wasm32")]
     web_sys::console::warn_1(&message.into());
@@ -497,6 +546,7 @@ fn warn(message: &str) {
 
 /// Texts cut into chunks of `size` in order of token length (short texts pad little), with the
 /// order: chunk `c` holds the texts `order[c * size..]`.
+#[cfg(feature = "engine")]
 pub fn chunks_by_length(
     tokenizer: &TextTokenizer,
     texts: &[Text],
@@ -513,6 +563,7 @@ pub fn chunks_by_length(
 
 /// Helpers in this process, on the same device: tests check with them that spreading gives the
 /// rows one engine gives, and that a failing helper changes nothing.
+#[cfg(feature = "engine")]
 pub struct InProcess {
     copies: Vec<RefCell<Option<Rc<Built>>>>,
     device: Device,
@@ -524,6 +575,7 @@ pub struct InProcess {
     pub sent: Cell<usize>,
 }
 
+#[cfg(feature = "engine")]
 impl InProcess {
     pub fn new(count: usize, device: &Device) -> Self {
         Self {
@@ -536,6 +588,7 @@ impl InProcess {
     }
 }
 
+#[cfg(feature = "engine")]
 impl Helpers for InProcess {
     fn count(&self) -> usize {
         self.copies.len()

@@ -492,3 +492,12 @@ impl Fields<'_> {
         self.0.get(key).and_then(Value::as_str).unwrap_or(default)
     }
 }
+
+/// How a sequence of hidden states becomes one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pooling {
+    /// The first token (`[CLS]`), through BERT's pooler when the model has one.
+    Cls,
+    /// The mean over real tokens (sentence-transformers).
+    Mean,
+}

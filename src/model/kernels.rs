@@ -32,7 +32,7 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(out) = cube::layer_norm(&x, &gamma, &beta, eps) {
         return out;
     }
@@ -47,7 +47,7 @@ pub fn layer_norm<const D: usize>(
 /// `[b, h, t, n]`, `bias` broadcast to it (`[b, 1, 1, n]` for padding, `[1, 1, t, n]` for a
 /// causal mask; a large negative where a key is hidden).
 pub fn attention_probs(scores: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor<4> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(out) = cube::attention_probs(&scores, scale, &bias) {
         return out;
     }
@@ -66,7 +66,7 @@ pub fn linear_residual<const D: usize>(
     residual: Tensor<D>,
     dropout: Option<&Dropout>,
 ) -> Tensor<D> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(bias) = &lin.bias {
         if cube::applies(&x) {
             let y = matmul_rows(x, lin.weight.val());
@@ -95,7 +95,7 @@ pub fn linear_residual<const D: usize>(
 
 /// `act(lin(x))`: on a GPU the matmul, then the bias and the activation in one kernel.
 pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(bias) = &lin.bias {
         if cube::applies(&x) {
             let y = matmul_rows(x, lin.weight.val());
@@ -167,7 +167,7 @@ pub fn attention(
     bias: Tensor<4>,
 ) -> Tensor<3> {
     let [b, h, t, dh] = q.dims();
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if t <= FUSED_ATTENTION_MAX_QUERIES {
         if let Some(out) = cube::attention(&q, &k, &v, scale, &bias) {
             return out;
@@ -192,7 +192,7 @@ pub fn heads_into_cache(
     cache: (Tensor<4>, Tensor<4>),
     past: usize,
 ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(bias) = &lin.bias {
         if cube::applies(&x) {
             let y = matmul_rows(x, lin.weight.val());
@@ -208,7 +208,7 @@ pub fn heads_into_cache(
 /// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
 /// applied to `x` `[b, t, d]`: [`heads_into_cache`] with fresh buffers of `t` positions.
 pub fn split_heads(lin: &Linear, x: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(bias) = &lin.bias {
         if cube::applies(&x) {
             let [b, t, d] = x.dims();
@@ -263,7 +263,7 @@ fn split_heads_into(
 /// when `x` has few rows (decoding's one token, a short prompt), one kernel made for that shape:
 /// burn's tiled matmul (without autotune) leaves most of a GPU idle on a single row.
 pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(out) = cube::matmul_rows(&x, &w) {
         return out;
     }
@@ -276,9 +276,9 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
 /// [`matmul_rows`]'s kernel whatever the number of rows, for the benchmark's comparison; `None`
 /// where it does not apply.
 pub fn row_kernel_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Option<Tensor<D>> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     return cube::matmul_rows_up_to(&x, &w, usize::MAX);
-    #[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+    #[cfg(not(feature = "webgpu"))]
     {
         let _ = (x, w);
         None
@@ -289,7 +289,7 @@ pub fn row_kernel_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Option<T
 /// torch's `argmax`), as `[b, 1]`: greedy decoding's next token. On a GPU one kernel, a cube per
 /// row (burn's reduction took about 2 ms for GPT-2's 50,257 logits on an H200).
 pub fn argmax_rows(x: Tensor<2>) -> Tensor<2, Int> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(out) = cube::argmax_rows(&x) {
         return out;
     }
@@ -310,15 +310,15 @@ pub const FUSED_ATTENTION_MAX_QUERIES: usize = 4;
 /// Whether the fused kernels are on for GPU tensors (natively `TUNELAB_FUSED_KERNELS=0` turns
 /// them off); they never apply on the CPU.
 pub fn fused_kernels_enabled() -> bool {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     return cube::enabled();
-    #[cfg(not(any(target_arch = "wasm32", feature = "gpu")))]
+    #[cfg(not(feature = "webgpu"))]
     false
 }
 
 /// The feed-forward activation (`hidden_act` / `activation_function`).
 pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
-    #[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+    #[cfg(feature = "webgpu")]
     if let Some(out) = cube::activate(&x, act) {
         return out;
     }
@@ -333,7 +333,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
     }
 }
 
-#[cfg(any(target_arch = "wasm32", feature = "gpu"))]
+#[cfg(feature = "webgpu")]
 mod cube {
     use burn::tensor::{DType, Int, Tensor as Burn};
     use burn_cubecl::kernel::into_contiguous;

@@ -2,7 +2,6 @@
 
 use burn::prelude::*;
 use burn::tensor::activation;
-use serde::{Deserialize, Serialize};
 
 use super::{default_max_length, encoder_config};
 use crate::error::Error;
@@ -11,15 +10,7 @@ use crate::model::bert::{EncoderInput, MaskedLm};
 use crate::model::{read_f32, Task};
 use crate::text::TextTokenizer;
 
-/// One candidate for a mask, as `pipeline("fill-mask")` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MaskCandidate {
-    pub score: f32,
-    pub token: u32,
-    pub token_str: String,
-    /// The text with this token in place of the mask.
-    pub sequence: String,
-}
+pub use super::MaskCandidate;
 
 /// A masked LM with its tokenizer and mask token.
 pub struct FillMask {

@@ -3,28 +3,42 @@
 //! a model folder's [`ModelFiles`](crate::hub::ModelFiles). Prompting a language model (generation,
 //! label scoring) lives in [`crate::prompt`].
 
+#[cfg(feature = "engine")]
 pub mod classify;
+#[cfg(feature = "engine")]
 pub mod embed;
+#[cfg(feature = "engine")]
 pub mod fill_mask;
 
+#[cfg(feature = "engine")]
 pub use classify::TextClassifier;
+#[cfg(feature = "engine")]
 pub use embed::{Embedder, SentenceTransformers};
-pub use fill_mask::{FillMask, MaskCandidate};
+#[cfg(feature = "engine")]
+pub use fill_mask::FillMask;
 
+#[cfg(feature = "engine")]
 use burn::prelude::*;
 
+#[cfg(feature = "engine")]
 use crate::device::pad_multiple;
+#[cfg(feature = "engine")]
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::model::bert::{EncoderInput, Pooling};
+#[cfg(feature = "engine")]
 use crate::model::{read_f32, EncoderConfig, ModelConfig};
+#[cfg(feature = "engine")]
 use crate::text::TextTokenizer;
 
 /// The longest input an encoder takes (capped at 512 as BERT tokenizers are).
+#[cfg(feature = "engine")]
 pub fn default_max_length(config: &EncoderConfig) -> usize {
     config.max_position_embeddings.min(512)
 }
 
 /// The encoder sizes of a config, or an error saying what the model is instead.
+#[cfg(feature = "engine")]
 pub fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
     config.encoder().ok_or_else(|| {
         Error::usage(
@@ -35,6 +49,7 @@ pub fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
 }
 
 /// The pooling a Tunelab-trained head uses, from `config.json`'s `tunelab_pooling`.
+#[cfg(feature = "engine")]
 pub fn tunelab_pooling(config: &ModelConfig) -> Option<Pooling> {
     match config.raw.get("tunelab_pooling")?.as_str()? {
         "mean" => Some(Pooling::Mean),
@@ -44,16 +59,19 @@ pub fn tunelab_pooling(config: &ModelConfig) -> Option<Pooling> {
 }
 
 /// How many texts [`batched_rows`] tokenizes, sorts and reads back at a time.
+#[cfg(feature = "engine")]
 const TEXTS_PER_READ: usize = 256;
 
 /// On a GPU, [`batched_rows`] fills batches up to this many (padded) tokens rather than a fixed
 /// number of texts: fewer, larger batches launch fewer kernels, and the attention scores of one
 /// batch stay small (8,192 tokens × 12 heads × 512 positions × 4 bytes = 200 MB at most).
+#[cfg(feature = "engine")]
 pub const GPU_BATCH_TOKENS: usize = 8192;
 
 /// Splits rows sorted by length (`lens`, ascending) into batches: on the CPU (`multiple` 1) of
 /// `batch_size` rows; on a GPU of as many rows as fit in [`GPU_BATCH_TOKENS`] once padded to the
 /// batch's longest row rounded up to `multiple`, but at least `batch_size` rows where they fit.
+#[cfg(feature = "engine")]
 fn plan_batches(lens: &[usize], batch_size: usize, multiple: usize) -> Vec<std::ops::Range<usize>> {
     let batch_size = batch_size.max(1);
     if multiple <= 1 {
@@ -86,6 +104,7 @@ fn plan_batches(lens: &[usize], batch_size: usize, multiple: usize) -> Vec<std::
 /// to its own longest text (rounded up to the device's [`pad_multiple`]; on a GPU batches are
 /// filled up to [`GPU_BATCH_TOKENS`]); the rows of all those batches come back in one read, so
 /// the device is not stopped after every batch.
+#[cfg(feature = "engine")]
 pub async fn batched_rows(
     tokenizer: &TextTokenizer,
     texts: &[&str],
@@ -123,6 +142,7 @@ pub async fn batched_rows(
 }
 
 #[cfg(test)]
+#[cfg(feature = "engine")]
 mod tests {
     use super::plan_batches;
 
@@ -142,4 +162,14 @@ mod tests {
         assert_eq!(gpu.last().map(|r| r.end), Some(100));
         assert!(gpu.windows(2).all(|w| w[0].end == w[1].start));
     }
+}
+
+/// One candidate for a mask, as `pipeline("fill-mask")` reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MaskCandidate {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    /// The text with this token in place of the mask.
+    pub sequence: String,
 }

@@ -2,14 +2,20 @@
 //! temperature, top-k and top-p from a seed; `max_new_tokens`; stops at EOS, a newline or stop
 //! strings; a per-token callback for streaming. The completion excludes the prompt.
 
+#[cfg(feature = "engine")]
 use crate::clock::{Breather, BREATHE_EVERY_MS};
+#[cfg(feature = "engine")]
 use crate::model::kernels::argmax_rows;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "engine")]
 use super::LanguageModel;
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::model::gpt2::KvCache;
+#[cfg(feature = "engine")]
 use crate::model::{read_f32, read_i64};
+#[cfg(feature = "engine")]
 use crate::rng::Rng;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +85,7 @@ impl GenerationConfig {
 
 /// Picks the next token from host logits with the sampling settings (temperature, then top-k,
 /// then top-p, as transformers' logits warpers run).
+#[cfg(feature = "engine")]
 pub fn sample(logits: &[f32], cfg: &GenerationConfig, rng: &mut Rng) -> u32 {
     let scaled: Vec<f32> = logits.iter().map(|&l| l / cfg.temperature).collect();
     let mut order: Vec<usize> = (0..scaled.len()).collect();
@@ -120,6 +127,7 @@ pub fn sample(logits: &[f32], cfg: &GenerationConfig, rng: &mut Rng) -> u32 {
 
 /// Generates a continuation of `prompt`. `on_token` receives each new piece of text as it is
 /// decoded; returning `false` cancels.
+#[cfg(feature = "engine")]
 pub async fn generate(
     lm: &LanguageModel,
     prompt: &str,
@@ -132,6 +140,7 @@ pub async fn generate(
 }
 
 /// [`generate`] from token ids.
+#[cfg(feature = "engine")]
 pub async fn generate_ids(
     lm: &LanguageModel,
     prompt_ids: &[u32],

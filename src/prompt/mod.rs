@@ -4,11 +4,16 @@ pub mod generate;
 pub mod score;
 pub mod template;
 
+#[cfg(feature = "engine")]
 use burn::prelude::*;
 
+#[cfg(feature = "engine")]
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::hub::ModelFiles;
+#[cfg(feature = "engine")]
 use crate::model::gpt2::{Gpt2, KvCache};
+#[cfg(feature = "engine")]
 use crate::text::TextTokenizer;
 
 pub use generate::{Generation, GenerationConfig, StopReason};
@@ -16,12 +21,14 @@ pub use score::{LabelScorer, LabelScores};
 pub use template::{examples_from_dataset, sample_examples, Example, Template};
 
 /// A GPT-2 family model with its tokenizer.
+#[cfg(feature = "engine")]
 pub struct LanguageModel {
     pub model: Gpt2,
     pub tokenizer: TextTokenizer,
     pub device: Device,
 }
 
+#[cfg(feature = "engine")]
 impl LanguageModel {
     /// Loads a GPT-2 checkpoint; `max_binding_bytes` is the device's storage-binding limit
     /// (`u64::MAX` on the CPU).

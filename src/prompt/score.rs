@@ -3,24 +3,37 @@
 //! probabilities are a softmax over those scores, optionally calibrated (Zhao et al. 2021:
 //! divided by the label probabilities of a content-free input such as "N/A", renormalised).
 
+#[cfg(feature = "engine")]
 use crate::clock::{Breather, BREATHE_EVERY_MS};
+#[cfg(feature = "engine")]
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "engine")]
 use std::rc::Rc;
 
 use super::template::Template;
+#[cfg(feature = "engine")]
 use super::LanguageModel;
+#[cfg(feature = "engine")]
 use crate::data::{Dataset, Text};
+#[cfg(feature = "engine")]
 use crate::error::Error;
-use crate::math::{argmax, ranked, softmax, LabelScore};
+#[cfg(feature = "engine")]
+use crate::math::{argmax, softmax};
+use crate::math::{ranked, LabelScore};
+#[cfg(feature = "engine")]
 use crate::metrics::{evaluate, Average, Metrics};
+#[cfg(feature = "engine")]
 use crate::model::gpt2::KvCache;
+#[cfg(feature = "engine")]
 use crate::model::read_f32;
+#[cfg(feature = "engine")]
 use crate::pool::{spread, Helpers, Replica, ScorerLane, Watch};
 
 /// Summed log-probabilities of each continuation (token ids) after `prompt_ids`. The prompt runs
 /// once; each continuation reuses its KV cache.
+#[cfg(feature = "engine")]
 pub async fn continuation_log_probs(
     lm: &LanguageModel,
     prompt_ids: &[u32],
@@ -81,6 +94,7 @@ pub struct LabelScores {
 
 /// A prompt's evaluation on a labelled table.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg(feature = "engine")]
 pub struct Evaluation {
     pub metrics: Metrics,
     /// The predicted label of each row scored: all of them, or those before a cancel.
@@ -123,7 +137,10 @@ impl LabelScorer {
             calibration: None,
         }
     }
+}
 
+#[cfg(feature = "engine")]
+impl LabelScorer {
     fn verbalizer_ids(&self, lm: &LanguageModel) -> Result<Vec<Vec<u32>>, Error> {
         if self.labels.len() < 2 || self.labels.len() != self.verbalizers.len() {
             return Err(Error::Usage(
@@ -310,12 +327,14 @@ impl LabelScorer {
 }
 
 /// Progress through a callback that says whether to go on.
+#[cfg(feature = "engine")]
 struct ProgressFn<'f> {
     on_progress: &'f mut dyn FnMut(usize, usize) -> bool,
     total: usize,
     go_on: bool,
 }
 
+#[cfg(feature = "engine")]
 impl Watch for ProgressFn<'_> {
     fn done(&mut self, rows: usize) {
         self.go_on = (self.on_progress)(rows, self.total);

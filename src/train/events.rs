@@ -80,6 +80,7 @@ pub trait TrainHooks {
     }
     /// Other engines to spread head mode's feature extraction and the evaluations over (the
     /// browser's helper workers on the CPU). None by default.
+    #[cfg(feature = "engine")]
     fn sharing(&self) -> Option<std::rc::Rc<crate::pool::Sharing>> {
         None
     }

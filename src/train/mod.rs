@@ -1,30 +1,43 @@
 //! Fine-tuning: arguments, the optimiser, the training loop, and saving the result.
 
 pub mod args;
+#[cfg(feature = "engine")]
 pub mod batches;
 pub mod card;
 pub mod events;
+#[cfg(feature = "engine")]
 pub mod export;
+#[cfg(feature = "engine")]
 pub mod optim;
+#[cfg(feature = "engine")]
 mod trainable;
+#[cfg(feature = "engine")]
 pub mod trainer;
 
 pub use crate::metrics::{evaluate, Average, ClassMetrics, Metrics};
 pub use args::{Mode, TrainingArgs};
 pub use events::{Outcome, Phase, TrainEvent, TrainHooks};
+#[cfg(feature = "engine")]
 pub use trainer::{fine_tune, TrainResult};
 
+#[cfg(feature = "engine")]
 use burn::prelude::*;
 
+#[cfg(feature = "engine")]
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::hub::ModelFiles;
+#[cfg(feature = "engine")]
 use crate::model::bert::{DropoutRates, HeadInit, Pooling, SequenceClassifier};
+#[cfg(feature = "engine")]
 use crate::model::{ModelConfig, Task};
+#[cfg(feature = "engine")]
 use crate::pipelines::{encoder_config, tunelab_pooling, SentenceTransformers};
 
 /// The pooling a new head uses: for head-only training on a sentence-transformers checkpoint,
 /// its own pooling (the features it was trained to produce); otherwise transformers'
 /// `*ForSequenceClassification` ([CLS] through BERT's pooler).
+#[cfg(feature = "engine")]
 pub fn default_pooling(files: &ModelFiles, mode: Mode) -> Pooling {
     match (mode, SentenceTransformers::of(files)) {
         (Mode::Head, Some(st)) => st.pooling,
@@ -34,6 +47,7 @@ pub fn default_pooling(files: &ModelFiles, mode: Mode) -> Pooling {
 
 /// A classifier ready to fine-tune on `labels`: the checkpoint's encoder with its head when it
 /// has one for the same labels, else a new head initialised from `args.seed`.
+#[cfg(feature = "engine")]
 pub fn classifier_for_training(
     files: &ModelFiles,
     labels: &[String],

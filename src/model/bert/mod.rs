@@ -17,6 +17,7 @@ mod loader;
 use burn::nn::{Dropout, Embedding, Linear};
 use burn::prelude::*;
 
+pub use super::config::Pooling;
 use super::config::{Activation, EncoderConfig};
 use super::kernels::{attention, attention_probs, linear_activate, linear_residual, split_heads};
 use super::layers::LayerNorm;
@@ -49,15 +50,6 @@ impl EncoderInput {
             token_type_ids: up(&batch.token_type_ids),
         }
     }
-}
-
-/// How a sequence of hidden states becomes one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Pooling {
-    /// The first token (`[CLS]`), through BERT's pooler when the model has one.
-    Cls,
-    /// The mean over real tokens (sentence-transformers).
-    Mean,
 }
 
 /// Dropout probabilities, all zero for inference. [`DropoutRates::from_config`] reads a
