@@ -15,6 +15,9 @@
 #              one epoch (bench_finetune with FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64), then
 #              HF's Trainer on the same settings on the CPU (benches/trainer_cpu.py, in the venv that
 #              `transformersjs` installs; installs it if missing)
+#   coldstart - page open to the first classification with the model already in browser storage
+#              (CPU), Tunelab's release build beside transformers.js, on all-MiniLM-L6-v2 with a
+#              2-label head (benches/make_classifier.py writes it, and its ONNX export, once)
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
@@ -32,7 +35,7 @@
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
 #              brotli-compressed, and what each crate contributes to each wasm file (by the
 #              function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|trainer|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -97,6 +100,22 @@ for b in "${expanded[@]}"; do
   elif [ "$b" = table ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
+  elif [ "$b" = coldstart ]; then
+    "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
+    trunk build --release --dist "$CARGO_TARGET_DIR/dist-release" >/dev/null 2>&1 ||
+      { echo "trunk build --release failed: run it by hand to see why" >&2; exit 1; }
+    tjs="$TUNELAB_CACHE/transformersjs"
+    [ -f "$tjs/node_modules/@huggingface/transformers/package.json" ] ||
+      { mkdir -p "$tjs"; (cd "$tjs" && npm install --silent --ignore-scripts --no-save @huggingface/transformers@4.3.1); }
+    bench_models="$TUNELAB_CACHE/bench-models"
+    if [ ! -f "$bench_models/minilm-classifier/onnx/model.onnx" ]; then
+      venv="$TUNELAB_CACHE/pyenv-torch"
+      [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+      "$venv/bin/python" -c 'import torch, transformers, onnx, onnxscript' 2>/dev/null ||
+        "$venv/bin/pip" install --quiet torch transformers onnx onnxscript
+      "$venv/bin/python" benches/make_classifier.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$bench_models/minilm-classifier"
+    fi
+    node benches/coldstart.mjs "$CARGO_TARGET_DIR/dist-release" "$bench_models" "$tjs"
   elif [ "$b" = trainer ]; then
     FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
     venv="$TUNELAB_CACHE/pyenv-torch"

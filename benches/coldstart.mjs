@@ -1,0 +1,99 @@
+// Cold start with a cached model, CPU (no WebGPU), in headless Chromium: the time from opening the
+// page to the first classification shown, when the model is already in the browser's storage (a
+// second visit), for Tunelab (its release build: the page, the engine worker, the model read from
+// browser storage) and for transformers.js (its pipeline, the ONNX model from its browser cache).
+// The model: all-MiniLM-L6-v2's encoder with a two-label head (benches/make_classifier.py), the
+// same weights on both sides. Each side: a first visit that downloads and keeps the model, then
+// three timed visits in the same browser profile; the medians are printed, with Tunelab's
+// milestones.
+// Usage (scripts/bench.sh coldstart prepares the build, the model and transformers.js):
+//   node benches/coldstart.mjs <dist> <models folder holding minilm-classifier> <transformers.js folder>
+import fs from 'node:fs';
+import path from 'node:path';
+import { serve, launch, NO_WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
+
+const [dist, models, tjsRoot] = process.argv.slice(2);
+const id = 'minilm-classifier';
+const pkg = path.join(tjsRoot, 'node_modules/@huggingface/transformers');
+const version = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')).version;
+const text = 'A gripping, beautifully acted film that stays with you long after the credits.';
+
+const tjsPage = `<!doctype html><meta charset="utf-8"><script type="module">
+import { pipeline, env } from '/tjs/transformers.min.js';
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.localModelPath = '/models/';
+env.useBrowserCache = true;
+env.backends.onnx.wasm.wasmPaths = '/ort/';
+env.backends.onnx.wasm.numThreads = 1;
+const classify = await pipeline('text-classification', '${id}', { dtype: 'fp32', device: 'wasm' });
+window.loaded = performance.now();
+window.result = await classify(${JSON.stringify(text)});
+window.done = performance.now();
+</script>`;
+
+const server = await serve({
+  '/tjs/': path.join(pkg, 'dist'),
+  '/ort/': path.join(tjsRoot, 'node_modules/onnxruntime-web/dist'),
+  '/models/': models,
+  '/tjs.html': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(tjsPage); },
+  '/': dist,
+});
+const source = encodeURIComponent(`${server.url}/models/{id}/{file}`);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const since = (page) => page.evaluate(() => performance.now());
+
+// One visit of Tunelab's classify page: load the model by id (from storage after the first
+// visit), classify one text; milestones in ms since navigation start.
+async function tunelabVisit(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(300000);
+  await page.goto(`${server.url}/?source=${source}#/classify`);
+  const picker = page.locator('.model-picker[data-slot="model-classifier"]');
+  await picker.locator('input[type="text"]').waitFor();
+  const ui = await since(page);
+  await page.locator('#backend-status:not([data-backend="probing"])').waitFor();
+  const engine = await since(page);
+  await picker.locator('input[type="text"]').fill(id);
+  await picker.locator('button.load').click();
+  await picker.locator(`.loaded[data-loaded="${id}"]`).or(picker.locator('.error')).first().waitFor();
+  if (await picker.locator('.error').count()) throw new Error(await picker.locator('.error').textContent());
+  const loaded = await since(page);
+  await page.locator('#classify-text').fill(text);
+  await page.locator('#classify-run').click();
+  await page.locator('#classify-results .result').first().waitFor();
+  const done = await since(page);
+  const label = await page.locator('#classify-results .result .score').first().getAttribute('data-label');
+  await page.close();
+  return { ui, engine, loaded, done, label };
+}
+
+async function tjsVisit(context) {
+  const page = await context.newPage();
+  await page.goto(`${server.url}/tjs.html`);
+  await page.waitForFunction(() => window.done !== undefined, null, { timeout: 300000 });
+  const r = await page.evaluate(() => ({ loaded: window.loaded, done: window.done, label: window.result[0].label }));
+  await page.close();
+  return r;
+}
+
+const browser = await launch(NO_WEBGPU_ARGS);
+try {
+  const ua = await (await browser.newPage()).evaluate(() => navigator.userAgent);
+  console.log(`browser: ${ua}; CPU (WebGPU off); model ${id} (all-MiniLM-L6-v2 + a 2-label head, f32)`);
+  const results = {};
+  for (const [name, visit] of [['Tunelab', tunelabVisit], [`transformers.js ${version}`, tjsVisit]]) {
+    const context = await browser.newContext();
+    const first = await visit(context);
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await visit(context));
+    await context.close();
+    results[name] = { first, runs };
+    const m = (k) => median(runs.map((r) => r[k])).toFixed(0);
+    const extra = name === 'Tunelab' ? ` (UI shown ${m('ui')} ms, engine ready ${m('engine')} ms, model loaded from storage ${m('loaded')} ms)` : ` (pipeline loaded from the browser cache ${m('loaded')} ms)`;
+    console.log(`${name}: first visit (download) ${first.done.toFixed(0)} ms; cached model, page open to first result: ${m('done')} ms median of 3 [${runs.map((r) => r.done.toFixed(0)).join(', ')}]${extra}; label ${runs[0].label}`);
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}
