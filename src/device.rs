@@ -73,6 +73,7 @@ pub const GPU_PAD_MULTIPLE: usize = 32;
 pub fn on_cpu(device: &Device) -> bool {
     let plain = device.clone().without_autodiff();
     #[cfg(feature = "ndarray")]
+    #[allow(deprecated)] // the benchmark's comparison backend
     if plain == Device::ndarray() {
         return true;
     }
