@@ -8,25 +8,15 @@ use burn::prelude::*;
 use tunelab::model::matmul::{matmul_packed, pack_b};
 
 include!("common/bench.rs");
-
-fn values(n: usize, seed: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i % 4096) * 7919 + seed) % 23) as f32 / 11.0 - 1.0)
-        .collect()
-}
+include!("common/matmul_shapes.rs");
 
 fn main() {
     println!("machine: {}", machine());
     let device = Device::flex();
-    for (m, k, n) in [
-        (1024, 384, 1536),
-        (1024, 1536, 384),
-        (1024, 384, 1152),
-        (128, 384, 1536),
-    ] {
-        let a = values(m * k, 1);
+    for (m, k, n) in MATMUL_SHAPES {
+        let a = matmul_values(m * k, 1);
         // A linear layer's weight: stored [n, k], used as its transpose.
-        let w = values(n * k, 2);
+        let w = matmul_values(n * k, 2);
         let at = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
         let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
         let flops = 2.0 * (m * k * n) as f64;

@@ -42,6 +42,31 @@ source "$(dirname "$0")/env.sh"
 cd "$TUNELAB_ROOT"
 "$TUNELAB_ROOT/scripts/setup-test.sh" >/dev/null
 which=("$@"); [ "${#which[@]}" -gt 0 ] || which=(encoder gpt2 finetune)
+
+# The peers' tools, installed once into the cache: transformers.js from npm (its folder is
+# printed), and a venv with torch, transformers and the modules given (its python is printed).
+transformersjs() {
+  local tjs="$TUNELAB_CACHE/transformersjs"
+  if [ ! -f "$tjs/node_modules/@huggingface/transformers/package.json" ]; then
+    mkdir -p "$tjs"
+    # --ignore-scripts: onnxruntime-node's install script downloads from nuget (and is not used).
+    (cd "$tjs" && npm install --silent --ignore-scripts --no-save @huggingface/transformers@4.3.1) >&2
+  fi
+  echo "$tjs"
+}
+torch_python() {
+  local venv="$TUNELAB_CACHE/pyenv-torch" modules=(torch transformers "$@")
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+  "$venv/bin/python" -c "import $(IFS=,; echo "${modules[*]}")" 2>/dev/null ||
+    "$venv/bin/pip" install --quiet "${modules[@]}" >&2
+  echo "$venv/bin/python"
+}
+# The release build in $CARGO_TARGET_DIR/dist-release.
+release_build() {
+  "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
+  trunk build --release --dist "$CARGO_TARGET_DIR/dist-release" >/dev/null 2>&1 ||
+    { echo "trunk build --release failed: run it by hand to see why" >&2; exit 1; }
+}
 expanded=()
 for b in "${which[@]}"; do
   if [ "$b" = peer ]; then expanded+=(transformersjs wasm-tunelab transformersjs wasm-tunelab); else expanded+=("$b"); fi
@@ -49,23 +74,15 @@ done
 for b in "${expanded[@]}"; do
   say "benchmark $b"
   if [ "$b" = transformersjs ]; then
-    tjs="$TUNELAB_CACHE/transformersjs"
-    if [ ! -f "$tjs/node_modules/@huggingface/transformers/package.json" ]; then
-      mkdir -p "$tjs"
-      # --ignore-scripts: onnxruntime-node's install script downloads from nuget (and is not used).
-      (cd "$tjs" && npm install --silent --ignore-scripts --no-save @huggingface/transformers@4.3.1)
-    fi
+    tjs="$(transformersjs)"
     model="$tjs/models/all-MiniLM-L6-v2"
     if [ ! -f "$model/onnx/model.onnx" ]; then
-      venv="$TUNELAB_CACHE/pyenv-torch"
-      [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-      "$venv/bin/python" -c 'import torch, transformers, onnx, onnxscript' 2>/dev/null ||
-        "$venv/bin/pip" install --quiet torch transformers onnx onnxscript
+      py="$(torch_python onnx onnxscript)"
       mkdir -p "$model/onnx"
       for f in config.json tokenizer.json tokenizer_config.json special_tokens_map.json; do
         cp "$TUNELAB_MODELS/all-MiniLM-L6-v2/$f" "$model/"
       done
-      "$venv/bin/python" benches/export_onnx.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$model/onnx/model.onnx"
+      "$py" benches/export_onnx.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$model/onnx/model.onnx"
     fi
     node benches/transformersjs.mjs "$tjs" "$model"
   elif [ "$b" = gpu ] || [ "$b" = gpu-fast ] || [ "$b" = gpu-counts ]; then
@@ -90,9 +107,7 @@ for b in "${expanded[@]}"; do
       cargo run --locked --quiet --example write_random_gpt2 -- "$bench_models/gpt2-small-random"
     TUNELAB_DIST="$CARGO_TARGET_DIR/dist-e2e" BENCH_MODELS="$bench_models" node benches/workers.mjs
   elif [ "$b" = size ]; then
-    "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
-    trunk build --release --dist "$CARGO_TARGET_DIR/dist-release" >/dev/null 2>&1 ||
-      { echo "trunk build --release failed: run it by hand to see why" >&2; exit 1; }
+    release_build
     node benches/sizes.mjs "$CARGO_TARGET_DIR/dist-release"
     for bin in tunelab worker; do
       python3 benches/wasm_sizes.py "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm" 15
@@ -101,28 +116,15 @@ for b in "${expanded[@]}"; do
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_table_bench -- --nocapture 2>&1 |
       grep -E "table bench|test result|panicked"
   elif [ "$b" = coldstart ]; then
-    "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null
-    trunk build --release --dist "$CARGO_TARGET_DIR/dist-release" >/dev/null 2>&1 ||
-      { echo "trunk build --release failed: run it by hand to see why" >&2; exit 1; }
-    tjs="$TUNELAB_CACHE/transformersjs"
-    [ -f "$tjs/node_modules/@huggingface/transformers/package.json" ] ||
-      { mkdir -p "$tjs"; (cd "$tjs" && npm install --silent --ignore-scripts --no-save @huggingface/transformers@4.3.1); }
+    release_build
+    tjs="$(transformersjs)"
     bench_models="$TUNELAB_CACHE/bench-models"
-    if [ ! -f "$bench_models/minilm-classifier/onnx/model.onnx" ]; then
-      venv="$TUNELAB_CACHE/pyenv-torch"
-      [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-      "$venv/bin/python" -c 'import torch, transformers, onnx, onnxscript' 2>/dev/null ||
-        "$venv/bin/pip" install --quiet torch transformers onnx onnxscript
-      "$venv/bin/python" benches/make_classifier.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$bench_models/minilm-classifier"
-    fi
+    [ -f "$bench_models/minilm-classifier/onnx/model.onnx" ] ||
+      "$(torch_python onnx onnxscript)" benches/make_classifier.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$bench_models/minilm-classifier"
     node benches/coldstart.mjs "$CARGO_TARGET_DIR/dist-release" "$bench_models" "$tjs"
   elif [ "$b" = trainer ]; then
     FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
-    venv="$TUNELAB_CACHE/pyenv-torch"
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import torch, transformers, accelerate' 2>/dev/null ||
-      "$venv/bin/pip" install --quiet torch transformers accelerate
-    "$venv/bin/python" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"
+    "$(torch_python accelerate)" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

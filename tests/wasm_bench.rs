@@ -18,6 +18,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 include!("../examples/common/random_models.rs");
+include!("../examples/common/matmul_shapes.rs");
 
 fn random_minilm() -> ModelFiles {
     random_bert(
@@ -120,20 +121,10 @@ async fn cpu_backends_in_wasm() {
 #[wasm_bindgen_test]
 async fn matmuls_in_wasm() {
     use tunelab::model::matmul::{matmul_packed, pack_b};
-    let values = |n: usize, seed: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i % 4096) * 7919 + seed) % 23) as f32 / 11.0 - 1.0)
-            .collect()
-    };
     let device = Device::flex();
-    for (m, k, n) in [
-        (1024, 384, 1536),
-        (1024, 1536, 384),
-        (1024, 384, 1152),
-        (128, 384, 1536),
-    ] {
-        let a = values(m * k, 1);
-        let w = values(n * k, 2);
+    for (m, k, n) in MATMUL_SHAPES {
+        let a = matmul_values(m * k, 1);
+        let w = matmul_values(n * k, 2);
         let at = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
         let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
         let flops = 2.0 * (m * k * n) as f64;

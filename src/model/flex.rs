@@ -22,7 +22,7 @@
 use std::cell::Cell;
 
 use burn::backend::Flex;
-use burn::tensor::{Bytes, DType, Device, Tensor};
+use burn::tensor::{Bytes, DType, Tensor};
 use burn_flex::{FlexTensor, Layout};
 
 use super::config::Activation;
@@ -61,9 +61,12 @@ pub fn composed<T>(f: impl FnOnce() -> T) -> T {
 /// Whether the kernels are on (natively `TUNELAB_FUSED_KERNELS=0` turns them off, as it does the
 /// GPU ones, so that a benchmark can measure what they gain).
 pub fn enabled() -> bool {
-    if OFF.with(Cell::get) {
-        return false;
-    }
+    !OFF.with(Cell::get) && fused_kernels_allowed()
+}
+
+/// Whether the environment lets the engine's own kernels run, on the CPU and the GPU alike:
+/// natively unless `TUNELAB_FUSED_KERNELS=0`, always in the browser.
+pub(super) fn fused_kernels_allowed() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -465,14 +468,6 @@ pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let mut out = vec![0.0f32; m * n];
     super::matmul::matmul_packed(&values(&xt), &packed, &mut out, m, k, n);
     Some(wrap(new_tensor(out, &[m, n])))
-}
-
-/// Whether `device` is burn's Flex CPU backend (with or without autodiff).
-pub fn is_cpu(device: &Device) -> bool {
-    matches!(
-        device.clone().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
 }
 
 /// From this many queries per head on, [`attention`] transposes each head's keys first.

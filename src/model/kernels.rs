@@ -76,15 +76,10 @@ pub fn linear_residual<const D: usize>(
             return residual + y + bias.val().unsqueeze();
         }
     }
-    if let Some(bias) = &lin.bias {
-        if flex::applies(&x) {
-            let y = rows_times(x, lin.weight.val());
-            return match flex::add_bias(y, &bias.val(), Some(&residual), None) {
-                Ok(out) => out,
-                Err(y) => residual + y + bias.val().unsqueeze(),
-            };
-        }
-    }
+    let x = match cpu_linear(lin, x, Some(&residual), None) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     let y = lin.forward(x);
     residual
         + match dropout {
@@ -105,16 +100,43 @@ pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activati
             return activate(y + bias.val().unsqueeze(), act);
         }
     }
-    if let Some(bias) = &lin.bias {
-        if flex::applies(&x) {
-            let y = rows_times(x, lin.weight.val());
-            return match flex::add_bias(y, &bias.val(), None, Some(act)) {
-                Ok(out) => out,
-                Err(y) => activate(y + bias.val().unsqueeze(), act),
-            };
-        }
+    match cpu_linear(lin, x, None, Some(act)) {
+        Ok(out) => out,
+        Err(x) => activate(lin.forward(x), act),
     }
-    activate(lin.forward(x), act)
+}
+
+/// On the CPU, `act(lin(x))` or `lin(x) + residual` as one matmul over all rows, then the bias
+/// with the activation or the residual in one pass ([`flex::add_bias`]); `x` back where the CPU
+/// kernels do not apply (another backend, training, a linear without bias).
+#[allow(clippy::result_large_err)] // gives its input back
+fn cpu_linear<const D: usize>(
+    lin: &Linear,
+    x: Tensor<D>,
+    residual: Option<&Tensor<D>>,
+    act: Option<Activation>,
+) -> Result<Tensor<D>, Tensor<D>> {
+    let Some(bias) = &lin.bias else {
+        return Err(x);
+    };
+    if !flex::applies(&x) {
+        return Err(x);
+    }
+    let y = rows_times(x, lin.weight.val());
+    Ok(match flex::add_bias(y, &bias.val(), residual, act) {
+        Ok(out) => out,
+        Err(y) => {
+            let y = y + bias.val().unsqueeze();
+            let y = match act {
+                Some(a) => activate(y, a),
+                None => y,
+            };
+            match residual {
+                Some(r) => r.clone() + y,
+                None => y,
+            }
+        }
+    })
 }
 
 /// `x` `[.., k]` times `w` `[k, n]` as one matrix product of all the rows: burn's `linear` makes
@@ -143,16 +165,10 @@ const PACKED_MIN_ROWS: usize = 16;
 
 /// `lin(x)`; on the CPU the matmul, then the bias added in place.
 fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
-    if let Some(bias) = &lin.bias {
-        if flex::applies(&x) {
-            let y = rows_times(x, lin.weight.val());
-            return match flex::add_bias(y, &bias.val(), None, None) {
-                Ok(out) => out,
-                Err(y) => y + bias.val().unsqueeze(),
-            };
-        }
+    match cpu_linear(lin, x, None, None) {
+        Ok(out) => out,
+        Err(x) => lin.forward(x),
     }
-    lin.forward(x)
 }
 
 /// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h, n, dh]` with `bias` broadcast to
@@ -350,13 +366,7 @@ mod cube {
 
     /// Whether the kernels are on (natively `TUNELAB_FUSED_KERNELS=0` turns them off).
     pub fn enabled() -> bool {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            *ON.get_or_init(|| std::env::var("TUNELAB_FUSED_KERNELS").map_or(true, |v| v != "0"))
-        }
-        #[cfg(target_arch = "wasm32")]
-        true
+        crate::model::flex::fused_kernels_allowed()
     }
 
     /// The cubecl tensor under `x` when the kernels apply: f32, on the cubecl backend, without

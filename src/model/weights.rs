@@ -295,7 +295,7 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     pub fn transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
         let device = self.device();
         // (With the CPU kernels off, as before them: the benchmarks' baseline.)
-        if !super::flex::is_cpu(device) || !super::flex::enabled() {
+        if !crate::device::on_cpu(device) || !super::flex::enabled() {
             return self.tensor(name, [rows, cols]).transpose();
         }
         let data = self.weights.host(&self.name(name), &[rows, cols]);
