@@ -112,7 +112,7 @@ fn unsupported_configs_say_what_is_supported() {
     let err = ModelConfig::from_json(r#"{"model_type": "llama"}"#).unwrap_err();
     assert_eq!(
         err,
-        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert and gpt2 checkpoints".into())
+        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta and gpt2 checkpoints".into())
     );
     let err = ModelConfig::from_json(
         r#"{"model_type": "bert", "architectures": ["BertForQuestionAnswering"]}"#,

@@ -38,27 +38,43 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn bert_wordpiece_ids_equal_python_on_2000_movie_reviews() {
+/// The ids `model`'s tokenizer gives the first 2,000 reviews (with special tokens, unpadded,
+/// untruncated) equal Python's under `key`.
+fn ids_equal_python_on_2000_movie_reviews(model: &str, key: &str) {
     let want = expected();
-    let tok = TextTokenizer::from_bytes(&read(fixture_model("tiny-bert").join("tokenizer.json")))
-        .unwrap();
+    let tok =
+        TextTokenizer::from_bytes(&read(fixture_model(model).join("tokenizer.json"))).unwrap();
     let texts = texts(2000);
     assert_eq!(texts.len(), 2000);
     let mut mismatches = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         // Unpadded, untruncated: the tokenizer's file pads to 128 but that is overridden in code.
         let got = tok.encode(text, true).unwrap();
-        if got != ids(&want["bert"][i]) {
+        if got != ids(&want[key][i]) {
             mismatches.push(i);
         }
     }
     assert!(
         mismatches.is_empty(),
-        "{} texts differ, first rows {:?}",
+        "{model}: {} texts differ, first rows {:?}",
         mismatches.len(),
         &mismatches[..mismatches.len().min(5)]
     );
+}
+
+#[test]
+fn bert_wordpiece_ids_equal_python_on_2000_movie_reviews() {
+    ids_equal_python_on_2000_movie_reviews("tiny-bert", "bert");
+}
+
+#[test]
+fn roberta_bpe_ids_equal_python_on_2000_movie_reviews() {
+    ids_equal_python_on_2000_movie_reviews("tiny-roberta", "roberta");
+}
+
+#[test]
+fn xlm_roberta_sentencepiece_ids_equal_python_on_2000_movie_reviews() {
+    ids_equal_python_on_2000_movie_reviews("tiny-xlm-roberta", "xlm_roberta");
 }
 
 #[test]

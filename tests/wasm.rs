@@ -102,6 +102,40 @@ async fn tiny_bert_errors(compute: &Compute) -> (f64, f64) {
     )
 }
 
+/// The largest errors of tiny-xlm-roberta's last hidden state and logits on the golden batch
+/// (RoBERTa's positions, counted on the device from the padding, and its two-layer head).
+async fn tiny_xlm_roberta_errors(compute: &Compute) -> (f64, f64) {
+    let g = include_bytes!("fixtures/golden/tiny-xlm-roberta.golden.safetensors");
+    let (s, ids) = golden(g, "input_ids");
+    let (_, mask) = golden(g, "attention_mask");
+    let batch = EncodedBatch::from_rows(&rows(&s, &ids), &rows(&s, &mask), None);
+    let model = files(
+        include_bytes!("fixtures/models/tiny-xlm-roberta/config.json"),
+        include_bytes!("fixtures/models/tiny-xlm-roberta/tokenizer.json"),
+        include_bytes!("fixtures/models/tiny-xlm-roberta/model.safetensors"),
+    );
+    let clf = TextClassifier::load(&model, &compute.device).unwrap();
+    let input = EncoderInput::new(&batch, &compute.device);
+    let hidden = read_f32(clf.model.encoder.forward(&input)).await.unwrap();
+    let logits = read_f32(clf.model.forward(&input)).await.unwrap();
+    (
+        max_abs(&hidden, &golden(g, "hidden_states.2").1),
+        max_abs(&logits, &golden(g, "logits").1),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn tiny_xlm_roberta_on_webgpu_and_the_cpu_in_wasm_matches_transformers() {
+    for (name, compute) in [("WebGPU", webgpu().await), ("CPU", Compute::cpu("test"))] {
+        let (hidden, logits) = tiny_xlm_roberta_errors(&compute).await;
+        console_log!("{name} tiny-xlm-roberta: last_hidden_state {hidden:e}, logits {logits:e}");
+        assert!(
+            hidden <= 1e-4 && logits <= 1e-4,
+            "{name}: hidden {hidden:e}, logits {logits:e}"
+        );
+    }
+}
+
 /// WebGPU as the app starts it.
 async fn webgpu() -> Compute {
     device::webgpu()

@@ -1,5 +1,6 @@
 //! Hugging Face `config.json` for the architectures Tunelab runs: BERT (and BERT-shaped
-//! sentence-transformers checkpoints such as all-MiniLM-L6-v2), DistilBERT and GPT-2.
+//! sentence-transformers checkpoints such as all-MiniLM-L6-v2), DistilBERT, RoBERTa,
+//! XLM-RoBERTa and GPT-2.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,30 @@ use crate::math::human_bytes;
 pub enum Family {
     Bert,
     DistilBert,
+    /// `roberta`: BERT's layers under `roberta.`, positions counted from `pad_token_id + 1`, and
+    /// a two-layer classification head.
+    Roberta,
+    /// `xlm-roberta`: RoBERTa's architecture (and checkpoint layout) with a SentencePiece
+    /// vocabulary.
+    XlmRoberta,
     Gpt2,
+}
+
+impl Family {
+    /// RoBERTa and XLM-RoBERTa.
+    pub fn is_roberta(self) -> bool {
+        matches!(self, Self::Roberta | Self::XlmRoberta)
+    }
+
+    /// The `architectures` name of this family's sequence classifier.
+    pub fn classifier_architecture(self) -> &'static str {
+        match self {
+            Self::DistilBert => "DistilBertForSequenceClassification",
+            Self::Roberta => "RobertaForSequenceClassification",
+            Self::XlmRoberta => "XLMRobertaForSequenceClassification",
+            Self::Bert | Self::Gpt2 => "BertForSequenceClassification",
+        }
+    }
 }
 
 /// What the checkpoint's `architectures` entry says the weights are for.
@@ -40,7 +64,7 @@ pub struct EncoderConfig {
     pub num_heads: usize,
     pub intermediate_size: usize,
     pub max_position_embeddings: usize,
-    /// 0 for DistilBERT (no token type embeddings).
+    /// 0 for DistilBERT (no token type embeddings); 1 for RoBERTa.
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
     pub activation: Activation,
@@ -103,6 +127,23 @@ fn check_sizes(sizes: &[(&str, usize, usize, usize)]) -> Result<(), ModelError> 
 }
 
 impl EncoderConfig {
+    /// Where the position of the first token lies in the position table: RoBERTa counts
+    /// positions from `pad_token_id + 1` (padding takes `pad_token_id`), the others from 0.
+    pub fn first_position(&self) -> usize {
+        if self.family.is_roberta() {
+            self.pad_token_id as usize + 1
+        } else {
+            0
+        }
+    }
+
+    /// The most tokens (special tokens included) one input may have: the position table's
+    /// rows from [`Self::first_position`] on (RoBERTa's 514 give 512).
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.first_position())
+    }
+
     /// How many weights the encoder has (embeddings and layers; a head adds at most a layer's
     /// worth).
     pub fn parameters(&self) -> u64 {
@@ -138,6 +179,14 @@ impl EncoderConfig {
             ),
             ("type_vocab_size", self.type_vocab_size, 0, MAX_VOCAB),
         ])?;
+        if self.max_tokens() == 0 {
+            return Err(ModelError::Config(format!(
+                "\"max_position_embeddings\" is {} but RoBERTa's positions start at \
+                 pad_token_id + 1 = {}: no input would fit",
+                self.max_position_embeddings,
+                self.first_position()
+            )));
+        }
         check_eps("layer_norm_eps", self.layer_norm_eps)
     }
 }
@@ -231,10 +280,13 @@ impl ModelConfig {
         let family = match model_type {
             "bert" => Family::Bert,
             "distilbert" => Family::DistilBert,
+            "roberta" => Family::Roberta,
+            "xlm-roberta" => Family::XlmRoberta,
             "gpt2" => Family::Gpt2,
             other => {
                 return Err(ModelError::Unsupported(format!(
-                    "model_type \"{other}\" is not supported: Tunelab runs bert, distilbert and gpt2 checkpoints"
+                    "model_type \"{other}\" is not supported: Tunelab runs bert, distilbert, \
+                     roberta, xlm-roberta and gpt2 checkpoints"
                 )))
             }
         };
@@ -247,7 +299,7 @@ impl ModelConfig {
         let task = task_of(family, architecture.as_deref())?;
         let f = Fields(&raw);
         let arch = match family {
-            Family::Bert => Arch::Encoder(EncoderConfig {
+            Family::Bert | Family::Roberta | Family::XlmRoberta => Arch::Encoder(EncoderConfig {
                 family,
                 vocab_size: f.usize("vocab_size")?,
                 hidden_size: f.usize("hidden_size")?,
@@ -258,7 +310,8 @@ impl ModelConfig {
                 type_vocab_size: f.usize_or("type_vocab_size", 2)?,
                 layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
                 activation: Activation::parse(f.str_or("hidden_act", "gelu"))?,
-                pad_token_id: f.token_id_or("pad_token_id", 0)?,
+                pad_token_id: f
+                    .token_id_or("pad_token_id", if family.is_roberta() { 1 } else { 0 })?,
             }),
             // With `sinusoidal_pos_embds` the table is still saved as position_embeddings, so
             // loading it as a learned table gives the same numbers.
@@ -372,10 +425,7 @@ impl ModelConfig {
     /// `config.json` for a sequence classifier with these labels, keeping every other field.
     pub fn for_classification(&self, labels: &[String]) -> serde_json::Map<String, Value> {
         let mut raw = self.raw.clone();
-        let arch = match self.family() {
-            Family::DistilBert => "DistilBertForSequenceClassification",
-            _ => "BertForSequenceClassification",
-        };
+        let arch = self.family().classifier_architecture();
         raw.insert("architectures".into(), Value::from(vec![arch]));
         let id2label: serde_json::Map<String, Value> = labels
             .iter()
@@ -399,6 +449,12 @@ impl ModelConfig {
     }
 }
 
+/// Every `architectures` name Tunelab loads, for error messages.
+pub const SUPPORTED_ARCHITECTURES: &str = "BertModel, BertForSequenceClassification, \
+    BertForMaskedLM, DistilBertModel, DistilBertForSequenceClassification, DistilBertForMaskedLM, \
+    RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM, XLMRobertaModel, \
+    XLMRobertaForSequenceClassification, XLMRobertaForMaskedLM and GPT2LMHeadModel";
+
 fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelError> {
     let Some(name) = architecture else {
         return Ok(match family {
@@ -407,21 +463,26 @@ fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelErro
         });
     };
     let task = match (family, name) {
-        (Family::Bert, "BertModel") | (Family::DistilBert, "DistilBertModel") => Task::Base,
+        (Family::Bert, "BertModel")
+        | (Family::DistilBert, "DistilBertModel")
+        | (Family::Roberta, "RobertaModel")
+        | (Family::XlmRoberta, "XLMRobertaModel") => Task::Base,
         (Family::Bert, "BertForSequenceClassification")
-        | (Family::DistilBert, "DistilBertForSequenceClassification") => {
+        | (Family::DistilBert, "DistilBertForSequenceClassification")
+        | (Family::Roberta, "RobertaForSequenceClassification")
+        | (Family::XlmRoberta, "XLMRobertaForSequenceClassification") => {
             Task::SequenceClassification
         }
         (Family::Bert, "BertForMaskedLM")
         | (Family::Bert, "BertForPreTraining")
-        | (Family::DistilBert, "DistilBertForMaskedLM") => Task::MaskedLm,
+        | (Family::DistilBert, "DistilBertForMaskedLM")
+        | (Family::Roberta, "RobertaForMaskedLM")
+        | (Family::XlmRoberta, "XLMRobertaForMaskedLM") => Task::MaskedLm,
         (Family::Gpt2, "GPT2LMHeadModel") | (Family::Gpt2, "GPT2Model") => Task::CausalLm,
         (_, other) => {
             return Err(ModelError::Unsupported(format!(
-            "architecture \"{other}\" is not supported (BertModel, BertForSequenceClassification, \
-                 BertForMaskedLM, DistilBertModel, DistilBertForSequenceClassification, \
-                 DistilBertForMaskedLM and GPT2LMHeadModel are)"
-        )))
+                "architecture \"{other}\" is not supported ({SUPPORTED_ARCHITECTURES} are)"
+            )))
         }
     };
     Ok(task)

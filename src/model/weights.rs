@@ -36,6 +36,7 @@ const OTHER_HEADS: &[&str] = &[
     "lm_head.",
     "pooler.",
     "bert.pooler.",
+    "roberta.pooler.",
     "score.",
 ];
 

@@ -28,7 +28,8 @@ impl FillMask {
         let enc = encoder_config(&config)?.clone();
         if config.task != Task::MaskedLm {
             return Err(Error::usage(
-                "fill-mask needs a masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM)",
+                "fill-mask needs a masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM, \
+                 RobertaForMaskedLM, XLMRobertaForMaskedLM)",
             ));
         }
         let tokenizer = files.tokenizer()?;
@@ -84,7 +85,9 @@ impl FillMask {
                     score: row[id],
                     token: id as u32,
                     token_str: self.tokenizer.decode(&[id as u32], false)?,
-                    sequence: self.tokenizer.decode(&filled, true)?,
+                    // As transformers: with one mask the special tokens are dropped; with several
+                    // they stay, so the other masks show in each filled text.
+                    sequence: self.tokenizer.decode(&filled, positions.len() == 1)?,
                 });
             }
             out.push(candidates);

@@ -34,7 +34,7 @@ use crate::text::TextTokenizer;
 /// The longest input an encoder takes (capped at 512 as BERT tokenizers are).
 #[cfg(feature = "engine")]
 pub fn default_max_length(config: &EncoderConfig) -> usize {
-    config.max_position_embeddings.min(512)
+    config.max_tokens().min(512)
 }
 
 /// The encoder sizes of a config, or an error saying what the model is instead.

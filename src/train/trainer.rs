@@ -56,7 +56,7 @@ pub async fn fine_tune(
     if train.is_empty() {
         return Err(Error::Usage("the training set is empty".into()));
     }
-    let positions = model.encoder.config.max_position_embeddings;
+    let positions = model.encoder.config.max_tokens();
     if args.max_length > positions {
         return Err(Error::Usage(format!(
             "the maximum length is {} tokens but this model reads at most {positions}: set it to \

@@ -88,7 +88,7 @@ fn FillMaskBox() -> impl IntoView {
     };
     view! {
         <div class="card fill-mask-box">
-            <label for="fill-text">"Text with [MASK]"</label>
+            <label for="fill-text">"Text with the model's mask token ([MASK], <mask>)"</label>
             <input id="fill-text" type="text" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev)) />
             <div class="row">
                 <div>
@@ -125,7 +125,7 @@ pub fn ClassifyPage() -> impl IntoView {
                 hint="A *ForSequenceClassification checkpoint, or a model fine-tuned on the Fine-tune page." />
             <ClassifyBox />
             <h2>"Fill-mask"</h2>
-            <ModelPicker target=Slot::FillMask default_id="bert-base-uncased" hint="A masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM)." />
+            <ModelPicker target=Slot::FillMask default_id="bert-base-uncased" hint="A masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM, RobertaForMaskedLM, XLMRobertaForMaskedLM)." />
             <FillMaskBox />
         </section>
     }

@@ -118,7 +118,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
 }
 
-/// A fixture classifier (tiny-bert, tiny-distilbert) with its checkpoint head, on `dev`.
+/// A fixture classifier (tiny-bert, tiny-distilbert, tiny-roberta, ...) with its checkpoint head
+/// (as many labels as its `id2label`), on `dev`.
 pub fn fixture_classifier(
     name: &str,
     dev: &burn::prelude::Device,
@@ -137,7 +138,7 @@ pub fn fixture_classifier(
         &w,
         &enc,
         &config.raw,
-        2,
+        config.id2label.len().max(2),
         Pooling::Cls,
         DropoutRates::default(),
         HeadInit::Checkpoint,

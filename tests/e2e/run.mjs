@@ -201,6 +201,50 @@ const tests = [
       await shoot(page, 'classify-tiny-bert-webgpu');
     });
   }],
+  ['RoBERTa: tiny-roberta on WebGPU and tiny-xlm-roberta on the CPU classify as transformers\' pipeline; fill-mask with <mask>', async () => {
+    // The scores transformers' pipeline("text-classification", top_k=None) gave, label by label.
+    const check = async (page, name) => {
+      const g = golden(name);
+      await loadModel(page, 'classifier', name);
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(g.pipeline_texts.join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result');
+      await results.nth(g.pipeline_texts.length - 1).waitFor();
+      for (let i = 0; i < g.pipeline_texts.length; i++) {
+        const shown = await scoresOf(results.nth(i));
+        assert(shown.length === g.pipeline[i].length, `${name}: every label for text ${i}`);
+        shown.forEach((s, j) => {
+          const want = g.pipeline[i][j];
+          assert(s.label === want.label && Math.abs(s.score - want.score) < 1e-3, `${name} text ${i}: shown ${JSON.stringify(s)}, transformers ${JSON.stringify(want)}`);
+        });
+      }
+    };
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
+      await check(page, 'tiny-roberta');
+      await shoot(page, 'classify-tiny-roberta-webgpu');
+    });
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'cpu', 'the CPU fallback expected');
+      await check(page, 'tiny-xlm-roberta');
+      const g = golden('tiny-roberta-mlm');
+      await loadModel(page, 'fill-mask-model', 'tiny-roberta-mlm');
+      await page.locator('#fill-text').fill(g.texts[0]);
+      await page.locator('#fill-run').click();
+      const rows = page.locator('#fill-results tbody tr');
+      await rows.nth(4).waitFor();
+      for (let i = 0; i < 5; i++) {
+        const cells = await rows.nth(i).locator('td').allTextContents();
+        const want = g.pipeline[0][i];
+        assert(cells[0] === want.token_str && cells[2] === want.sequence && Math.abs(Number(cells[1]) - want.score) < 1e-4,
+          `candidate ${i}: shown ${JSON.stringify(cells)}, transformers ${JSON.stringify(want)}`);
+      }
+      await shoot(page, 'fill-mask-tiny-roberta-cpu');
+    });
+  }],
   ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {
     const g = golden('tiny-bert');
     const csv = filmCsv('recovery', 12);

@@ -22,21 +22,36 @@ impl Pooler {
     }
 }
 
-/// The trainable head of a sequence classifier: DistilBERT's `pre_classifier` + ReLU when
-/// present, dropout, then the `classifier` linear layer.
+/// How a classification head with a hidden layer arranges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadStyle {
+    /// DistilBERT: `classifier(dropout(relu(pre_classifier(x))))` (BERT, with no hidden layer:
+    /// `classifier(dropout(x))`).
+    DistilBert,
+    /// RoBERTa's `RobertaClassificationHead`:
+    /// `out_proj(dropout(tanh(dense(dropout(x)))))`.
+    Roberta,
+}
+
+/// The trainable head of a sequence classifier: a hidden layer when the family has one
+/// (DistilBERT's `pre_classifier`, RoBERTa's `classifier.dense`), dropout, then the
+/// `classifier` linear layer, arranged as `style` says.
 #[derive(Module, Debug)]
 pub struct ClassifierHead {
     pub pre_classifier: Option<Linear>,
     pub dropout: Dropout,
     pub classifier: Linear,
+    #[module(skip)]
+    pub style: HeadStyle,
 }
 
 impl ClassifierHead {
     /// Logits `[b, labels]` from pooled features `[b, d]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        let x = match &self.pre_classifier {
-            Some(pre) => activation::relu(pre.forward(features)),
-            None => features,
+        let x = match (&self.pre_classifier, self.style) {
+            (Some(pre), HeadStyle::DistilBert) => activation::relu(pre.forward(features)),
+            (Some(pre), HeadStyle::Roberta) => pre.forward(self.dropout.forward(features)).tanh(),
+            (None, _) => features,
         };
         self.classifier.forward(self.dropout.forward(x))
     }
@@ -48,7 +63,8 @@ impl ClassifierHead {
 
 /// A sequence classifier: `BertForSequenceClassification` (pooler -> dropout -> classifier),
 /// `DistilBertForSequenceClassification` (h[:,0] -> pre_classifier -> ReLU -> dropout ->
-/// classifier), or, with mean pooling, a linear head on sentence-transformers features.
+/// classifier), `RobertaForSequenceClassification` (h[:,0] -> dropout -> dense -> tanh ->
+/// dropout -> out_proj), or, with mean pooling, a linear head on sentence-transformers features.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier {
     pub encoder: Encoder,

@@ -1,7 +1,8 @@
-//! Where BERT and DistilBERT keep their tensors in a Hugging Face checkpoint, and their dropout
+//! Where BERT, DistilBERT and RoBERTa (XLM-RoBERTa too) keep their tensors in a Hugging Face checkpoint, and their dropout
 //! settings in `config.json`: one layout per family, side by side, so that every difference
 //! between the two stands in one place. `loader.rs` reads names from here for loading and export.
 
+use super::heads::HeadStyle;
 use crate::model::config::Family;
 
 /// Where a family keeps its tensors and its dropout rates. Tensor names are relative to the
@@ -25,10 +26,11 @@ pub(super) struct Layout {
     pub ffn_norm: &'static str,
     /// The pooler (`tanh(dense(h[:, 0]))`), part of the base model, if the family has one.
     pub pooler: Option<&'static str>,
-    /// The classification head, outside the prefix: `pre_classifier` (then ReLU) if the
-    /// family has one, then dropout and `classifier`.
+    /// The classification head, outside the prefix: a hidden layer (`pre_classifier`) if the
+    /// family has one, then `classifier`, arranged as `head_style` says.
     pub pre_classifier: Option<&'static str>,
     pub classifier: &'static str,
+    pub head_style: HeadStyle,
     /// The masked-LM head, outside the prefix: transform (dense, activation, LayerNorm), then
     /// the decoder tied to the word embeddings plus this bias (a full tensor name).
     pub mlm_transform: &'static str,
@@ -56,6 +58,7 @@ const BERT: Layout = Layout {
     pooler: Some("pooler.dense"),
     pre_classifier: None,
     classifier: "classifier",
+    head_style: HeadStyle::DistilBert,
     mlm_transform: "cls.predictions.transform.dense",
     mlm_norm: "cls.predictions.transform.LayerNorm",
     mlm_bias: "cls.predictions.bias",
@@ -79,6 +82,7 @@ const DISTILBERT: Layout = Layout {
     pooler: None,
     pre_classifier: Some("pre_classifier"),
     classifier: "classifier",
+    head_style: HeadStyle::DistilBert,
     mlm_transform: "vocab_transform",
     mlm_norm: "vocab_layer_norm",
     mlm_bias: "vocab_projector.bias",
@@ -87,10 +91,26 @@ const DISTILBERT: Layout = Layout {
     classifier_dropout: ("seq_classif_dropout", Some(0.2)),
 };
 
+/// RoBERTa and XLM-RoBERTa: BERT's layers under `roberta.`; no pooler in the classifier
+/// (transformers builds it with `add_pooling_layer=False`); the head is `classifier.dense` and
+/// `classifier.out_proj`; the masked-LM head is `lm_head`.
+const ROBERTA: Layout = Layout {
+    prefix: "roberta.",
+    pooler: None,
+    pre_classifier: Some("classifier.dense"),
+    classifier: "classifier.out_proj",
+    head_style: HeadStyle::Roberta,
+    mlm_transform: "lm_head.dense",
+    mlm_norm: "lm_head.layer_norm",
+    mlm_bias: "lm_head.bias",
+    ..BERT
+};
+
 pub(super) fn layout(family: Family) -> &'static Layout {
     match family {
         Family::DistilBert => &DISTILBERT,
-        _ => &BERT,
+        Family::Roberta | Family::XlmRoberta => &ROBERTA,
+        Family::Bert | Family::Gpt2 => &BERT,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Hugging Face names: loading the encoder and its heads from a checkpoint, exporting them back
 //! under the same names, and initialising a new head as transformers does.
 //!
-//! BERT and DistilBERT compute the same thing under different names; `layout.rs` lists every
+//! BERT, DistilBERT and RoBERTa compute the same thing under different names; `layout.rs` lists every
 //! difference side by side (`BERT`, `DISTILBERT`), and both loading and export here read names
 //! from it (composed along the module tree: `w.pp(l.layers).pp(i).pp(l.query)`).
 
@@ -198,6 +198,7 @@ impl SequenceClassifier {
                 pre_classifier,
                 dropout: DropoutConfig::new(dropout.classifier).init(),
                 classifier,
+                style: l.head_style,
             },
             pooling,
         }

@@ -1,5 +1,5 @@
-//! BERT-family encoders (BERT, DistilBERT, and BERT-shaped sentence-transformers checkpoints
-//! such as all-MiniLM-L6-v2) with their heads: sequence classification, masked LM, and
+//! BERT-family encoders (BERT, DistilBERT, RoBERTa, XLM-RoBERTa, and BERT-shaped
+//! sentence-transformers checkpoints such as all-MiniLM-L6-v2) with their heads: sequence classification, masked LM, and
 //! sentence embeddings (CLS or attention-masked mean pooling, optional L2 normalisation).
 //!
 //! Post-LayerNorm transformer layers as in transformers' `BertLayer` / DistilBERT's
@@ -7,7 +7,7 @@
 //!
 //! - this file: the encoder (embeddings and layers) and the poolings;
 //! - `heads.rs`: the pooler, the classification head and the masked-LM head;
-//! - `layout.rs`: where BERT and DistilBERT keep each tensor and dropout key, side by side;
+//! - `layout.rs`: where BERT, DistilBERT and RoBERTa keep each tensor and dropout key, side by side;
 //! - `loader.rs`: loading and export along those layouts, and the whole-checkpoint constructors.
 
 mod heads;
@@ -22,7 +22,7 @@ use super::config::{Activation, EncoderConfig};
 use super::kernels::{attention, attention_probs, linear_activate, linear_residual, split_heads};
 use super::layers::LayerNorm;
 
-pub use heads::{ClassifierHead, MaskedLm, Pooler, SequenceClassifier};
+pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier};
 pub use loader::{init_linear, HeadInit};
 
 /// Token ids, attention mask and token types of a batch, on the device.
@@ -119,10 +119,23 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The rows of the position table: `0..t` (`[1, t]`, the same for every input), or RoBERTa's
+    /// (`create_position_ids_from_input_ids`): padding tokens take `pad_token_id`, the others
+    /// count up from `pad_token_id + 1`, skipping padding wherever it stands.
+    fn positions(&self, input_ids: &Tensor<2, Int>) -> Tensor<2, Int> {
+        let [_, t] = input_ids.dims();
+        let device = input_ids.device();
+        if !self.config.family.is_roberta() {
+            // One row, broadcast over the batch when added.
+            return Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        }
+        let pad = self.config.pad_token_id as i64;
+        let real = input_ids.clone().not_equal_elem(pad).int();
+        (real.clone().cumsum(1) * real).add_scalar(pad)
+    }
+
     fn embed(&self, input: &EncoderInput) -> Tensor<3> {
-        let [_, t] = input.input_ids.dims();
-        let device = input.input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let positions = self.positions(&input.input_ids);
         let mut x = self.word_embeddings.forward(input.input_ids.clone())
             + self.position_embeddings.forward(positions);
         if let Some(types) = &self.token_type_embeddings {
