@@ -88,6 +88,12 @@ pub enum Request {
     Classify {
         texts: Vec<String>,
     },
+    /// Zero-shot classification with the loaded classifier, an NLI model: answered by
+    /// `Classified`, the candidate labels scored for each text.
+    ZeroShot {
+        texts: Vec<String>,
+        spec: crate::pipelines::zero_shot::ZeroShotSpec,
+    },
     FillMask {
         text: String,
         k: usize,
@@ -120,6 +126,17 @@ pub enum Request {
         /// Keep it as the separate test file instead of the training data.
         #[serde(default)]
         test: bool,
+    },
+    /// Evaluates the loaded classifier, an NLI model, zero-shot on the test set that `Train`
+    /// with the same settings would use, the dataset's label names as candidate labels:
+    /// answered by `Progress` and `ZeroShotEvaluated`.
+    ZeroShotBaseline {
+        text_column: usize,
+        label_column: usize,
+        test_fraction: f64,
+        split_seed: u64,
+        separate_test: bool,
+        template: String,
     },
     /// Fine-tunes the base model on the kept table. The test set is a stratified, seeded split
     /// of it (`test_fraction`), or the kept test file when `separate_test` is set.
@@ -279,6 +296,12 @@ pub enum Event {
         scored: usize,
         total: usize,
         truncated: usize,
+    },
+    /// A zero-shot baseline's metrics on `scored` of the `total` test rows (fewer when stopped).
+    ZeroShotEvaluated {
+        metrics: Metrics,
+        scored: usize,
+        total: usize,
     },
     Table {
         preview: TablePreview,

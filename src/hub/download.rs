@@ -161,12 +161,14 @@ pub async fn download(
 
 /// A model's files from a source: from browser storage when kept there, else downloaded. The
 /// required files must come; the optional ones for `purpose` may be absent (a 404 is fine), and
-/// `modules.json` brings the rest of the sentence-transformers settings along.
+/// `modules.json` brings the rest of the sentence-transformers settings along. `check_config`
+/// sees `config.json` first, before anything else is fetched: its error stops the download.
 pub async fn fetch_model(
     template: &str,
     id: &str,
     purpose: Purpose,
     on_progress: &mut dyn FnMut(Progress),
+    check_config: &dyn Fn(&ModelFiles) -> Result<(), Error>,
 ) -> Result<ModelFiles, Error> {
     let stored = storage::Store::open().await.ok();
     let mut files = ModelFiles::default();
@@ -205,6 +207,9 @@ pub async fn fetch_model(
             wanted.extend(&SENTENCE_TRANSFORMERS_FILES[1..]);
         }
         files.insert(name, bytes);
+        if name == "config.json" {
+            check_config(&files)?;
+        }
     }
     Ok(files)
 }

@@ -1,5 +1,6 @@
 //! What the UI calls, as transformers' pipelines, one file each: text classification
-//! ([`classify`]), sentence embeddings ([`embed`]) and fill-mask ([`fill_mask`]), each loaded from
+//! ([`classify`]), zero-shot classification by NLI ([`zero_shot`]), sentence embeddings
+//! ([`embed`]) and fill-mask ([`fill_mask`]), each loaded from
 //! a model folder's [`ModelFiles`](crate::hub::ModelFiles). Prompting a language model (generation,
 //! label scoring) lives in [`crate::prompt`].
 
@@ -9,6 +10,7 @@ pub mod classify;
 pub mod embed;
 #[cfg(feature = "engine")]
 pub mod fill_mask;
+pub mod zero_shot;
 
 #[cfg(feature = "engine")]
 pub use classify::TextClassifier;
@@ -113,11 +115,27 @@ pub async fn batched_rows(
     device: &Device,
     forward: impl Fn(&EncoderInput) -> Tensor<2>,
 ) -> Result<Vec<Vec<f32>>, Error> {
+    let encode =
+        |range: std::ops::Range<usize>| Ok(tokenizer.encode_batch(&texts[range], max_length)?);
+    batched_rows_of(texts.len(), encode, batch_size, device, forward).await
+}
+
+/// [`batched_rows`] over `count` inputs of any kind (single texts, sentence pairs):
+/// `encode(range)` encodes the inputs in `range`, padded to their longest.
+#[cfg(feature = "engine")]
+pub async fn batched_rows_of(
+    count: usize,
+    encode: impl Fn(std::ops::Range<usize>) -> Result<crate::text::EncodedBatch, Error>,
+    batch_size: usize,
+    device: &Device,
+    forward: impl Fn(&EncoderInput) -> Tensor<2>,
+) -> Result<Vec<Vec<f32>>, Error> {
     let multiple = pad_multiple(device);
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-    for (g, group) in texts.chunks(TEXTS_PER_READ).enumerate() {
-        let encoded = tokenizer.encode_batch(group, max_length)?;
-        let mut order: Vec<usize> = (0..group.len()).collect();
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); count];
+    for g in 0..count.div_ceil(TEXTS_PER_READ) {
+        let range = g * TEXTS_PER_READ..((g + 1) * TEXTS_PER_READ).min(count);
+        let encoded = encode(range.clone())?;
+        let mut order: Vec<usize> = (0..range.len()).collect();
         order.sort_by_key(|&i| encoded.row_len(i));
         let lens: Vec<usize> = order.iter().map(|&i| encoded.row_len(i)).collect();
         let parts: Vec<Tensor<2>> = plan_batches(&lens, batch_size, multiple)

@@ -191,23 +191,52 @@ impl TextTokenizer {
         Ok(batch)
     }
 
-    /// Encodes sentence pairs (`[CLS] a [SEP] b [SEP]` for BERT, with token type 1 on `b`).
+    /// Encodes sentence pairs (`[CLS] a [SEP] b [SEP]` for BERT, with token type 1 on `b`),
+    /// truncating the longer of the two first.
     pub fn encode_pairs(
         &self,
         pairs: &[(&str, &str)],
         max_length: usize,
     ) -> Result<EncodedBatch, TextError> {
+        self.encode_pairs_with(pairs, max_length, TruncationStrategy::LongestFirst)
+    }
+
+    /// Encodes sentence pairs truncating only the first of each (as transformers'
+    /// zero-shot pipeline does, so that the hypothesis stays whole).
+    pub fn encode_pairs_truncating_first(
+        &self,
+        pairs: &[(&str, &str)],
+        max_length: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        self.encode_pairs_with(pairs, max_length, TruncationStrategy::OnlyFirst)
+    }
+
+    fn encode_pairs_with(
+        &self,
+        pairs: &[(&str, &str)],
+        max_length: usize,
+        strategy: TruncationStrategy,
+    ) -> Result<EncodedBatch, TextError> {
         let inputs: Vec<EncodeInput> = pairs
             .iter()
             .map(|(a, b)| EncodeInput::Dual((*a).into(), (*b).into()))
             .collect();
-        self.encode_inputs(inputs, max_length)
+        self.encode_inputs_with(inputs, max_length, strategy)
     }
 
     fn encode_inputs(
         &self,
         inputs: Vec<EncodeInput>,
         max_length: usize,
+    ) -> Result<EncodedBatch, TextError> {
+        self.encode_inputs_with(inputs, max_length, TruncationStrategy::LongestFirst)
+    }
+
+    fn encode_inputs_with(
+        &self,
+        inputs: Vec<EncodeInput>,
+        max_length: usize,
+        strategy: TruncationStrategy,
     ) -> Result<EncodedBatch, TextError> {
         if max_length == 0 {
             return Err(TextError::Encode("max length must be at least 1".into()));
@@ -216,7 +245,7 @@ impl TextTokenizer {
         tok.with_truncation(Some(TruncationParams {
             direction: TruncationDirection::Right,
             max_length,
-            strategy: TruncationStrategy::LongestFirst,
+            strategy,
             stride: 0,
         }))
         .map_err(|e| TextError::Encode(e.to_string()))?;

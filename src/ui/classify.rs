@@ -1,8 +1,10 @@
 //! The Classify page: a text (or one text per line) through a sequence classifier, every label
-//! with its score; and a fill-mask box for masked-LM checkpoints.
+//! with its score (with an NLI model, zero-shot: the labels the user types); and a fill-mask box
+//! for masked-LM checkpoints.
 
 use leptos::prelude::*;
 
+use crate::pipelines::zero_shot::{parse_labels, NliOutputs, ZeroShotSpec, DEFAULT_TEMPLATE};
 use crate::protocol::{Event, LabelScore, MaskCandidate, Request, Slot};
 
 use super::components::{ErrorBox, ModelPicker, ScoreBars};
@@ -30,11 +32,31 @@ pub fn ClassifyBox() -> impl IntoView {
     let text = RwSignal::new(String::from("I love the food here. It's amazing!"));
     let batch = RwSignal::new(false);
     let results: RwSignal<Vec<(String, Vec<LabelScore>)>> = RwSignal::new(Vec::new());
+    // An NLI classifier (its labels include entailment) classifies zero-shot into these.
+    let nli = move || {
+        state.classifier.with(|m| {
+            m.as_ref()
+                .is_some_and(|m| NliOutputs::of(&m.labels).is_some())
+        })
+    };
+    let candidates = RwSignal::new(String::from("positive, negative, neutral"));
+    let template = RwSignal::new(String::from(DEFAULT_TEMPLATE));
+    let multi_label = RwSignal::new(false);
     let call = Call::new();
     let run = move |_| {
         let texts = texts_of(&text.get_untracked(), batch.get_untracked());
         let sent = texts.clone();
-        call.send(Request::Classify { texts }, None, move |event, _| {
+        let request = if nli() {
+            let spec = ZeroShotSpec {
+                labels: parse_labels(&candidates.get_untracked()),
+                template: template.get_untracked(),
+                multi_label: multi_label.get_untracked(),
+            };
+            Request::ZeroShot { texts, spec }
+        } else {
+            Request::Classify { texts }
+        };
+        call.send(request, None, move |event, _| {
             if let Event::Classified { results: r } = event {
                 let kept: Vec<String> = sent.iter().filter(|t| !t.is_empty()).cloned().collect();
                 results.set(kept.into_iter().zip(r).collect());
@@ -45,6 +67,17 @@ pub fn ClassifyBox() -> impl IntoView {
         <div class="card classify-box">
             <label for="classify-text">{move || if batch.get() { "Texts (one per line)" } else { "Text" }}</label>
             <textarea id="classify-text" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+            {move || nli().then(|| view! {
+                <fieldset class="zero-shot">
+                    <legend>"Zero-shot: this is an NLI model, it scores the labels you give"</legend>
+                    <label for="zs-labels">"Candidate labels (comma-separated)"</label>
+                    <input id="zs-labels" type="text" prop:value=move || candidates.get() on:input=move |ev| candidates.set(event_target_value(&ev)) />
+                    <label for="zs-template">"Hypothesis template ({} is the label)"</label>
+                    <input id="zs-template" type="text" prop:value=move || template.get() on:input=move |ev| template.set(event_target_value(&ev)) />
+                    <label class="inline"><input type="checkbox" id="zs-multi" prop:checked=move || multi_label.get()
+                        on:change=move |ev| multi_label.set(event_target_checked(&ev)) />" Several labels can be true (score each on its own)"</label>
+                </fieldset>
+            })}
             <div class="row">
                 <label class="inline"><input type="checkbox" id="classify-batch" prop:checked=move || batch.get()
                     on:change=move |ev| batch.set(event_target_checked(&ev)) />" One text per line"</label>

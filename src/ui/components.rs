@@ -62,6 +62,9 @@ pub fn ModelPicker(
     target: Slot,
     default_id: &'static str,
     #[prop(optional)] hint: &'static str,
+    /// Told apart from the slot's other picker on another page (its element ids end with it).
+    #[prop(optional)]
+    place: &'static str,
 ) -> impl IntoView {
     let slot = target;
     let state = use_state();
@@ -69,7 +72,10 @@ pub fn ModelPicker(
     let progress: RwSignal<Vec<FileProgress>> = RwSignal::new(Vec::new());
     let call = Call::new();
     let loaded = state.slot(slot);
-    let name = format!("model-{}", slot.describe().replace(' ', "-"));
+    let mut name = format!("model-{}", slot.describe().replace(' ', "-"));
+    if !place.is_empty() {
+        name = format!("{name}-{place}");
+    }
 
     let load = move |source: ModelSource, payload: Option<JsValue>| {
         progress.set(Vec::new());

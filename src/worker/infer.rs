@@ -1,15 +1,16 @@
-//! Inference with the loaded encoders: text classification and fill-mask.
+//! Inference with the loaded encoders: text classification (zero-shot too) and fill-mask.
 
 use super::helpers::{self, WorkerHelpers};
 use super::state;
 use super::Reply;
 use crate::error::Error;
 use crate::pipelines::classify::SPREAD_BATCH;
+use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pool::Helpers;
 use crate::protocol::Event;
 
-pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
-    let model = state::need(|e| e.classifier.clone(), "classifier")?;
+/// The texts trimmed, empty ones dropped; an error when none is left.
+fn nonempty(texts: Vec<String>) -> Result<Vec<String>, Error> {
     let texts: Vec<String> = texts
         .into_iter()
         .map(|t| t.trim().to_string())
@@ -18,6 +19,12 @@ pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
     if texts.is_empty() {
         return Err(Error::usage("enter a text to classify"));
     }
+    Ok(texts)
+}
+
+pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
+    let model = state::need(|e| e.classifier.clone(), "classifier")?;
+    let texts = nonempty(texts)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let replica = state::need(|e| e.classifier_replica.clone(), "classifier").ok();
     let results = match replica {
@@ -30,6 +37,15 @@ pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
         }
         _ => model.classify(&refs).await?,
     };
+    reply.send(Event::Classified { results });
+    Ok(())
+}
+
+pub async fn zero_shot(reply: Reply, texts: Vec<String>, spec: &ZeroShotSpec) -> Result<(), Error> {
+    let model = state::need(|e| e.classifier.clone(), "classifier")?;
+    let texts = nonempty(texts)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let results = model.zero_shot(&refs, spec).await?;
     reply.send(Event::Classified { results });
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::hub::download::{fetch_model, Progress};
 use crate::hub::storage::{estimate, Store};
 use crate::hub::{archive, check_model_id, check_url_template, ModelFiles, Purpose, StoreKey};
 use crate::js::{files_of, js_to_bytes};
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, Task};
 use crate::pipelines::{Embedder, FillMask, TextClassifier};
 use crate::pool::Files;
 use crate::prompt::LanguageModel;
@@ -138,7 +138,8 @@ async fn fetch(
                 })
             };
             let id = id.trim().to_string();
-            let files = fetch_model(&url_template, &id, purpose, &mut progress).await?;
+            let check = |files: &ModelFiles| fits(slot, &files.config()?);
+            let files = fetch_model(&url_template, &id, purpose, &mut progress, &check).await?;
             Ok(Fetched {
                 files,
                 name: id.clone(),
@@ -184,6 +185,57 @@ async fn fetch(
             })
         }
     }
+}
+
+/// Whether a checkpoint with this `config.json` can serve `slot`: said when `config.json`
+/// arrives, before the tokenizer and the weights are downloaded, with where the model fits.
+pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
+    let (fits, needs) = match slot {
+        Slot::Classifier => (
+            config.task == Task::SequenceClassification,
+            "the classifier needs a *ForSequenceClassification checkpoint",
+        ),
+        Slot::FillMask => (
+            config.task == Task::MaskedLm,
+            "fill-mask needs a *ForMaskedLM checkpoint",
+        ),
+        Slot::LanguageModel => (
+            config.task == Task::CausalLm,
+            "prompting needs a GPT-2 language model",
+        ),
+        Slot::Base => (
+            config.encoder().is_some(),
+            "fine-tuning needs an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa)",
+        ),
+    };
+    if fits {
+        return Ok(());
+    }
+    let (is, use_it) = match config.task {
+        Task::SequenceClassification => (
+            "a text classifier",
+            "classify with it on the Classify page, or fine-tune it",
+        ),
+        Task::MaskedLm => (
+            "a masked language model",
+            "use it in the Fill-mask box, or fine-tune it on the Fine-tune page",
+        ),
+        Task::Base => (
+            "an encoder without a head",
+            "fine-tune it on the Fine-tune page",
+        ),
+        Task::CausalLm => ("a GPT-2 language model", "prompt it on the Prompt page"),
+    };
+    let name = config
+        .raw
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    Err(Error::usage(format!(
+        "this model is {is}{name}: {needs}; {use_it}"
+    )))
 }
 
 /// Loads the model of `slot` from its files, keeps it in the engine, and describes it.

@@ -124,6 +124,7 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
         Request::ListStored => load::list_stored(reply).await,
         Request::DeleteStored { key } => load::delete_stored(reply, &key).await,
         Request::Classify { texts } => infer::classify(reply, texts).await,
+        Request::ZeroShot { texts, spec } => infer::zero_shot(reply, texts, &spec).await,
         Request::FillMask { text, k } => infer::fill_mask(reply, &text, k).await,
         Request::Generate { prompt, config } => prompt::generate(reply, &prompt, &config).await,
         Request::ScoreLabels { text, scorer } => prompt::score(reply, &text, scorer).await,
@@ -162,6 +163,23 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
                 separate_test,
             };
             train::train(reply, plan, args).await
+        }
+        Request::ZeroShotBaseline {
+            text_column,
+            label_column,
+            test_fraction,
+            split_seed,
+            separate_test,
+            template,
+        } => {
+            let plan = train::Plan {
+                text_column,
+                label_column,
+                test_fraction,
+                split_seed,
+                separate_test,
+            };
+            train::zero_shot_baseline(reply, plan, template).await
         }
         Request::ExportTrained => train::export(reply).await,
         Request::UseTrained { name } => train::use_trained(reply, &name).await,

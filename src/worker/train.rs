@@ -16,6 +16,8 @@ use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOpt
 use crate::error::Error;
 use crate::hub::{archive, ModelFiles, StoreKey};
 use crate::js::{bytes_to_js, yield_now};
+use crate::metrics::{evaluate, Average};
+use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pipelines::TextClassifier;
 use crate::pool::Sharing;
 use crate::protocol::{Event, Slot};
@@ -128,6 +130,47 @@ impl TrainHooks for WorkerHooks {
             }
         })
     }
+}
+
+/// Texts per step of a zero-shot baseline: progress and cancel land between steps.
+const BASELINE_STEP: usize = 32;
+
+/// The loaded NLI classifier, zero-shot, on the test set `plan` gives, with the dataset's label
+/// names as the candidate labels (single-label): the metrics training reports, for comparison.
+pub async fn zero_shot_baseline(reply: Reply, plan: Plan, template: String) -> Result<(), Error> {
+    let model = state::need(|e| e.classifier.clone(), "NLI classifier")?;
+    model.nli_outputs()?;
+    let (train, test, _) = datasets(&plan)?;
+    let labels = train.label_names.clone();
+    let spec = ZeroShotSpec {
+        labels: labels.clone(),
+        template,
+        multi_label: false,
+    };
+    spec.hypotheses().map_err(Error::Usage)?;
+    let mut predicted = Vec::with_capacity(test.len());
+    for chunk in test.texts.chunks(BASELINE_STEP) {
+        if reply.cancelled() {
+            break;
+        }
+        let refs: Vec<&str> = chunk.iter().map(|t| &**t).collect();
+        for scores in model.zero_shot_scores(&refs, &spec).await? {
+            predicted.push(crate::math::argmax(&scores));
+        }
+        reply.send(Event::Progress {
+            done: predicted.len(),
+            total: test.len(),
+        });
+        yield_now().await;
+    }
+    let truth = &test.labels[..predicted.len()];
+    let metrics = evaluate(truth, &predicted, &labels, Average::default_for(&labels));
+    reply.send(Event::ZeroShotEvaluated {
+        metrics,
+        scored: predicted.len(),
+        total: test.len(),
+    });
+    Ok(())
 }
 
 /// Fine-tunes the base model on the kept table and keeps the result.

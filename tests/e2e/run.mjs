@@ -38,6 +38,17 @@ const server = await serve({
     res.writeHead(200, { ...cors, 'content-type': 'application/octet-stream' });
     res.end(fs.readFileSync(file));
   },
+  // A mirror with only config.json files (the fixtures', and an unsupported model's): any other
+  // file asked for answers 500, so that a test sees what was fetched.
+  '/config-only/': (req, res, rel) => {
+    const cors = { 'access-control-allow-origin': '*' };
+    const [id, file] = rel.split('/');
+    const odd = { llama: { model_type: 'llama', architectures: ['LlamaForCausalLM'] } };
+    const fixture = path.join(root, 'tests/fixtures/models', id, 'config.json');
+    if (file !== 'config.json' || !(odd[id] || fs.existsSync(fixture))) { res.writeHead(500, cors); res.end(); return; }
+    res.writeHead(200, { ...cors, 'content-type': 'application/json' });
+    res.end(odd[id] ? JSON.stringify(odd[id]) : fs.readFileSync(fixture));
+  },
   // A mirror that gzips every file (content-length is then the compressed size).
   '/gzip-mirror/': (req, res, rel) => {
     const cors = { 'access-control-allow-origin': '*' };
@@ -243,6 +254,78 @@ const tests = [
           `candidate ${i}: shown ${JSON.stringify(cells)}, transformers ${JSON.stringify(want)}`);
       }
       await shoot(page, 'fill-mask-tiny-roberta-cpu');
+    });
+  }],
+  ['zero-shot: an NLI model on the Classify page scores typed labels as transformers\' pipeline; a baseline on the Fine-tune page\'s test split', async () => {
+    const z = JSON.parse(fs.readFileSync(path.join(root, 'tests/fixtures/golden/zero-shot.json'), 'utf8'));
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
+      await loadModel(page, 'classifier', 'tiny-xlm-roberta-nli');
+      await page.locator('#zs-labels').waitFor();
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(z.texts.join('\n'));
+      for (const c of z.models['tiny-xlm-roberta-nli'].slice(0, 2)) {
+        await page.locator('#zs-labels').fill(c.labels.join(', '));
+        if (c.multi_label) await page.locator('#zs-multi').check();
+        await page.locator('#classify-run').click();
+        // The button says "Classifying…" until the results are in.
+        await page.locator('#classify-run:text-is("Classify")').waitFor();
+        const results = page.locator('#classify-results .result');
+        await results.nth(z.texts.length - 1).waitFor();
+        for (let i = 0; i < z.texts.length; i++) {
+          const shown = await scoresOf(results.nth(i));
+          const want = c.results[i];
+          assert(shown.length === want.labels.length, `every candidate label for text ${i}`);
+          shown.forEach((s, j) => assert(s.label === want.labels[j] && Math.abs(s.score - want.scores[j]) < 1e-3,
+            `multi_label ${c.multi_label} text ${i}: shown ${JSON.stringify(s)}, transformers ${want.labels[j]} ${want.scores[j]}`));
+        }
+      }
+      await shoot(page, 'zero-shot-classify-webgpu');
+    });
+    const csv = filmCsv('baseline', 10);
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+      assert((await backend(page)).kind === 'cpu', 'the CPU fallback expected');
+      await page.locator('#dataset-file').setInputFiles(csv);
+      await page.locator('#dataset-preview').waitFor();
+      assert(await page.locator('#baseline-run').isDisabled(), 'no NLI model yet');
+      await loadModel(page, 'classifier-baseline', 'tiny-distilbert-mnli');
+      await page.locator('#baseline-template').fill('This film is {}.');
+      await page.locator('#baseline-run').click();
+      const table = page.locator('#baseline-metrics');
+      await table.waitFor();
+      // 20 rows, 20% held out by the stratified split: 4 test rows, all scored.
+      assert(await table.getAttribute('data-scored') === '4', `scored ${await table.getAttribute('data-scored')}`);
+      const accuracy = Number(await table.locator('tbody tr').first().locator('td.zero-shot').textContent());
+      assert(accuracy >= 0 && accuracy <= 1, `accuracy ${accuracy}`);
+      assert((await table.locator('td.fine-tuned').first().textContent()) === '—', 'no fine-tuned run yet');
+      // A template without a slot for the label is refused with a message.
+      await page.locator('#baseline-template').fill('no slot here');
+      await page.locator('#baseline-run').click();
+      const err = page.locator('#baseline .error');
+      await err.waitFor();
+      assert(/must hold one \{\}/.test(await err.textContent()), await err.textContent());
+      await shoot(page, 'zero-shot-baseline-cpu');
+    });
+  }],
+  ['a model for another box, or of an unsupported architecture, is refused on its config.json before anything else downloads', async () => {
+    const only = encodeURIComponent(`${server.url}/config-only/{id}/{file}`);
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${only}#/classify`);
+      await backend(page);
+      for (const [slot, id, said] of [
+        ['classifier', 'tiny-bert-mlm', 'this model is a masked language model (BertForMaskedLM): the classifier needs a *ForSequenceClassification checkpoint; use it in the Fill-mask box'],
+        ['fill-mask-model', 'tiny-roberta', 'this model is a text classifier (RobertaForSequenceClassification): fill-mask needs a *ForMaskedLM checkpoint'],
+        ['classifier', 'llama', 'model_type "llama" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta and gpt2 checkpoints'],
+      ]) {
+        const p = picker(page, slot);
+        await p.locator('input[type="text"]').fill(id);
+        await p.locator('button.load').click();
+        await p.locator('.error', { hasText: said }).waitFor();
+      }
+      const fetched = page.log.requests.filter((u) => u.includes('/config-only/')).map((u) => u.split('/config-only/')[1]);
+      assert(fetched.length === 3 && fetched.every((f) => f.endsWith('/config.json')), `only the config.json files were fetched: ${fetched}`);
     });
   }],
   ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {

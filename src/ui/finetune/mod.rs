@@ -1,7 +1,9 @@
 //! The Fine-tune page: a base model, labelled data (dropped, picked, or the bundled sample) with
 //! its preview and column choice, the training settings (each mode's defaults), live charts and
-//! progress with cancel, metrics and confusion matrices per epoch, then download or use the model.
+//! progress with cancel, metrics and confusion matrices per epoch, then download or use the model;
+//! and a zero-shot NLI baseline on the same test split.
 
+mod baseline;
 mod data;
 mod run;
 mod run_card;
@@ -16,6 +18,7 @@ use crate::protocol::Slot;
 
 use super::components::ModelPicker;
 use super::state::use_state;
+use baseline::ZeroShotBaseline;
 use data::DataCard;
 use run_card::RunCard;
 use settings::TrainingSettings;
@@ -30,13 +33,15 @@ pub fn FineTunePage() -> impl IntoView {
         <section>
             <h2>"1. Base model"</h2>
             <ModelPicker target=Slot::Base default_id="sentence-transformers/all-MiniLM-L6-v2"
-                hint="A BERT, DistilBERT or MiniLM checkpoint; a classification head is added on top." />
+                hint="A BERT, DistilBERT, RoBERTa, XLM-RoBERTa or MiniLM checkpoint; a classification head is added on top." />
             <h2>"2. Labelled data"</h2>
             <DataCard state=state />
             <h2>"3. Training"</h2>
             <TrainingSettings state=state />
             <RunCard state=state />
             <TrainedModel state=state />
+            <h2>"4. Zero-shot baseline (optional)"</h2>
+            <ZeroShotBaseline state=state />
         </section>
     }
 }
