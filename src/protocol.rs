@@ -38,14 +38,17 @@ pub enum Slot {
     LanguageModel,
     /// The encoder to fine-tune (Fine-tune page).
     Base,
+    /// A sentence embedding model (Similarity page).
+    Embedder,
 }
 
 impl Slot {
-    pub const ALL: [Slot; 4] = [
+    pub const ALL: [Slot; 5] = [
         Slot::Classifier,
         Slot::FillMask,
         Slot::LanguageModel,
         Slot::Base,
+        Slot::Embedder,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Slot {
             Slot::FillMask => "fill-mask model",
             Slot::LanguageModel => "language model",
             Slot::Base => "base model",
+            Slot::Embedder => "embedding model",
         }
     }
 }
@@ -88,6 +92,10 @@ pub enum Request {
     Classify {
         texts: Vec<String>,
     },
+    /// Named entities with the loaded classifier, a token classifier: answered by `Tagged`.
+    Tag {
+        texts: Vec<String>,
+    },
     /// Zero-shot classification with the loaded classifier, an NLI model: answered by
     /// `Classified`, the candidate labels scored for each text.
     ZeroShot {
@@ -97,6 +105,16 @@ pub enum Request {
     FillMask {
         text: String,
         k: usize,
+    },
+    /// Embeds `sentences` (and `queries`) with the embedding model: answered by `Similarities`,
+    /// the matrix of every pair of sentences (up to [`MAX_MATRIX`] of them) and each query's
+    /// `top_k` nearest sentences.
+    ///
+    /// [`MAX_MATRIX`]: crate::pipelines::similarity::MAX_MATRIX
+    Similarity {
+        sentences: Vec<String>,
+        queries: Vec<String>,
+        top_k: usize,
     },
     Generate {
         prompt: String,
@@ -270,6 +288,18 @@ pub enum Event {
     },
     Filled {
         masks: Vec<Vec<MaskCandidate>>,
+    },
+    /// The entities of each text (`aggregation_strategy="simple"`).
+    Tagged {
+        entities: Vec<Vec<crate::pipelines::ner::Entity>>,
+    },
+    Similarities {
+        /// The model's similarity function.
+        function: crate::pipelines::similarity::Similarity,
+        /// Every pair of sentences, when there are at most `MAX_MATRIX`.
+        matrix: Option<Vec<Vec<f32>>>,
+        /// For each query, the nearest sentences, best first.
+        hits: Vec<Vec<crate::pipelines::similarity::Hit>>,
     },
     Token {
         text: String,

@@ -100,12 +100,13 @@ pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{fi
 /// The files every model needs.
 pub const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
-/// sentence-transformers' settings: `modules.json` names the pipeline (pooling, normalisation),
-/// the other two hold the pooling mode and the maximum sequence length.
-pub const SENTENCE_TRANSFORMERS_FILES: [&str; 3] = [
+/// sentence-transformers' settings: `modules.json` names the pipeline (pooling, normalisation);
+/// the others hold the pooling mode, the maximum sequence length and the similarity function.
+pub const SENTENCE_TRANSFORMERS_FILES: [&str; 4] = [
     "modules.json",
     "1_Pooling/config.json",
     "sentence_bert_config.json",
+    "config_sentence_transformers.json",
 ];
 
 /// Tokenizer files beside `tokenizer.json` that a saved model carries along (transformers'
@@ -140,6 +141,8 @@ pub enum Purpose {
     /// A base to fine-tune: its sentence-transformers pooling and the tokenizer files a saved
     /// model carries along.
     FineTuning,
+    /// Sentence embeddings: the sentence-transformers settings.
+    Embedding,
 }
 
 impl Purpose {
@@ -148,6 +151,7 @@ impl Purpose {
     pub fn optional_files(self) -> &'static [&'static str] {
         match self {
             Purpose::Inference => &[],
+            Purpose::Embedding => &["modules.json"],
             Purpose::FineTuning => &[
                 "modules.json",
                 "tokenizer_config.json",

@@ -50,6 +50,8 @@ pub enum Task {
     SequenceClassification,
     /// `BertForMaskedLM` / `DistilBertForMaskedLM`: fill-mask.
     MaskedLm,
+    /// `*ForTokenClassification`: a label per token (named entities).
+    TokenClassification,
     /// `GPT2LMHeadModel`: next-token prediction.
     CausalLm,
 }
@@ -451,9 +453,11 @@ impl ModelConfig {
 
 /// Every `architectures` name Tunelab loads, for error messages.
 pub const SUPPORTED_ARCHITECTURES: &str = "BertModel, BertForSequenceClassification, \
-    BertForMaskedLM, DistilBertModel, DistilBertForSequenceClassification, DistilBertForMaskedLM, \
-    RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM, XLMRobertaModel, \
-    XLMRobertaForSequenceClassification, XLMRobertaForMaskedLM and GPT2LMHeadModel";
+    BertForMaskedLM, BertForTokenClassification, DistilBertModel, \
+    DistilBertForSequenceClassification, DistilBertForMaskedLM, DistilBertForTokenClassification, \
+    RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM, \
+    RobertaForTokenClassification, XLMRobertaModel, XLMRobertaForSequenceClassification, \
+    XLMRobertaForMaskedLM, XLMRobertaForTokenClassification and GPT2LMHeadModel";
 
 fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelError> {
     let Some(name) = architecture else {
@@ -478,6 +482,10 @@ fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelErro
         | (Family::DistilBert, "DistilBertForMaskedLM")
         | (Family::Roberta, "RobertaForMaskedLM")
         | (Family::XlmRoberta, "XLMRobertaForMaskedLM") => Task::MaskedLm,
+        (Family::Bert, "BertForTokenClassification")
+        | (Family::DistilBert, "DistilBertForTokenClassification")
+        | (Family::Roberta, "RobertaForTokenClassification")
+        | (Family::XlmRoberta, "XLMRobertaForTokenClassification") => Task::TokenClassification,
         (Family::Gpt2, "GPT2LMHeadModel") | (Family::Gpt2, "GPT2Model") => Task::CausalLm,
         (_, other) => {
             return Err(ModelError::Unsupported(format!(

@@ -1,6 +1,7 @@
 //! What the UI calls, as transformers' pipelines, one file each: text classification
 //! ([`classify`]), zero-shot classification by NLI ([`zero_shot`]), sentence embeddings
-//! ([`embed`]) and fill-mask ([`fill_mask`]), each loaded from
+//! ([`embed`]) with similarity and semantic search ([`similarity`]), token classification
+//! ([`ner`]) and fill-mask ([`fill_mask`]), each loaded from
 //! a model folder's [`ModelFiles`](crate::hub::ModelFiles). Prompting a language model (generation,
 //! label scoring) lives in [`crate::prompt`].
 
@@ -10,6 +11,8 @@ pub mod classify;
 pub mod embed;
 #[cfg(feature = "engine")]
 pub mod fill_mask;
+pub mod ner;
+pub mod similarity;
 pub mod zero_shot;
 
 #[cfg(feature = "engine")]
@@ -18,6 +21,8 @@ pub use classify::TextClassifier;
 pub use embed::{Embedder, SentenceTransformers};
 #[cfg(feature = "engine")]
 pub use fill_mask::FillMask;
+#[cfg(feature = "engine")]
+pub use ner::Tagger;
 
 #[cfg(feature = "engine")]
 use burn::prelude::*;

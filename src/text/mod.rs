@@ -2,7 +2,7 @@
 
 mod tokenizer;
 
-pub use tokenizer::{EncodedBatch, TextTokenizer};
+pub use tokenizer::{EncodedBatch, TextTokenizer, Tokens};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TextError {

@@ -147,6 +147,70 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// One text's tokens (special tokens included, truncated to `max_length`) with what a
+    /// token classification pipeline needs of each.
+    pub fn encode_tokens(&self, text: &str, max_length: usize) -> Result<Tokens, TextError> {
+        let mut batch = self.encode_tokens_batch(&[text], max_length)?;
+        Ok(batch.pop().expect("one text, one encoding"))
+    }
+
+    /// [`Self::encode_tokens`] for several texts.
+    pub fn encode_tokens_batch(
+        &self,
+        texts: &[&str],
+        max_length: usize,
+    ) -> Result<Vec<Tokens>, TextError> {
+        if max_length == 0 {
+            return Err(TextError::Encode("max length must be at least 1".into()));
+        }
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| TextError::Encode(e.to_string()))?;
+        let inputs: Vec<EncodeInput> = texts
+            .iter()
+            .map(|t| EncodeInput::Single((*t).into()))
+            .collect();
+        let encodings = tok
+            .encode_batch_char_offsets(inputs, true)
+            .map_err(|e| TextError::Encode(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Tokens {
+                special: e
+                    .get_special_tokens_mask()
+                    .iter()
+                    .map(|&m| m == 1)
+                    .collect(),
+                offsets: e.get_offsets().to_vec(),
+                ids: e.get_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// The text of `tokens` (token strings) as the tokenizer's decoder puts them together
+    /// (transformers' `convert_tokens_to_string`); joined by spaces when it has no decoder.
+    pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String, TextError> {
+        use tokenizers::Decoder;
+        match self.inner.get_decoder() {
+            Some(decoder) => decoder
+                .decode(tokens)
+                .map_err(|e| TextError::Encode(e.to_string())),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// The unknown token's id, if the vocabulary has one.
+    pub fn unk_id(&self) -> Option<u32> {
+        ["[UNK]", "<unk>", "<|endoftext|>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
@@ -298,6 +362,16 @@ impl TextTokenizer {
             .decode(ids, skip_special_tokens)
             .map_err(|e| TextError::Encode(e.to_string()))
     }
+}
+
+/// One text's tokens for token classification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    /// Whether each token was added by the tokenizer (`[CLS]`, `</s>`, ...).
+    pub special: Vec<bool>,
+    /// Each token's span of the text, in characters (as Python's string indices).
+    pub offsets: Vec<(usize, usize)>,
 }
 
 fn batch_of(encodings: &[Encoding]) -> EncodedBatch {

@@ -8,6 +8,7 @@ use super::client;
 use super::finetune::FineTunePage;
 use super::models::ModelsPage;
 use super::prompt::PromptPage;
+use super::similarity::SimilarityPage;
 use super::state::{query_param, AppState};
 use super::widget::Widget;
 use crate::protocol::{Backend, Event};
@@ -17,17 +18,25 @@ pub enum Page {
     Classify,
     FineTune,
     Prompt,
+    Similarity,
     Models,
 }
 
 impl Page {
-    pub const ALL: [Page; 4] = [Page::Classify, Page::FineTune, Page::Prompt, Page::Models];
+    pub const ALL: [Page; 5] = [
+        Page::Classify,
+        Page::FineTune,
+        Page::Prompt,
+        Page::Similarity,
+        Page::Models,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Page::Classify => "Classify",
             Page::FineTune => "Fine-tune",
             Page::Prompt => "Prompt",
+            Page::Similarity => "Similarity",
             Page::Models => "Models",
         }
     }
@@ -37,6 +46,7 @@ impl Page {
             Page::Classify => "classify",
             Page::FineTune => "fine-tune",
             Page::Prompt => "prompt",
+            Page::Similarity => "similarity",
             Page::Models => "models",
         }
     }
@@ -225,6 +235,7 @@ pub fn App() -> impl IntoView {
             <div hidden=move || page.get() != Page::Classify><ClassifyPage /></div>
             <div hidden=move || page.get() != Page::FineTune><FineTunePage /></div>
             <div hidden=move || page.get() != Page::Prompt><PromptPage /></div>
+            <div hidden=move || page.get() != Page::Similarity><SimilarityPage /></div>
             <div hidden=move || page.get() != Page::Models><ModelsPage /></div>
         </main>
     }

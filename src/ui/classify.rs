@@ -1,9 +1,11 @@
 //! The Classify page: a text (or one text per line) through a sequence classifier, every label
-//! with its score (with an NLI model, zero-shot: the labels the user types); and a fill-mask box
-//! for masked-LM checkpoints.
+//! with its score (with an NLI model, zero-shot: the labels the user types; with a token
+//! classifier, the named entities highlighted in the text); and a fill-mask box for masked-LM
+//! checkpoints.
 
 use leptos::prelude::*;
 
+use crate::pipelines::ner::Entity;
 use crate::pipelines::zero_shot::{parse_labels, NliOutputs, ZeroShotSpec, DEFAULT_TEMPLATE};
 use crate::protocol::{Event, LabelScore, MaskCandidate, Request, Slot};
 
@@ -32,6 +34,14 @@ pub fn ClassifyBox() -> impl IntoView {
     let text = RwSignal::new(String::from("I love the food here. It's amazing!"));
     let batch = RwSignal::new(false);
     let results: RwSignal<Vec<(String, Vec<LabelScore>)>> = RwSignal::new(Vec::new());
+    let tagged: RwSignal<Vec<(String, Vec<Entity>)>> = RwSignal::new(Vec::new());
+    // A token classifier tags named entities instead.
+    let tagger = move || {
+        state.classifier.with(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.architecture.ends_with("ForTokenClassification"))
+        })
+    };
     // An NLI classifier (its labels include entailment) classifies zero-shot into these.
     let nli = move || {
         state.classifier.with(|m| {
@@ -46,7 +56,9 @@ pub fn ClassifyBox() -> impl IntoView {
     let run = move |_| {
         let texts = texts_of(&text.get_untracked(), batch.get_untracked());
         let sent = texts.clone();
-        let request = if nli() {
+        let request = if tagger() {
+            Request::Tag { texts }
+        } else if nli() {
             let spec = ZeroShotSpec {
                 labels: parse_labels(&candidates.get_untracked()),
                 template: template.get_untracked(),
@@ -57,9 +69,17 @@ pub fn ClassifyBox() -> impl IntoView {
             Request::Classify { texts }
         };
         call.send(request, None, move |event, _| {
-            if let Event::Classified { results: r } = event {
-                let kept: Vec<String> = sent.iter().filter(|t| !t.is_empty()).cloned().collect();
-                results.set(kept.into_iter().zip(r).collect());
+            let kept: Vec<String> = sent.iter().filter(|t| !t.is_empty()).cloned().collect();
+            match event {
+                Event::Classified { results: r } => {
+                    tagged.set(Vec::new());
+                    results.set(kept.into_iter().zip(r).collect());
+                }
+                Event::Tagged { entities } => {
+                    results.set(Vec::new());
+                    tagged.set(kept.into_iter().zip(entities).collect());
+                }
+                _ => {}
             }
         });
     };
@@ -93,9 +113,61 @@ pub fn ClassifyBox() -> impl IntoView {
                         <ScoreBars scores=scores />
                     </div>
                 }).collect_view()}
+                {move || tagged.get().into_iter().map(|(t, entities)| { let none = entities.is_empty(); view! {
+                    <div class="result tagged">
+                        <Highlighted text=t entities=entities.clone() />
+                        {none.then(|| view! { <p class="muted">"No entities."</p> })}
+                        <table class="entities" hidden=none>
+                            <thead><tr><th>"Entity"</th><th>"Text"</th><th>"Score"</th><th>"Characters"</th></tr></thead>
+                            <tbody>
+                                {entities.into_iter().map(|e| view! {
+                                    <tr class="entity" data-entity=e.entity_group.clone() data-score=e.score.to_string()
+                                        data-start=e.start.to_string() data-end=e.end.to_string()>
+                                        <td>{e.entity_group.clone()}</td><td>{e.word.clone()}</td><td>{format!("{:.4}", e.score)}</td>
+                                        <td>{format!("{}–{}", e.start, e.end)}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }}).collect_view()}
             </div>
         </div>
     }
+}
+
+/// The text with each entity's span marked and labelled (offsets in characters).
+#[component]
+fn Highlighted(text: String, entities: Vec<Entity>) -> impl IntoView {
+    let chars: Vec<char> = text.chars().collect();
+    let slice = |a: usize, b: usize| -> String {
+        chars[a.min(chars.len())..b.min(chars.len())]
+            .iter()
+            .collect()
+    };
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for e in entities {
+        if e.start < at || e.end <= e.start {
+            continue;
+        }
+        if e.start > at {
+            parts.push(view! { <span>{slice(at, e.start)}</span> }.into_any());
+        }
+        parts.push(
+            view! {
+                <mark class="entity" data-entity=e.entity_group.clone() title=format!("{} {:.3}", e.entity_group, e.score)>
+                    {slice(e.start, e.end)}<small>{e.entity_group.clone()}</small>
+                </mark>
+            }
+            .into_any(),
+        );
+        at = e.end;
+    }
+    if at < chars.len() {
+        parts.push(view! { <span>{slice(at, chars.len())}</span> }.into_any());
+    }
+    view! { <p class="text highlighted">{parts}</p> }
 }
 
 #[component]
@@ -155,7 +227,7 @@ pub fn ClassifyPage() -> impl IntoView {
         <section>
             <h2>"Text classification"</h2>
             <ModelPicker target=Slot::Classifier default_id="distilbert-base-uncased-finetuned-sst-2-english"
-                hint="A *ForSequenceClassification checkpoint, or a model fine-tuned on the Fine-tune page." />
+                hint="A *ForSequenceClassification checkpoint (an NLI one classifies zero-shot), a *ForTokenClassification one (named entities), or a model fine-tuned on the Fine-tune page." />
             <ClassifyBox />
             <h2>"Fill-mask"</h2>
             <ModelPicker target=Slot::FillMask default_id="bert-base-uncased" hint="A masked-LM checkpoint (BertForMaskedLM, DistilBertForMaskedLM, RobertaForMaskedLM, XLMRobertaForMaskedLM)." />

@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod models;
 pub mod prompt;
 pub mod request;
+pub mod similarity;
 pub mod state;
 pub mod widget;
 

@@ -34,6 +34,7 @@ pub struct AppState {
     pub classifier: RwSignal<Option<ModelInfo>>,
     pub fill_mask: RwSignal<Option<ModelInfo>>,
     pub language_model: RwSignal<Option<ModelInfo>>,
+    pub embedder: RwSignal<Option<ModelInfo>>,
     pub base: RwSignal<Option<ModelInfo>>,
     /// Models kept in browser storage, downloaded or fine-tuned here.
     pub stored: RwSignal<Vec<StoredModel>>,
@@ -112,6 +113,7 @@ impl AppState {
             classifier: RwSignal::new(None),
             fill_mask: RwSignal::new(None),
             language_model: RwSignal::new(None),
+            embedder: RwSignal::new(None),
             base: RwSignal::new(None),
             stored: RwSignal::new(Vec::new()),
             storage: RwSignal::new(None),
@@ -125,6 +127,7 @@ impl AppState {
             Slot::Classifier => self.classifier,
             Slot::FillMask => self.fill_mask,
             Slot::LanguageModel => self.language_model,
+            Slot::Embedder => self.embedder,
             Slot::Base => self.base,
         }
     }

@@ -5,9 +5,11 @@ use super::state;
 use super::Reply;
 use crate::error::Error;
 use crate::pipelines::classify::SPREAD_BATCH;
+use crate::pipelines::similarity::MAX_MATRIX;
 use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pool::Helpers;
 use crate::protocol::Event;
+use std::rc::Rc;
 
 /// The texts trimmed, empty ones dropped; an error when none is left.
 fn nonempty(texts: Vec<String>) -> Result<Vec<String>, Error> {
@@ -41,6 +43,15 @@ pub async fn classify(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
     Ok(())
 }
 
+pub async fn tag(reply: Reply, texts: Vec<String>) -> Result<(), Error> {
+    let model = state::need(|e| e.tagger.clone(), "token classifier")?;
+    let texts = nonempty(texts)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let entities = model.entities(&refs).await?;
+    reply.send(Event::Tagged { entities });
+    Ok(())
+}
+
 pub async fn zero_shot(reply: Reply, texts: Vec<String>, spec: &ZeroShotSpec) -> Result<(), Error> {
     let model = state::need(|e| e.classifier.clone(), "classifier")?;
     let texts = nonempty(texts)?;
@@ -59,6 +70,62 @@ pub fn said_spread(what: &str, rows: usize) {
         )
         .into(),
     );
+}
+
+/// The embedding model on `sentences` (kept for the next question about the same ones) and
+/// `queries`: the matrix of every pair when there are few sentences, and each query's `top_k`
+/// nearest sentences.
+pub async fn similarity(
+    reply: Reply,
+    sentences: Vec<String>,
+    queries: Vec<String>,
+    top_k: usize,
+) -> Result<(), Error> {
+    let model = state::need(|e| e.embedder.clone(), "embedding model")?;
+    let sentences: Vec<String> = sentences
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if sentences.is_empty() {
+        return Err(Error::usage("enter sentences to compare"));
+    }
+    let queries: Vec<String> = queries
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let kept = state::peek(|e| e.embedded.clone());
+    let embedded = match kept {
+        Some(k) if k.sentences == sentences => k,
+        _ => {
+            let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+            let rows = model.embed(&refs).await?;
+            let k = Rc::new(state::Embedded { sentences, rows });
+            state::update(|e| e.embedded = Some(k.clone()));
+            k
+        }
+    };
+    let corpus = &embedded.rows;
+    let function = model.similarity;
+    let matrix = (corpus.len() <= MAX_MATRIX).then(|| function.matrix(corpus, corpus));
+    let hits = if queries.is_empty() {
+        Vec::new()
+    } else {
+        let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+        model
+            .embed(&refs)
+            .await?
+            .iter()
+            .map(|q| function.search(q, corpus, top_k.max(1)))
+            .collect()
+    };
+    reply.send(Event::Similarities {
+        function,
+        matrix,
+        hits,
+    });
+    Ok(())
 }
 
 pub async fn fill_mask(reply: Reply, text: &str, k: usize) -> Result<(), Error> {

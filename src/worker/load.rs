@@ -17,7 +17,7 @@ use crate::hub::storage::{estimate, Store};
 use crate::hub::{archive, check_model_id, check_url_template, ModelFiles, Purpose, StoreKey};
 use crate::js::{files_of, js_to_bytes};
 use crate::model::{ModelConfig, Task};
-use crate::pipelines::{Embedder, FillMask, TextClassifier};
+use crate::pipelines::{Embedder, FillMask, Tagger, TextClassifier};
 use crate::pool::Files;
 use crate::prompt::LanguageModel;
 use crate::protocol::{BackendChoice, Event, ModelInfo, ModelSource, Slot};
@@ -126,6 +126,7 @@ async fn fetch(
             check_url_template(&url_template).map_err(Error::Usage)?;
             let purpose = match slot {
                 Slot::Base => Purpose::FineTuning,
+                Slot::Embedder => Purpose::Embedding,
                 _ => Purpose::Inference,
             };
             let mut progress = |p: Progress| {
@@ -192,8 +193,12 @@ async fn fetch(
 pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
     let (fits, needs) = match slot {
         Slot::Classifier => (
-            config.task == Task::SequenceClassification,
-            "the classifier needs a *ForSequenceClassification checkpoint",
+            matches!(
+                config.task,
+                Task::SequenceClassification | Task::TokenClassification
+            ),
+            "the classifier needs a *ForSequenceClassification or *ForTokenClassification \
+             checkpoint",
         ),
         Slot::FillMask => (
             config.task == Task::MaskedLm,
@@ -206,6 +211,11 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
         Slot::Base => (
             config.encoder().is_some(),
             "fine-tuning needs an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa)",
+        ),
+        Slot::Embedder => (
+            config.encoder().is_some(),
+            "sentence embeddings need an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa), \
+             such as a sentence-transformers model",
         ),
     };
     if fits {
@@ -225,6 +235,10 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
             "fine-tune it on the Fine-tune page",
         ),
         Task::CausalLm => ("a GPT-2 language model", "prompt it on the Prompt page"),
+        Task::TokenClassification => (
+            "a token classifier",
+            "tag named entities with it on the Classify page",
+        ),
     };
     let name = config
         .raw
@@ -248,11 +262,22 @@ fn install(
     let config = files.config()?;
     let device = &compute.device;
     let (labels, parameters) = match slot {
+        Slot::Classifier if config.task == Task::TokenClassification => {
+            let m = Tagger::load(files, device)?;
+            let described = (m.labels.clone(), m.model.num_params());
+            state::update(|e| {
+                e.tagger = Some(Rc::new(m));
+                e.classifier = None;
+                e.classifier_replica = None;
+            });
+            described
+        }
         Slot::Classifier => {
             let m = TextClassifier::load(files, device)?;
             let described = (m.labels.clone(), m.model.num_params());
             state::update(|e| {
                 e.classifier = Some(Rc::new(m));
+                e.tagger = None;
                 e.classifier_replica = None;
             });
             described
@@ -270,6 +295,15 @@ fn install(
                 e.language_model = Some(Rc::new(m));
                 e.language_model_files = None;
                 e.scorer_replica = None;
+            });
+            described
+        }
+        Slot::Embedder => {
+            let m = Embedder::load(files, device)?;
+            let described = (vec![], m.encoder.num_params());
+            state::update(|e| {
+                e.embedder = Some(Rc::new(m));
+                e.embedded = None;
             });
             described
         }
@@ -309,7 +343,7 @@ pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
             e.language_model_files = Some(source);
             e.scorer_replica = None;
         }
-        Slot::FillMask | Slot::Base => {}
+        Slot::FillMask | Slot::Base | Slot::Embedder => {}
     });
 }
 

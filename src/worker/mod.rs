@@ -124,8 +124,14 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
         Request::ListStored => load::list_stored(reply).await,
         Request::DeleteStored { key } => load::delete_stored(reply, &key).await,
         Request::Classify { texts } => infer::classify(reply, texts).await,
+        Request::Tag { texts } => infer::tag(reply, texts).await,
         Request::ZeroShot { texts, spec } => infer::zero_shot(reply, texts, &spec).await,
         Request::FillMask { text, k } => infer::fill_mask(reply, &text, k).await,
+        Request::Similarity {
+            sentences,
+            queries,
+            top_k,
+        } => infer::similarity(reply, sentences, queries, top_k).await,
         Request::Generate { prompt, config } => prompt::generate(reply, &prompt, &config).await,
         Request::ScoreLabels { text, scorer } => prompt::score(reply, &text, scorer).await,
         Request::SampleExamples {

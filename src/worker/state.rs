@@ -39,14 +39,26 @@ pub struct Trained {
     pub facts: crate::train::card::RunFacts,
 }
 
+/// Sentences and their embeddings.
+pub struct Embedded {
+    pub sentences: Vec<String>,
+    pub rows: Vec<Vec<f32>>,
+}
+
 /// The engine's state. A backend switch replaces it whole: tensors live on one device.
 #[derive(Default)]
 pub struct Engine {
     pub compute: Option<Compute>,
     pub classifier: Option<Rc<TextClassifier>>,
+    /// The classifier slot's model when it is a token classifier (then `classifier` is empty).
+    pub tagger: Option<Rc<crate::pipelines::Tagger>>,
     pub fill_mask: Option<Rc<FillMask>>,
     pub language_model: Option<Rc<LanguageModel>>,
     pub base: Option<Rc<BaseModel>>,
+    pub embedder: Option<Rc<crate::pipelines::Embedder>>,
+    /// The sentences last embedded for similarity, with their embeddings: asking again about
+    /// the same sentences (another query) embeds only the query.
+    pub embedded: Option<Rc<Embedded>>,
     pub train_table: Option<Rc<NamedTable>>,
     pub test_table: Option<Rc<NamedTable>>,
     pub trained: Option<Rc<Trained>>,
@@ -71,6 +83,11 @@ pub fn update(f: impl FnOnce(&mut Engine)) {
 }
 
 /// Something the engine holds, or an error saying what to load first.
+/// What `get` finds in the engine's state, if anything.
+pub fn peek<T>(get: impl FnOnce(&Engine) -> Option<T>) -> Option<T> {
+    ENGINE.with(|e| get(&e.borrow()))
+}
+
 pub fn need<T>(get: impl FnOnce(&Engine) -> Option<T>, what: &str) -> Result<T, Error> {
     ENGINE
         .with(|e| get(&e.borrow()))

@@ -306,7 +306,10 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
         &files,
         model.model.num_params(),
     );
-    state::update(|e| e.classifier = Some(Rc::new(model)));
+    state::update(|e| {
+        e.classifier = Some(Rc::new(model));
+        e.tagger = None;
+    });
     let key = StoreKey::Trained { name: name.clone() };
     match keep(&key, &name, &files).await {
         Ok(()) => info.stored = Some(key.key()),

@@ -162,7 +162,7 @@ const tests = [
       const { kind, text } = await backend(page);
       assert(kind === 'webgpu', `expected WebGPU, the status line says: ${text}`);
       assert(/^Backend: WebGPU \(.+\)$/.test(text), `status line: ${text}`);
-      for (const [name, slug] of [['Classify', 'classify'], ['Fine-tune', 'fine-tune'], ['Prompt', 'prompt'], ['Models', 'models']]) {
+      for (const [name, slug] of [['Classify', 'classify'], ['Fine-tune', 'fine-tune'], ['Prompt', 'prompt'], ['Similarity', 'similarity'], ['Models', 'models']]) {
         await page.getByRole('link', { name, exact: true }).click();
         await page.locator(`main[data-page="${slug}"] h1:text-is("${name}")`).waitFor();
         await shoot(page, `desktop-${slug}`);
@@ -176,7 +176,7 @@ const tests = [
       const { kind, text } = await backend(page);
       assert(kind === 'cpu', `expected the CPU fallback, the status line says: ${text}`);
       assert(/^Backend: CPU \(.+\)( · \d+ engine workers)?$/.test(text), `status line: ${text}`);
-      for (const slug of ['classify', 'fine-tune', 'prompt', 'models']) {
+      for (const slug of ['classify', 'fine-tune', 'prompt', 'similarity', 'models']) {
         await page.goto(`${server.url}/?source=${source}#/${slug}`);
         await page.locator(`main[data-page="${slug}"]`).waitFor();
         await shoot(page, `phone-${slug}`);
@@ -326,6 +326,67 @@ const tests = [
       }
       const fetched = page.log.requests.filter((u) => u.includes('/config-only/')).map((u) => u.split('/config-only/')[1]);
       assert(fetched.length === 3 && fetched.every((f) => f.endsWith('/config.json')), `only the config.json files were fetched: ${fetched}`);
+    });
+  }],
+  ['similarity: the real all-MiniLM-L6-v2 gives sentence-transformers\' similarity matrix and semantic search; sentences from a CSV column', async () => {
+    const g = JSON.parse(fs.readFileSync(path.join(root, 'tests/fixtures/golden/similarity.json'), 'utf8'));
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/similarity`);
+      assert((await backend(page)).kind === 'cpu', 'the CPU fallback expected');
+      await loadModel(page, 'embedding-model', 'all-MiniLM-L6-v2');
+      await page.locator('#sim-sentences').fill(g.sentences.join('\n'));
+      await page.locator('#sim-query').fill(g.queries.join('\n'));
+      await page.locator('#sim-k').fill('3');
+      await page.locator('#sim-run').click();
+      await page.locator('#sim-matrix').waitFor();
+      assert(/8 sentences, compared by cosine similarity/.test(await page.locator('#sim-function').textContent()), 'the function is named');
+      const cells = await page.locator('#sim-matrix td').evaluateAll((els) => els.map((e) => Number(e.dataset.score)));
+      const want = g.minilm.similarity.flat();
+      assert(cells.length === want.length, `${cells.length} cells`);
+      cells.forEach((c, i) => assert(Math.abs(c - want[i]) < 1e-3, `cell ${i}: shown ${c}, sentence-transformers ${want[i]}`));
+      const queries = page.locator('#sim-hits .query');
+      for (let q = 0; q < g.queries.length; q++) {
+        const hits = await queries.nth(q).locator('li').evaluateAll((els) => els.map((e) => ({ id: Number(e.dataset.corpusId), score: Number(e.dataset.score) })));
+        const w = g.minilm.search[q];
+        assert(hits.length === w.length, `query ${q}: ${hits.length} hits`);
+        hits.forEach((h, i) => assert(h.id === w[i].corpus_id && Math.abs(h.score - w[i].score) < 1e-3, `query ${q} hit ${i}: ${JSON.stringify(h)} vs ${JSON.stringify(w[i])}`));
+      }
+      await shoot(page, 'similarity-minilm-cpu');
+      // A CSV column fills the sentences (the text column is picked as on the Fine-tune page).
+      const csv = path.join(out, 'sentences.csv');
+      fs.writeFileSync(csv, 'id,text\n1,"A cat sits on the mat."\n2,"A dog, asleep on the rug."\n3,"Stocks fell sharply."\n');
+      await page.locator('#sim-csv').setInputFiles(csv);
+      await page.locator('#sim-column').waitFor();
+      assert((await page.locator('#sim-sentences').inputValue()) === 'A cat sits on the mat.\nA dog, asleep on the rug.\nStocks fell sharply.', await page.locator('#sim-sentences').inputValue());
+      await page.locator('#sim-run').click();
+      await page.locator('#sim-function', { hasText: '3 sentences' }).waitFor();
+      assert(await page.locator('#sim-matrix tbody tr').count() === 3, 'a 3 x 3 matrix');
+    });
+  }],
+  ['NER: a token classifier on the Classify page marks transformers\' entities (aggregation "simple") in the text', async () => {
+    const g = JSON.parse(fs.readFileSync(path.join(root, 'tests/fixtures/golden/ner.json'), 'utf8'));
+    await withPage(WEBGPU_ARGS, undefined, async (page) => {
+      await page.goto(`${server.url}/?source=${source}#/classify`);
+      assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
+      await loadModel(page, 'classifier', 'tiny-xlm-roberta-ner');
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(g.texts.join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result.tagged');
+      await results.nth(g.texts.length - 1).waitFor();
+      for (let i = 0; i < g.texts.length; i++) {
+        const want = g.models['tiny-xlm-roberta-ner'].simple[i];
+        const rows = await results.nth(i).locator('tr.entity').evaluateAll((els) => els.map((e) => ({
+          entity: e.dataset.entity, score: Number(e.dataset.score), start: Number(e.dataset.start), end: Number(e.dataset.end) })));
+        assert(rows.length === want.length, `text ${i}: ${rows.length} entities, transformers ${want.length}`);
+        rows.forEach((r, j) => assert(r.entity === want[j].entity_group && r.start === want[j].start && r.end === want[j].end && Math.abs(r.score - want[j].score) < 1e-3,
+          `text ${i} entity ${j}: ${JSON.stringify(r)} vs ${JSON.stringify(want[j])}`));
+        // The text is shown whole, with the non-empty spans marked.
+        const shown = await results.nth(i).locator('p.highlighted').evaluate((p) => [...p.childNodes].map((n) => n.nodeName === 'MARK' ? n.firstChild.textContent : n.textContent).join(''));
+        assert(shown === g.texts[i], `text ${i} shown as ${JSON.stringify(shown)}`);
+        assert(await results.nth(i).locator('mark.entity').count() === want.filter((e) => e.end > e.start).length, `text ${i}: marks`);
+      }
+      await shoot(page, 'ner-webgpu');
     });
   }],
   ['engine recovery: a trap mid-training and a panic restart the engine; models and data come back, the run says why it ended', async () => {

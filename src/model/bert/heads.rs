@@ -96,6 +96,25 @@ impl SequenceClassifier {
     }
 }
 
+/// `*ForTokenClassification`: a linear layer (`classifier`) on every token's hidden state (the
+/// dropout before it is off at inference).
+#[derive(Module, Debug)]
+pub struct TokenClassifier {
+    pub encoder: Encoder,
+    pub classifier: Linear,
+}
+
+impl TokenClassifier {
+    /// Logits `[b, t, labels]`.
+    pub fn forward(&self, input: &EncoderInput) -> Tensor<3> {
+        self.classifier.forward(self.encoder.forward(input))
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+}
+
 /// `BertForMaskedLM` / `DistilBertForMaskedLM`: transform, activation, LayerNorm, then the
 /// decoder tied to the word embeddings plus a bias.
 #[derive(Module, Debug)]

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use super::layout::layout;
 use super::{
     ClassifierHead, DropoutRates, Encoder, EncoderLayer, MaskedLm, Pooler, Pooling,
-    SequenceClassifier,
+    SequenceClassifier, TokenClassifier,
 };
 use crate::model::config::{EncoderConfig, Family};
 use crate::model::layers::Exporter;
@@ -315,6 +315,37 @@ impl SequenceClassifier {
             enc.parameters(),
             device,
             |w| Self::load(w, enc, &config.raw, num_labels, pooling, dropout, head),
+        )
+    }
+}
+
+impl TokenClassifier {
+    /// A `*ForTokenClassification` checkpoint, for inference: every family names its head
+    /// `classifier` (RoBERTa's too, unlike its sequence classifier). The number of labels is the
+    /// head's (its weight's shape), else `id2label`'s.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        config: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let enc = encoder_of(config)?;
+        Weights::load(
+            bytes,
+            Encoder::prefix(enc.family),
+            enc.parameters(),
+            device,
+            |w| {
+                let head = w.pp("classifier");
+                let num_labels = head
+                    .shape_of("weight")
+                    .and_then(|s| s.first().copied())
+                    .filter(|&n| n > 0)
+                    .unwrap_or(config.id2label.len().max(2));
+                Self {
+                    encoder: Encoder::load(w, enc, DropoutRates::default()),
+                    classifier: head.linear(enc.hidden_size, num_labels),
+                }
+            },
         )
     }
 }

@@ -22,7 +22,7 @@ use super::config::{Activation, EncoderConfig};
 use super::kernels::{attention, attention_probs, linear_activate, linear_residual, split_heads};
 use super::layers::LayerNorm;
 
-pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier};
+pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier, TokenClassifier};
 pub use loader::{init_linear, HeadInit};
 
 /// Token ids, attention mask and token types of a batch, on the device.
