@@ -44,7 +44,7 @@ use crate::model::config::Pooling;
 #[cfg(feature = "engine")]
 use crate::model::read_f32;
 #[cfg(feature = "engine")]
-use crate::pipelines::tunelab_pooling;
+use crate::pipelines::checkpoint_pooling;
 use crate::prompt::LabelScorer;
 #[cfg(feature = "engine")]
 use crate::prompt::LanguageModel;
@@ -262,7 +262,7 @@ impl Built {
         let model = match build {
             Build::Checkpoint => {
                 let config = files.config()?;
-                let pooling = tunelab_pooling(&config).unwrap_or(Pooling::Cls);
+                let pooling = checkpoint_pooling(&config);
                 let model =
                     SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?;
                 encoder(model)?

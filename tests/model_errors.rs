@@ -112,7 +112,7 @@ fn unsupported_configs_say_what_is_supported() {
     let err = ModelConfig::from_json(r#"{"model_type": "llama"}"#).unwrap_err();
     assert_eq!(
         err,
-        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta and gpt2 checkpoints".into())
+        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta, modernbert and gpt2 checkpoints".into())
     );
     let err = ModelConfig::from_json(
         r#"{"model_type": "bert", "architectures": ["BertForQuestionAnswering"]}"#,
@@ -327,9 +327,15 @@ fn gpt2_checkpoints_without_the_prefix_and_with_attention_buffers_load() {
 
 #[test]
 fn exported_classifiers_keep_transformers_names_shapes_and_values() {
-    // tiny-bert and tiny-distilbert were written by transformers: exporting what was loaded
-    // gives back exactly their tensors.
-    for name in ["tiny-bert", "tiny-distilbert"] {
+    // The fixtures were written by transformers: exporting what was loaded gives back exactly
+    // their tensors (ModernBERT's norms without a bias included).
+    for name in [
+        "tiny-bert",
+        "tiny-distilbert",
+        "tiny-roberta",
+        "tiny-xlm-roberta",
+        "tiny-modernbert",
+    ] {
         let files = ModelFiles::from_dir(fixture_model(name)).unwrap();
         let m = fixture_classifier(name, &Device::flex());
         let mut out = Exporter::default();

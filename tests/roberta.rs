@@ -250,7 +250,7 @@ fn assert_trace_weights(mode: &str, m: &tunelab::model::bert::SequenceClassifier
         ),
         (
             "position_embeddings",
-            values(m.encoder.position_embeddings.weight.val()),
+            values(m.encoder.position_embeddings.as_ref().unwrap().weight.val()),
         ),
     ];
     for (name, got) in checks {

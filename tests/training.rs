@@ -554,6 +554,7 @@ fn saved_folders_score_in_transformers_pipeline_as_in_tunelab() {
         "tiny-distilbert",
         "tiny-roberta",
         "tiny-xlm-roberta",
+        "tiny-modernbert",
     ] {
         let mut files = ModelFiles::from_dir(fixture_model(base)).unwrap();
         // No dropout: its masks come from the device's random generator, which the tests running

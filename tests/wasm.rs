@@ -102,36 +102,63 @@ async fn tiny_bert_errors(compute: &Compute) -> (f64, f64) {
     )
 }
 
-/// The largest errors of tiny-xlm-roberta's last hidden state and logits on the golden batch
-/// (RoBERTa's positions, counted on the device from the padding, and its two-layer head).
-async fn tiny_xlm_roberta_errors(compute: &Compute) -> (f64, f64) {
-    let g = include_bytes!("fixtures/golden/tiny-xlm-roberta.golden.safetensors");
+/// The largest errors of a classifier's last hidden state (at real tokens) and logits on its
+/// golden batch.
+async fn classifier_errors(
+    compute: &Compute,
+    model: ModelFiles,
+    g: &[u8],
+    last_hidden: &str,
+) -> (f64, f64) {
     let (s, ids) = golden(g, "input_ids");
     let (_, mask) = golden(g, "attention_mask");
     let batch = EncodedBatch::from_rows(&rows(&s, &ids), &rows(&s, &mask), None);
-    let model = files(
-        include_bytes!("fixtures/models/tiny-xlm-roberta/config.json"),
-        include_bytes!("fixtures/models/tiny-xlm-roberta/tokenizer.json"),
-        include_bytes!("fixtures/models/tiny-xlm-roberta/model.safetensors"),
-    );
     let clf = TextClassifier::load(&model, &compute.device).unwrap();
     let input = EncoderInput::new(&batch, &compute.device);
     let hidden = read_f32(clf.model.encoder.forward(&input)).await.unwrap();
     let logits = read_f32(clf.model.forward(&input)).await.unwrap();
-    (
-        max_abs(&hidden, &golden(g, "hidden_states.2").1),
-        max_abs(&logits, &golden(g, "logits").1),
-    )
+    let want = golden(g, last_hidden).1;
+    let d = hidden.len() / mask.len();
+    let real = |i: usize| mask[i / d] == 1.0;
+    let hidden_error = hidden
+        .iter()
+        .zip(&want)
+        .enumerate()
+        .filter(|(i, _)| real(*i))
+        .map(|(_, (x, y))| (*x as f64 - y).abs())
+        .fold(0.0, f64::max);
+    (hidden_error, max_abs(&logits, &golden(g, "logits").1))
 }
 
+/// RoBERTa's positions, counted on the device from the padding, and its two-layer head; and
+/// ModernBERT's rotary positions, sliding window (which hides keys in this 32-token batch), gated
+/// MLP and mean-pooled head.
 #[wasm_bindgen_test]
-async fn tiny_xlm_roberta_on_webgpu_and_the_cpu_in_wasm_matches_transformers() {
+async fn tiny_xlm_roberta_and_modernbert_on_webgpu_and_the_cpu_in_wasm_match_transformers() {
     for (name, compute) in [("WebGPU", webgpu().await), ("CPU", Compute::cpu("test"))] {
-        let (hidden, logits) = tiny_xlm_roberta_errors(&compute).await;
+        let xlmr = files(
+            include_bytes!("fixtures/models/tiny-xlm-roberta/config.json"),
+            include_bytes!("fixtures/models/tiny-xlm-roberta/tokenizer.json"),
+            include_bytes!("fixtures/models/tiny-xlm-roberta/model.safetensors"),
+        );
+        let g = include_bytes!("fixtures/golden/tiny-xlm-roberta.golden.safetensors");
+        let (hidden, logits) = classifier_errors(&compute, xlmr, g, "hidden_states.2").await;
         console_log!("{name} tiny-xlm-roberta: last_hidden_state {hidden:e}, logits {logits:e}");
         assert!(
             hidden <= 1e-4 && logits <= 1e-4,
-            "{name}: hidden {hidden:e}, logits {logits:e}"
+            "{name} tiny-xlm-roberta: hidden {hidden:e}, logits {logits:e}"
+        );
+        let modern = files(
+            include_bytes!("fixtures/models/tiny-modernbert/config.json"),
+            include_bytes!("fixtures/models/tiny-modernbert/tokenizer.json"),
+            include_bytes!("fixtures/models/tiny-modernbert/model.safetensors"),
+        );
+        let g = include_bytes!("fixtures/golden/tiny-modernbert.golden.safetensors");
+        let (hidden, logits) = classifier_errors(&compute, modern, g, "last_hidden_state").await;
+        console_log!("{name} tiny-modernbert: last_hidden_state {hidden:e}, logits {logits:e}");
+        assert!(
+            hidden <= 1e-4 && logits <= 1e-4,
+            "{name} tiny-modernbert: hidden {hidden:e}, logits {logits:e}"
         );
     }
 }

@@ -21,6 +21,9 @@ pub enum Family {
     /// `xlm-roberta`: RoBERTa's architecture (and checkpoint layout) with a SentencePiece
     /// vocabulary.
     XlmRoberta,
+    /// `modernbert`: pre-norm layers without biases, rotary positions, a gated GELU MLP,
+    /// attention alternating between global and a sliding window, a final norm.
+    ModernBert,
     Gpt2,
 }
 
@@ -36,6 +39,7 @@ impl Family {
             Self::DistilBert => "DistilBertForSequenceClassification",
             Self::Roberta => "RobertaForSequenceClassification",
             Self::XlmRoberta => "XLMRobertaForSequenceClassification",
+            Self::ModernBert => "ModernBertForSequenceClassification",
             Self::Bert | Self::Gpt2 => "BertForSequenceClassification",
         }
     }
@@ -71,6 +75,28 @@ pub struct EncoderConfig {
     pub layer_norm_eps: f64,
     pub activation: Activation,
     pub pad_token_id: u32,
+    /// ModernBERT's settings (`None` for the BERT-shaped families).
+    pub modern: Option<ModernBertConfig>,
+}
+
+/// What ModernBERT's `config.json` adds to the sizes, with transformers' defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModernBertConfig {
+    /// Per layer: attends within the sliding window (`sliding_attention`), else globally.
+    pub sliding: Vec<bool>,
+    /// Keys at most this far from the query are seen in a sliding-window layer
+    /// (`local_attention / 2`).
+    pub half_window: usize,
+    /// Rotary base of the global and of the sliding-window layers.
+    pub global_theta: f64,
+    pub local_theta: f64,
+    pub norm_bias: bool,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    pub classifier_bias: bool,
+    pub classifier_activation: Activation,
+    pub classifier_pooling: Pooling,
+    pub decoder_bias: bool,
 }
 
 /// The sizes of a GPT-2 decoder.
@@ -102,7 +128,9 @@ const MAX_HEADS: usize = 1_024;
 const MAX_POSITIONS: usize = 1 << 20;
 
 /// The dropout probabilities the supported configs may carry; each must lie in [0, 1).
-const DROPOUT_KEYS: [&str; 11] = [
+const DROPOUT_KEYS: [&str; 13] = [
+    "embedding_dropout",
+    "mlp_dropout",
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
     "classifier_dropout",
@@ -151,6 +179,13 @@ impl EncoderConfig {
     pub fn parameters(&self) -> u64 {
         let d = self.hidden_size as u64;
         let i = self.intermediate_size as u64;
+        if self.modern.is_some() {
+            // Weights only (the biases, when there are any, are a rounding error): the token
+            // table and its norm, per layer two norms, Wqkv, Wo, Wi (gate and input) and Wo,
+            // then the final norm and the head's dense layer and norm.
+            let layer = 2 * d + 4 * d * d + 3 * d * i;
+            return self.vocab_size as u64 * d + d + self.num_layers as u64 * layer + d * d + 2 * d;
+        }
         let tables = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64;
         let layer = 4 * (d * d + d) + 2 * d + (d * i + i) + (i * d + d) + 2 * d;
         tables * d + 2 * d + self.num_layers as u64 * layer + d * d + d
@@ -284,11 +319,12 @@ impl ModelConfig {
             "distilbert" => Family::DistilBert,
             "roberta" => Family::Roberta,
             "xlm-roberta" => Family::XlmRoberta,
+            "modernbert" => Family::ModernBert,
             "gpt2" => Family::Gpt2,
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "model_type \"{other}\" is not supported: Tunelab runs bert, distilbert, \
-                     roberta, xlm-roberta and gpt2 checkpoints"
+                     roberta, xlm-roberta, modernbert and gpt2 checkpoints"
                 )))
             }
         };
@@ -314,10 +350,29 @@ impl ModelConfig {
                 activation: Activation::parse(f.str_or("hidden_act", "gelu"))?,
                 pad_token_id: f
                     .token_id_or("pad_token_id", if family.is_roberta() { 1 } else { 0 })?,
+                modern: None,
             }),
+            Family::ModernBert => {
+                let layers = f.usize("num_hidden_layers")?;
+                Arch::Encoder(EncoderConfig {
+                    family,
+                    vocab_size: f.usize_or("vocab_size", 50368)?,
+                    hidden_size: f.usize_or("hidden_size", 768)?,
+                    num_layers: layers,
+                    num_heads: f.usize_or("num_attention_heads", 12)?,
+                    intermediate_size: f.usize_or("intermediate_size", 1152)?,
+                    max_position_embeddings: f.usize_or("max_position_embeddings", 8192)?,
+                    type_vocab_size: 0,
+                    layer_norm_eps: f.f64_or("norm_eps", 1e-5)?,
+                    activation: Activation::parse(f.str_or("hidden_activation", "gelu"))?,
+                    pad_token_id: f.token_id_or("pad_token_id", 50283)?,
+                    modern: Some(modern_bert(&f, layers)?),
+                })
+            }
             // With `sinusoidal_pos_embds` the table is still saved as position_embeddings, so
             // loading it as a learned table gives the same numbers.
             Family::DistilBert => Arch::Encoder(EncoderConfig {
+                modern: None,
                 family,
                 vocab_size: f.usize("vocab_size")?,
                 hidden_size: f.usize("dim")?,
@@ -457,7 +512,8 @@ pub const SUPPORTED_ARCHITECTURES: &str = "BertModel, BertForSequenceClassificat
     DistilBertForSequenceClassification, DistilBertForMaskedLM, DistilBertForTokenClassification, \
     RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM, \
     RobertaForTokenClassification, XLMRobertaModel, XLMRobertaForSequenceClassification, \
-    XLMRobertaForMaskedLM, XLMRobertaForTokenClassification and GPT2LMHeadModel";
+    XLMRobertaForMaskedLM, XLMRobertaForTokenClassification, ModernBertModel, \
+    ModernBertForSequenceClassification, ModernBertForMaskedLM and GPT2LMHeadModel";
 
 fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelError> {
     let Some(name) = architecture else {
@@ -470,18 +526,21 @@ fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelErro
         (Family::Bert, "BertModel")
         | (Family::DistilBert, "DistilBertModel")
         | (Family::Roberta, "RobertaModel")
-        | (Family::XlmRoberta, "XLMRobertaModel") => Task::Base,
+        | (Family::XlmRoberta, "XLMRobertaModel")
+        | (Family::ModernBert, "ModernBertModel") => Task::Base,
         (Family::Bert, "BertForSequenceClassification")
         | (Family::DistilBert, "DistilBertForSequenceClassification")
         | (Family::Roberta, "RobertaForSequenceClassification")
-        | (Family::XlmRoberta, "XLMRobertaForSequenceClassification") => {
+        | (Family::XlmRoberta, "XLMRobertaForSequenceClassification")
+        | (Family::ModernBert, "ModernBertForSequenceClassification") => {
             Task::SequenceClassification
         }
         (Family::Bert, "BertForMaskedLM")
         | (Family::Bert, "BertForPreTraining")
         | (Family::DistilBert, "DistilBertForMaskedLM")
         | (Family::Roberta, "RobertaForMaskedLM")
-        | (Family::XlmRoberta, "XLMRobertaForMaskedLM") => Task::MaskedLm,
+        | (Family::XlmRoberta, "XLMRobertaForMaskedLM")
+        | (Family::ModernBert, "ModernBertForMaskedLM") => Task::MaskedLm,
         (Family::Bert, "BertForTokenClassification")
         | (Family::DistilBert, "DistilBertForTokenClassification")
         | (Family::Roberta, "RobertaForTokenClassification")
@@ -517,6 +576,81 @@ fn parse_id2label(raw: &serde_json::Map<String, Value>) -> Result<Vec<String>, M
         ));
     }
     Ok(by_index.into_values().collect())
+}
+
+/// ModernBERT's settings, in transformers 5's form (`layer_types`, `rope_parameters`) or the
+/// Hub's older one (`global_attn_every_n_layers`, `global_rope_theta`, `local_rope_theta`).
+fn modern_bert(f: &Fields, layers: usize) -> Result<ModernBertConfig, ModelError> {
+    let sliding = match f.0.get("layer_types").and_then(Value::as_array) {
+        Some(types) => {
+            let sliding: Vec<bool> = types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sliding_attention") => Ok(true),
+                    Some("full_attention") => Ok(false),
+                    _ => Err(ModelError::Config(format!(
+                        "layer_types holds {t}: ModernBERT's layers are full_attention or \
+                         sliding_attention"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
+            if sliding.len() != layers {
+                return Err(ModelError::Config(format!(
+                    "layer_types names {} layers, num_hidden_layers is {layers}",
+                    sliding.len()
+                )));
+            }
+            sliding
+        }
+        None => {
+            let every = f.usize_or("global_attn_every_n_layers", 3)?.max(1);
+            (0..layers).map(|i| i % every != 0).collect()
+        }
+    };
+    let rope = f.0.get("rope_parameters");
+    let theta = |kind: &str, old: &str, default: f64| -> Result<f64, ModelError> {
+        if let Some(params) = rope.and_then(|r| r.get(kind)) {
+            if let Some(kind_of) = params.get("rope_type").and_then(Value::as_str) {
+                if kind_of != "default" {
+                    return Err(ModelError::Unsupported(format!(
+                        "rope_type \"{kind_of}\" is not supported (default rotary positions are)"
+                    )));
+                }
+            }
+            if let Some(t) = params.get("rope_theta").and_then(Value::as_f64) {
+                return Ok(t);
+            }
+        }
+        f.f64_or(old, default)
+    };
+    let flag = |key: &str, default: bool| f.0.get(key).and_then(Value::as_bool).unwrap_or(default);
+    let pooling = match f.str_or("classifier_pooling", "cls") {
+        "cls" => Pooling::Cls,
+        "mean" => Pooling::Mean,
+        other => {
+            return Err(ModelError::Config(format!(
+                "classifier_pooling \"{other}\" is not supported (cls and mean are)"
+            )))
+        }
+    };
+    if f.0.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        return Err(ModelError::Unsupported(
+            "rope_scaling is not supported for ModernBERT".into(),
+        ));
+    }
+    Ok(ModernBertConfig {
+        sliding,
+        half_window: f.usize_or("local_attention", 128)? / 2,
+        global_theta: theta("full_attention", "global_rope_theta", 160_000.0)?,
+        local_theta: theta("sliding_attention", "local_rope_theta", 10_000.0)?,
+        norm_bias: flag("norm_bias", false),
+        attention_bias: flag("attention_bias", false),
+        mlp_bias: flag("mlp_bias", false),
+        classifier_bias: flag("classifier_bias", false),
+        classifier_activation: Activation::parse(f.str_or("classifier_activation", "gelu"))?,
+        classifier_pooling: pooling,
+        decoder_bias: flag("decoder_bias", true),
+    })
 }
 
 struct Fields<'a>(&'a serde_json::Map<String, Value>);

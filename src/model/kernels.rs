@@ -108,7 +108,7 @@ pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activati
 
 /// On the CPU, `act(lin(x))` or `lin(x) + residual` as one matmul over all rows, then the bias
 /// with the activation or the residual in one pass ([`flex::add_bias`]); `x` back where the CPU
-/// kernels do not apply (another backend, training, a linear without bias).
+/// kernels do not apply (another backend, training).
 #[allow(clippy::result_large_err)] // gives its input back
 fn cpu_linear<const D: usize>(
     lin: &Linear,
@@ -116,12 +116,22 @@ fn cpu_linear<const D: usize>(
     residual: Option<&Tensor<D>>,
     act: Option<Activation>,
 ) -> Result<Tensor<D>, Tensor<D>> {
-    let Some(bias) = &lin.bias else {
-        return Err(x);
-    };
     if !flex::applies(&x) {
         return Err(x);
     }
+    let Some(bias) = &lin.bias else {
+        // A linear without bias (ModernBERT's): the one product, then the activation or the
+        // residual.
+        let y = rows_times(x, lin.weight.val());
+        let y = match act {
+            Some(a) => activate(y, a),
+            None => y,
+        };
+        return Ok(match residual {
+            Some(r) => r.clone() + y,
+            None => y,
+        });
+    };
     let y = rows_times(x, lin.weight.val());
     Ok(match flex::add_bias(y, &bias.val(), residual, act) {
         Ok(out) => out,
@@ -164,7 +174,7 @@ fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
 const PACKED_MIN_ROWS: usize = 16;
 
 /// `lin(x)`; on the CPU the matmul, then the bias added in place.
-fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
+pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
     match cpu_linear(lin, x, None, None) {
         Ok(out) => out,
         Err(x) => lin.forward(x),

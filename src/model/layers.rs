@@ -16,9 +16,12 @@ use burn::prelude::*;
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     pub gamma: Param<Tensor<1>>,
+    /// Zeros that never train when the layer has no bias (`bias=False`, ModernBERT's).
     pub beta: Param<Tensor<1>>,
     #[module(skip)]
     pub epsilon: f64,
+    #[module(skip)]
+    pub with_bias: bool,
 }
 
 impl LayerNorm {
@@ -70,6 +73,29 @@ impl WeightPath<'_, '_> {
             gamma: Param::from_tensor(self.tensor("weight", [d])),
             beta: Param::from_tensor(self.tensor("bias", [d])),
             epsilon: eps,
+            with_bias: true,
+        }
+    }
+
+    /// A LayerNorm from `weight` alone (`bias=False`): its bias is zeros that do not train.
+    pub fn layer_norm_without_bias(&self, d: usize, eps: f64) -> LayerNorm {
+        let zeros = Tensor::<1>::zeros([d], self.device());
+        LayerNorm {
+            gamma: Param::from_tensor(self.tensor("weight", [d])),
+            beta: Param::from_tensor(zeros).set_require_grad(false),
+            epsilon: eps,
+            with_bias: false,
+        }
+    }
+
+    /// A `torch.nn.Linear` with or without its bias (`bias=False`).
+    pub fn linear_with(&self, d_in: usize, d_out: usize, bias: bool) -> Linear {
+        if bias {
+            return self.linear(d_in, d_out);
+        }
+        Linear {
+            weight: Param::from_tensor(self.transposed("weight", [d_out, d_in])),
+            bias: None,
         }
     }
 
@@ -170,7 +196,9 @@ impl ExportPath<'_> {
 
     pub fn layer_norm(&mut self, ln: &LayerNorm) {
         self.put("weight", ln.gamma.val());
-        self.put("bias", ln.beta.val());
+        if ln.with_bias {
+            self.put("bias", ln.beta.val());
+        }
     }
 
     pub fn embedding(&mut self, e: &Embedding) {

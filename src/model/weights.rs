@@ -37,6 +37,8 @@ const OTHER_HEADS: &[&str] = &[
     "pooler.",
     "bert.pooler.",
     "roberta.pooler.",
+    "head.",
+    "decoder.",
     "score.",
 ];
 

@@ -4,12 +4,12 @@ use std::rc::Rc;
 
 use burn::prelude::*;
 
-use super::{batched_rows, default_max_length, encoder_config, tunelab_pooling};
+use super::{batched_rows, checkpoint_pooling, default_max_length, encoder_config};
 use crate::data::Text;
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::math::{ranked, softmax, LabelScore};
-use crate::model::bert::{Pooling, SequenceClassifier};
+use crate::model::bert::SequenceClassifier;
 use crate::model::{ModelConfig, Task};
 use crate::pool::{
     chunks_by_length, spread, Build, Files, Helpers, Lane, Replica, RowsOf, Unwatched,
@@ -41,7 +41,7 @@ impl TextClassifier {
             ));
         }
         let tokenizer = files.tokenizer()?;
-        let pooling = tunelab_pooling(&config).unwrap_or(Pooling::Cls);
+        let pooling = checkpoint_pooling(&config);
         let model = SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?;
         let labels = (0..model.num_labels()).map(|i| config.label(i)).collect();
         Ok(Self {

@@ -55,6 +55,15 @@ pub fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
     })
 }
 
+/// The pooling a checkpoint's classification head reads: Tunelab's `tunelab_pooling`,
+/// ModernBERT's `classifier_pooling`, else the first token.
+#[cfg(feature = "engine")]
+pub fn checkpoint_pooling(config: &ModelConfig) -> Pooling {
+    tunelab_pooling(config)
+        .or_else(|| Some(config.encoder()?.modern.as_ref()?.classifier_pooling))
+        .unwrap_or(Pooling::Cls)
+}
+
 /// The pooling a Tunelab-trained head uses, from `config.json`'s `tunelab_pooling`.
 #[cfg(feature = "engine")]
 pub fn tunelab_pooling(config: &ModelConfig) -> Option<Pooling> {

@@ -8,7 +8,7 @@ use crate::hub::{ModelFiles, TOKENIZER_FILES};
 use crate::model::bert::{Pooling, SequenceClassifier};
 use crate::model::layers::Exporter;
 use crate::model::weights::write_safetensors;
-use crate::model::ModelConfig;
+use crate::model::{Family, ModelConfig};
 
 /// The files of the saved folder, as (path, bytes).
 pub async fn export_classifier(
@@ -25,7 +25,15 @@ pub async fn export_classifier(
         )));
     }
     let mut config = base.for_classification(labels);
-    if model.pooling == Pooling::Mean {
+    if base.family() == Family::ModernBert {
+        // ModernBERT's own head reads either pooling: transformers follows this key.
+        let pooling = match model.pooling {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        };
+        config.insert("classifier_pooling".into(), pooling.into());
+        config.remove("tunelab_pooling");
+    } else if model.pooling == Pooling::Mean {
         // transformers' BertForSequenceClassification reads the [CLS] pooler; this head reads
         // the mean of the tokens, which Tunelab records here (see README: "Saved models").
         config.insert("tunelab_pooling".into(), "mean".into());

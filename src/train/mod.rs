@@ -32,16 +32,20 @@ use crate::model::bert::{DropoutRates, HeadInit, Pooling, SequenceClassifier};
 #[cfg(feature = "engine")]
 use crate::model::{ModelConfig, Task};
 #[cfg(feature = "engine")]
-use crate::pipelines::{encoder_config, tunelab_pooling, SentenceTransformers};
+use crate::pipelines::{checkpoint_pooling, encoder_config, SentenceTransformers};
 
 /// The pooling a new head uses: for head-only training on a sentence-transformers checkpoint,
 /// its own pooling (the features it was trained to produce); otherwise transformers'
-/// `*ForSequenceClassification` ([CLS] through BERT's pooler).
+/// `*ForSequenceClassification` ([CLS] through BERT's pooler; ModernBERT's
+/// `classifier_pooling`).
 #[cfg(feature = "engine")]
 pub fn default_pooling(files: &ModelFiles, mode: Mode) -> Pooling {
     match (mode, SentenceTransformers::of(files)) {
         (Mode::Head, Some(st)) => st.pooling,
-        _ => Pooling::Cls,
+        _ => files
+            .config()
+            .map(|c| checkpoint_pooling(&c))
+            .unwrap_or(Pooling::Cls),
     }
 }
 
@@ -60,7 +64,7 @@ pub fn classifier_for_training(
     let same_head = config.task == Task::SequenceClassification
         && config.id2label.len() == labels.len()
         && config.id2label.iter().zip(labels).all(|(a, b)| a == b)
-        && tunelab_pooling(&config).unwrap_or(Pooling::Cls) == pooling;
+        && checkpoint_pooling(&config) == pooling;
     let dropout = if args.dropout {
         DropoutRates::from_config(&config.raw, enc.family)
     } else {

@@ -210,11 +210,11 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
         ),
         Slot::Base => (
             config.encoder().is_some(),
-            "fine-tuning needs an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa)",
+            "fine-tuning needs an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ModernBERT)",
         ),
         Slot::Embedder => (
             config.encoder().is_some(),
-            "sentence embeddings need an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa), \
+            "sentence embeddings need an encoder (BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ModernBERT), \
              such as a sentence-transformers model",
         ),
     };

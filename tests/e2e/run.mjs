@@ -212,7 +212,7 @@ const tests = [
       await shoot(page, 'classify-tiny-bert-webgpu');
     });
   }],
-  ['RoBERTa: tiny-roberta on WebGPU and tiny-xlm-roberta on the CPU classify as transformers\' pipeline; fill-mask with <mask>', async () => {
+  ['RoBERTa and ModernBERT: tiny-roberta and tiny-modernbert on WebGPU, tiny-xlm-roberta and tiny-modernbert on the CPU classify as transformers\' pipeline; fill-mask with <mask>', async () => {
     // The scores transformers' pipeline("text-classification", top_k=None) gave, label by label.
     const check = async (page, name) => {
       const g = golden(name);
@@ -220,6 +220,8 @@ const tests = [
       await page.locator('#classify-batch').check();
       await page.locator('#classify-text').fill(g.pipeline_texts.join('\n'));
       await page.locator('#classify-run').click();
+      // The button says "Classifying…" until the results are in (another model's may be shown).
+      await page.locator('#classify-run:text-is("Classify")').waitFor();
       const results = page.locator('#classify-results .result');
       await results.nth(g.pipeline_texts.length - 1).waitFor();
       for (let i = 0; i < g.pipeline_texts.length; i++) {
@@ -236,11 +238,13 @@ const tests = [
       assert((await backend(page)).kind === 'webgpu', 'WebGPU expected');
       await check(page, 'tiny-roberta');
       await shoot(page, 'classify-tiny-roberta-webgpu');
+      await check(page, 'tiny-modernbert');
     });
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
       await page.goto(`${server.url}/?source=${source}#/classify`);
       assert((await backend(page)).kind === 'cpu', 'the CPU fallback expected');
       await check(page, 'tiny-xlm-roberta');
+      await check(page, 'tiny-modernbert');
       const g = golden('tiny-roberta-mlm');
       await loadModel(page, 'fill-mask-model', 'tiny-roberta-mlm');
       await page.locator('#fill-text').fill(g.texts[0]);
@@ -315,9 +319,9 @@ const tests = [
       await page.goto(`${server.url}/?source=${only}#/classify`);
       await backend(page);
       for (const [slot, id, said] of [
-        ['classifier', 'tiny-bert-mlm', 'this model is a masked language model (BertForMaskedLM): the classifier needs a *ForSequenceClassification checkpoint; use it in the Fill-mask box'],
+        ['classifier', 'tiny-bert-mlm', 'this model is a masked language model (BertForMaskedLM): the classifier needs a *ForSequenceClassification or *ForTokenClassification checkpoint; use it in the Fill-mask box'],
         ['fill-mask-model', 'tiny-roberta', 'this model is a text classifier (RobertaForSequenceClassification): fill-mask needs a *ForMaskedLM checkpoint'],
-        ['classifier', 'llama', 'model_type "llama" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta and gpt2 checkpoints'],
+        ['classifier', 'llama', 'model_type "llama" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta, modernbert and gpt2 checkpoints'],
       ]) {
         const p = picker(page, slot);
         await p.locator('input[type="text"]').fill(id);

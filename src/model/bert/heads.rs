@@ -31,6 +31,9 @@ pub enum HeadStyle {
     /// RoBERTa's `RobertaClassificationHead`:
     /// `out_proj(dropout(tanh(dense(dropout(x)))))`.
     Roberta,
+    /// ModernBERT's `ModernBertPredictionHead` then the classifier:
+    /// `classifier(dropout(norm(act(dense(x)))))`, `act` from `classifier_activation`.
+    ModernBert,
 }
 
 /// The trainable head of a sequence classifier: a hidden layer when the family has one
@@ -39,10 +42,15 @@ pub enum HeadStyle {
 #[derive(Module, Debug)]
 pub struct ClassifierHead {
     pub pre_classifier: Option<Linear>,
+    /// ModernBERT's `head.norm`, after the hidden layer's activation.
+    pub norm: Option<LayerNorm>,
     pub dropout: Dropout,
     pub classifier: Linear,
     #[module(skip)]
     pub style: HeadStyle,
+    /// The hidden layer's activation in ModernBERT's head.
+    #[module(skip)]
+    pub activation: crate::model::config::Activation,
 }
 
 impl ClassifierHead {
@@ -51,6 +59,13 @@ impl ClassifierHead {
         let x = match (&self.pre_classifier, self.style) {
             (Some(pre), HeadStyle::DistilBert) => activation::relu(pre.forward(features)),
             (Some(pre), HeadStyle::Roberta) => pre.forward(self.dropout.forward(features)).tanh(),
+            (Some(pre), HeadStyle::ModernBert) => {
+                let x = linear_activate(pre, features, self.activation);
+                match &self.norm {
+                    Some(norm) => norm.forward(x),
+                    None => x,
+                }
+            }
             (None, _) => features,
         };
         self.classifier.forward(self.dropout.forward(x))
@@ -123,12 +138,15 @@ pub struct MaskedLm {
     pub transform: Linear,
     pub norm: LayerNorm,
     pub bias: Param<Tensor<1>>,
+    /// The transform's activation (the encoder's, or ModernBERT's `classifier_activation`).
+    #[module(skip)]
+    pub activation: crate::model::config::Activation,
 }
 
 impl MaskedLm {
     /// Vocabulary logits `[n, vocab]` at the given hidden states `[n, d]`.
     pub fn logits_at(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let h = linear_activate(&self.transform, hidden, self.encoder.config.activation);
+        let h = linear_activate(&self.transform, hidden, self.activation);
         let h = self.norm.forward(h);
         let vocab = self.encoder.word_embeddings.weight.val();
         h.matmul(vocab.transpose()) + self.bias.val().unsqueeze::<2>()

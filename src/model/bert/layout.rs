@@ -106,10 +106,39 @@ const ROBERTA: Layout = Layout {
     ..BERT
 };
 
+/// ModernBERT: everything under `model.`; its layers' names are in `loader.rs` (`load_modern`),
+/// as they share none with BERT's (one fused `attn.Wqkv`, pre-norm, a gated `mlp.Wi`). The
+/// classification head is `head.dense`, `head.norm` then `classifier`; the masked-LM head is
+/// the same `head.*` then the decoder tied to the token embeddings plus `decoder.bias`.
+const MODERNBERT: Layout = Layout {
+    prefix: "model.",
+    token_types: None,
+    layers: "layers",
+    query: "attn.Wqkv",
+    key: "attn.Wqkv",
+    value: "attn.Wqkv",
+    attn_out: "attn.Wo",
+    attn_norm: "attn_norm",
+    ffn_in: "mlp.Wi",
+    ffn_out: "mlp.Wo",
+    ffn_norm: "mlp_norm",
+    pooler: None,
+    pre_classifier: Some("head.dense"),
+    classifier: "classifier",
+    head_style: HeadStyle::ModernBert,
+    mlm_transform: "head.dense",
+    mlm_norm: "head.norm",
+    mlm_bias: "decoder.bias",
+    hidden_dropout: ("attention_dropout", 0.0),
+    attention_dropout: ("attention_dropout", 0.0),
+    classifier_dropout: ("classifier_dropout", Some(0.0)),
+};
+
 pub(super) fn layout(family: Family) -> &'static Layout {
     match family {
         Family::DistilBert => &DISTILBERT,
         Family::Roberta | Family::XlmRoberta => &ROBERTA,
+        Family::ModernBert => &MODERNBERT,
         Family::Bert | Family::Gpt2 => &BERT,
     }
 }

@@ -11,12 +11,12 @@ use burn::prelude::*;
 
 use super::layout::layout;
 use super::{
-    ClassifierHead, DropoutRates, Encoder, EncoderLayer, MaskedLm, Pooler, Pooling,
+    Block, ClassifierHead, DropoutRates, Encoder, EncoderLayer, MaskedLm, Pooler, Pooling,
     SequenceClassifier, TokenClassifier,
 };
-use crate::model::config::{EncoderConfig, Family};
-use crate::model::layers::Exporter;
-use crate::model::weights::Weights;
+use crate::model::config::{EncoderConfig, Family, ModernBertConfig};
+use crate::model::layers::{Exporter, LayerNorm};
+use crate::model::weights::{WeightPath, Weights};
 use crate::model::{ModelConfig, ModelError};
 
 impl DropoutRates {
@@ -25,11 +25,22 @@ impl DropoutRates {
         let l = layout(family);
         let get = |k: &str| raw.get(k).and_then(|v| v.as_f64());
         let hidden = get(l.hidden_dropout.0).unwrap_or(l.hidden_dropout.1);
+        let modern = family == Family::ModernBert;
         Self {
             hidden,
             attention: get(l.attention_dropout.0).unwrap_or(l.attention_dropout.1),
             classifier: get(l.classifier_dropout.0)
                 .unwrap_or(l.classifier_dropout.1.unwrap_or(hidden)),
+            embedding: if modern {
+                get("embedding_dropout").unwrap_or(0.0)
+            } else {
+                hidden
+            },
+            mlp: if modern {
+                get("mlp_dropout").unwrap_or(0.0)
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -56,6 +67,30 @@ pub fn init_linear(
     }
 }
 
+/// A ModernBERT LayerNorm: with its bias only when `norm_bias` is set.
+fn modern_norm(at: &WeightPath, d: usize, eps: f64, bias: bool) -> LayerNorm {
+    if bias {
+        at.layer_norm(d, eps)
+    } else {
+        at.layer_norm_without_bias(d, eps)
+    }
+}
+
+/// A new LayerNorm as torch initialises it (weight 1, bias 0; the bias fixed when it has none).
+fn fresh_norm(d: usize, eps: f64, bias: bool, device: &Device) -> LayerNorm {
+    let beta = Param::from_tensor(Tensor::zeros([d], device));
+    LayerNorm {
+        gamma: Param::from_tensor(Tensor::ones([d], device)),
+        beta: if bias {
+            beta
+        } else {
+            beta.set_require_grad(false)
+        },
+        epsilon: eps,
+        with_bias: bias,
+    }
+}
+
 /// Where a classifier's head comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadInit {
@@ -74,6 +109,9 @@ impl Encoder {
 
     /// Loads the layers, then the embeddings.
     pub fn load(w: &Weights, config: &EncoderConfig, dropout: DropoutRates) -> Self {
+        if let Some(modern) = &config.modern {
+            return Self::load_modern(w, config, modern, dropout);
+        }
         let l = layout(config.family);
         let d = config.hidden_size;
         let eps = config.layer_norm_eps;
@@ -83,14 +121,16 @@ impl Encoder {
                 EncoderLayer {
                     qkv: at.fused_linear(&l.qkv(), d, d),
                     attn_out: at.pp(l.attn_out).linear(d, d),
-                    attn_norm: at.pp(l.attn_norm).layer_norm(d, eps),
+                    attn_norm: Some(at.pp(l.attn_norm).layer_norm(d, eps)),
                     ffn_in: at.pp(l.ffn_in).linear(d, config.intermediate_size),
                     ffn_out: at.pp(l.ffn_out).linear(config.intermediate_size, d),
                     ffn_norm: at.pp(l.ffn_norm).layer_norm(d, eps),
                     attn_dropout: DropoutConfig::new(dropout.attention).init(),
                     dropout: DropoutConfig::new(dropout.hidden).init(),
+                    ffn_dropout: DropoutConfig::new(0.0).init(),
                     num_heads: config.num_heads,
                     activation: config.activation,
+                    block: Block::PostNorm,
                 }
             })
             .collect();
@@ -105,23 +145,99 @@ impl Encoder {
             .embedding(config.max_position_embeddings, d);
         Self {
             word_embeddings,
-            position_embeddings,
+            position_embeddings: Some(position_embeddings),
             token_type_embeddings,
             embeddings_norm: emb.pp("LayerNorm").layer_norm(d, eps),
-            embeddings_dropout: DropoutConfig::new(dropout.hidden).init(),
+            embeddings_dropout: DropoutConfig::new(dropout.embedding).init(),
             layers,
+            final_norm: None,
             config: config.clone(),
+        }
+    }
+
+    /// ModernBERT's encoder: `embeddings.tok_embeddings` and `embeddings.norm`, then per layer
+    /// `attn_norm` (not in the first), `attn.Wqkv`, `attn.Wo`, `mlp_norm`, `mlp.Wi` (input and
+    /// gate), `mlp.Wo`, then `final_norm`; biases only where the config asks for them.
+    fn load_modern(
+        w: &Weights,
+        config: &EncoderConfig,
+        modern: &ModernBertConfig,
+        dropout: DropoutRates,
+    ) -> Self {
+        let d = config.hidden_size;
+        let inner = config.intermediate_size;
+        let norm = |at: WeightPath| modern_norm(&at, d, config.layer_norm_eps, modern.norm_bias);
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let at = w.pp("layers").pp(i);
+                EncoderLayer {
+                    qkv: at
+                        .pp("attn.Wqkv")
+                        .linear_with(d, 3 * d, modern.attention_bias),
+                    attn_out: at.pp("attn.Wo").linear_with(d, d, modern.attention_bias),
+                    attn_norm: (i > 0).then(|| norm(at.pp("attn_norm"))),
+                    ffn_in: at.pp("mlp.Wi").linear_with(d, 2 * inner, modern.mlp_bias),
+                    ffn_out: at.pp("mlp.Wo").linear_with(inner, d, modern.mlp_bias),
+                    ffn_norm: norm(at.pp("mlp_norm")),
+                    attn_dropout: DropoutConfig::new(dropout.attention).init(),
+                    dropout: DropoutConfig::new(dropout.attention).init(),
+                    ffn_dropout: DropoutConfig::new(dropout.mlp).init(),
+                    num_heads: config.num_heads,
+                    activation: config.activation,
+                    block: Block::PreNormGated {
+                        sliding: modern.sliding[i],
+                    },
+                }
+            })
+            .collect();
+        let emb = w.pp("embeddings");
+        Self {
+            word_embeddings: emb.pp("tok_embeddings").embedding(config.vocab_size, d),
+            position_embeddings: None,
+            token_type_embeddings: None,
+            embeddings_norm: norm(emb.pp("norm")),
+            embeddings_dropout: DropoutConfig::new(dropout.embedding).init(),
+            layers,
+            final_norm: Some(norm(w.pp("final_norm"))),
+            config: config.clone(),
+        }
+    }
+
+    /// ModernBERT's tensors with transformers' names, under `model.`.
+    fn export_modern(&self, out: &mut Exporter) {
+        let mut base = out.pp("model");
+        let mut emb = base.pp("embeddings");
+        emb.pp("tok_embeddings").embedding(&self.word_embeddings);
+        emb.pp("norm").layer_norm(&self.embeddings_norm);
+        let mut layers = base.pp("layers");
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut at = layers.pp(i);
+            at.pp("attn.Wqkv").linear(&layer.qkv);
+            at.pp("attn.Wo").linear(&layer.attn_out);
+            if let Some(norm) = &layer.attn_norm {
+                at.pp("attn_norm").layer_norm(norm);
+            }
+            at.pp("mlp_norm").layer_norm(&layer.ffn_norm);
+            at.pp("mlp.Wi").linear(&layer.ffn_in);
+            at.pp("mlp.Wo").linear(&layer.ffn_out);
+        }
+        if let Some(norm) = &self.final_norm {
+            base.pp("final_norm").layer_norm(norm);
         }
     }
 
     /// Writes the encoder's tensors with their HF names, under the family's prefix.
     pub fn export(&self, out: &mut Exporter) {
+        if self.config.modern.is_some() {
+            return self.export_modern(out);
+        }
         let l = layout(self.config.family);
         let mut base = out.pp(l.prefix);
         let mut emb = base.pp("embeddings");
         emb.pp("word_embeddings").embedding(&self.word_embeddings);
-        emb.pp("position_embeddings")
-            .embedding(&self.position_embeddings);
+        if let Some(table) = &self.position_embeddings {
+            emb.pp("position_embeddings").embedding(table);
+        }
         if let (Some(t), Some(name)) = (&self.token_type_embeddings, l.token_types) {
             emb.pp(name).embedding(t);
         }
@@ -131,7 +247,9 @@ impl Encoder {
             let mut at = layers.pp(i);
             at.fused_linear(&l.qkv(), &layer.qkv);
             at.pp(l.attn_out).linear(&layer.attn_out);
-            at.pp(l.attn_norm).layer_norm(&layer.attn_norm);
+            if let Some(norm) = &layer.attn_norm {
+                at.pp(l.attn_norm).layer_norm(norm);
+            }
             at.pp(l.ffn_in).linear(&layer.ffn_in);
             at.pp(l.ffn_out).linear(&layer.ffn_out);
             at.pp(l.ffn_norm).layer_norm(&layer.ffn_norm);
@@ -178,13 +296,40 @@ impl SequenceClassifier {
             }
             _ => None,
         };
-        let pre_classifier = match (l.pre_classifier, pooling) {
-            (Some(name), Pooling::Cls) => Some(if has_head {
-                w.pp(name).linear(d, d)
-            } else {
-                init_linear(&mut rng, d, d, init_std, &device)
-            }),
-            _ => None,
+        // ModernBERT's head (dense, activation, norm) serves either pooling, and comes from
+        // the checkpoint whenever it is there: its masked-LM checkpoints carry the same
+        // `head.*`, which transformers reuses under a new classifier.
+        let (pre_classifier, norm, activation) = match &config.modern {
+            Some(m) => {
+                let at = w.pp("head.dense");
+                let dense = if has_head || at.contains("weight") {
+                    at.linear_with(d, d, m.classifier_bias)
+                } else {
+                    let mut dense = init_linear(&mut rng, d, d, init_std, &device);
+                    if !m.classifier_bias {
+                        dense.bias = None;
+                    }
+                    dense
+                };
+                let at = w.pp("head.norm");
+                let norm = if has_head || at.contains("weight") {
+                    modern_norm(&at, d, config.layer_norm_eps, m.norm_bias)
+                } else {
+                    fresh_norm(d, config.layer_norm_eps, m.norm_bias, &device)
+                };
+                (Some(dense), Some(norm), m.classifier_activation)
+            }
+            None => {
+                let pre = match (l.pre_classifier, pooling) {
+                    (Some(name), Pooling::Cls) => Some(if has_head {
+                        w.pp(name).linear(d, d)
+                    } else {
+                        init_linear(&mut rng, d, d, init_std, &device)
+                    }),
+                    _ => None,
+                };
+                (pre, None, config.activation)
+            }
         };
         let classifier = if has_head {
             w.pp(l.classifier).linear(d, num_labels)
@@ -196,9 +341,11 @@ impl SequenceClassifier {
             pooler,
             head: ClassifierHead {
                 pre_classifier,
+                norm,
                 dropout: DropoutConfig::new(dropout.classifier).init(),
                 classifier,
                 style: l.head_style,
+                activation,
             },
             pooling,
         }
@@ -214,6 +361,9 @@ impl SequenceClassifier {
         if let (Some(pre), Some(name)) = (&self.head.pre_classifier, l.pre_classifier) {
             out.pp(name).linear(pre);
         }
+        if let Some(norm) = &self.head.norm {
+            out.pp("head.norm").layer_norm(norm);
+        }
         out.pp(l.classifier).linear(&self.head.classifier);
     }
 }
@@ -223,14 +373,30 @@ impl MaskedLm {
         let l = layout(config.family);
         let d = config.hidden_size;
         let encoder = Encoder::load(w, config, DropoutRates::default());
+        if let Some(m) = &config.modern {
+            let bias = if m.decoder_bias {
+                w.tensor(l.mlm_bias, [config.vocab_size])
+            } else {
+                Tensor::zeros([config.vocab_size], w.device())
+            };
+            return Self {
+                encoder,
+                transform: w.pp(l.mlm_transform).linear_with(d, d, m.classifier_bias),
+                norm: modern_norm(&w.pp(l.mlm_norm), d, config.layer_norm_eps, m.norm_bias),
+                bias: Param::from_tensor(bias),
+                activation: m.classifier_activation,
+            };
+        }
         let transform = w.pp(l.mlm_transform).linear(d, d);
         let norm = w.pp(l.mlm_norm).layer_norm(d, config.layer_norm_eps);
         let bias = w.tensor(l.mlm_bias, [config.vocab_size]);
+        let activation = config.activation;
         Self {
             encoder,
             transform,
             norm,
             bias: Param::from_tensor(bias),
+            activation,
         }
     }
 }

@@ -19,7 +19,9 @@ use burn::prelude::*;
 
 pub use super::config::Pooling;
 use super::config::{Activation, EncoderConfig};
-use super::kernels::{attention, attention_probs, linear_activate, linear_residual, split_heads};
+use super::kernels::{
+    activate, attention, attention_probs, linear, linear_activate, linear_residual, split_heads,
+};
 use super::layers::LayerNorm;
 
 pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier, TokenClassifier};
@@ -59,6 +61,20 @@ pub struct DropoutRates {
     pub hidden: f64,
     pub attention: f64,
     pub classifier: f64,
+    /// After the embeddings (ModernBERT's `embedding_dropout`; the others use `hidden`).
+    pub embedding: f64,
+    /// Inside ModernBERT's gated MLP (`mlp_dropout`).
+    pub mlp: f64,
+}
+
+/// How a layer arranges its attention and feed-forward blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// BERT: `norm(x + attn(x))`, then `norm(x + ffn(x))` with `ffn = out(act(in(x)))`.
+    PostNorm,
+    /// ModernBERT: `x + attn(norm(x))` with rotary positions, then `x + ffn(norm(x))` with the
+    /// gated `ffn = out(act(input) * gate)`; `sliding`: attention within the window only.
+    PreNormGated { sliding: bool },
 }
 
 #[derive(Module, Debug)]
@@ -66,41 +82,107 @@ pub struct EncoderLayer {
     /// Query, key and value fused: `[d, 3d]`.
     pub qkv: Linear,
     pub attn_out: Linear,
-    pub attn_norm: LayerNorm,
+    /// After attention (post-norm) or before it (pre-norm; ModernBERT's first layer has none).
+    pub attn_norm: Option<LayerNorm>,
     pub ffn_in: Linear,
     pub ffn_out: Linear,
     pub ffn_norm: LayerNorm,
     pub attn_dropout: Dropout,
     pub dropout: Dropout,
+    /// Inside the gated feed-forward block (pre-norm layers).
+    pub ffn_dropout: Dropout,
     pub num_heads: usize,
     #[module(skip)]
     pub activation: Activation,
+    #[module(skip)]
+    pub block: Block,
+}
+
+/// What every layer of one forward pass shares: the padding bias, and for ModernBERT the rotary
+/// tables and the sliding window's bias, each `[.., t, ..]` for this batch.
+#[derive(Clone)]
+pub struct LayerInputs {
+    /// `[b, 1, 1, t]`: 0 for tokens, a large negative for padding.
+    pub padding: Tensor<4>,
+    /// (cos, sin) `[1, 1, t, dh]` of the global and of the sliding-window layers.
+    pub rope: Option<[(Tensor<4>, Tensor<4>); 2]>,
+    /// `[b, 1, t, t]`: the padding and the window, when the window hides anything.
+    pub window: Option<Tensor<4>>,
+}
+
+/// `x * cos + rotate_half(x) * sin` (`rotate_half`: the halves of the last dimension swapped,
+/// the second negated).
+fn rotary(x: Tensor<4>, (cos, sin): &(Tensor<4>, Tensor<4>)) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos.clone() + rotated * sin.clone()
 }
 
 impl EncoderLayer {
-    /// `x`: `[b, t, d]`; `mask_bias`: `[b, 1, 1, t]` (0 for tokens, a large negative for padding).
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let dh = d / self.num_heads;
-        let (q, k, v) = split_heads(&self.qkv, x.clone(), self.num_heads);
+    /// `x`: `[b, t, d]`.
+    pub fn forward(&self, x: Tensor<3>, inputs: &LayerInputs) -> Tensor<3> {
+        match self.block {
+            Block::PostNorm => self.post_norm(x, inputs.padding.clone()),
+            Block::PreNormGated { sliding } => self.pre_norm(x, inputs, sliding),
+        }
+    }
+
+    /// Scaled dot-product attention of the heads, merged back to `[b, t, d]`.
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
+        let [b, h, t, dh] = q.dims();
         let scale = 1.0 / (dh as f64).sqrt();
-        let context = if x.device().is_autodiff() {
+        if q.device().is_autodiff() {
             // Training: the attention dropout sits between the softmax and the values.
-            let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, mask_bias);
+            let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias);
             let probs = self.attn_dropout.forward(probs);
-            probs.matmul(v).swap_dims(1, 2).reshape([b, t, d])
+            probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
         } else {
-            attention(q, k, v, scale, mask_bias)
+            attention(q, k, v, scale, bias)
+        }
+    }
+
+    fn post_norm(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let (q, k, v) = split_heads(&self.qkv, x.clone(), self.num_heads);
+        let context = self.attend(q, k, v, mask_bias);
+        let x = linear_residual(&self.attn_out, context, x, Some(&self.dropout));
+        let x = match &self.attn_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
         };
-        let x = self.attn_norm.forward(linear_residual(
-            &self.attn_out,
-            context,
-            x,
-            Some(&self.dropout),
-        ));
         let inner = linear_activate(&self.ffn_in, x.clone(), self.activation);
         let x = linear_residual(&self.ffn_out, inner, x, Some(&self.dropout));
         self.ffn_norm.forward(x)
+    }
+
+    fn pre_norm(&self, x: Tensor<3>, inputs: &LayerInputs, sliding: bool) -> Tensor<3> {
+        let normed = match &self.attn_norm {
+            Some(norm) => norm.forward(x.clone()),
+            None => x.clone(),
+        };
+        let (q, k, v) = split_heads(&self.qkv, normed, self.num_heads);
+        let (q, k) = match &inputs.rope {
+            Some(tables) => {
+                let table = &tables[usize::from(sliding)];
+                (rotary(q, table), rotary(k, table))
+            }
+            None => (q, k),
+        };
+        let bias = match (&inputs.window, sliding) {
+            (Some(window), true) => window.clone(),
+            _ => inputs.padding.clone(),
+        };
+        let context = self.attend(q, k, v, bias);
+        let x = linear_residual(&self.attn_out, context, x, Some(&self.dropout));
+        let inner = linear(&self.ffn_in, self.ffn_norm.forward(x.clone()));
+        let width = inner.dims()[2] / 2;
+        let input = inner.clone().narrow(2, 0, width);
+        let gate = inner.narrow(2, width, width);
+        let gated = self
+            .ffn_dropout
+            .forward(activate(input, self.activation) * gate);
+        linear_residual(&self.ffn_out, gated, x, None)
     }
 }
 
@@ -108,12 +190,15 @@ impl EncoderLayer {
 #[derive(Module, Debug)]
 pub struct Encoder {
     pub word_embeddings: Embedding,
-    pub position_embeddings: Embedding,
+    /// A learned position table (ModernBERT has none: its positions are rotary).
+    pub position_embeddings: Option<Embedding>,
     /// BERT's; DistilBERT has none.
     pub token_type_embeddings: Option<Embedding>,
     pub embeddings_norm: LayerNorm,
     pub embeddings_dropout: Dropout,
     pub layers: Vec<EncoderLayer>,
+    /// After the last layer (ModernBERT's `final_norm`).
+    pub final_norm: Option<LayerNorm>,
     #[module(skip)]
     pub config: EncoderConfig,
 }
@@ -135,9 +220,10 @@ impl Encoder {
     }
 
     fn embed(&self, input: &EncoderInput) -> Tensor<3> {
-        let positions = self.positions(&input.input_ids);
-        let mut x = self.word_embeddings.forward(input.input_ids.clone())
-            + self.position_embeddings.forward(positions);
+        let mut x = self.word_embeddings.forward(input.input_ids.clone());
+        if let Some(table) = &self.position_embeddings {
+            x = x + table.forward(self.positions(&input.input_ids));
+        }
         if let Some(types) = &self.token_type_embeddings {
             x = x + types.forward(input.token_type_ids.clone());
         }
@@ -153,23 +239,91 @@ impl Encoder {
             .reshape([b, 1, 1, t])
     }
 
-    /// The last hidden state `[b, t, d]`.
-    pub fn forward(&self, input: &EncoderInput) -> Tensor<3> {
-        let bias = Self::mask_bias(&input.attention_mask);
-        let mut x = self.embed(input);
-        for layer in &self.layers {
-            x = layer.forward(x, bias.clone());
+    /// What the layers share for this batch (see [`LayerInputs`]).
+    fn layer_inputs(&self, input: &EncoderInput) -> LayerInputs {
+        let padding = Self::mask_bias(&input.attention_mask);
+        let Some(modern) = &self.config.modern else {
+            return LayerInputs {
+                padding,
+                rope: None,
+                window: None,
+            };
+        };
+        let [b, t] = input.input_ids.dims();
+        let device = input.input_ids.device();
+        let dh = self.config.hidden_size / self.config.num_heads.max(1);
+        // As transformers computes them, in f32: inv_freq = 1 / theta^(2j / dh), the angles
+        // position * inv_freq repeated over both halves.
+        let table = |theta: f64| {
+            let inv: Vec<f32> = (0..dh / 2)
+                .map(|j| 1.0 / (theta as f32).powf((2 * j) as f32 / dh as f32))
+                .collect();
+            let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
+            for p in 0..t {
+                for _ in 0..2 {
+                    for &f in &inv {
+                        let angle = p as f32 * f;
+                        cos.push(angle.cos());
+                        sin.push(angle.sin());
+                    }
+                }
+            }
+            let up =
+                |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, dh]), &device);
+            (up(cos), up(sin))
+        };
+        let rope = [table(modern.global_theta), table(modern.local_theta)];
+        // The window hides keys farther than `half_window` from the query; shorter inputs see
+        // every key.
+        let window = (t > modern.half_window + 1).then(|| {
+            let w = modern.half_window;
+            let bias: Vec<f32> = (0..t * t)
+                .map(|i| {
+                    let (q, k) = (i / t, i % t);
+                    if q.abs_diff(k) <= w {
+                        0.0
+                    } else {
+                        f32::MIN
+                    }
+                })
+                .collect();
+            let window = Tensor::<4>::from_data(TensorData::new(bias, [1, 1, t, t]), &device);
+            (window + padding.clone())
+                .clamp_min(f32::MIN)
+                .expand([b, 1, t, t])
+        });
+        LayerInputs {
+            padding,
+            rope: Some(rope),
+            window,
         }
-        x
     }
 
-    /// Every hidden state: the embeddings' output, then each layer's.
+    /// The last hidden state `[b, t, d]` (after ModernBERT's final norm).
+    pub fn forward(&self, input: &EncoderInput) -> Tensor<3> {
+        let inputs = self.layer_inputs(input);
+        let mut x = self.embed(input);
+        for layer in &self.layers {
+            x = layer.forward(x, &inputs);
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
+    }
+
+    /// Every hidden state: the embeddings' output, then each layer's, the last one after
+    /// ModernBERT's final norm (as transformers' `hidden_states`).
     pub fn hidden_states(&self, input: &EncoderInput) -> Vec<Tensor<3>> {
-        let bias = Self::mask_bias(&input.attention_mask);
+        let inputs = self.layer_inputs(input);
         let mut states = vec![self.embed(input)];
         for layer in &self.layers {
-            let next = layer.forward(states[states.len() - 1].clone(), bias.clone());
+            let next = layer.forward(states[states.len() - 1].clone(), &inputs);
             states.push(next);
+        }
+        if let Some(norm) = &self.final_norm {
+            let last = states.pop().expect("the embeddings' state at least");
+            states.push(norm.forward(last));
         }
         states
     }

@@ -33,7 +33,7 @@ pub fn FineTunePage() -> impl IntoView {
         <section>
             <h2>"1. Base model"</h2>
             <ModelPicker target=Slot::Base default_id="sentence-transformers/all-MiniLM-L6-v2"
-                hint="A BERT, DistilBERT, RoBERTa, XLM-RoBERTa or MiniLM checkpoint; a classification head is added on top." />
+                hint="A BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ModernBERT or MiniLM checkpoint; a classification head is added on top." />
             <h2>"2. Labelled data"</h2>
             <DataCard state=state />
             <h2>"3. Training"</h2>
