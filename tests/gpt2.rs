@@ -43,7 +43,7 @@ fn logits_and_every_hidden_state_match_transformers() {
     let (g, _) = golden("tiny-gpt2");
     let lm = lm(u64::MAX);
     let ids = lm.ids_tensor(&golden_ids());
-    let states = lm.model.hidden_states(ids.clone());
+    let states = lm.model.gpt2().unwrap().hidden_states(ids.clone());
     assert_eq!(states.len(), 3);
     for (i, s) in states.iter().enumerate() {
         assert_close(
@@ -73,7 +73,7 @@ fn chunked_embeddings_for_small_binding_limits_give_the_same_logits() {
     let (g, _) = golden("tiny-gpt2");
     // 64-wide rows of 256 bytes: a 1 MB limit gives 4096-row chunks, 13 of them.
     let lm = lm(1 << 20);
-    assert_eq!(lm.model.wte.len(), 13);
+    assert_eq!(lm.model.gpt2().unwrap().wte.len(), 13);
     let hidden = lm
         .model
         .forward(lm.ids_tensor(&golden_ids()), &mut KvCache::default());

@@ -109,10 +109,10 @@ fn a_missing_tensor_is_named() {
 
 #[test]
 fn unsupported_configs_say_what_is_supported() {
-    let err = ModelConfig::from_json(r#"{"model_type": "llama"}"#).unwrap_err();
+    let err = ModelConfig::from_json(r#"{"model_type": "mistral"}"#).unwrap_err();
     assert_eq!(
         err,
-        ModelError::Unsupported("model_type \"llama\" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta, modernbert and gpt2 checkpoints".into())
+        ModelError::Unsupported("model_type \"mistral\" is not supported: Tunelab runs bert, distilbert, roberta, xlm-roberta, modernbert, gpt2, llama, qwen2 and qwen3 checkpoints".into())
     );
     let err = ModelConfig::from_json(
         r#"{"model_type": "bert", "architectures": ["BertForQuestionAnswering"]}"#,
@@ -320,7 +320,7 @@ fn gpt2_checkpoints_without_the_prefix_and_with_attention_buffers_load() {
     assert_eq!(la, lb);
     // An LM checkpoint is refused by the classifier with a pointer to the right page.
     match TextClassifier::load(&files, &dev) {
-        Err(Error::Usage(m)) => assert_eq!(m, "this is a GPT-2 language model, not an encoder: it generates text and scores labels by prompting"),
+        Err(Error::Usage(m)) => assert_eq!(m, "this is a language model, not an encoder: it generates text and scores labels by prompting"),
         other => panic!("{:?}", other.err()),
     }
 }

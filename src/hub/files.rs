@@ -119,6 +119,7 @@ impl ModelFiles {
             c.encoder()
                 .map(|e| e.vocab_size)
                 .or_else(|| c.gpt2().map(|g| g.vocab_size))
+                .or_else(|| c.llama().map(|l| l.vocab_size))
         });
         if let Some(vocab) = vocab {
             if tokenizer.vocab_size() > vocab {

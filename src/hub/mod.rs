@@ -143,6 +143,8 @@ pub enum Purpose {
     FineTuning,
     /// Sentence embeddings: the sentence-transformers settings.
     Embedding,
+    /// Prompting a language model: its chat template and generation defaults.
+    Prompting,
 }
 
 impl Purpose {
@@ -152,6 +154,7 @@ impl Purpose {
         match self {
             Purpose::Inference => &[],
             Purpose::Embedding => &["modules.json"],
+            Purpose::Prompting => &["tokenizer_config.json", "generation_config.json"],
             Purpose::FineTuning => &[
                 "modules.json",
                 "tokenizer_config.json",

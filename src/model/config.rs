@@ -25,6 +25,12 @@ pub enum Family {
     /// attention alternating between global and a sliding window, a final norm.
     ModernBert,
     Gpt2,
+    /// `llama` (SmolLM2 too): RMSNorm, rotary positions, a SwiGLU MLP, grouped-query attention.
+    Llama,
+    /// `qwen2`: Llama's architecture with biases on the query, key and value projections.
+    Qwen2,
+    /// `qwen3`: Llama's with an RMSNorm on each head's queries and keys, and its own head size.
+    Qwen3,
 }
 
 impl Family {
@@ -40,7 +46,9 @@ impl Family {
             Self::Roberta => "RobertaForSequenceClassification",
             Self::XlmRoberta => "XLMRobertaForSequenceClassification",
             Self::ModernBert => "ModernBertForSequenceClassification",
-            Self::Bert | Self::Gpt2 => "BertForSequenceClassification",
+            Self::Bert | Self::Gpt2 | Self::Llama | Self::Qwen2 | Self::Qwen3 => {
+                "BertForSequenceClassification"
+            }
         }
     }
 }
@@ -112,6 +120,165 @@ pub struct Gpt2Config {
     pub activation: Activation,
     pub bos_token_id: u32,
     pub eos_token_id: u32,
+}
+
+/// The sizes of a Llama-family decoder (Llama, SmolLM2, Qwen2, Qwen2.5, Qwen3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub family: Family,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    /// Heads of the keys and values (grouped-query attention: fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_positions: usize,
+    /// Biases on the query, key and value projections (Qwen2's; Llama's `attention_bias` puts
+    /// one on the output projection too).
+    pub qkv_bias: bool,
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    /// Qwen3's RMSNorm of each head's queries and keys.
+    pub qk_norm: bool,
+    /// The LM head is the token embeddings (no `lm_head.weight`).
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    /// Generation stops at any of these.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl LlamaConfig {
+    /// How many weights the decoder has.
+    pub fn parameters(&self) -> u64 {
+        let d = self.hidden_size as u64;
+        let q = (self.num_heads * self.head_dim) as u64;
+        let kv = (self.num_kv_heads * self.head_dim) as u64;
+        let i = self.intermediate_size as u64;
+        let layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * i;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size as u64 * d
+        };
+        self.vocab_size as u64 * d + self.num_layers as u64 * layer + d + head
+    }
+
+    fn check(&self) -> Result<(), ModelError> {
+        check_sizes(&[
+            ("vocab_size", self.vocab_size, 1, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, 1, MAX_WIDTH),
+            ("num_hidden_layers", self.num_layers, 1, MAX_LAYERS),
+            ("num_attention_heads", self.num_heads, 1, MAX_HEADS),
+            ("num_key_value_heads", self.num_kv_heads, 1, MAX_HEADS),
+            ("head_dim", self.head_dim, 2, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, 1, MAX_WIDTH),
+            (
+                "max_position_embeddings",
+                self.max_positions,
+                1,
+                MAX_POSITIONS,
+            ),
+        ])?;
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(ModelError::Config(format!(
+                "{} attention heads do not share {} key/value heads evenly",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(ModelError::Config(format!(
+                "head_dim {} is odd: rotary positions pair its halves",
+                self.head_dim
+            )));
+        }
+        check_eps("rms_norm_eps", self.rms_norm_eps)
+    }
+}
+
+/// A Llama-family `config.json`: rotary settings (`rope_parameters` of transformers 5, or
+/// `rope_theta` / `rope_scaling`), refusing what is not computed (scaled or sliding-window
+/// attention, another activation).
+fn llama_config(f: &Fields, family: Family) -> Result<LlamaConfig, ModelError> {
+    let hidden = f.usize("hidden_size")?;
+    let heads = f.usize("num_attention_heads")?;
+    let rope = f.0.get("rope_parameters").filter(|v| !v.is_null());
+    let scaling = f.0.get("rope_scaling").filter(|v| !v.is_null());
+    for params in [rope, scaling].into_iter().flatten() {
+        let kind = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if kind != "default" {
+            return Err(ModelError::Unsupported(format!(
+                "rope_type \"{kind}\" is not supported (default rotary positions are)"
+            )));
+        }
+    }
+    let rope_theta = match rope
+        .and_then(|r| r.get("rope_theta"))
+        .and_then(Value::as_f64)
+    {
+        Some(t) => t,
+        None => f.f64_or("rope_theta", 10_000.0)?,
+    };
+    if f.0.get("use_sliding_window").and_then(Value::as_bool) == Some(true) {
+        return Err(ModelError::Unsupported(
+            "sliding-window attention (use_sliding_window) is not supported".into(),
+        ));
+    }
+    let act = f.str_or("hidden_act", "silu");
+    if act != "silu" {
+        return Err(ModelError::Unsupported(format!(
+            "hidden_act \"{act}\" is not supported (silu is)"
+        )));
+    }
+    let attention_bias = f.0.get("attention_bias").and_then(Value::as_bool) == Some(true);
+    let eos_token_ids = match f.0.get("eos_token_id") {
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .filter_map(Value::as_u64)
+            .filter_map(|id| u32::try_from(id).ok())
+            .collect(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(LlamaConfig {
+        family,
+        vocab_size: f.usize("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: f.usize("num_hidden_layers")?,
+        num_heads: heads,
+        num_kv_heads: f.usize_or("num_key_value_heads", heads)?,
+        head_dim: f.usize_or("head_dim", hidden / heads.max(1))?,
+        intermediate_size: f.usize("intermediate_size")?,
+        rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)?,
+        rope_theta,
+        max_positions: f.usize_or("max_position_embeddings", 2048)?,
+        qkv_bias: family == Family::Qwen2 || attention_bias,
+        o_bias: family == Family::Llama && attention_bias,
+        mlp_bias: f.0.get("mlp_bias").and_then(Value::as_bool) == Some(true),
+        qk_norm: family == Family::Qwen3,
+        tie_word_embeddings: f
+            .0
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        bos_token_id: f
+            .0
+            .get("bos_token_id")
+            .and_then(Value::as_u64)
+            .map(|id| id as u32),
+        eos_token_ids,
+    })
 }
 
 /// The most memory a model's weights may need as f32: WebAssembly's 32-bit memory holds 4 GiB in
@@ -298,6 +465,7 @@ pub struct ModelConfig {
 pub enum Arch {
     Encoder(EncoderConfig),
     Gpt2(Gpt2Config),
+    Llama(LlamaConfig),
 }
 
 impl ModelConfig {
@@ -320,11 +488,14 @@ impl ModelConfig {
             "roberta" => Family::Roberta,
             "xlm-roberta" => Family::XlmRoberta,
             "modernbert" => Family::ModernBert,
+            "llama" => Family::Llama,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
             "gpt2" => Family::Gpt2,
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "model_type \"{other}\" is not supported: Tunelab runs bert, distilbert, \
-                     roberta, xlm-roberta, modernbert and gpt2 checkpoints"
+                     roberta, xlm-roberta, modernbert, gpt2, llama, qwen2 and qwen3 checkpoints"
                 )))
             }
         };
@@ -400,10 +571,12 @@ impl ModelConfig {
                     eos_token_id: f.token_id_or("eos_token_id", 50256)?,
                 })
             }
+            Family::Llama | Family::Qwen2 | Family::Qwen3 => Arch::Llama(llama_config(&f, family)?),
         };
         match &arch {
             Arch::Encoder(e) => e.check()?,
             Arch::Gpt2(g) => g.check()?,
+            Arch::Llama(l) => l.check()?,
         }
         for key in DROPOUT_KEYS {
             if let Some(p) = raw.get(key).and_then(Value::as_f64) {
@@ -417,6 +590,7 @@ impl ModelConfig {
         let bytes = 4 * match &arch {
             Arch::Encoder(e) => e.parameters(),
             Arch::Gpt2(g) => g.parameters(),
+            Arch::Llama(l) => l.parameters(),
         };
         if bytes > MAX_MODEL_BYTES {
             return Err(ModelError::Unsupported(format!(
@@ -454,20 +628,28 @@ impl ModelConfig {
         match &self.arch {
             Arch::Encoder(e) => e.family,
             Arch::Gpt2(_) => Family::Gpt2,
+            Arch::Llama(l) => l.family,
+        }
+    }
+
+    pub fn llama(&self) -> Option<&LlamaConfig> {
+        match &self.arch {
+            Arch::Llama(l) => Some(l),
+            _ => None,
         }
     }
 
     pub fn encoder(&self) -> Option<&EncoderConfig> {
         match &self.arch {
             Arch::Encoder(e) => Some(e),
-            Arch::Gpt2(_) => None,
+            Arch::Gpt2(_) | Arch::Llama(_) => None,
         }
     }
 
     pub fn gpt2(&self) -> Option<&Gpt2Config> {
         match &self.arch {
             Arch::Gpt2(g) => Some(g),
-            Arch::Encoder(_) => None,
+            Arch::Encoder(_) | Arch::Llama(_) => None,
         }
     }
 
@@ -513,12 +695,13 @@ pub const SUPPORTED_ARCHITECTURES: &str = "BertModel, BertForSequenceClassificat
     RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM, \
     RobertaForTokenClassification, XLMRobertaModel, XLMRobertaForSequenceClassification, \
     XLMRobertaForMaskedLM, XLMRobertaForTokenClassification, ModernBertModel, \
-    ModernBertForSequenceClassification, ModernBertForMaskedLM and GPT2LMHeadModel";
+    ModernBertForSequenceClassification, ModernBertForMaskedLM, GPT2LMHeadModel, \
+    LlamaForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM";
 
 fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelError> {
     let Some(name) = architecture else {
         return Ok(match family {
-            Family::Gpt2 => Task::CausalLm,
+            Family::Gpt2 | Family::Llama | Family::Qwen2 | Family::Qwen3 => Task::CausalLm,
             _ => Task::Base,
         });
     };
@@ -545,7 +728,11 @@ fn task_of(family: Family, architecture: Option<&str>) -> Result<Task, ModelErro
         | (Family::DistilBert, "DistilBertForTokenClassification")
         | (Family::Roberta, "RobertaForTokenClassification")
         | (Family::XlmRoberta, "XLMRobertaForTokenClassification") => Task::TokenClassification,
-        (Family::Gpt2, "GPT2LMHeadModel") | (Family::Gpt2, "GPT2Model") => Task::CausalLm,
+        (Family::Gpt2, "GPT2LMHeadModel")
+        | (Family::Gpt2, "GPT2Model")
+        | (Family::Llama, "LlamaForCausalLM")
+        | (Family::Qwen2, "Qwen2ForCausalLM")
+        | (Family::Qwen3, "Qwen3ForCausalLM") => Task::CausalLm,
         (_, other) => {
             return Err(ModelError::Unsupported(format!(
                 "architecture \"{other}\" is not supported ({SUPPORTED_ARCHITECTURES} are)"

@@ -17,6 +17,8 @@ pub mod kernels;
 #[cfg(feature = "engine")]
 pub mod layers;
 #[cfg(feature = "engine")]
+pub mod llama;
+#[cfg(feature = "engine")]
 pub mod matmul;
 #[cfg(feature = "engine")]
 pub mod weights;
@@ -24,7 +26,9 @@ pub mod weights;
 #[cfg(feature = "engine")]
 use burn::prelude::*;
 
-pub use config::{Activation, Arch, EncoderConfig, Family, Gpt2Config, ModelConfig, Task};
+pub use config::{
+    Activation, Arch, EncoderConfig, Family, Gpt2Config, LlamaConfig, ModelConfig, Task,
+};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {

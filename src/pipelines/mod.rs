@@ -49,7 +49,7 @@ pub fn default_max_length(config: &EncoderConfig) -> usize {
 pub fn encoder_config(config: &ModelConfig) -> Result<&EncoderConfig, Error> {
     config.encoder().ok_or_else(|| {
         Error::usage(
-            "this is a GPT-2 language model, not an encoder: it generates text and scores labels \
+            "this is a language model, not an encoder: it generates text and scores labels \
              by prompting",
         )
     })

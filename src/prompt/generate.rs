@@ -33,6 +33,9 @@ pub struct GenerationConfig {
     pub stop_at_newline: bool,
     /// Generation ends before the first of these strings.
     pub stop: Vec<String>,
+    /// Send the prompt as a chat turn through the model's chat template.
+    #[serde(default)]
+    pub chat: Option<super::chat::ChatSpec>,
 }
 
 impl Default for GenerationConfig {
@@ -47,6 +50,7 @@ impl Default for GenerationConfig {
             stop_at_eos: true,
             stop_at_newline: false,
             stop: Vec::new(),
+            chat: None,
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct Generation {
     /// The completion without the prompt, cut before a stop string or newline.
     pub text: String,
     pub stop: StopReason,
+    /// The prompt as the model read it (a chat prompt after its template), when it was not the
+    /// text given.
+    #[serde(default)]
+    pub sent_prompt: Option<String>,
 }
 
 impl GenerationConfig {
@@ -135,8 +143,16 @@ pub async fn generate(
     on_token: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, Error> {
     cfg.validate()?;
-    let prompt_ids = lm.tokenizer.encode(prompt, false)?;
-    generate_ids(lm, &prompt_ids, cfg, on_token).await
+    let sent = match &cfg.chat {
+        Some(spec) => Some(lm.chat_prompt(prompt, spec)?),
+        None => None,
+    };
+    let prompt_ids = lm
+        .tokenizer
+        .encode(sent.as_deref().unwrap_or(prompt), false)?;
+    let mut generation = generate_ids(lm, &prompt_ids, cfg, on_token).await?;
+    generation.sent_prompt = sent;
+    Ok(generation)
 }
 
 /// [`generate`] from token ids.
@@ -157,7 +173,7 @@ pub async fn generate_ids(
             prompt_ids.len()
         )));
     }
-    let eos = lm.model.config.eos_token_id;
+    let eos = lm.model.eos_token_ids();
     let mut rng = Rng::new(cfg.seed);
     let mut cache = KvCache::default();
     let mut logits = lm.step(prompt_ids, &mut cache);
@@ -180,7 +196,7 @@ pub async fn generate_ids(
             read_i64(argmax_rows(logits.clone())).await?[0] as u32
         };
         ids.push(next);
-        if cfg.stop_at_eos && next == eos {
+        if cfg.stop_at_eos && eos.contains(&next) {
             stop = StopReason::Eos;
             break;
         }
@@ -233,5 +249,10 @@ pub async fn generate_ids(
         StopReason::StopString(_) | StopReason::Newline | StopReason::Cancelled => shown,
         _ => lm.tokenizer.decode(&ids, true)?,
     };
-    Ok(Generation { ids, text, stop })
+    Ok(Generation {
+        ids,
+        text,
+        stop,
+        sent_prompt: None,
+    })
 }

@@ -1,5 +1,7 @@
-//! Prompting GPT-2: templates, generation and classification by label scoring.
+//! Prompting a language model (GPT-2, or a Llama-family decoder: Llama, SmolLM2, Qwen2, Qwen3):
+//! templates, generation and classification by label scoring.
 
+pub mod chat;
 pub mod generate;
 pub mod score;
 pub mod template;
@@ -14,40 +16,146 @@ use crate::hub::ModelFiles;
 #[cfg(feature = "engine")]
 use crate::model::gpt2::{Gpt2, KvCache};
 #[cfg(feature = "engine")]
+use crate::model::llama::Llama;
+#[cfg(feature = "engine")]
 use crate::text::TextTokenizer;
 
 pub use generate::{Generation, GenerationConfig, StopReason};
 pub use score::{LabelScorer, LabelScores};
 pub use template::{examples_from_dataset, sample_examples, Example, Template};
 
-/// A GPT-2 family model with its tokenizer.
+/// A decoder: GPT-2 or a Llama-family model, behind one interface.
+#[cfg(feature = "engine")]
+pub enum Decoder {
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+#[cfg(feature = "engine")]
+impl Decoder {
+    /// Runs `ids` `[b, t]` after the cached positions; the final hidden states `[b, t, d]`.
+    pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        match self {
+            Self::Gpt2(m) => m.forward(ids, cache),
+            Self::Llama(m) => m.forward(ids, cache),
+        }
+    }
+
+    /// Next-token logits `[b, t, vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Gpt2(m) => m.logits(hidden),
+            Self::Llama(m) => m.logits(hidden),
+        }
+    }
+
+    /// The last position's logits `[b, vocab]`.
+    pub fn last_logits(&self, hidden: Tensor<3>) -> Tensor<2> {
+        match self {
+            Self::Gpt2(m) => m.last_logits(hidden),
+            Self::Llama(m) => m.last_logits(hidden),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Gpt2(m) => m.config.vocab_size,
+            Self::Llama(m) => m.config.vocab_size,
+        }
+    }
+
+    /// The tokens that end a generation.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        match self {
+            Self::Gpt2(m) => vec![m.config.eos_token_id],
+            Self::Llama(m) => m.config.eos_token_ids.clone(),
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Gpt2(m) => m.config.n_positions,
+            Self::Llama(m) => m.config.max_positions,
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        use burn::module::Module;
+        match self {
+            Self::Gpt2(m) => m.num_params(),
+            Self::Llama(m) => m.num_params(),
+        }
+    }
+
+    /// The GPT-2 model, when this is one.
+    pub fn gpt2(&self) -> Option<&Gpt2> {
+        match self {
+            Self::Gpt2(m) => Some(m),
+            Self::Llama(_) => None,
+        }
+    }
+}
+
+/// A language model with its tokenizer (and its chat template, when `tokenizer_config.json` has
+/// one).
 #[cfg(feature = "engine")]
 pub struct LanguageModel {
-    pub model: Gpt2,
+    pub model: Decoder,
     pub tokenizer: TextTokenizer,
+    pub chat_template: Option<chat::ChatTemplate>,
     pub device: Device,
 }
 
 #[cfg(feature = "engine")]
 impl LanguageModel {
-    /// Loads a GPT-2 checkpoint; `max_binding_bytes` is the device's storage-binding limit
-    /// (`u64::MAX` on the CPU).
+    /// Loads a GPT-2 or Llama-family checkpoint; `max_binding_bytes` is the device's
+    /// storage-binding limit (`u64::MAX` on the CPU).
     pub fn load(
         files: &ModelFiles,
         device: &Device,
         max_binding_bytes: u64,
     ) -> Result<Self, Error> {
         let config = files.config()?;
-        let g = config.gpt2().ok_or_else(|| {
-            Error::usage("this is an encoder (BERT family): prompting needs a GPT-2 model")
-        })?;
         let tokenizer = files.tokenizer()?;
-        let model = Gpt2::from_checkpoint(&files.weights, g, max_binding_bytes, device)?;
+        let model = if let Some(g) = config.gpt2() {
+            Decoder::Gpt2(Gpt2::from_checkpoint(
+                &files.weights,
+                g,
+                max_binding_bytes,
+                device,
+            )?)
+        } else if let Some(l) = config.llama() {
+            Decoder::Llama(Llama::from_checkpoint(&files.weights, l, device)?)
+        } else {
+            return Err(Error::usage(
+                "this is an encoder (BERT family): prompting needs a language model (GPT-2, \
+                 Llama, SmolLM2, Qwen2, Qwen3)",
+            ));
+        };
+        let chat_template = files
+            .json("tokenizer_config.json")
+            .and_then(|c| chat::ChatTemplate::from_tokenizer_config(&c));
         Ok(Self {
             model,
             tokenizer,
+            chat_template,
             device: device.clone(),
         })
+    }
+
+    /// `prompt` as a user turn (after `spec`'s system message) through the chat template, the
+    /// assistant's turn opened: what transformers' `apply_chat_template(...,
+    /// add_generation_prompt=True)` gives.
+    pub fn chat_prompt(&self, prompt: &str, spec: &chat::ChatSpec) -> Result<String, Error> {
+        let template = self.chat_template.as_ref().ok_or_else(|| {
+            Error::usage(
+                "this model has no chat template (tokenizer_config.json's chat_template): send \
+                 the prompt as plain text",
+            )
+        })?;
+        template
+            .render(&spec.messages(prompt), true, &spec.kwargs)
+            .map_err(Error::Usage)
     }
 
     pub fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {
@@ -62,6 +170,6 @@ impl LanguageModel {
     }
 
     pub fn max_positions(&self) -> usize {
-        self.model.config.n_positions
+        self.model.max_positions()
     }
 }

@@ -53,7 +53,7 @@ pub async fn continuation_log_probs(
     let mut cache = KvCache::default();
     let first = activation::log_softmax(lm.step(prompt_ids, &mut cache), 1);
     let first = read_f32(first).await?;
-    let vocab = lm.model.config.vocab_size;
+    let vocab = lm.model.vocab_size();
     let mut out = Vec::with_capacity(continuations.len());
     for tokens in continuations {
         let Some((&t0, rest)) = tokens.split_first() else {

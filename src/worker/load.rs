@@ -127,6 +127,7 @@ async fn fetch(
             let purpose = match slot {
                 Slot::Base => Purpose::FineTuning,
                 Slot::Embedder => Purpose::Embedding,
+                Slot::LanguageModel => Purpose::Prompting,
                 _ => Purpose::Inference,
             };
             let mut progress = |p: Progress| {
@@ -206,7 +207,7 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
         ),
         Slot::LanguageModel => (
             config.task == Task::CausalLm,
-            "prompting needs a GPT-2 language model",
+            "prompting needs a language model (GPT-2, Llama, SmolLM2, Qwen2, Qwen3)",
         ),
         Slot::Base => (
             config.encoder().is_some(),
@@ -234,7 +235,7 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
             "an encoder without a head",
             "fine-tune it on the Fine-tune page",
         ),
-        Task::CausalLm => ("a GPT-2 language model", "prompt it on the Prompt page"),
+        Task::CausalLm => ("a language model", "prompt it on the Prompt page"),
         Task::TokenClassification => (
             "a token classifier",
             "tag named entities with it on the Classify page",

@@ -139,7 +139,7 @@ pub(super) fn layout(family: Family) -> &'static Layout {
         Family::DistilBert => &DISTILBERT,
         Family::Roberta | Family::XlmRoberta => &ROBERTA,
         Family::ModernBert => &MODERNBERT,
-        Family::Bert | Family::Gpt2 => &BERT,
+        Family::Bert | Family::Gpt2 | Family::Llama | Family::Qwen2 | Family::Qwen3 => &BERT,
     }
 }
 

@@ -53,6 +53,11 @@ impl KvCache {
         self.len
     }
 
+    /// Records that the buffers now hold `len` positions (after a step wrote them).
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -64,7 +69,7 @@ impl KvCache {
 
     /// Makes room for `total` positions in `layers` buffers of `[b, heads, _, head_dim]`:
     /// a multiple of [`CACHE_BLOCK`], at most `limit` (unless `total` is larger).
-    fn reserve(
+    pub(crate) fn reserve(
         &mut self,
         total: usize,
         limit: usize,

@@ -26,7 +26,16 @@ pub fn PromptInput(state: PromptState) -> impl IntoView {
 pub fn GenerationPanel(state: PromptState) -> impl IntoView {
     let config = state.generation;
     let stop_text = state.stop_text;
+    let (chat, system) = (state.chat, state.system);
     view! {
+        <div class="row">
+            <label class="inline"><input type="checkbox" id="as-chat" prop:checked=move || chat.get()
+                on:change=move |ev| chat.set(event_target_checked(&ev)) />" Send as a chat turn (the model's chat template)"</label>
+        </div>
+        {move || chat.get().then(|| view! {
+            <label for="chat-system">"System message (optional)"</label>
+            <input id="chat-system" type="text" prop:value=move || system.get() on:input=move |ev| system.set(event_target_value(&ev)) />
+        })}
         <div class="row">
             <Toggle config=config id="do-sample" text=" Sample (else greedy)" get=|g| g.do_sample set=|g, v| g.do_sample = v />
             <Toggle config=config id="stop-newline" text=" Stop at a newline" get=|g| g.stop_at_newline set=|g, v| g.stop_at_newline = v />
@@ -46,6 +55,12 @@ pub fn GenerationPanel(state: PromptState) -> impl IntoView {
         </div>
         <pre id="generation" class="output" data-ids=move || state.generated_ids.get()>{move || state.output.get()}</pre>
         <p class="muted" id="stop-reason">{move || state.stop_reason.get()}</p>
+        {move || state.sent_prompt.get().map(|p| view! {
+            <details id="sent-prompt">
+                <summary>"Prompt as the model read it (after its chat template)"</summary>
+                <pre>{p}</pre>
+            </details>
+        })}
     }
 }
 

@@ -1,6 +1,7 @@
-//! The Prompt page: GPT-2 with zero- or few-shot templates (the seed's wording), an examples
-//! editor, generation settings with streamed output, label probabilities by label scoring with
-//! optional calibration, and evaluation of the prompt on a labelled CSV.
+//! The Prompt page: a language model (GPT-2, Llama, Qwen) with zero- or few-shot templates (the
+//! seed's wording), an examples editor, generation settings with streamed output, label
+//! probabilities by label scoring with optional calibration, and evaluation of the prompt on a
+//! labelled CSV.
 
 mod evaluate;
 mod generation;
@@ -40,7 +41,7 @@ pub fn PromptBox(#[prop(optional)] compact: bool) -> impl IntoView {
 pub fn PromptPage() -> impl IntoView {
     view! {
         <section>
-            <ModelPicker target=Slot::LanguageModel default_id="gpt2" hint="A GPT-2 family checkpoint: gpt2, distilgpt2, gpt2-medium." />
+            <ModelPicker target=Slot::LanguageModel default_id="gpt2" hint="A GPT-2 checkpoint (gpt2, distilgpt2, gpt2-medium) or a Llama-family one (HuggingFaceTB/SmolLM2-135M-Instruct, Qwen/Qwen2.5-0.5B-Instruct, Qwen/Qwen3-0.6B; f32, f16 or bf16 safetensors in one file)." />
             <PromptBox />
         </section>
     }

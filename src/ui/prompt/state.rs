@@ -42,6 +42,12 @@ pub struct PromptState {
     pub generation: RwSignal<GenerationConfig>,
     /// Stop strings, one per line (`\n` stands for a newline).
     pub stop_text: RwSignal<String>,
+    /// Send the prompt as a chat turn through the model's chat template, after this system
+    /// message (none when empty).
+    pub chat: RwSignal<bool>,
+    pub system: RwSignal<String>,
+    /// The prompt as the model read it, after its chat template.
+    pub sent_prompt: RwSignal<Option<String>>,
     pub output: RwSignal<String>,
     /// The generated token ids, comma-separated.
     pub generated_ids: RwSignal<String>,
@@ -86,6 +92,9 @@ impl PromptState {
                 ..GenerationConfig::default()
             }),
             stop_text: RwSignal::new(String::new()),
+            chat: RwSignal::new(false),
+            system: RwSignal::new(String::new()),
+            sent_prompt: RwSignal::new(None),
             output: RwSignal::new(String::new()),
             generated_ids: RwSignal::new(String::new()),
             stop_reason: RwSignal::new(String::new()),
@@ -163,6 +172,15 @@ impl PromptState {
             .map(|s| s.replace("\\n", "\n"))
             .filter(|s| !s.is_empty())
             .collect();
+        if self.chat.get_untracked() {
+            let system = self.system.get_untracked();
+            config.chat = Some(crate::prompt::chat::ChatSpec {
+                system: (!system.trim().is_empty()).then_some(system),
+                kwargs: Default::default(),
+            });
+        }
+        self.sent_prompt.set(None);
+        let sent_prompt = self.sent_prompt;
         let prompt = self.prompt_for(&self.text.get_untracked());
         let (output, ids, reason) = (self.output, self.generated_ids, self.stop_reason);
         self.call.send(
@@ -179,6 +197,7 @@ impl PromptState {
                         generation.stop
                     ));
                     output.set(generation.text);
+                    sent_prompt.set(generation.sent_prompt);
                 }
                 _ => {}
             },

@@ -1,0 +1,279 @@
+//! Llama-family decoders (`LlamaForCausalLM`, SmolLM2's too; `Qwen2ForCausalLM`,
+//! `Qwen3ForCausalLM`) with the same KV cache as GPT-2: RMSNorm before attention and before the
+//! SwiGLU MLP, rotary positions, grouped-query attention (fewer key/value heads than query
+//! heads), Qwen2's query/key/value biases, Qwen3's per-head RMSNorm of queries and keys, and the
+//! LM head tied to the token embeddings or its own.
+//!
+//! Hugging Face names: `model.embed_tokens`, `model.layers.{i}.input_layernorm`,
+//! `self_attn.{q,k,v,o}_proj`, `self_attn.{q,k}_norm`, `post_attention_layernorm`,
+//! `mlp.{gate,up,down}_proj`, `model.norm`, `lm_head`.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+use burn::tensor::activation;
+
+use super::config::LlamaConfig;
+use super::gpt2::KvCache;
+use super::kernels::{attention, linear, linear_residual, matmul_rows};
+use super::weights::{WeightPath, Weights};
+use super::ModelError;
+
+/// `x / sqrt(mean(x²) + eps) * weight` over the last dimension.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let scale = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
+        x * scale * self.weight.val().unsqueeze()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LlamaLayer {
+    pub input_norm: RmsNorm,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub post_norm: RmsNorm,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// `[b, t, n * dh]` as `[b, n, t, dh]`.
+fn heads(x: Tensor<3>, n: usize, dh: usize) -> Tensor<4> {
+    let [b, t, _] = x.dims();
+    x.reshape([b, t, n, dh]).swap_dims(1, 2)
+}
+
+/// `x * cos + rotate_half(x) * sin`, the tables `[1, 1, t, dh]`.
+fn rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Each key/value head repeated for the query heads that share it: `[b, kv, n, dh]` ->
+/// `[b, kv * groups, n, dh]` (as transformers' `repeat_kv`).
+fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, n, dh] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, groups, n, dh])
+        .reshape([b, kv * groups, n, dh])
+}
+
+impl LlamaLayer {
+    /// `cache`: this layer's key and value buffers `[b, kv_heads, capacity, dh]` holding `past`
+    /// positions; `rope`: the (cos, sin) tables of the positions `past..past + t`; `mask_bias`
+    /// `[1, 1, t, capacity]` hides later and unused positions.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: (Tensor<4>, Tensor<4>),
+        past: usize,
+        rope: &(Tensor<4>, Tensor<4>),
+        mask_bias: Tensor<4>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [b, t, _] = x.dims();
+        let dh = self.head_dim;
+        let h = self.input_norm.forward(x.clone());
+        let mut q = heads(linear(&self.q_proj, h.clone()), self.heads, dh);
+        let mut k = heads(linear(&self.k_proj, h.clone()), self.kv_heads, dh);
+        let v = heads(linear(&self.v_proj, h), self.kv_heads, dh);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        let q = rotary(q, &rope.0, &rope.1);
+        let k = rotary(k, &rope.0, &rope.1);
+        let (kb, vb) = cache;
+        let range = [0..b, 0..self.kv_heads, past..past + t, 0..dh];
+        let kb = kb.slice_assign(range.clone(), k);
+        let vb = vb.slice_assign(range, v);
+        let groups = self.heads / self.kv_heads.max(1);
+        let context = attention(
+            q,
+            repeat_kv(kb.clone(), groups),
+            repeat_kv(vb.clone(), groups),
+            1.0 / (dh as f64).sqrt(),
+            mask_bias,
+        );
+        let x = linear_residual(&self.o_proj, context, x, None);
+        let m = self.post_norm.forward(x.clone());
+        let gated = activation::silu(linear(&self.gate_proj, m.clone())) * linear(&self.up_proj, m);
+        (linear_residual(&self.down_proj, gated, x, None), (kb, vb))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Llama {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<LlamaLayer>,
+    pub norm: RmsNorm,
+    /// `[d, vocab]`; `None` when tied to the token embeddings.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+impl Llama {
+    pub const PREFIX: &'static str = "model.";
+
+    /// (cos, sin) `[1, 1, t, dh]` of positions `past..past + t`, computed in f32 as transformers
+    /// does: `inv_freq = 1 / theta^(2j / dh)`, the angles repeated over both halves.
+    fn rope(&self, past: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let dh = self.config.head_dim;
+        let theta = self.config.rope_theta as f32;
+        let inv: Vec<f32> = (0..dh / 2)
+            .map(|j| 1.0 / theta.powf((2 * j) as f32 / dh as f32))
+            .collect();
+        let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
+        for p in past..past + t {
+            for _ in 0..2 {
+                for &f in &inv {
+                    let angle = p as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        let up = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, dh]), device);
+        (up(cos), up(sin))
+    }
+
+    /// Runs `ids` `[b, t]` after the cached positions; returns the final hidden states (after
+    /// the last norm) `[b, t, d]` and extends the cache.
+    pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let past = cache.len();
+        let device = ids.device();
+        let c = &self.config;
+        cache.reserve(
+            past + t,
+            c.max_positions,
+            [b, c.num_kv_heads, c.head_dim],
+            self.layers.len(),
+            &device,
+        );
+        let capacity = cache.capacity();
+        // Query i (absolute position past + i) sees keys 0..=past + i.
+        let mask_bias = Tensor::<4>::zeros([1, 1, t, capacity], &device).mask_fill(
+            Tensor::<2, Bool>::tril_mask([t, capacity], past as i64, &device)
+                .reshape([1, 1, t, capacity]),
+            f32::MIN,
+        );
+        let rope = self.rope(past, t, &device);
+        let mut x = self.embed_tokens.forward(ids);
+        let layers = std::mem::take(&mut cache.layers);
+        let mut next = Vec::with_capacity(self.layers.len());
+        for (layer, kv) in self.layers.iter().zip(layers) {
+            let (y, kv) = layer.forward(x, kv, past, &rope, mask_bias.clone());
+            next.push(kv);
+            x = y;
+        }
+        cache.layers = next;
+        cache.set_len(past + t);
+        self.norm.forward(x)
+    }
+
+    /// Next-token logits `[b, t, vocab]` from final hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = hidden.dims();
+        let head = match &self.lm_head {
+            Some(w) => w.val(),
+            None => self.embed_tokens.weight.val().transpose(),
+        };
+        matmul_rows(hidden.reshape([b * t, d]), head).reshape([b, t, self.config.vocab_size])
+    }
+
+    /// Logits of the last position only: `[b, vocab]`.
+    pub fn last_logits(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, _] = hidden.dims();
+        self.logits(hidden.narrow(1, t - 1, 1))
+            .reshape([b, self.config.vocab_size])
+    }
+
+    fn load(w: &Weights, c: &LlamaConfig) -> Self {
+        let d = c.hidden_size;
+        let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let norm = |at: WeightPath, n: usize| RmsNorm {
+            weight: Param::from_tensor(at.tensor("weight", [n])),
+            eps: c.rms_norm_eps,
+        };
+        let layers = (0..c.num_layers)
+            .map(|i| {
+                let at = w.pp("layers").pp(i);
+                let attn = at.pp("self_attn");
+                LlamaLayer {
+                    input_norm: norm(at.pp("input_layernorm"), d),
+                    q_proj: attn.pp("q_proj").linear_with(d, q, c.qkv_bias),
+                    k_proj: attn.pp("k_proj").linear_with(d, kv, c.qkv_bias),
+                    v_proj: attn.pp("v_proj").linear_with(d, kv, c.qkv_bias),
+                    o_proj: attn.pp("o_proj").linear_with(q, d, c.o_bias),
+                    q_norm: c.qk_norm.then(|| norm(attn.pp("q_norm"), c.head_dim)),
+                    k_norm: c.qk_norm.then(|| norm(attn.pp("k_norm"), c.head_dim)),
+                    post_norm: norm(at.pp("post_attention_layernorm"), d),
+                    gate_proj: at.pp("mlp.gate_proj").linear_with(
+                        d,
+                        c.intermediate_size,
+                        c.mlp_bias,
+                    ),
+                    up_proj: at
+                        .pp("mlp.up_proj")
+                        .linear_with(d, c.intermediate_size, c.mlp_bias),
+                    down_proj: at.pp("mlp.down_proj").linear_with(
+                        c.intermediate_size,
+                        d,
+                        c.mlp_bias,
+                    ),
+                    heads: c.num_heads,
+                    kv_heads: c.num_kv_heads,
+                    head_dim: c.head_dim,
+                }
+            })
+            .collect();
+        let lm_head = (!c.tie_word_embeddings)
+            .then(|| Param::from_tensor(w.pp("lm_head").transposed("weight", [c.vocab_size, d])));
+        Self {
+            embed_tokens: w.pp("embed_tokens").embedding(c.vocab_size, d),
+            layers,
+            norm: norm(w.pp("norm"), d),
+            lm_head,
+            config: c.clone(),
+        }
+    }
+
+    /// A `*ForCausalLM` checkpoint, reporting every missing, mis-shaped or unexpected tensor.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        config: &LlamaConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        Weights::load(bytes, Self::PREFIX, config.parameters(), device, |w| {
+            Self::load(w, config)
+        })
+    }
+}
