@@ -224,6 +224,9 @@ pub struct ScorerSpec {
     pub labels: Vec<String>,
     pub verbalizers: Vec<String>,
     pub calibrate: bool,
+    /// Prompts as chat turns through the model's chat template.
+    #[serde(default)]
+    pub chat: Option<crate::prompt::chat::ChatSpec>,
 }
 
 /// A message to the engine.

@@ -87,3 +87,36 @@ fn tiny_qwen2_matches_transformers() {
 fn tiny_qwen3_matches_transformers() {
     check("tiny-qwen3");
 }
+
+#[test]
+fn label_scores_as_chat_turns_score_the_words_that_open_the_answer() {
+    use tunelab::prompt::chat::ChatSpec;
+    use tunelab::prompt::score::continuation_log_probs;
+    use tunelab::prompt::{LabelScorer, Template};
+    let lm = lm("tiny-qwen3");
+    let labels = vec!["Positive".to_string(), "Negative".to_string()];
+    let mut scorer = LabelScorer::new(Template::default(), labels.clone(), labels.clone());
+    scorer.chat = Some(ChatSpec {
+        system: Some("Answer with one word.".into()),
+        ..ChatSpec::default()
+    });
+    let text = "The food was wonderful.";
+    let got = block_on(scorer.score(&lm, text)).unwrap();
+    // By hand: the template's prompt as the user's turn after the system message, the
+    // assistant's turn opened, and each label word right after it (no leading space).
+    let sent = scorer.prompt_text(&lm, text).unwrap();
+    assert!(
+        sent.starts_with("<|im_start|>system\nAnswer with one word.<|im_end|>\n<|im_start|>user\n")
+    );
+    assert!(
+        sent.ends_with("<|im_end|>\n<|im_start|>assistant\n"),
+        "{sent}"
+    );
+    let prompt = lm.tokenizer.encode(&sent, false).unwrap();
+    let words: Vec<Vec<u32>> = labels
+        .iter()
+        .map(|l| lm.tokenizer.encode(l, false).unwrap())
+        .collect();
+    let want = block_on(continuation_log_probs(&lm, &prompt, &words)).unwrap();
+    assert_close("chat label log-probs", &got.log_probs, &want, 1e-6);
+}

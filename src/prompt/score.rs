@@ -124,6 +124,10 @@ pub struct LabelScorer {
     /// Label probabilities of the content-free input, computed on first use.
     #[serde(skip)]
     calibration: Option<Vec<f32>>,
+    /// Send each prompt as a chat turn through the model's chat template (the label words then
+    /// open the assistant's answer, without a leading space).
+    #[serde(default)]
+    pub chat: Option<super::chat::ChatSpec>,
 }
 
 impl LabelScorer {
@@ -135,12 +139,22 @@ impl LabelScorer {
             calibrate: false,
             content_free: "N/A".into(),
             calibration: None,
+            chat: None,
         }
     }
 }
 
 #[cfg(feature = "engine")]
 impl LabelScorer {
+    /// The prompt for `text`: the template, through the chat template when asked.
+    pub fn prompt_text(&self, lm: &LanguageModel, text: &str) -> Result<String, Error> {
+        let rendered = self.template.render(text);
+        match &self.chat {
+            Some(spec) => lm.chat_prompt(&rendered, spec),
+            None => Ok(rendered),
+        }
+    }
+
     fn verbalizer_ids(&self, lm: &LanguageModel) -> Result<Vec<Vec<u32>>, Error> {
         if self.labels.len() < 2 || self.labels.len() != self.verbalizers.len() {
             return Err(Error::Usage(
@@ -154,7 +168,12 @@ impl LabelScorer {
                 if v.is_empty() {
                     return Err(Error::Usage("a label word is empty".into()));
                 }
-                Ok(lm.tokenizer.encode(&format!(" {v}"), false)?)
+                let word = if self.chat.is_some() {
+                    v.to_string()
+                } else {
+                    format!(" {v}")
+                };
+                Ok(lm.tokenizer.encode(&word, false)?)
             })
             .collect()
     }
@@ -171,14 +190,14 @@ impl LabelScorer {
         let ids = self.verbalizer_ids(lm)?;
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         let limit = lm.max_positions().saturating_sub(longest);
-        let mut prompt = lm.tokenizer.encode(&self.template.render(text), false)?;
+        let mut prompt = lm.tokenizer.encode(&self.prompt_text(lm, text)?, false)?;
         let truncated = prompt.len() > limit;
         if truncated {
             let own = lm.tokenizer.encode(text, false)?.len();
             let mut budget = limit.saturating_sub(prompt.len().saturating_sub(own));
             loop {
                 let cut = lm.tokenizer.truncate_text(text, budget)?;
-                prompt = lm.tokenizer.encode(&self.template.render(cut), false)?;
+                prompt = lm.tokenizer.encode(&self.prompt_text(lm, cut)?, false)?;
                 if prompt.len() <= limit || budget == 0 {
                     break;
                 }

@@ -33,6 +33,7 @@ fn scorer_replica(scorer: &LabelScorer) -> Option<Rc<Replica>> {
 fn scorer(spec: ScorerSpec) -> LabelScorer {
     let mut s = LabelScorer::new(spec.template, spec.labels, spec.verbalizers);
     s.calibrate = spec.calibrate;
+    s.chat = spec.chat;
     s
 }
 

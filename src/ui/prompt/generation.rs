@@ -30,7 +30,7 @@ pub fn GenerationPanel(state: PromptState) -> impl IntoView {
     view! {
         <div class="row">
             <label class="inline"><input type="checkbox" id="as-chat" prop:checked=move || chat.get()
-                on:change=move |ev| chat.set(event_target_checked(&ev)) />" Send as a chat turn (the model's chat template)"</label>
+                on:change=move |ev| chat.set(event_target_checked(&ev)) />" Send as a chat turn (the model's chat template), for generation, label scores and evaluation"</label>
         </div>
         {move || chat.get().then(|| view! {
             <label for="chat-system">"System message (optional)"</label>

@@ -152,7 +152,19 @@ impl PromptState {
             labels: labels.clone(),
             verbalizers: labels,
             calibrate: self.calibrate.get_untracked(),
+            chat: self.chat_spec(),
         }
+    }
+
+    /// The chat settings when prompts go as chat turns.
+    fn chat_spec(self) -> Option<crate::prompt::chat::ChatSpec> {
+        self.chat.get_untracked().then(|| {
+            let system = self.system.get_untracked();
+            crate::prompt::chat::ChatSpec {
+                system: (!system.trim().is_empty()).then_some(system),
+                kwargs: Default::default(),
+            }
+        })
     }
 
     /// Whether generation, scoring or evaluation can start (tracked).
@@ -172,13 +184,7 @@ impl PromptState {
             .map(|s| s.replace("\\n", "\n"))
             .filter(|s| !s.is_empty())
             .collect();
-        if self.chat.get_untracked() {
-            let system = self.system.get_untracked();
-            config.chat = Some(crate::prompt::chat::ChatSpec {
-                system: (!system.trim().is_empty()).then_some(system),
-                kwargs: Default::default(),
-            });
-        }
+        config.chat = self.chat_spec();
         self.sent_prompt.set(None);
         let sent_prompt = self.sent_prompt;
         let prompt = self.prompt_for(&self.text.get_untracked());
