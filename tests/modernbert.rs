@@ -135,17 +135,6 @@ fn modernbert_fill_mask_matches_transformers_pipeline() {
     }
 }
 
-fn trace_settings() -> tunelab::train::optim::AdamWSettings {
-    tunelab::train::optim::AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-        weight_decay: 0.01,
-        decay_bias_and_norm: true,
-        max_grad_norm: 0.0,
-    }
-}
-
 /// The trace's weights of `m` against `mode`'s.
 fn assert_trace_weights(mode: &str, m: &tunelab::model::bert::SequenceClassifier) {
     let (g, _) = golden("modernbert-train-trace");

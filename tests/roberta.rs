@@ -195,18 +195,6 @@ fn roberta_configs_parse_with_their_positions_and_tasks() {
 // Training: transformers' 3-step AdamW trace on tiny-roberta (roberta-train-trace), full and
 // head-only, as tests/training.rs checks tiny-bert's.
 
-fn trace_settings() -> tunelab::train::optim::AdamWSettings {
-    // torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    tunelab::train::optim::AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-        weight_decay: 0.01,
-        decay_bias_and_norm: true,
-        max_grad_norm: 0.0,
-    }
-}
-
 fn trace_inputs(dev: &Device) -> (EncoderInput, Tensor<1, Int>) {
     let (g, _) = golden("roberta-train-trace");
     let labels: Vec<i32> = g["labels"].values.iter().map(|&v| v as i32).collect();

@@ -11,7 +11,7 @@ use tunelab::model::bert::{EncoderInput, Pooling, SequenceClassifier};
 use tunelab::model::read_f32;
 use tunelab::text::EncodedBatch;
 use tunelab::train::batches::cross_entropy;
-use tunelab::train::optim::{AdamW, AdamWSettings};
+use tunelab::train::optim::AdamW;
 use tunelab::train::{evaluate, fine_tune, Average, Mode, Outcome, TrainEvent, TrainingArgs};
 
 fn tiny_bert(dev: &Device) -> SequenceClassifier {
@@ -20,18 +20,6 @@ fn tiny_bert(dev: &Device) -> SequenceClassifier {
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     block_on(read_f32(t)).unwrap()
-}
-
-fn trace_settings() -> AdamWSettings {
-    // torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-        weight_decay: 0.01,
-        decay_bias_and_norm: true,
-        max_grad_norm: 0.0,
-    }
 }
 
 fn trace_inputs(dev: &Device) -> (EncoderInput, Tensor<1, Int>) {

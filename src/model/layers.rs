@@ -205,3 +205,37 @@ impl ExportPath<'_> {
         self.put("weight", e.weight.val());
     }
 }
+
+/// Rotary position tables (cos, sin) `[1, 1, t, dh]` for positions `past..past + t`, computed
+/// in f32 as transformers does: `inv_freq = 1 / theta^(2j / dh)`, the angles
+/// `position * inv_freq` repeated over both halves of the head.
+pub fn rope_tables(theta: f64, dh: usize, past: usize, t: usize, device: &Device) -> Rope {
+    let inv: Vec<f32> = (0..dh / 2)
+        .map(|j| 1.0 / (theta as f32).powf((2 * j) as f32 / dh as f32))
+        .collect();
+    let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
+    for p in past..past + t {
+        for _ in 0..2 {
+            for &f in &inv {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+    }
+    let up = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, dh]), device);
+    (up(cos), up(sin))
+}
+
+/// (cos, sin) tables of [`rope_tables`].
+pub type Rope = (Tensor<4>, Tensor<4>);
+
+/// `x * cos + rotate_half(x) * sin` on `[b, heads, t, dh]` (`rotate_half`: the halves of the
+/// last dimension swapped, the second negated).
+pub fn rotary(x: Tensor<4>, (cos, sin): &Rope) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos.clone() + rotated * sin.clone()
+}

@@ -16,6 +16,7 @@ use burn::tensor::activation;
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
 use super::kernels::{attention, linear, linear_residual, matmul_rows};
+use super::layers::{rope_tables, rotary, Rope};
 use super::weights::{WeightPath, Weights};
 use super::ModelError;
 
@@ -64,15 +65,6 @@ fn heads(x: Tensor<3>, n: usize, dh: usize) -> Tensor<4> {
     x.reshape([b, t, n, dh]).swap_dims(1, 2)
 }
 
-/// `x * cos + rotate_half(x) * sin`, the tables `[1, 1, t, dh]`.
-fn rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    x * cos.clone() + rotated * sin.clone()
-}
-
 /// Each key/value head repeated for the query heads that share it: `[b, kv, n, dh]` ->
 /// `[b, kv * groups, n, dh]` (as transformers' `repeat_kv`).
 fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
@@ -94,7 +86,7 @@ impl LlamaLayer {
         x: Tensor<3>,
         cache: (Tensor<4>, Tensor<4>),
         past: usize,
-        rope: &(Tensor<4>, Tensor<4>),
+        rope: &Rope,
         mask_bias: Tensor<4>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [b, t, _] = x.dims();
@@ -107,8 +99,8 @@ impl LlamaLayer {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        let q = rotary(q, &rope.0, &rope.1);
-        let k = rotary(k, &rope.0, &rope.1);
+        let q = rotary(q, rope);
+        let k = rotary(k, rope);
         let (kb, vb) = cache;
         let range = [0..b, 0..self.kv_heads, past..past + t, 0..dh];
         let kb = kb.slice_assign(range.clone(), k);
@@ -142,28 +134,6 @@ pub struct Llama {
 impl Llama {
     pub const PREFIX: &'static str = "model.";
 
-    /// (cos, sin) `[1, 1, t, dh]` of positions `past..past + t`, computed in f32 as transformers
-    /// does: `inv_freq = 1 / theta^(2j / dh)`, the angles repeated over both halves.
-    fn rope(&self, past: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let dh = self.config.head_dim;
-        let theta = self.config.rope_theta as f32;
-        let inv: Vec<f32> = (0..dh / 2)
-            .map(|j| 1.0 / theta.powf((2 * j) as f32 / dh as f32))
-            .collect();
-        let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
-        for p in past..past + t {
-            for _ in 0..2 {
-                for &f in &inv {
-                    let angle = p as f32 * f;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                }
-            }
-        }
-        let up = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, dh]), device);
-        (up(cos), up(sin))
-    }
-
     /// Runs `ids` `[b, t]` after the cached positions; returns the final hidden states (after
     /// the last norm) `[b, t, d]` and extends the cache.
     pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
@@ -185,7 +155,7 @@ impl Llama {
                 .reshape([1, 1, t, capacity]),
             f32::MIN,
         );
-        let rope = self.rope(past, t, &device);
+        let rope = rope_tables(c.rope_theta, c.head_dim, past, t, &device);
         let mut x = self.embed_tokens.forward(ids);
         let layers = std::mem::take(&mut cache.layers);
         let mut next = Vec::with_capacity(self.layers.len());

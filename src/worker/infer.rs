@@ -11,13 +11,18 @@ use crate::pool::Helpers;
 use crate::protocol::Event;
 use std::rc::Rc;
 
-/// The texts trimmed, empty ones dropped; an error when none is left.
-fn nonempty(texts: Vec<String>) -> Result<Vec<String>, Error> {
-    let texts: Vec<String> = texts
+/// The texts trimmed, empty ones dropped.
+fn trimmed(texts: Vec<String>) -> Vec<String> {
+    texts
         .into_iter()
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
-        .collect();
+        .collect()
+}
+
+/// [`trimmed`], with an error when no text is left.
+fn nonempty(texts: Vec<String>) -> Result<Vec<String>, Error> {
+    let texts = trimmed(texts);
     if texts.is_empty() {
         return Err(Error::usage("enter a text to classify"));
     }
@@ -82,19 +87,11 @@ pub async fn similarity(
     top_k: usize,
 ) -> Result<(), Error> {
     let model = state::need(|e| e.embedder.clone(), "embedding model")?;
-    let sentences: Vec<String> = sentences
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let sentences = trimmed(sentences);
     if sentences.is_empty() {
         return Err(Error::usage("enter sentences to compare"));
     }
-    let queries: Vec<String> = queries
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let queries = trimmed(queries);
     let kept = state::peek(|e| e.embedded.clone());
     let embedded = match kept {
         Some(k) if k.sentences == sentences => k,

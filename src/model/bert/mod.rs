@@ -22,7 +22,7 @@ use super::config::{Activation, EncoderConfig};
 use super::kernels::{
     activate, attention, attention_probs, linear, linear_activate, linear_residual, split_heads,
 };
-use super::layers::LayerNorm;
+use super::layers::{rope_tables, rotary, LayerNorm, Rope};
 
 pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier, TokenClassifier};
 pub use loader::{init_linear, HeadInit};
@@ -105,19 +105,9 @@ pub struct LayerInputs {
     /// `[b, 1, 1, t]`: 0 for tokens, a large negative for padding.
     pub padding: Tensor<4>,
     /// (cos, sin) `[1, 1, t, dh]` of the global and of the sliding-window layers.
-    pub rope: Option<[(Tensor<4>, Tensor<4>); 2]>,
+    pub rope: Option<[Rope; 2]>,
     /// `[b, 1, t, t]`: the padding and the window, when the window hides anything.
     pub window: Option<Tensor<4>>,
-}
-
-/// `x * cos + rotate_half(x) * sin` (`rotate_half`: the halves of the last dimension swapped,
-/// the second negated).
-fn rotary(x: Tensor<4>, (cos, sin): &(Tensor<4>, Tensor<4>)) -> Tensor<4> {
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    x * cos.clone() + rotated * sin.clone()
 }
 
 impl EncoderLayer {
@@ -249,30 +239,13 @@ impl Encoder {
                 window: None,
             };
         };
-        let [b, t] = input.input_ids.dims();
+        let [_, t] = input.input_ids.dims();
         let device = input.input_ids.device();
         let dh = self.config.hidden_size / self.config.num_heads.max(1);
-        // As transformers computes them, in f32: inv_freq = 1 / theta^(2j / dh), the angles
-        // position * inv_freq repeated over both halves.
-        let table = |theta: f64| {
-            let inv: Vec<f32> = (0..dh / 2)
-                .map(|j| 1.0 / (theta as f32).powf((2 * j) as f32 / dh as f32))
-                .collect();
-            let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
-            for p in 0..t {
-                for _ in 0..2 {
-                    for &f in &inv {
-                        let angle = p as f32 * f;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
-                    }
-                }
-            }
-            let up =
-                |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, dh]), &device);
-            (up(cos), up(sin))
-        };
-        let rope = [table(modern.global_theta), table(modern.local_theta)];
+        let rope = [
+            rope_tables(modern.global_theta, dh, 0, t, &device),
+            rope_tables(modern.local_theta, dh, 0, t, &device),
+        ];
         // The window hides keys farther than `half_window` from the query; shorter inputs see
         // every key.
         let window = (t > modern.half_window + 1).then(|| {
@@ -288,9 +261,8 @@ impl Encoder {
                 })
                 .collect();
             let window = Tensor::<4>::from_data(TensorData::new(bias, [1, 1, t, t]), &device);
-            (window + padding.clone())
-                .clamp_min(f32::MIN)
-                .expand([b, 1, t, t])
+            // [b, 1, t, t]: the window's rows for each example's padding.
+            (window + padding.clone()).clamp_min(f32::MIN)
         });
         LayerInputs {
             padding,
