@@ -3,9 +3,14 @@
 //! - head: encoder frozen, features (mean pooling) extracted once, a linear head trained on the
 //!   whole training split;
 //! - full: every weight, on 2,000 stratified training examples, 3 epochs, batch 8, lr 5e-5,
-//!   max length 128 (transformers' Trainer settings).
+//!   max length 128 (transformers' Trainer settings);
+//! - lora: the same run with LoRA (r 8, alpha 16, dropout 0.1 on query and value, the head in
+//!   full) at LoRA's default rate 5e-4.
 //!
-//!     cargo run --example bench_finetune -- [head|full|both]
+//! Each run ends with the process's peak resident memory (`VmHWM`): run one mode per process to
+//! compare them.
+//!
+//!     cargo run --example bench_finetune -- [head|full|lora|both]
 //!
 //! For speed alone, a shorter full run: `FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64`
 //! (`benches/trainer_cpu.py` runs HF's Trainer on the same settings).
@@ -70,15 +75,13 @@ fn run(mode: Mode) {
     }
     let args = match mode {
         Mode::Head => TrainingArgs::head_defaults(),
-        Mode::Full => {
+        Mode::Full | Mode::Lora => {
             train = stratified_sample(&train, env_or("FULL_EXAMPLES", 2000), 42);
             TrainingArgs {
-                mode: Mode::Full,
                 num_train_epochs: env_or("FULL_EPOCHS", 3),
                 per_device_train_batch_size: 8,
-                learning_rate: 5e-5,
                 max_length: 128,
-                ..TrainingArgs::default()
+                ..TrainingArgs::defaults_for(mode)
             }
         }
     };
@@ -115,6 +118,22 @@ fn run(mode: Mode) {
         "{mode:?} fine-tuning: optimisation steps alone: {:.1} training examples/s; from the first step to the end (with per-epoch evaluation): {:.2} s",
         hooks.train_examples_per_s, hooks.training_secs
     );
+    println!(
+        "{mode:?} fine-tuning: peak resident memory {}",
+        peak_memory()
+    );
+}
+
+/// The process's peak resident memory (Linux's `VmHWM`), or "unknown".
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// A number from the environment, or `default`.
@@ -133,5 +152,8 @@ fn main() {
     }
     if which == "full" || which == "both" {
         run(Mode::Full);
+    }
+    if which == "lora" {
+        run(Mode::Lora);
     }
 }

@@ -167,8 +167,15 @@ pub enum Request {
         separate_test: bool,
         args: TrainingArgs,
     },
-    /// The trained model as a zip of its Hugging Face folder (event payload).
-    ExportTrained,
+    /// The trained model as a zip of its Hugging Face folder, or (`adapter`, after LoRA) of its
+    /// PEFT adapter folder (event payload).
+    ExportTrained {
+        #[serde(default)]
+        adapter: bool,
+    },
+    /// Applies a PEFT LoRA adapter (its files, or a zip, as `File` objects in the payload) to the
+    /// base model and puts the result in the classifier slot: answered by `Loaded`.
+    ApplyAdapter,
     /// Puts the trained model in the classifier slot and keeps it in browser storage.
     UseTrained {
         name: String,

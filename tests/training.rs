@@ -176,35 +176,6 @@ fn multiclass_macro_metrics_with_a_class_never_predicted() {
     assert_eq!(m.confusion[2], vec![1, 1, 0]);
 }
 
-fn toy_data() -> (Dataset, Dataset) {
-    let pos = [
-        "great film",
-        "loved it",
-        "wonderful acting",
-        "a joy",
-        "superb",
-        "brilliant story",
-        "so good",
-        "fantastic",
-    ];
-    let neg = [
-        "awful film",
-        "hated it",
-        "terrible acting",
-        "a bore",
-        "dreadful",
-        "dull story",
-        "so bad",
-        "horrible",
-    ];
-    let mk = |p: &[&str], n: &[&str]| Dataset {
-        texts: p.iter().chain(n).map(|s| (*s).into()).collect(),
-        labels: p.iter().map(|_| 1).chain(n.iter().map(|_| 0)).collect(),
-        label_names: labels(&["NEGATIVE", "POSITIVE"]),
-    };
-    (mk(&pos[..6], &neg[..6]), mk(&pos[6..], &neg[6..]))
-}
-
 #[test]
 fn the_trainer_emits_logs_and_evaluations_and_learns_a_toy_task() {
     let dev = Device::flex();

@@ -413,3 +413,103 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
         "{step_launches} launches per step"
     );
 }
+
+/// The PEFT adapter `tiny-bert-lora` (tests/fixtures/gen_lora_fixtures.py) by file name.
+fn tiny_bert_lora(trained: bool) -> BTreeMap<String, Vec<u8>> {
+    let (config, weights): (&[u8], &[u8]) = if trained {
+        (
+            include_bytes!("fixtures/models/tiny-bert-lora/adapter_config.json"),
+            include_bytes!("fixtures/models/tiny-bert-lora/adapter_model.safetensors"),
+        )
+    } else {
+        (
+            include_bytes!("fixtures/models/tiny-bert-lora-init/adapter_config.json"),
+            include_bytes!("fixtures/models/tiny-bert-lora-init/adapter_model.safetensors"),
+        )
+    };
+    BTreeMap::from([
+        ("adapter_config.json".to_string(), config.to_vec()),
+        ("adapter_model.safetensors".to_string(), weights.to_vec()),
+    ])
+}
+
+/// train-trace's batch (the LoRA goldens' too).
+fn trace_batch() -> EncodedBatch {
+    let g = include_bytes!("fixtures/golden/train-trace.golden.safetensors");
+    let (s, ids) = golden(g, "input_ids");
+    let (_, mask) = golden(g, "attention_mask");
+    let (_, types) = golden(g, "token_type_ids");
+    EncodedBatch::from_rows(&rows(&s, &ids), &rows(&s, &mask), Some(&rows(&s, &types)))
+}
+
+/// A PEFT adapter applied to tiny-bert (merged into the weights, which on WebGPU keep the layout
+/// the GPU kernels read) scores as PEFT does; and PEFT's 3-step LoRA trace from its initial
+/// adapter, through autodiff on the device, gives PEFT's losses: on WebGPU and on the CPU in wasm.
+#[wasm_bindgen_test]
+async fn lora_adapters_apply_and_train_as_peft_on_webgpu_and_the_cpu() {
+    use burn::module::Module;
+    use burn::prelude::{Int, Tensor, TensorData};
+    use tunelab::model::bert::{AdapterSource, PEFT_PREFIX};
+    use tunelab::model::lora::PeftConfig;
+    use tunelab::model::weights::Weights;
+    let g = include_bytes!("fixtures/golden/lora-trace.golden.safetensors");
+    let want_logits = golden(g, "logits").1;
+    let want_losses = golden(g, "losses").1;
+    for compute in [webgpu().await, Compute::cpu("test")] {
+        let device = &compute.device;
+        let files =
+            tunelab::train::adapter::apply_adapter(&tiny_bert(), &tiny_bert_lora(true), device)
+                .await
+                .unwrap();
+        let clf = TextClassifier::load(&ModelFiles::from_entries(files), device).unwrap();
+        let input = EncoderInput::new(&trace_batch(), device);
+        let logits = read_f32(clf.model.forward(&input)).await.unwrap();
+        let applied = max_abs(&logits, &want_logits);
+        // Training: PEFT's initial adapter on the frozen model, three AdamW steps.
+        let ad = device.clone().autodiff();
+        let lora = tiny_bert_lora(false);
+        let peft = PeftConfig::parse(&lora["adapter_config.json"]).unwrap();
+        let w = Weights::from_bytes(&lora["adapter_model.safetensors"], PEFT_PREFIX, &ad).unwrap();
+        let base = TextClassifier::load(&tiny_bert(), device).unwrap().model;
+        let (mut model, _) = base
+            .train()
+            .frozen_for_lora()
+            .with_lora(&peft.settings, AdapterSource::Peft(&w))
+            .unwrap();
+        let input = EncoderInput::new(&trace_batch(), &ad);
+        let labels = golden(
+            include_bytes!("fixtures/golden/train-trace.golden.safetensors"),
+            "labels",
+        )
+        .1;
+        let labels: Vec<i32> = labels.iter().map(|&v| v as i32).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &ad);
+        let mut opt = tunelab::train::optim::AdamW::new(
+            &model,
+            tunelab::train::optim::AdamWSettings {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay: 0.01,
+                decay_bias_and_norm: true,
+                max_grad_norm: 0.0,
+            },
+        );
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            let loss =
+                tunelab::train::batches::cross_entropy(model.forward(&input), labels.clone());
+            losses.push(read_f32(loss.clone()).await.unwrap()[0]);
+            model = opt.step(1e-3, model, loss).0;
+        }
+        let trained = max_abs(&losses, &want_losses);
+        console_log!(
+            "{}: adapter applied, logits max abs {applied:e}; LoRA trace losses max abs {trained:e}",
+            compute.backend.describe()
+        );
+        assert!(
+            applied <= 1e-4 && trained <= 1e-4,
+            "{applied:e} {trained:e}"
+        );
+    }
+}

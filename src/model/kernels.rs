@@ -252,7 +252,7 @@ pub fn split_heads(lin: &Linear, x: Tensor<3>, heads: usize) -> (Tensor<4>, Tens
 }
 
 /// `qkv` `[b, t, 3d]` (bias added) as queries, keys and values `[b, heads, t, dh]` (views).
-fn split_qkv(qkv: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+pub fn split_qkv(qkv: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
     if let Some(views) = flex::split_qkv(&qkv, heads) {
         return views;
     }

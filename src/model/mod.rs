@@ -19,6 +19,8 @@ pub mod layers;
 #[cfg(feature = "engine")]
 pub mod llama;
 #[cfg(feature = "engine")]
+pub mod lora;
+#[cfg(feature = "engine")]
 pub mod matmul;
 #[cfg(feature = "engine")]
 pub mod weights;

@@ -200,6 +200,16 @@ impl<'a> Weights<'a> {
     /// Unexpected means: under the model's own prefix or layers, not taken, and not a known
     /// buffer or another task's head.
     pub fn finish(self) -> Result<(), ModelError> {
+        self.finish_checking(false)
+    }
+
+    /// [`Weights::finish`] for a file every tensor of which must be taken (a PEFT adapter):
+    /// other heads' tensors count as unexpected too.
+    pub fn finish_strict(self) -> Result<(), ModelError> {
+        self.finish_checking(true)
+    }
+
+    fn finish_checking(self, strict: bool) -> Result<(), ModelError> {
         let used = self.used.into_inner();
         let mut unexpected: Vec<String> = self
             .tensors
@@ -209,9 +219,10 @@ impl<'a> Weights<'a> {
             .filter(|n| !IGNORED_SUFFIXES.iter().any(|s| n.ends_with(s)))
             .filter(|n| {
                 let bare = n.strip_prefix(self.prefix.as_str()).unwrap_or(n);
-                !OTHER_HEADS
-                    .iter()
-                    .any(|h| bare.starts_with(h) || n.starts_with(h))
+                strict
+                    || !OTHER_HEADS
+                        .iter()
+                        .any(|h| bare.starts_with(h) || n.starts_with(h))
             })
             .map(|n| n.to_string())
             .collect();

@@ -10,6 +10,82 @@ pub enum Mode {
     Head,
     /// Full fine-tuning: every weight, with backpropagation through the encoder.
     Full,
+    /// LoRA (PEFT's): the encoder frozen, low-rank adapters on the chosen linear layers and the
+    /// classification head trained ([`LoraSettings`]).
+    Lora,
+}
+
+/// PEFT's `LoraConfig`, as far as Tunelab trains with it: each adapted linear layer `W` computes
+/// `W x + (alpha / r) B A dropout(x)`, `A` `[r, in]` drawn as PEFT draws it, `B` `[out, r]`
+/// zeros, so training starts from the base model's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
+    /// The rank of the adapters.
+    pub r: usize,
+    /// `lora_alpha`: the adapters' output is scaled by `alpha / r`.
+    pub alpha: f64,
+    /// `lora_dropout`: on the adapters' input only.
+    pub dropout: f64,
+    /// PEFT's `target_modules` as a list: a linear layer is adapted when its name (as in the
+    /// transformers model) equals one of these or ends with `.` and one of these. Empty: the
+    /// family's attention query and value (PEFT's defaults: `query`/`value`, DistilBERT's
+    /// `q_lin`/`v_lin`, ModernBERT's fused `Wqkv`).
+    pub target_modules: Vec<String>,
+    /// `use_rslora`: scale by `alpha / √r` instead.
+    #[serde(default)]
+    pub rslora: bool,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.1,
+            target_modules: Vec::new(),
+            rslora: false,
+        }
+    }
+}
+
+impl LoraSettings {
+    /// The adapters' scale, `alpha / r` (`alpha / √r` with rsLoRA).
+    pub fn scale(&self) -> f64 {
+        let r = self.r.max(1) as f64;
+        if self.rslora {
+            self.alpha / r.sqrt()
+        } else {
+            self.alpha / r
+        }
+    }
+
+    /// Whether the layer named `name` is a target.
+    pub fn targets(&self, name: &str, defaults: &[&str]) -> bool {
+        let matches = |t: &str| {
+            let t = t.trim();
+            !t.is_empty()
+                && (name == t || name.strip_suffix(t).is_some_and(|head| head.ends_with('.')))
+        };
+        if self.target_modules.iter().all(|t| t.trim().is_empty()) {
+            defaults.iter().any(|t| matches(t))
+        } else {
+            self.target_modules.iter().any(|t| matches(t))
+        }
+    }
+
+    /// A clear message for settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.r == 0 {
+            return Err("the LoRA rank must be at least 1".into());
+        }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err("LoRA's alpha must be a positive number".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("LoRA's dropout must be in [0, 1)".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +108,9 @@ pub struct TrainingArgs {
     pub logging_steps: usize,
     /// Dropout as the checkpoint's config sets it (transformers trains with it).
     pub dropout: bool,
+    /// The adapters of LoRA mode.
+    #[serde(default)]
+    pub lora: LoraSettings,
 }
 
 impl Default for TrainingArgs {
@@ -52,6 +131,7 @@ impl Default for TrainingArgs {
             seed: 42,
             logging_steps: 10,
             dropout: true,
+            lora: LoraSettings::default(),
         }
     }
 }
@@ -69,12 +149,24 @@ impl TrainingArgs {
         }
     }
 
+    /// Defaults for LoRA: full fine-tuning's, with the larger rate adapters train at (PEFT's
+    /// sequence-classification examples use 1e-4 to 1e-3).
+    pub fn lora_defaults() -> Self {
+        Self {
+            mode: Mode::Lora,
+            learning_rate: 5e-4,
+            ..Self::default()
+        }
+    }
+
     /// The defaults of `mode` ([`TrainingArgs::default`] for full fine-tuning,
-    /// [`TrainingArgs::head_defaults`] for head only): the one place the UI takes them from.
+    /// [`TrainingArgs::head_defaults`] for head only, [`TrainingArgs::lora_defaults`]): the one
+    /// place the UI takes them from.
     pub fn defaults_for(mode: Mode) -> Self {
         match mode {
             Mode::Head => Self::head_defaults(),
             Mode::Full => Self::default(),
+            Mode::Lora => Self::lora_defaults(),
         }
     }
 
@@ -110,6 +202,9 @@ impl TrainingArgs {
         }
         if self.logging_steps == 0 {
             return Err("logging steps must be at least 1".into());
+        }
+        if self.mode == Mode::Lora {
+            self.lora.validate()?;
         }
         Ok(())
     }

@@ -62,8 +62,9 @@ fn cell(s: &str) -> String {
     s.replace(['\n', '\r'], " ").replace('|', "\\|")
 }
 
-/// The `README.md` of the exported folder named `name`.
-pub fn model_card(name: &str, run: &RunFacts) -> String {
+/// The `README.md` of the exported folder named `name`: a plain transformers folder, or
+/// (`adapter`) a PEFT LoRA adapter folder.
+pub fn model_card(name: &str, run: &RunFacts, adapter: bool) -> String {
     let mut out = String::new();
     let last = run.history.last();
     // The Hub's metadata header.
@@ -71,8 +72,13 @@ pub fn model_card(name: &str, run: &RunFacts) -> String {
     if check_model_id(&run.base_model).is_ok() {
         let _ = writeln!(out, "base_model: {}", yaml(&run.base_model));
     }
-    out.push_str("library_name: transformers\npipeline_tag: text-classification\n");
-    out.push_str("tags:\n- text-classification\n- tunelab\n");
+    if adapter {
+        out.push_str("library_name: peft\npipeline_tag: text-classification\n");
+        out.push_str("tags:\n- text-classification\n- lora\n- peft\n- tunelab\n");
+    } else {
+        out.push_str("library_name: transformers\npipeline_tag: text-classification\n");
+        out.push_str("tags:\n- text-classification\n- tunelab\n");
+    }
     let _ = writeln!(out, "model-index:\n- name: {}\n  results:", yaml(name));
     if let Some((_, _, m)) = last {
         out.push_str(
@@ -113,11 +119,33 @@ pub fn model_card(name: &str, run: &RunFacts) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    out.push_str("```python\nfrom transformers import pipeline\n\n");
-    let _ = writeln!(
-        out,
-        "classifier = pipeline(\"text-classification\", model=\"path/to/{name}\")\nclassifier(\"Your text here\")\n```\n"
-    );
+    if adapter {
+        let _ = writeln!(
+            out,
+            "A LoRA adapter (PEFT) with the classification head saved in full; the label names are \
+             in `labels.json`.\n"
+        );
+        let _ = writeln!(
+            out,
+            "```python\nimport json\nfrom peft import PeftModel\nfrom transformers import \
+             AutoModelForSequenceClassification, AutoTokenizer, pipeline\n\n\
+             folder = \"path/to/{name}\"\nlabels = json.load(open(f\"{{folder}}/labels.json\"))\n\
+             id2label = {{int(k): v for k, v in labels[\"id2label\"].items()}}\n\
+             base = AutoModelForSequenceClassification.from_pretrained(\n    {}, \
+             num_labels=len(id2label), id2label=id2label,\n    \
+             label2id=labels[\"label2id\"], ignore_mismatched_sizes=True)\n\
+             model = PeftModel.from_pretrained(base, folder)\n\
+             classifier = pipeline(\"text-classification\", model=model, \
+             tokenizer=AutoTokenizer.from_pretrained(folder))\nclassifier(\"Your text here\")\n```\n",
+            yaml(&run.base_model)
+        );
+    } else {
+        out.push_str("```python\nfrom transformers import pipeline\n\n");
+        let _ = writeln!(
+            out,
+            "classifier = pipeline(\"text-classification\", model=\"path/to/{name}\")\nclassifier(\"Your text here\")\n```\n"
+        );
+    }
 
     // The data.
     let r = &run.data.report;
@@ -184,6 +212,9 @@ pub fn model_card(name: &str, run: &RunFacts) -> String {
     out.push_str("\n| argument | value |\n|---|---|\n");
     if let Ok(serde_json::Value::Object(args)) = serde_json::to_value(&run.args) {
         for (k, v) in args {
+            if k == "lora" && run.args.mode != super::Mode::Lora {
+                continue;
+            }
             let v = match v {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
@@ -290,7 +321,7 @@ mod tests {
 
     #[test]
     fn the_card_has_the_hub_header_the_data_the_arguments_and_each_evaluation() {
-        let card = model_card("all-MiniLM-L6-v2-finetuned", &run());
+        let card = model_card("all-MiniLM-L6-v2-finetuned", &run(), false);
         // The metadata header, with the last evaluation's metrics.
         assert!(card.starts_with("---\nbase_model: \"sentence-transformers/all-MiniLM-L6-v2\"\n"));
         assert!(card.contains("pipeline_tag: text-classification\n"));
@@ -333,10 +364,27 @@ mod tests {
         let mut r = run();
         r.base_model = "local model".into();
         r.history.clear();
-        let card = model_card("x", &r);
+        let card = model_card("x", &r, false);
         assert!(!card.contains("base_model:"));
         assert!(card.contains("fine-tuned from `local model`"));
         assert!(card.contains("No epoch finished"));
+    }
+
+    #[test]
+    fn an_adapter_card_says_peft_shows_how_to_load_it_and_lists_the_lora_settings() {
+        let mut r = run();
+        r.args = TrainingArgs::lora_defaults();
+        let card = model_card("minilm-lora", &r, true);
+        assert!(card.contains("library_name: peft\n"));
+        assert!(card.contains("- lora\n- peft\n"));
+        assert!(card.contains("PeftModel.from_pretrained(base, folder)"));
+        assert!(
+            card.contains("\"sentence-transformers/all-MiniLM-L6-v2\", num_labels=len(id2label)")
+        );
+        assert!(card.contains("| `mode` | Lora |"));
+        assert!(card.contains("| `lora` | {"));
+        // A plain card has no LoRA row.
+        assert!(!model_card("x", &run(), false).contains("| `lora` |"));
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub async fn export_classifier(
     } else {
         config.remove("tunelab_pooling");
     }
+    // LoRA's adapters folded into the weights: a plain transformers folder.
+    let merged;
+    let model = if model.has_lora() {
+        merged = model.clone().merge_lora();
+        &merged
+    } else {
+        model
+    };
     let mut out = Exporter::default();
     model.export(&mut out);
     let tensors = out.read().await?;

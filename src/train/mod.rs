@@ -1,5 +1,7 @@
 //! Fine-tuning: arguments, the optimiser, the training loop, and saving the result.
 
+#[cfg(feature = "engine")]
+pub mod adapter;
 pub mod args;
 #[cfg(feature = "engine")]
 pub mod batches;
@@ -15,7 +17,7 @@ mod trainable;
 pub mod trainer;
 
 pub use crate::metrics::{evaluate, Average, ClassMetrics, Metrics};
-pub use args::{Mode, TrainingArgs};
+pub use args::{LoraSettings, Mode, TrainingArgs};
 pub use events::{Outcome, Phase, TrainEvent, TrainHooks};
 #[cfg(feature = "engine")]
 pub use trainer::{fine_tune, TrainResult};

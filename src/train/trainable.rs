@@ -16,7 +16,7 @@ use crate::data::{Dataset, Text};
 use crate::device::pad_multiple;
 use crate::error::Error;
 use crate::hub::ModelFiles;
-use crate::model::bert::{ClassifierHead, EncoderInput, SequenceClassifier};
+use crate::model::bert::{AdapterSource, ClassifierHead, EncoderInput, SequenceClassifier};
 use crate::pool::{chunks_by_length, spread, Build, Files, Lane, Replica, RowsOf, Sharing, Watch};
 use crate::text::TextTokenizer;
 
@@ -68,8 +68,17 @@ impl Trainable {
         env: &Env<'_>,
         hooks: &mut dyn TrainHooks,
     ) -> Result<Option<Self>, Error> {
-        if env.args.mode == Mode::Full {
-            return Ok(Some(Self::Full(model.clone().train())));
+        match env.args.mode {
+            Mode::Full => return Ok(Some(Self::Full(model.clone().train()))),
+            Mode::Lora => {
+                let (model, _) = model
+                    .clone()
+                    .train()
+                    .frozen_for_lora()
+                    .with_lora(&env.args.lora, AdapterSource::Fresh(env.args.seed))?;
+                return Ok(Some(Self::Full(model)));
+            }
+            Mode::Head => {}
         }
         let total = train.len() + test.len();
         let mut done = 0;
@@ -169,7 +178,8 @@ impl Trainable {
         hooks: &mut dyn TrainHooks,
     ) -> Result<(f64, Vec<usize>), Error> {
         match self {
-            Self::Full(model) => evaluate_full(&model.valid(), test, env, hooks).await,
+            // LoRA's adapters merged: the plain model's speed, on every engine.
+            Self::Full(model) => evaluate_full(&model.valid().merge_lora(), test, env, hooks).await,
             Self::Head {
                 head,
                 test_features,
@@ -182,7 +192,8 @@ impl Trainable {
         }
     }
 
-    /// The trained classifier for inference: the whole model, or `base` with the trained head.
+    /// The trained classifier: the whole model (LoRA's adapters still apart), or `base` with the
+    /// trained head.
     pub fn into_model(self, base: SequenceClassifier) -> SequenceClassifier {
         match self {
             Self::Full(model) => model.valid(),

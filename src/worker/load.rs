@@ -159,24 +159,13 @@ async fn fetch(
             })
         }
         ModelSource::Local => {
-            let picked = payload.as_ref().map(files_of).unwrap_or_default();
-            if picked.is_empty() {
+            let Some((name, entries)) = picked_entries(payload.as_ref()).await? else {
                 return Err(Error::usage(
                     "choose the model's files: config.json, tokenizer.json and model.safetensors \
                      (or a .zip of them)",
                 ));
-            }
-            let mut name = String::from("local model");
-            let mut entries = Vec::new();
-            for f in picked {
-                let bytes = js_to_bytes(&f.clone().into()).await.map_err(Error::Files)?;
-                if f.name().to_ascii_lowercase().ends_with(".zip") {
-                    name = f.name().trim_end_matches(".zip").to_string();
-                    entries.extend(archive::read_zip(&bytes).map_err(|e| e.in_file(f.name()))?);
-                } else {
-                    entries.push((f.name(), bytes));
-                }
-            }
+            };
+            let name = name.unwrap_or_else(|| "local model".into());
             let files = ModelFiles::from_entries(entries);
             files.check_complete()?;
             Ok(Fetched {
@@ -187,6 +176,29 @@ async fn fetch(
             })
         }
     }
+}
+
+/// The files the user picked (the payload's `File` objects), a zip's entries in place of the zip,
+/// as (path, bytes), with the zip's name when there was one; `None` when nothing was picked.
+pub async fn picked_entries(
+    payload: Option<&JsValue>,
+) -> Result<Option<(Option<String>, Vec<(String, Vec<u8>)>)>, Error> {
+    let picked = payload.map(files_of).unwrap_or_default();
+    if picked.is_empty() {
+        return Ok(None);
+    }
+    let mut name = None;
+    let mut entries = Vec::new();
+    for f in picked {
+        let bytes = js_to_bytes(&f.clone().into()).await.map_err(Error::Files)?;
+        if f.name().to_ascii_lowercase().ends_with(".zip") {
+            name = Some(f.name().trim_end_matches(".zip").to_string());
+            entries.extend(archive::read_zip(&bytes).map_err(|e| e.in_file(f.name()))?);
+        } else {
+            entries.push((f.name(), bytes));
+        }
+    }
+    Ok(Some((name, entries)))
 }
 
 /// Whether a checkpoint with this `config.json` can serve `slot`: said when `config.json`

@@ -187,7 +187,8 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
             };
             train::zero_shot_baseline(reply, plan, template).await
         }
-        Request::ExportTrained => train::export(reply).await,
+        Request::ExportTrained { adapter } => train::export(reply, adapter).await,
+        Request::ApplyAdapter => train::apply_adapter(reply, payload).await,
         Request::UseTrained { name } => train::use_trained(reply, &name).await,
         Request::Replicate {
             version,

@@ -1,6 +1,7 @@
 //! Fine-tuning in the worker: reading the training (and test) table, the training run with its
 //! events and cancel, then saving the model as a zip or keeping it to classify with.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -9,7 +10,7 @@ use burn::module::Module;
 use wasm_bindgen::JsValue;
 
 use super::helpers::{self, WorkerHelpers};
-use super::load::{keep, model_info, not_kept, share};
+use super::load::{keep, model_info, not_kept, picked_entries, share};
 use super::state::{self, NamedTable, Trained};
 use super::{payload_bytes, Reply};
 use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
@@ -21,6 +22,7 @@ use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pipelines::TextClassifier;
 use crate::pool::Sharing;
 use crate::protocol::{Event, Slot};
+use crate::train::adapter::export_adapter;
 use crate::train::card::{model_card, sha256_hex, DataFacts, RunFacts};
 use crate::train::export::export_classifier;
 use crate::train::{
@@ -261,20 +263,50 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
     Ok(())
 }
 
-/// The trained model's Hugging Face folder, named `name`, with its model card.
+/// The trained model's Hugging Face folder, named `name`, with its model card (LoRA's adapters
+/// merged into the weights).
 async fn saved_files(t: &Trained, name: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut files = export_classifier(&t.model, &t.config, &t.labels, &t.source).await?;
     files.retain(|(n, _)| n != "README.md");
-    files.push(("README.md".into(), model_card(name, &t.facts).into_bytes()));
+    files.push((
+        "README.md".into(),
+        model_card(name, &t.facts, false).into_bytes(),
+    ));
     Ok(files)
 }
 
-/// The trained model as a zip of its Hugging Face folder (in the event's payload).
-pub async fn export(reply: Reply) -> Result<(), Error> {
+/// A LoRA-trained model's PEFT adapter folder, named `name`, with its model card.
+async fn adapter_files(t: &Trained, name: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut files = export_adapter(
+        &t.model,
+        &t.facts.args.lora,
+        &t.base_name,
+        &t.labels,
+        &t.source,
+    )
+    .await?;
+    files.push((
+        "README.md".into(),
+        model_card(name, &t.facts, true).into_bytes(),
+    ));
+    Ok(files)
+}
+
+/// The trained model as a zip of its Hugging Face folder, or (`adapter`) of its PEFT adapter
+/// folder (in the event's payload).
+pub async fn export(reply: Reply, adapter: bool) -> Result<(), Error> {
     let t = state::need(|e| e.trained.clone(), "trained model (fine-tune one first)")?;
-    let folder = format!("{}-finetuned", t.base_name.replace('/', "-"));
-    let entries: Vec<(String, Vec<u8>)> = saved_files(&t, &folder)
-        .await?
+    let base = t.base_name.replace('/', "-");
+    let (folder, files) = if adapter {
+        let folder = format!("{base}-lora");
+        let files = adapter_files(&t, &folder).await?;
+        (folder, files)
+    } else {
+        let folder = format!("{base}-finetuned");
+        let files = saved_files(&t, &folder).await?;
+        (folder, files)
+    };
+    let entries: Vec<(String, Vec<u8>)> = files
         .into_iter()
         .map(|(n, b)| (format!("{folder}/{n}"), b))
         .collect();
@@ -298,7 +330,57 @@ pub async fn use_trained(reply: Reply, name: &str) -> Result<(), Error> {
         n => n.to_string(),
     };
     let files = ModelFiles::from_entries(saved_files(&t, &name).await?);
-    let model = TextClassifier::load(&files, &compute.device)?;
+    classify_with(reply, &name, files, &compute.device).await
+}
+
+/// Applies the PEFT LoRA adapter the user picked (its folder's files, or a zip) to the base model
+/// loaded on the Fine-tune page, and puts the result on the Classify page (and in browser
+/// storage) as [`use_trained`] does.
+pub async fn apply_adapter(reply: Reply, payload: Option<JsValue>) -> Result<(), Error> {
+    let compute = state::compute()?;
+    let base = state::need(
+        |e| e.base.clone(),
+        "base model (load the adapter's base model as the model to fine-tune first)",
+    )?;
+    let Some((zip_name, entries)) = picked_entries(payload.as_ref()).await? else {
+        return Err(Error::usage(
+            "choose the adapter's files: adapter_config.json and adapter_model.safetensors (or a \
+             .zip of its folder)",
+        ));
+    };
+    // By file name: a folder picker or a zip gives paths.
+    let adapter: BTreeMap<String, Vec<u8>> = entries
+        .into_iter()
+        .map(|(path, bytes)| {
+            let name = path.rsplit(['/', '\\']).next().unwrap_or(&path).to_string();
+            (name, bytes)
+        })
+        .collect();
+    let files =
+        crate::train::adapter::apply_adapter(&base.files, &adapter, &compute.device).await?;
+    let name = match zip_name {
+        Some(n) => n,
+        None => format!("{} + LoRA adapter", base.name),
+    };
+    classify_with(
+        reply,
+        &name,
+        ModelFiles::from_entries(files),
+        &compute.device,
+    )
+    .await
+}
+
+/// Loads a classifier folder into the classifier slot, keeps it in browser storage as a trained
+/// model named `name`, and tells the page.
+async fn classify_with(
+    reply: Reply,
+    name: &str,
+    files: ModelFiles,
+    device: &burn::prelude::Device,
+) -> Result<(), Error> {
+    let name = name.to_string();
+    let model = TextClassifier::load(&files, device)?;
     let mut info = model_info(
         &name,
         &model.config,

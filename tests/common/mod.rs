@@ -191,3 +191,33 @@ pub fn trace_settings() -> tunelab::train::optim::AdamWSettings {
         max_grad_norm: 0.0,
     }
 }
+
+/// Sixteen two-word reviews: 12 to train on, 4 to test, half positive.
+pub fn toy_data() -> (tunelab::data::Dataset, tunelab::data::Dataset) {
+    let pos = [
+        "great film",
+        "loved it",
+        "wonderful acting",
+        "a joy",
+        "superb",
+        "brilliant story",
+        "so good",
+        "fantastic",
+    ];
+    let neg = [
+        "awful film",
+        "hated it",
+        "terrible acting",
+        "a bore",
+        "dreadful",
+        "dull story",
+        "so bad",
+        "horrible",
+    ];
+    let mk = |p: &[&str], n: &[&str]| tunelab::data::Dataset {
+        texts: p.iter().chain(n).map(|s| (*s).into()).collect(),
+        labels: p.iter().map(|_| 1).chain(n.iter().map(|_| 0)).collect(),
+        label_names: vec!["NEGATIVE".to_string(), "POSITIVE".to_string()],
+    };
+    (mk(&pos[..6], &neg[..6]), mk(&pos[6..], &neg[6..]))
+}

@@ -9,16 +9,22 @@ use burn::tensor::activation;
 use super::{first_token, mean_pool, Encoder, EncoderInput, Pooling};
 use crate::model::kernels::linear_activate;
 use crate::model::layers::LayerNorm;
+use crate::model::lora::{adapted, LinearLora};
 
 /// BERT's pooler: `tanh(dense(h[:, 0]))`.
 #[derive(Module, Debug)]
 pub struct Pooler {
     pub dense: Linear,
+    /// LoRA adapters on `dense`, while they train unmerged.
+    pub lora: Option<LinearLora>,
+    /// Initialised here, the checkpoint having none: LoRA then trains it with the head.
+    #[module(skip)]
+    pub fresh: bool,
 }
 
 impl Pooler {
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
-        self.dense.forward(first_token(hidden)).tanh()
+        adapted(&self.dense, self.lora.as_ref(), first_token(hidden)).tanh()
     }
 }
 

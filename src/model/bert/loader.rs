@@ -131,6 +131,7 @@ impl Encoder {
                     num_heads: config.num_heads,
                     activation: config.activation,
                     block: Block::PostNorm,
+                    lora: None,
                 }
             })
             .collect();
@@ -187,6 +188,7 @@ impl Encoder {
                     block: Block::PreNormGated {
                         sliding: modern.sliding[i],
                     },
+                    lora: None,
                 }
             })
             .collect();
@@ -286,23 +288,36 @@ impl SequenceClassifier {
         let pooler = match (l.pooler, pooling) {
             (Some(name), Pooling::Cls) => {
                 let at = w.pp(name);
+                let fresh = !at.contains("weight");
                 Some(Pooler {
                     dense: if at.contains("weight") {
                         at.linear(d, d)
                     } else {
                         init_linear(&mut rng, d, d, init_std, &device)
                     },
+                    lora: None,
+                    fresh,
                 })
             }
             _ => None,
         };
+        if has_head {
+            let head =
+                ClassifierHead::from_weights(w, config, pooling, num_labels, dropout.classifier);
+            return Self {
+                encoder,
+                pooler,
+                head,
+                pooling,
+            };
+        }
         // ModernBERT's head (dense, activation, norm) serves either pooling, and comes from
         // the checkpoint whenever it is there: its masked-LM checkpoints carry the same
         // `head.*`, which transformers reuses under a new classifier.
         let (pre_classifier, norm, activation) = match &config.modern {
             Some(m) => {
                 let at = w.pp("head.dense");
-                let dense = if has_head || at.contains("weight") {
+                let dense = if at.contains("weight") {
                     at.linear_with(d, d, m.classifier_bias)
                 } else {
                     let mut dense = init_linear(&mut rng, d, d, init_std, &device);
@@ -312,7 +327,7 @@ impl SequenceClassifier {
                     dense
                 };
                 let at = w.pp("head.norm");
-                let norm = if has_head || at.contains("weight") {
+                let norm = if at.contains("weight") {
                     modern_norm(&at, d, config.layer_norm_eps, m.norm_bias)
                 } else {
                     fresh_norm(d, config.layer_norm_eps, m.norm_bias, &device)
@@ -321,21 +336,13 @@ impl SequenceClassifier {
             }
             None => {
                 let pre = match (l.pre_classifier, pooling) {
-                    (Some(name), Pooling::Cls) => Some(if has_head {
-                        w.pp(name).linear(d, d)
-                    } else {
-                        init_linear(&mut rng, d, d, init_std, &device)
-                    }),
+                    (Some(_), Pooling::Cls) => Some(init_linear(&mut rng, d, d, init_std, &device)),
                     _ => None,
                 };
                 (pre, None, config.activation)
             }
         };
-        let classifier = if has_head {
-            w.pp(l.classifier).linear(d, num_labels)
-        } else {
-            init_linear(&mut rng, d, num_labels, init_std, &device)
-        };
+        let classifier = init_linear(&mut rng, d, num_labels, init_std, &device);
         Self {
             encoder,
             pooler,
@@ -358,13 +365,63 @@ impl SequenceClassifier {
         if let (Some(p), Some(name)) = (&self.pooler, l.pooler) {
             out.pp(l.prefix).pp(name).linear(&p.dense);
         }
-        if let (Some(pre), Some(name)) = (&self.head.pre_classifier, l.pre_classifier) {
+        self.head
+            .export(self.encoder.config.family, &mut out.pp(""));
+    }
+}
+
+impl ClassifierHead {
+    /// A checkpoint's head (BERT's `classifier`, DistilBERT's `pre_classifier` and
+    /// `classifier`, RoBERTa's `classifier.dense` and `classifier.out_proj`, ModernBERT's
+    /// `head.dense`, `head.norm` and `classifier`) with `num_labels` outputs.
+    pub fn from_weights(
+        w: &Weights,
+        config: &EncoderConfig,
+        pooling: Pooling,
+        num_labels: usize,
+        dropout: f64,
+    ) -> Self {
+        let l = layout(config.family);
+        let d = config.hidden_size;
+        let (pre_classifier, norm, activation) = match &config.modern {
+            Some(m) => (
+                Some(w.pp("head.dense").linear_with(d, d, m.classifier_bias)),
+                Some(modern_norm(
+                    &w.pp("head.norm"),
+                    d,
+                    config.layer_norm_eps,
+                    m.norm_bias,
+                )),
+                m.classifier_activation,
+            ),
+            None => {
+                let pre = match (l.pre_classifier, pooling) {
+                    (Some(name), Pooling::Cls) => Some(w.pp(name).linear(d, d)),
+                    _ => None,
+                };
+                (pre, None, config.activation)
+            }
+        };
+        Self {
+            pre_classifier,
+            norm,
+            dropout: DropoutConfig::new(dropout).init(),
+            classifier: w.pp(l.classifier).linear(d, num_labels),
+            style: l.head_style,
+            activation,
+        }
+    }
+
+    /// The head's tensors under their transformers names, below `out`.
+    pub fn export(&self, family: Family, out: &mut crate::model::layers::ExportPath) {
+        let l = layout(family);
+        if let (Some(pre), Some(name)) = (&self.pre_classifier, l.pre_classifier) {
             out.pp(name).linear(pre);
         }
-        if let Some(norm) = &self.head.norm {
+        if let Some(norm) = &self.norm {
             out.pp("head.norm").layer_norm(norm);
         }
-        out.pp(l.classifier).linear(&self.head.classifier);
+        out.pp(l.classifier).linear(&self.classifier);
     }
 }
 

@@ -13,6 +13,7 @@
 mod heads;
 mod layout;
 mod loader;
+mod lora;
 
 use burn::nn::{Dropout, Embedding, Linear};
 use burn::prelude::*;
@@ -20,12 +21,14 @@ use burn::prelude::*;
 pub use super::config::Pooling;
 use super::config::{Activation, EncoderConfig};
 use super::kernels::{
-    activate, attention, attention_probs, linear, linear_activate, linear_residual, split_heads,
+    activate, attention, attention_probs, linear_activate, linear_residual, split_heads, split_qkv,
 };
 use super::layers::{rope_tables, rotary, LayerNorm, Rope};
+use super::lora::{adapted, LinearLora};
 
 pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier, TokenClassifier};
 pub use loader::{init_linear, HeadInit};
+pub use lora::{default_targets as default_lora_targets, AdapterSource, LoraFacts, PEFT_PREFIX};
 
 /// Token ids, attention mask and token types of a batch, on the device.
 #[derive(Debug, Clone)]
@@ -96,6 +99,18 @@ pub struct EncoderLayer {
     pub activation: Activation,
     #[module(skip)]
     pub block: Block,
+    /// LoRA adapters on the layer's linear layers, while they train unmerged.
+    pub lora: Option<LayerLora>,
+}
+
+/// The LoRA adapters of one layer, one [`LinearLora`] per linear layer (query, key and value as
+/// the fused layer's parts).
+#[derive(Module, Debug)]
+pub struct LayerLora {
+    pub qkv: LinearLora,
+    pub attn_out: LinearLora,
+    pub ffn_in: LinearLora,
+    pub ffn_out: LinearLora,
 }
 
 /// What every layer of one forward pass shares: the padding bias, and for ModernBERT the rotary
@@ -133,16 +148,63 @@ impl EncoderLayer {
         }
     }
 
+    /// The adapters of one of the layer's linear layers, when it has any.
+    fn lora_of(&self, pick: fn(&LayerLora) -> &LinearLora) -> Option<&LinearLora> {
+        self.lora.as_ref().map(pick).filter(|l| l.active())
+    }
+
+    /// Queries, keys and values `[b, h, t, dh]`.
+    fn heads(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        match self.lora_of(|l| &l.qkv) {
+            Some(lora) => split_qkv(adapted(&self.qkv, Some(lora), x), self.num_heads),
+            None => split_heads(&self.qkv, x, self.num_heads),
+        }
+    }
+
+    /// `residual + dropout(lin(x))` for the attention output or the feed-forward output.
+    fn residual(
+        &self,
+        out: bool,
+        x: Tensor<3>,
+        residual: Tensor<3>,
+        dropout: Option<&Dropout>,
+    ) -> Tensor<3> {
+        let (lin, lora) = if out {
+            (&self.ffn_out, self.lora_of(|l| &l.ffn_out))
+        } else {
+            (&self.attn_out, self.lora_of(|l| &l.attn_out))
+        };
+        match lora {
+            None => linear_residual(lin, x, residual, dropout),
+            Some(lora) => {
+                let y = adapted(lin, Some(lora), x);
+                residual
+                    + match dropout {
+                        Some(d) => d.forward(y),
+                        None => y,
+                    }
+            }
+        }
+    }
+
+    /// The feed-forward block's input layer (no activation: ModernBERT's gated input).
+    fn ffn_input(&self, x: Tensor<3>) -> Tensor<3> {
+        adapted(&self.ffn_in, self.lora_of(|l| &l.ffn_in), x)
+    }
+
     fn post_norm(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let (q, k, v) = split_heads(&self.qkv, x.clone(), self.num_heads);
+        let (q, k, v) = self.heads(x.clone());
         let context = self.attend(q, k, v, mask_bias);
-        let x = linear_residual(&self.attn_out, context, x, Some(&self.dropout));
+        let x = self.residual(false, context, x, Some(&self.dropout));
         let x = match &self.attn_norm {
             Some(norm) => norm.forward(x),
             None => x,
         };
-        let inner = linear_activate(&self.ffn_in, x.clone(), self.activation);
-        let x = linear_residual(&self.ffn_out, inner, x, Some(&self.dropout));
+        let inner = match self.lora_of(|l| &l.ffn_in) {
+            None => linear_activate(&self.ffn_in, x.clone(), self.activation),
+            Some(_) => activate(self.ffn_input(x.clone()), self.activation),
+        };
+        let x = self.residual(true, inner, x, Some(&self.dropout));
         self.ffn_norm.forward(x)
     }
 
@@ -151,7 +213,7 @@ impl EncoderLayer {
             Some(norm) => norm.forward(x.clone()),
             None => x.clone(),
         };
-        let (q, k, v) = split_heads(&self.qkv, normed, self.num_heads);
+        let (q, k, v) = self.heads(normed);
         let (q, k) = match &inputs.rope {
             Some(tables) => {
                 let table = &tables[usize::from(sliding)];
@@ -164,15 +226,15 @@ impl EncoderLayer {
             _ => inputs.padding.clone(),
         };
         let context = self.attend(q, k, v, bias);
-        let x = linear_residual(&self.attn_out, context, x, Some(&self.dropout));
-        let inner = linear(&self.ffn_in, self.ffn_norm.forward(x.clone()));
+        let x = self.residual(false, context, x, Some(&self.dropout));
+        let inner = self.ffn_input(self.ffn_norm.forward(x.clone()));
         let width = inner.dims()[2] / 2;
         let input = inner.clone().narrow(2, 0, width);
         let gate = inner.narrow(2, width, width);
         let gated = self
             .ffn_dropout
             .forward(activate(input, self.activation) * gate);
-        linear_residual(&self.ffn_out, gated, x, None)
+        self.residual(true, gated, x, None)
     }
 }
 

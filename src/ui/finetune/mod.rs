@@ -70,13 +70,29 @@ fn ask_before_leaving(running: bool) {
     }
 }
 
-/// What to do with the trained model: download it, or use it on the Classify page.
+/// What to do with the trained model: download it (after LoRA, its adapter too), or use it on
+/// the Classify page; or apply a saved PEFT adapter to the base model.
 #[component]
 fn TrainedModel(state: FineTuneState) -> impl IntoView {
+    let on_adapter = move |ev: web_sys::Event| {
+        if let Some(list) = super::files::picked_all(&ev) {
+            state.apply_adapter(list.into());
+        }
+    };
     view! {
         <div class="row" id="train-actions">
-            <button id="export-model" class="secondary" on:click=move |_| state.export() disabled=move || !state.has_model()>"Download the model (.zip, Hugging Face folder)"</button>
+            <button id="export-model" class="secondary" on:click=move |_| state.export(false) disabled=move || !state.has_model()>
+                {move || if state.lora_run() { "Download the merged model (.zip, Hugging Face folder)" } else { "Download the model (.zip, Hugging Face folder)" }}
+            </button>
+            <Show when=move || state.lora_run()>
+                <button id="export-adapter" class="secondary" on:click=move |_| state.export(true) disabled=move || !state.has_model()>"Download the LoRA adapter (.zip, PEFT folder)"</button>
+            </Show>
             <button id="use-model" on:click=move |_| state.use_model() disabled=move || !state.has_model()>"Use it on the Classify page"</button>
+        </div>
+        <div class="row">
+            <label class="inline" for="adapter-files">"Or apply a saved LoRA adapter (PEFT folder's files or a .zip) to the base model: "</label>
+            <input id="adapter-files" type="file" multiple accept=".zip,.json,.safetensors"
+                disabled=move || state.app.base.with(Option::is_none) on:change=on_adapter />
         </div>
         {move || state.saved.get().map(|m| view! { <p class="loaded" id="saved-message">{m}</p> })}
     }

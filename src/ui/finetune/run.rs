@@ -1,6 +1,6 @@
 //! A training run as its events tell it: phase, progress, losses, evaluations and how it ended.
 
-use crate::protocol::{ImportReport, Metrics, Outcome, Phase, TrainEvent};
+use crate::protocol::{ImportReport, Metrics, Mode, Outcome, Phase, TrainEvent};
 
 /// A training run, as its events tell it.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +23,8 @@ pub struct Run {
     pub failed: bool,
     /// The engine stopped after the run, and its model with it.
     pub lost: bool,
+    /// What the run trains (known once it starts).
+    pub mode: Option<Mode>,
 }
 
 impl Run {
@@ -40,6 +42,7 @@ impl Run {
             report: None,
             failed: false,
             lost: false,
+            mode: None,
         }
     }
 
@@ -74,7 +77,7 @@ impl Run {
                 self.steps = steps;
                 self.elapsed_s = elapsed_s;
             }
-            TrainEvent::Started { .. } => {}
+            TrainEvent::Started { mode, .. } => self.mode = Some(mode),
         }
     }
 

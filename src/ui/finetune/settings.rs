@@ -14,6 +14,7 @@ pub fn TrainingSettings(state: FineTuneState) -> impl IntoView {
     view! {
         <div class="card" id="train-settings">
             <ModeChoice state=state />
+            <LoraFields state=state />
             <div class="row">
                 {setting_field(args, "Epochs", "arg-epochs", |a| a.num_train_epochs.to_string(), |a, v| if let Ok(x) = v.parse() { a.num_train_epochs = x })}
                 {setting_field(args, "Batch size", "arg-batch", |a| a.per_device_train_batch_size.to_string(), |a, v| if let Ok(x) = v.parse() { a.per_device_train_batch_size = x })}
@@ -41,7 +42,35 @@ pub fn TrainingSettings(state: FineTuneState) -> impl IntoView {
     }
 }
 
-/// Head only or full fine-tuning; choosing one sets its epochs, batch size and learning rate.
+/// LoRA's rank, alpha, dropout and target layers, shown in LoRA mode.
+#[component]
+fn LoraFields(state: FineTuneState) -> impl IntoView {
+    let args = state.args;
+    let lora = move || args.with(|a| a.mode == Mode::Lora);
+    view! {
+        <Show when=lora>
+            <div class="row" id="lora-settings">
+                {setting_field(args, "LoRA rank r", "arg-lora-r", |a| a.lora.r.to_string(), |a, v| if let Ok(x) = v.parse() { a.lora.r = x })}
+                {setting_field(args, "LoRA alpha", "arg-lora-alpha", |a| format!("{}", a.lora.alpha), |a, v| if let Ok(x) = v.parse() { a.lora.alpha = x })}
+                {setting_field(args, "LoRA dropout", "arg-lora-dropout", |a| format!("{}", a.lora.dropout), |a, v| if let Ok(x) = v.parse() { a.lora.dropout = x })}
+                <div>
+                    <label for="arg-lora-targets">"Target layers (names, comma-separated)"</label>
+                    <input id="arg-lora-targets" type="text" spellcheck="false"
+                        placeholder="the attention's query and value"
+                        prop:value=move || args.with(|a| a.lora.target_modules.join(", "))
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            args.update(|a| a.lora.target_modules = v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+                        } />
+                </div>
+            </div>
+            <p class="muted">"As PEFT's LoraConfig: a layer is adapted when its name in the transformers model ends with one of these (query, value, dense, q_lin, Wqkv, ...). The classification head trains in full."</p>
+        </Show>
+    }
+}
+
+/// Head only, full or LoRA fine-tuning; choosing one sets its epochs, batch size and learning
+/// rate.
 #[component]
 fn ModeChoice(state: FineTuneState) -> impl IntoView {
     let mode = move || state.args.with(|a| a.mode);
@@ -53,6 +82,9 @@ fn ModeChoice(state: FineTuneState) -> impl IntoView {
             <label class="inline"><input type="radio" name="mode" id="mode-full" prop:checked=move || mode() == Mode::Full
                 on:change=move |_| state.set_mode(Mode::Full) />
                 " Full (all weights: slow, usually better)"</label>
+            <label class="inline"><input type="radio" name="mode" id="mode-lora" prop:checked=move || mode() == Mode::Lora
+                on:change=move |_| state.set_mode(Mode::Lora) />
+                " LoRA (small adapters: a few MB to save, near full quality)"</label>
         </div>
     }
 }

@@ -44,7 +44,7 @@ impl TableFile {
 /// Everything the Fine-tune page shows and edits; its methods are what the page does.
 #[derive(Clone, Copy)]
 pub struct FineTuneState {
-    app: AppState,
+    pub app: AppState,
     pub data: TableFile,
     /// Whether the data file's first row is its header: `None` detects it.
     pub header: RwSignal<Option<bool>>,
@@ -273,20 +273,53 @@ impl FineTuneState {
         self.train.cancel();
     }
 
-    /// Offers the trained model as a zip of its Hugging Face folder.
-    pub fn export(self) {
+    /// Whether the trained model came from a LoRA run (tracked).
+    pub fn lora_run(self) -> bool {
+        self.run
+            .with(|r| r.as_ref().is_some_and(|r| r.mode == Some(Mode::Lora)))
+    }
+
+    /// Offers the trained model as a zip of its Hugging Face folder, or (`adapter`) of its PEFT
+    /// adapter folder.
+    pub fn export(self, adapter: bool) {
         let (actions, saved) = (self.actions, self.saved);
-        actions.send(Request::ExportTrained, None, move |event, payload| {
-            if let Event::Exported { file_name } = event {
-                let result = payload
-                    .ok_or_else(|| "the engine sent no file".to_string())
-                    .and_then(|bytes| files::download(&file_name, &bytes));
-                match result {
-                    Ok(()) => saved.set(Some(format!("Saved {file_name}"))),
-                    Err(e) => actions.fail(e),
+        actions.send(
+            Request::ExportTrained { adapter },
+            None,
+            move |event, payload| {
+                if let Event::Exported { file_name } = event {
+                    let result = payload
+                        .ok_or_else(|| "the engine sent no file".to_string())
+                        .and_then(|bytes| files::download(&file_name, &bytes));
+                    match result {
+                        Ok(()) => saved.set(Some(format!("Saved {file_name}"))),
+                        Err(e) => actions.fail(e),
+                    }
                 }
-            }
-        });
+            },
+        );
+    }
+
+    /// Applies a PEFT LoRA adapter (the picked files) to the base model and puts the result on
+    /// the Classify page (and in browser storage).
+    pub fn apply_adapter(self, files: wasm_bindgen::JsValue) {
+        let (app, saved) = (self.app, self.saved);
+        saved.set(None);
+        self.actions
+            .send(Request::ApplyAdapter, Some(files), move |event, _| {
+                if let Event::Loaded { info, .. } = event {
+                    saved.set(Some(format!(
+                        "The adapter is applied: \"{}\" is on the Classify page{}",
+                        info.name,
+                        match &info.storage_warning {
+                            None => " and kept in browser storage".to_string(),
+                            Some(w) => format!(", but {w}"),
+                        }
+                    )));
+                    app.classifier.set(Some(info));
+                    app.refresh_stored();
+                }
+            });
     }
 
     /// Puts the trained model on the Classify page (and in browser storage).
