@@ -865,6 +865,58 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       await shoot(page, 'classify-finetuned-cpu');
     });
   }],
+  ['fine-tune: LoRA trains adapters; the PEFT adapter zip downloads and applies back onto the base', async () => {
+    const csv = filmCsv('lora', 12);
+    const adapterZip = path.join(out, 'lora-adapter.zip');
+    const mergedZip = path.join(out, 'lora-merged.zip');
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await fineTuneTinyBert(page, csv);
+      assert(!(await page.locator('#lora-settings').count()), 'LoRA settings only in LoRA mode');
+      await page.locator('#mode-lora').check();
+      assert((await page.locator('#arg-lr').inputValue()) === '0.0005', 'LoRA default learning rate');
+      for (const [id, value] of [['#arg-lora-r', '4'], ['#arg-lora-targets', 'query, value, dense'], ['#arg-epochs', '2'], ['#arg-lr', '0.01']]) {
+        await page.locator(id).fill(value);
+        await page.locator(id).dispatchEvent('change');
+      }
+      await page.locator('#train-start').click();
+      await page.locator('#metrics-table tr[data-epoch="2"]').waitFor();
+      const save = async (button, file) => {
+        const [download] = await Promise.all([page.waitForEvent('download'), page.locator(button).click()]);
+        await download.saveAs(file);
+      };
+      await save('#export-adapter', adapterZip);
+      await save('#export-model', mergedZip);
+      const read = (zip, name) => execFileSync('python3', ['-c',
+        'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(z.read(next(n for n in z.namelist() if n.endswith("/" + sys.argv[2]))).decode("latin-1"), end="")',
+        zip, name], { encoding: 'utf8' });
+      const config = JSON.parse(read(adapterZip, 'adapter_config.json'));
+      assert(config.peft_type === 'LORA' && config.r === 4 && config.task_type === 'SEQ_CLS', `adapter_config ${JSON.stringify(config)}`);
+      assert(JSON.stringify(config.target_modules) === '["query","value","dense"]', `targets ${config.target_modules}`);
+      assert(JSON.stringify(config.modules_to_save) === '["classifier"]', `modules_to_save ${config.modules_to_save}`);
+      assert(read(adapterZip, 'adapter_model.safetensors').includes('base_model.model.bert.pooler.dense.lora_A.weight'), 'PEFT names');
+      assert(JSON.parse(read(adapterZip, 'labels.json')).id2label['1'] === 'positive', 'labels.json');
+      assert(read(adapterZip, 'README.md').includes('library_name: peft'), 'the adapter card');
+      assert(fs.statSync(adapterZip).size < fs.statSync(mergedZip).size / 4, 'the adapter is a fraction of the model');
+      // The adapter applied back onto the base scores as the merged folder does natively.
+      await page.locator('#adapter-files').setInputFiles(adapterZip);
+      await page.locator('#saved-message', { hasText: 'adapter is applied' }).waitFor();
+      const texts = ['a good film number 99', 'a bad film number 99'];
+      const native = JSON.parse(execFileSync('cargo', ['run', '--quiet', '--example', 'classify', '--', mergedZip, ...texts], { cwd: root, encoding: 'utf8' }));
+      await page.getByRole('link', { name: 'Classify', exact: true }).click();
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(texts.join('\n'));
+      await page.locator('#classify-run').click();
+      const results = page.locator('#classify-results .result');
+      await results.nth(1).waitFor();
+      for (let i = 0; i < texts.length; i++) {
+        for (const s of await scoresOf(results.nth(i))) {
+          const w = native[i].find((n) => n.label === s.label);
+          assert(w && Math.abs(w.score - s.score) < 1e-4, `text ${i} ${s.label}: applied adapter ${s.score}, merged folder natively ${w && w.score}`);
+        }
+      }
+      console.log(`  LoRA adapter zip ${fs.statSync(adapterZip).size} bytes, merged ${fs.statSync(mergedZip).size}; scores ${JSON.stringify(native)}`);
+    });
+  }],
   ['fine-tune: closing the tab mid-run asks first; after the run it does not', async () => {
     const csv = filmCsv('leave-mid-run', 40);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
