@@ -7,6 +7,9 @@
 //! - lora: the same run with LoRA (r 8, alpha 16, dropout 0.1 on query and value, the head in
 //!   full) at LoRA's default rate 5e-4.
 //!
+//! `LEARNING_RATE`, `LORA_R` and `LORA_TARGETS` (comma-separated layer names) override the
+//! defaults.
+//!
 //! Each run ends with the process's peak resident memory (`VmHWM`): run one mode per process to
 //! compare them.
 //!
@@ -85,6 +88,15 @@ fn run(mode: Mode) {
             }
         }
     };
+    let mut args = args;
+    if let Ok(lr) = std::env::var("LEARNING_RATE") {
+        args.learning_rate = lr.parse().expect("LEARNING_RATE: a number");
+    }
+    args.lora.r = env_or("LORA_R", args.lora.r);
+    if let Ok(t) = std::env::var("LORA_TARGETS") {
+        args.lora.target_modules = t.split(',').map(|s| s.trim().to_string()).collect();
+    }
+    let args = args;
     let device = Device::flex();
     let tokenizer = files.tokenizer().unwrap();
     let pooling = default_pooling(&files, mode);

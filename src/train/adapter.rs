@@ -17,6 +17,7 @@ use crate::hub::{ModelFiles, TOKENIZER_FILES};
 use crate::model::bert::{
     default_lora_targets, AdapterSource, DropoutRates, HeadInit, SequenceClassifier, PEFT_PREFIX,
 };
+use crate::model::config::Family;
 use crate::model::layers::Exporter;
 use crate::model::lora::PeftConfig;
 use crate::model::weights::{write_safetensors, Weights};
@@ -41,26 +42,32 @@ fn labels_json(labels: &[String]) -> Value {
     json!({ "id2label": id2label, "label2id": label2id })
 }
 
+/// LoRA's target layers as PEFT's `target_modules`: the settings' names, or the family's
+/// defaults when none are given.
+pub fn resolved_targets(settings: &LoraSettings, family: Family) -> Vec<String> {
+    let given: Vec<String> = settings
+        .target_modules
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if given.is_empty() {
+        default_lora_targets(family)
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        given
+    }
+}
+
 /// PEFT's `adapter_config.json` for `model`'s adapters trained with `settings` on `base_model`.
 pub fn adapter_config(
     model: &SequenceClassifier,
     settings: &LoraSettings,
     base_model: &str,
 ) -> Value {
-    let family = model.encoder.config.family;
-    let targets: Vec<String> = if settings.target_modules.iter().all(|t| t.trim().is_empty()) {
-        default_lora_targets(family)
-            .iter()
-            .map(|t| t.to_string())
-            .collect()
-    } else {
-        settings
-            .target_modules
-            .iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect()
-    };
+    let targets = resolved_targets(settings, model.encoder.config.family);
     json!({
         "peft_type": "LORA",
         "task_type": "SEQ_CLS",

@@ -11,6 +11,7 @@ pub mod events;
 pub mod export;
 #[cfg(feature = "engine")]
 pub mod optim;
+pub mod script;
 #[cfg(feature = "engine")]
 mod trainable;
 #[cfg(feature = "engine")]

@@ -170,6 +170,23 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
             };
             train::train(reply, plan, args).await
         }
+        Request::ExportScript {
+            text_column,
+            label_column,
+            test_fraction,
+            split_seed,
+            separate_test,
+            args,
+        } => {
+            let plan = train::Plan {
+                text_column,
+                label_column,
+                test_fraction,
+                split_seed,
+                separate_test,
+            };
+            train::export_script(reply, plan, args).await
+        }
         Request::ZeroShotBaseline {
             text_column,
             label_column,

@@ -22,9 +22,12 @@ use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pipelines::TextClassifier;
 use crate::pool::Sharing;
 use crate::protocol::{Event, Slot};
-use crate::train::adapter::export_adapter;
+use crate::train::adapter::{export_adapter, resolved_targets};
 use crate::train::card::{model_card, sha256_hex, DataFacts, RunFacts};
 use crate::train::export::export_classifier;
+use crate::train::script::{
+    readme as script_readme, requirements, training_script, DataLayout, ScriptSpec,
+};
 use crate::train::{
     classifier_for_training, default_pooling, fine_tune, TrainEvent, TrainHooks, TrainingArgs,
 };
@@ -310,6 +313,68 @@ pub async fn export(reply: Reply, adapter: bool) -> Result<(), Error> {
         .into_iter()
         .map(|(n, b)| (format!("{folder}/{n}"), b))
         .collect();
+    let zip = archive::write_zip(&entries)?;
+    reply.send_with(
+        Event::Exported {
+            file_name: format!("{folder}.zip"),
+        },
+        &bytes_to_js(&zip),
+    );
+    Ok(())
+}
+
+/// "Export as a training script": a zip of a folder with `train.py` (transformers' Trainer on the
+/// same data, split, arguments and metrics), `requirements.txt` and a `README.md`.
+pub async fn export_script(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), Error> {
+    args.validate().map_err(Error::Usage)?;
+    let base = state::need(|e| e.base.clone(), "base model")?;
+    let table = state::need(|e| e.train_table.clone(), "dataset")?;
+    // The data must import as training would (its classes, the split).
+    datasets(&plan)?;
+    let config = base.files.config()?;
+    let family = crate::pipelines::encoder_config(&config)?.family;
+    let layout = |t: &NamedTable, text_column: usize, label_column: usize| DataLayout {
+        file: t.name.clone(),
+        delimiter: t.table.delimiter as char,
+        has_header: t.table.has_header,
+        columns: t.table.columns.len(),
+        text_column,
+        label_column,
+    };
+    let test = if plan.separate_test {
+        let t = state::need(|e| e.test_table.clone(), "test file")?;
+        let (tc, lc) =
+            t.table
+                .matching_columns(&table.table, plan.text_column, plan.label_column)?;
+        Some(layout(&t, tc, lc))
+    } else {
+        None
+    };
+    let spec = ScriptSpec {
+        base_model: base.name.clone(),
+        lora_targets: resolved_targets(&args.lora, family),
+        modules_to_save: crate::model::bert::lora_modules_to_save(family, true, false),
+        args,
+        data: layout(&table, plan.text_column, plan.label_column),
+        test,
+        test_fraction: plan.test_fraction,
+        split_seed: plan.split_seed,
+    };
+    let folder = format!("{}-training", base.name.replace('/', "-"));
+    let entries = vec![
+        (
+            format!("{folder}/train.py"),
+            training_script(&spec).into_bytes(),
+        ),
+        (
+            format!("{folder}/requirements.txt"),
+            requirements(spec.args.mode).into_bytes(),
+        ),
+        (
+            format!("{folder}/README.md"),
+            script_readme(&spec).into_bytes(),
+        ),
+    ];
     let zip = archive::write_zip(&entries)?;
     reply.send_with(
         Event::Exported {

@@ -46,6 +46,20 @@ pub fn default_targets(family: Family) -> &'static [&'static str] {
     }
 }
 
+/// PEFT's `modules_to_save` for a family's classifier: its head (DistilBERT's `pre_classifier`
+/// when it has one), and `pooler` when BERT's pooler is new.
+pub fn modules_to_save(family: Family, pre_classifier: bool, fresh_pooler: bool) -> Vec<String> {
+    let mut names: Vec<String> = match family {
+        Family::ModernBert => vec!["head".into(), "classifier".into()],
+        Family::DistilBert if pre_classifier => vec!["pre_classifier".into(), "classifier".into()],
+        _ => vec!["classifier".into()],
+    };
+    if fresh_pooler {
+        names.push("pooler".into());
+    }
+    names
+}
+
 /// The names of one layer's linear layers: the fused query/key/value parts (one for
 /// ModernBERT's `Wqkv`), the attention output, the feed-forward input and output.
 fn layer_names(family: Family, i: usize) -> (Vec<String>, [String; 3]) {
@@ -82,17 +96,11 @@ impl SequenceClassifier {
     /// PEFT's `modules_to_save` for this classifier: its head, and BERT's pooler when the base
     /// had none (a fresh pooler would otherwise differ from the one transformers draws).
     pub fn lora_modules_to_save(&self) -> Vec<String> {
-        let mut names = match self.encoder.config.family {
-            Family::ModernBert => vec!["head".to_string(), "classifier".to_string()],
-            Family::DistilBert if self.head.pre_classifier.is_some() => {
-                vec!["pre_classifier".to_string(), "classifier".to_string()]
-            }
-            _ => vec!["classifier".to_string()],
-        };
-        if self.pooler.as_ref().is_some_and(|p| p.fresh) {
-            names.push("pooler".to_string());
-        }
-        names
+        modules_to_save(
+            self.encoder.config.family,
+            self.head.pre_classifier.is_some(),
+            self.pooler.as_ref().is_some_and(|p| p.fresh),
+        )
     }
 
     /// The classifier with LoRA adapters on the layers `settings` targets (in the encoder's

@@ -28,7 +28,10 @@ use super::lora::{adapted, LinearLora};
 
 pub use heads::{ClassifierHead, HeadStyle, MaskedLm, Pooler, SequenceClassifier, TokenClassifier};
 pub use loader::{init_linear, HeadInit};
-pub use lora::{default_targets as default_lora_targets, AdapterSource, LoraFacts, PEFT_PREFIX};
+pub use lora::{
+    default_targets as default_lora_targets, modules_to_save as lora_modules_to_save,
+    AdapterSource, LoraFacts, PEFT_PREFIX,
+};
 
 /// Token ids, attention mask and token types of a batch, on the device.
 #[derive(Debug, Clone)]

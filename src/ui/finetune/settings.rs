@@ -36,6 +36,8 @@ pub fn TrainingSettings(state: FineTuneState) -> impl IntoView {
             <div class="row">
                 <button id="train-start" on:click=move |_| state.start() disabled=move || !state.can_start()>"Start training"</button>
                 <button id="train-cancel" class="secondary" on:click=move |_| state.cancel() disabled=move || !state.running()>"Cancel"</button>
+                <button id="export-script" class="secondary" on:click=move |_| state.export_script() disabled=move || !state.can_start()
+                    title="The same run with transformers' Trainer on a GPU machine (one or several GPUs): for data or models too big for a browser tab">"Export as a training script (.zip)"</button>
             </div>
             <ErrorBox error=state.train.error() />
         </div>

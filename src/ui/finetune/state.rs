@@ -219,6 +219,37 @@ impl FineTuneState {
             && !(self.separate_test.get() && self.test.preview.with(Option::is_none))
     }
 
+    /// Offers the run as it is set up as a Python script for transformers' Trainer (a zip).
+    pub fn export_script(self) {
+        let args = self.args.get_untracked();
+        if let Err(e) = args.validate() {
+            self.train.fail(e);
+            return;
+        }
+        let request = Request::ExportScript {
+            text_column: self.text_column.get_untracked(),
+            label_column: self.label_column.get_untracked(),
+            test_fraction: self.test_fraction.get_untracked(),
+            split_seed: args.seed,
+            separate_test: self.separate_test.get_untracked(),
+            args,
+        };
+        let (actions, saved) = (self.actions, self.saved);
+        actions.send(request, None, move |event, payload| {
+            if let Event::Exported { file_name } = event {
+                let result = payload
+                    .ok_or_else(|| "the engine sent no file".to_string())
+                    .and_then(|bytes| files::download(&file_name, &bytes));
+                match result {
+                    Ok(()) => saved.set(Some(format!(
+                        "Saved {file_name}: run it where the GPUs are"
+                    ))),
+                    Err(e) => actions.fail(e),
+                }
+            }
+        });
+    }
+
     pub fn start(self) {
         self.saved.set(None);
         let args = self.args.get_untracked();
