@@ -111,6 +111,14 @@ pub struct TrainingArgs {
     /// The adapters of LoRA mode.
     #[serde(default)]
     pub lora: LoraSettings,
+    /// A checkpoint every this many steps (full and LoRA modes; every mode keeps one after each
+    /// epoch) when the host keeps them; 0: after each epoch only.
+    #[serde(default = "default_save_steps")]
+    pub save_steps: usize,
+}
+
+fn default_save_steps() -> usize {
+    200
 }
 
 impl Default for TrainingArgs {
@@ -132,6 +140,7 @@ impl Default for TrainingArgs {
             logging_steps: 10,
             dropout: true,
             lora: LoraSettings::default(),
+            save_steps: default_save_steps(),
         }
     }
 }

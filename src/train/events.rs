@@ -58,6 +58,8 @@ pub enum TrainEvent {
         loss: f64,
         metrics: Metrics,
     },
+    /// A checkpoint was kept: the run can resume from `step` (epoch `epoch` under way).
+    Saved { step: usize, epoch: usize },
     Finished {
         outcome: Outcome,
         steps: usize,
@@ -76,6 +78,18 @@ pub trait TrainHooks {
     }
     /// Lets the host run (a browser processes messages here). Natively: nothing.
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async {})
+    }
+    /// Whether the host keeps checkpoints: the loop then reads the weights back to make them.
+    fn keeps_checkpoints(&self) -> bool {
+        false
+    }
+    /// Keeps a checkpoint (made after each epoch, and every `save_steps` steps in full and LoRA
+    /// modes, when [`TrainHooks::keeps_checkpoints`]).
+    fn checkpoint(
+        &mut self,
+        _checkpoint: super::checkpoint::Checkpoint,
+    ) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(async {})
     }
     /// Other engines to spread head mode's feature extraction and the evaluations over (the

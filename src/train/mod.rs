@@ -6,6 +6,7 @@ pub mod args;
 #[cfg(feature = "engine")]
 pub mod batches;
 pub mod card;
+pub mod checkpoint;
 pub mod events;
 #[cfg(feature = "engine")]
 pub mod export;
@@ -21,7 +22,7 @@ pub use crate::metrics::{evaluate, Average, ClassMetrics, Metrics};
 pub use args::{LoraSettings, Mode, TrainingArgs};
 pub use events::{Outcome, Phase, TrainEvent, TrainHooks};
 #[cfg(feature = "engine")]
-pub use trainer::{fine_tune, TrainResult};
+pub use trainer::{fine_tune, fine_tune_from, TrainResult};
 
 #[cfg(feature = "engine")]
 use burn::prelude::*;

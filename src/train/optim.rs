@@ -14,6 +14,8 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::checkpoint::OptimState;
+
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWSettings {
     pub beta1: f64,
@@ -204,6 +206,49 @@ impl AdamW {
             flat: &flat.params,
         });
         (model, flat)
+    }
+
+    /// The flat buffers and step as host data (for a checkpoint); `None` before the first step.
+    pub async fn state(&self) -> Result<Option<OptimState>, crate::model::ModelError> {
+        let Some(flat) = &self.flat else {
+            return Ok(None);
+        };
+        Ok(Some(OptimState {
+            step: flat.step,
+            params: crate::model::read_f32(flat.params.clone()).await?,
+            m: crate::model::read_f32(flat.m.clone()).await?,
+            v: crate::model::read_f32(flat.v.clone()).await?,
+        }))
+    }
+
+    /// Puts a checkpoint's state back: `model`'s trainable parameters become views of the saved
+    /// weights, and the moments and step are the saved ones. `model` must have the parameters
+    /// (in order and shape) of the model the state was taken from.
+    pub fn restore<M: Module>(&mut self, model: M, state: &OptimState) -> Result<M, String> {
+        let (model, mut flat) = self.flatten(model);
+        let total = flat.params.dims()[0];
+        if [&state.params, &state.m, &state.v]
+            .iter()
+            .any(|b| b.len() != total)
+        {
+            return Err(format!(
+                "the checkpoint holds {} trainable weights, this model has {total}",
+                state.params.len()
+            ));
+        }
+        let device = flat.params.device();
+        let upload =
+            |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [total]), &device);
+        flat.params = upload(&state.params);
+        flat.m = upload(&state.m);
+        flat.v = upload(&state.v);
+        flat.step = state.step;
+        let model = model.map(&mut Views {
+            slots: &flat.slots,
+            flat: &flat.params,
+        });
+        self.flat = Some(flat);
+        Ok(model)
     }
 
     /// Backpropagates `loss`, clips the global gradient norm, and updates `model` with rate `lr`.

@@ -8,6 +8,7 @@ use super::args::{Mode, TrainingArgs};
 use std::rc::Rc;
 
 use super::batches::{cross_entropy, index_tensor, loss_and_predictions, losses_and_predictions};
+use super::checkpoint::OptimState;
 use super::events::{Phase, TrainEvent, TrainHooks};
 use super::export::export_classifier;
 use super::optim::{AdamW, AdamWSettings};
@@ -111,6 +112,23 @@ impl Trainable {
             train_features,
             test_features,
         }))
+    }
+
+    /// Puts a checkpoint's weights and optimiser state back (see [`AdamW::restore`]).
+    pub fn restore(self, optimizer: &mut AdamW, state: &OptimState) -> Result<Self, Error> {
+        let restored = match self {
+            Self::Full(model) => optimizer.restore(model, state).map(Self::Full),
+            Self::Head {
+                head,
+                train_features,
+                test_features,
+            } => optimizer.restore(head, state).map(|head| Self::Head {
+                head,
+                train_features,
+                test_features,
+            }),
+        };
+        restored.map_err(Error::Usage)
     }
 
     /// AdamW over the trainable parameters.

@@ -5,8 +5,9 @@
 
 use burn::prelude::*;
 
-use super::args::TrainingArgs;
-use super::optim::AdamWSettings;
+use super::args::{Mode, TrainingArgs};
+use super::checkpoint::{step_seed, Checkpoint};
+use super::optim::{AdamW, AdamWSettings};
 use super::trainable::{Env, Trainable};
 use crate::clock::now_ms;
 use crate::data::Dataset;
@@ -51,6 +52,22 @@ pub async fn fine_tune(
     args: &TrainingArgs,
     device: &Device,
     hooks: &mut dyn TrainHooks,
+) -> Result<TrainResult, Error> {
+    fine_tune_from(model, tokenizer, train, test, args, device, hooks, None).await
+}
+
+/// [`fine_tune`], resumed from `resume` when given: `model`, the data and `args` must be the
+/// run's own (the checkpoint holds where it stood and what it learned, not its setting).
+#[allow(clippy::too_many_arguments)]
+pub async fn fine_tune_from(
+    model: SequenceClassifier,
+    tokenizer: &TextTokenizer,
+    train: &Dataset,
+    test: &Dataset,
+    args: &TrainingArgs,
+    device: &Device,
+    hooks: &mut dyn TrainHooks,
+    resume: Option<&Checkpoint>,
 ) -> Result<TrainResult, Error> {
     args.validate().map_err(Error::Usage)?;
     if train.is_empty() {
@@ -106,18 +123,44 @@ pub async fn fine_tune(
         decay_bias_and_norm: false,
         max_grad_norm: args.max_grad_norm,
     });
+    let (first_epoch, done_batches) = match resume {
+        Some(c) => {
+            trainable = trainable.restore(&mut optimizer, &c.optimizer)?;
+            tally.steps = c.steps;
+            tally.history = c.history.clone();
+            tally.train_ms = c.train_ms;
+            hooks.event(&TrainEvent::Progress {
+                phase: Phase::Training,
+                done: c.steps,
+                total: total_steps,
+                elapsed_s: env.elapsed_s(),
+            });
+            (c.epoch, c.batch)
+        }
+        None => (1, 0),
+    };
+    let keep = hooks.keeps_checkpoints();
     let mut outcome = Outcome::Completed;
     // The weights at the last check, and the step they were taken at: what a NaN falls back to.
-    let mut last_good = (trainable.clone(), 0usize);
+    let mut last_good = (trainable.clone(), tally.steps);
     let mut pending = Pending::default();
     'epochs: for epoch in 1..=args.num_train_epochs {
+        // Every epoch's shuffle is drawn, so that a resumed run batches as the first did.
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
+        if epoch < first_epoch {
+            continue;
+        }
         let batches: Vec<&[usize]> = order.chunks(args.per_device_train_batch_size).collect();
         for (b, batch) in batches.iter().enumerate() {
+            if epoch == first_epoch && b < done_batches {
+                continue;
+            }
             let cancelled = hooks.cancelled();
             let t0 = now_ms();
             if !cancelled {
+                // Dropout's masks for this step from the run's seed and the step alone.
+                env.autodiff.seed(step_seed(args.seed, tally.steps));
                 let lr = args.learning_rate_at(tally.steps, total_steps);
                 let (next, loss, grad_norm) =
                     trainable.step(&mut optimizer, lr, batch, train, &env)?;
@@ -127,9 +170,16 @@ pub async fn fine_tune(
             }
             let step = tally.steps;
             let log = !cancelled && (step % args.logging_steps == 0 || step == total_steps);
+            // Checkpoints within an epoch (its end keeps one after the evaluation).
+            let save = keep
+                && !cancelled
+                && args.mode != Mode::Head
+                && args.save_steps > 0
+                && step % args.save_steps == 0
+                && b + 1 < batches.len();
             // The device runs ahead of the loop: its results are read (and checked) only to log,
-            // at the end of an epoch, and when cancelled.
-            let checked = if log || cancelled || b + 1 == batches.len() {
+            // to save, at the end of an epoch, and when cancelled.
+            let checked = if log || save || cancelled || b + 1 == batches.len() {
                 Some(pending.check(step).await?)
             } else {
                 None
@@ -162,6 +212,9 @@ pub async fn fine_tune(
                 outcome = Outcome::Cancelled;
                 break 'epochs;
             }
+            if save {
+                checkpoint(&optimizer, epoch, b + 1, &tally, hooks).await?;
+            }
             hooks.event(&TrainEvent::Progress {
                 phase: Phase::Training,
                 done: step,
@@ -189,9 +242,40 @@ pub async fn fine_tune(
             tally.history.push((epoch, loss, metrics));
             hooks.pause().await;
         }
+        if keep && epoch < args.num_train_epochs {
+            checkpoint(&optimizer, epoch + 1, 0, &tally, hooks).await?;
+        }
     }
     let model = trainable.into_model(model);
     Ok(tally.finish(model, outcome, &env, total_steps, hooks))
+}
+
+/// Hands the hooks a checkpoint of the run at batch `batch` of epoch `epoch`.
+async fn checkpoint(
+    optimizer: &AdamW,
+    epoch: usize,
+    batch: usize,
+    tally: &Tally,
+    hooks: &mut dyn TrainHooks,
+) -> Result<(), Error> {
+    let Some(state) = optimizer.state().await? else {
+        return Ok(());
+    };
+    hooks
+        .checkpoint(Checkpoint {
+            epoch,
+            batch,
+            steps: tally.steps,
+            history: tally.history.clone(),
+            train_ms: tally.train_ms,
+            optimizer: state,
+        })
+        .await;
+    hooks.event(&TrainEvent::Saved {
+        step: tally.steps,
+        epoch,
+    });
+    Ok(())
 }
 
 /// What the user reads when the loss at `bad_step` was `loss` (NaN or infinite) and the weights

@@ -25,6 +25,8 @@ pub struct Run {
     pub lost: bool,
     /// What the run trains (known once it starts).
     pub mode: Option<Mode>,
+    /// The step of the last checkpoint kept in browser storage.
+    pub saved_step: Option<usize>,
 }
 
 impl Run {
@@ -43,6 +45,7 @@ impl Run {
             failed: false,
             lost: false,
             mode: None,
+            saved_step: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl Run {
                 self.elapsed_s = elapsed_s;
             }
             TrainEvent::Started { mode, .. } => self.mode = Some(mode),
+            TrainEvent::Saved { step, .. } => self.saved_step = Some(step),
         }
     }
 
