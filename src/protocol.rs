@@ -62,6 +62,34 @@ impl Slot {
     }
 }
 
+/// A training run kept in browser storage (checkpoint, data, settings): resumable after a reload
+/// or a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub base_name: String,
+    /// The base model's key in browser storage.
+    pub base_key: String,
+    pub data_file: String,
+    pub test_file: Option<String>,
+    pub text_column: usize,
+    pub label_column: usize,
+    pub test_fraction: f64,
+    pub split_seed: u64,
+    pub separate_test: bool,
+    pub args: TrainingArgs,
+    /// Where the last checkpoint stands: steps done, of how many, and the epoch under way.
+    pub step: usize,
+    pub total_steps: usize,
+    pub epoch: usize,
+    /// When the last checkpoint was kept (ms since the epoch).
+    pub saved_ms: f64,
+    /// Bytes of the checkpoint and data.
+    pub bytes: u64,
+    /// Where it is kept ("the origin-private file system" or "the Cache API").
+    pub storage: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ModelSource {
     /// A model id on the Hub (or a mirror): files come from `url_template`.
@@ -166,6 +194,18 @@ pub enum Request {
         #[serde(default)]
         separate_test: bool,
         args: TrainingArgs,
+    },
+    /// The training runs kept in browser storage: answered by `Runs`.
+    ListRuns,
+    /// Forgets a kept run (its checkpoint and data).
+    DeleteRun {
+        id: String,
+    },
+    /// Resumes a kept run from its checkpoint: its base model is loaded from browser storage
+    /// (`Loaded`), its data read again, and training goes on from where it stood, with `Train`
+    /// events as for `Train`.
+    ResumeRun {
+        id: String,
     },
     /// The same run as `Train` as a Python script for transformers' Trainer: a zip of `train.py`,
     /// `requirements.txt` and `README.md` (event payload).
@@ -303,6 +343,11 @@ pub enum Event {
     StoredModels {
         models: Vec<StoredModel>,
         usage: Option<(f64, f64)>,
+    },
+    /// The kept training runs, newest first, and the bytes they take.
+    Runs {
+        runs: Vec<RunInfo>,
+        bytes: u64,
     },
     Classified {
         results: Vec<Vec<LabelScore>>,

@@ -48,9 +48,9 @@ impl TrainHooks for Keep {
     fn keeps_checkpoints(&self) -> bool {
         true
     }
-    fn checkpoint(&mut self, c: Checkpoint) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    fn checkpoint(&mut self, c: Checkpoint) -> Pin<Box<dyn Future<Output = bool> + '_>> {
         self.checkpoints.push(c.to_bytes());
-        Box::pin(async {})
+        Box::pin(async { true })
     }
 }
 
@@ -126,7 +126,10 @@ fn a_run_resumed_from_its_checkpoint_ends_as_one_that_never_stopped() {
         let resumed = run(&files, &args, &mut second, Some(&last));
         assert_eq!(resumed.outcome, Outcome::Completed);
         assert_eq!(resumed.steps, uninterrupted.steps, "{mode:?}: steps");
-        assert_eq!(resumed.history, uninterrupted.history, "{mode:?}: evaluations");
+        assert_eq!(
+            resumed.history, uninterrupted.history,
+            "{mode:?}: evaluations"
+        );
         let (a, b) = (weights(&uninterrupted.model), weights(&resumed.model));
         assert_eq!(a.len(), b.len());
         let mut worst = 0f32;

@@ -13,6 +13,8 @@ mod files;
 #[cfg(target_arch = "wasm32")]
 pub mod download;
 #[cfg(target_arch = "wasm32")]
+pub mod runs;
+#[cfg(target_arch = "wasm32")]
 pub mod storage;
 
 use serde::{Deserialize, Serialize};

@@ -86,11 +86,12 @@ pub trait TrainHooks {
     }
     /// Keeps a checkpoint (made after each epoch, and every `save_steps` steps in full and LoRA
     /// modes, when [`TrainHooks::keeps_checkpoints`]).
+    /// Returns whether it was kept.
     fn checkpoint(
         &mut self,
         _checkpoint: super::checkpoint::Checkpoint,
-    ) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        Box::pin(async {})
+    ) -> Pin<Box<dyn Future<Output = bool> + '_>> {
+        Box::pin(async { false })
     }
     /// Other engines to spread head mode's feature extraction and the evaluations over (the
     /// browser's helper workers on the CPU). None by default.

@@ -129,6 +129,15 @@ pub async fn fine_tune_from(
             tally.steps = c.steps;
             tally.history = c.history.clone();
             tally.train_ms = c.train_ms;
+            // The host hears of the evaluations before the checkpoint again.
+            for (epoch, loss, metrics) in &c.history {
+                hooks.event(&TrainEvent::Evaluated {
+                    epoch: *epoch,
+                    step: epoch * steps_per_epoch,
+                    loss: *loss,
+                    metrics: metrics.clone(),
+                });
+            }
             hooks.event(&TrainEvent::Progress {
                 phase: Phase::Training,
                 done: c.steps,
@@ -261,7 +270,7 @@ async fn checkpoint(
     let Some(state) = optimizer.state().await? else {
         return Ok(());
     };
-    hooks
+    let kept = hooks
         .checkpoint(Checkpoint {
             epoch,
             batch,
@@ -271,10 +280,12 @@ async fn checkpoint(
             optimizer: state,
         })
         .await;
-    hooks.event(&TrainEvent::Saved {
-        step: tally.steps,
-        epoch,
-    });
+    if kept {
+        hooks.event(&TrainEvent::Saved {
+            step: tally.steps,
+            epoch,
+        });
+    }
     Ok(())
 }
 

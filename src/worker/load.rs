@@ -107,6 +107,11 @@ pub async fn load(
             Err(e) => info.storage_warning = Some(not_kept(&e)),
         }
     }
+    if slot == Slot::Base {
+        // A run can resume after a reload only from a base model it can load again.
+        let stored = info.stored.clone();
+        state::update(|e| e.base_stored = stored);
+    }
     share(slot, &fetched.files, info.stored.as_deref());
     reply.send(Event::Loaded { slot, info });
     Ok(())

@@ -168,8 +168,11 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
                 split_seed,
                 separate_test,
             };
-            train::train(reply, plan, args).await
+            train::train(reply, plan, args, payload).await
         }
+        Request::ListRuns => train::list_runs(reply).await,
+        Request::DeleteRun { id } => train::delete_run(reply, &id).await,
+        Request::ResumeRun { id } => train::resume(reply, &id).await,
         Request::ExportScript {
             text_column,
             label_column,

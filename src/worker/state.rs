@@ -55,6 +55,8 @@ pub struct Engine {
     pub fill_mask: Option<Rc<FillMask>>,
     pub language_model: Option<Rc<LanguageModel>>,
     pub base: Option<Rc<BaseModel>>,
+    /// The base model's key in browser storage, when it is kept there.
+    pub base_stored: Option<String>,
     pub embedder: Option<Rc<crate::pipelines::Embedder>>,
     /// The sentences last embedded for similarity, with their embeddings: asking again about
     /// the same sentences (another query) embeds only the query.

@@ -10,26 +10,30 @@ use burn::module::Module;
 use wasm_bindgen::JsValue;
 
 use super::helpers::{self, WorkerHelpers};
-use super::load::{keep, model_info, not_kept, picked_entries, share};
+use super::load::{self, keep, model_info, not_kept, picked_entries, share};
 use super::state::{self, NamedTable, Trained};
 use super::{payload_bytes, Reply};
 use crate::data::{parse_table as read_table, stratified_split, Dataset, TableOptions};
 use crate::error::Error;
+use crate::hub::runs::RunStore;
 use crate::hub::{archive, ModelFiles, StoreKey};
+use crate::js::js_to_bytes;
 use crate::js::{bytes_to_js, yield_now};
 use crate::metrics::{evaluate, Average};
 use crate::pipelines::zero_shot::ZeroShotSpec;
 use crate::pipelines::TextClassifier;
 use crate::pool::Sharing;
-use crate::protocol::{Event, Slot};
+use crate::protocol::{Event, RunInfo, Slot};
 use crate::train::adapter::{export_adapter, resolved_targets};
 use crate::train::card::{model_card, sha256_hex, DataFacts, RunFacts};
+use crate::train::checkpoint::Checkpoint;
 use crate::train::export::export_classifier;
 use crate::train::script::{
     readme as script_readme, requirements, training_script, DataLayout, ScriptSpec,
 };
 use crate::train::{
-    classifier_for_training, default_pooling, fine_tune, TrainEvent, TrainHooks, TrainingArgs,
+    classifier_for_training, default_pooling, fine_tune_from, Outcome, TrainEvent, TrainHooks,
+    TrainingArgs,
 };
 
 /// Reads a CSV/TSV for training (or, with `test`, the separate test file) and previews it.
@@ -108,6 +112,8 @@ struct WorkerHooks {
     sharing: Option<Rc<Sharing>>,
     /// `now_ms()` when the loop last let the browser run.
     last_yield: f64,
+    /// Where the run keeps its checkpoints, when it does.
+    keeper: Option<RunKeeper>,
 }
 
 /// How often (ms) the training loop lets the browser run: often enough that a cancel lands at
@@ -116,7 +122,41 @@ struct WorkerHooks {
 const YIELD_EVERY_MS: f64 = 30.0;
 
 impl TrainHooks for WorkerHooks {
+    fn keeps_checkpoints(&self) -> bool {
+        self.keeper.is_some()
+    }
+    fn checkpoint(&mut self, checkpoint: Checkpoint) -> Pin<Box<dyn Future<Output = bool> + '_>> {
+        Box::pin(async move {
+            let Some(k) = &mut self.keeper else {
+                return false;
+            };
+            let bytes = checkpoint.to_bytes();
+            let id = k.info.id.clone();
+            let kept = match k.store.write(&format!("{id}.checkpoint"), &bytes).await {
+                Ok(()) => {
+                    k.info.bytes = k.data_bytes + bytes.len() as u64;
+                    k.info.step = checkpoint.steps;
+                    k.info.epoch = checkpoint.epoch;
+                    k.info.saved_ms = js_sys::Date::now();
+                    k.store.put(&k.info).await
+                }
+                Err(e) => Err(e),
+            };
+            match kept {
+                Ok(()) => true,
+                Err(e) => {
+                    // A full quota: training goes on without checkpoints.
+                    web_sys::console::warn_1(&format!("checkpoint not kept: {e}").into());
+                    self.keeper = None;
+                    false
+                }
+            }
+        })
+    }
     fn event(&mut self, event: &TrainEvent) {
+        if let (TrainEvent::Started { total_steps, .. }, Some(k)) = (event, &mut self.keeper) {
+            k.info.total_steps = *total_steps;
+        }
         self.reply.send(Event::Train {
             event: event.clone(),
         });
@@ -178,8 +218,199 @@ pub async fn zero_shot_baseline(reply: Reply, plan: Plan, template: String) -> R
     Ok(())
 }
 
-/// Fine-tunes the base model on the kept table and keeps the result.
-pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), Error> {
+/// A run kept in browser storage while it trains: its checkpoints go there.
+struct RunKeeper {
+    store: RunStore,
+    info: RunInfo,
+    /// The bytes of the kept data file(s).
+    data_bytes: u64,
+}
+
+/// Fine-tunes the base model on the kept table and keeps the result. With the data file(s) in
+/// the payload and a base model kept in browser storage, the run keeps checkpoints there and can
+/// resume after a reload ([`resume`]).
+pub async fn train(
+    reply: Reply,
+    plan: Plan,
+    args: TrainingArgs,
+    payload: Option<JsValue>,
+) -> Result<(), Error> {
+    let keeper = match keep_run(&plan, &args, payload).await {
+        Ok(k) => k,
+        Err(e) => {
+            web_sys::console::warn_1(&format!("this run keeps no checkpoints: {e}").into());
+            None
+        }
+    };
+    run(reply, plan, args, keeper, None).await
+}
+
+/// Opens the run store and keeps the run's data file(s) and settings, when the page sent the
+/// files and the base model is in browser storage.
+async fn keep_run(
+    plan: &Plan,
+    args: &TrainingArgs,
+    payload: Option<JsValue>,
+) -> Result<Option<RunKeeper>, Error> {
+    let Some(base_key) = state::peek(|e| e.base_stored.clone()) else {
+        return Ok(None);
+    };
+    let Some(files) = payload.filter(|p| p.is_array()) else {
+        return Ok(None);
+    };
+    let files = js_sys::Array::from(&files);
+    let base = state::need(|e| e.base.clone(), "base model to fine-tune")?;
+    let data = state::need(|e| e.train_table.clone(), "dataset")?;
+    let test = state::peek(|e| e.test_table.clone());
+    let store = RunStore::open().await?;
+    let id = format!("run-{}", crate::clock::now_ms() as u64);
+    let mut bytes = 0u64;
+    for (i, suffix) in ["data", "test"].iter().enumerate() {
+        if i == 1 && !plan.separate_test {
+            break;
+        }
+        let file = files.get(i as u32);
+        if file.is_undefined() {
+            return Ok(None);
+        }
+        let content = js_to_bytes(&file).await.map_err(Error::Files)?;
+        bytes += content.len() as u64;
+        store.write(&format!("{id}.{suffix}"), &content).await?;
+    }
+    let info = RunInfo {
+        id,
+        base_name: base.name.clone(),
+        base_key,
+        data_file: data.name.clone(),
+        test_file: test.filter(|_| plan.separate_test).map(|t| t.name.clone()),
+        text_column: plan.text_column,
+        label_column: plan.label_column,
+        test_fraction: plan.test_fraction,
+        split_seed: plan.split_seed,
+        separate_test: plan.separate_test,
+        args: args.clone(),
+        step: 0,
+        total_steps: 0,
+        epoch: 1,
+        saved_ms: 0.0,
+        bytes,
+        storage: store.kind().to_string(),
+    };
+    Ok(Some(RunKeeper {
+        store,
+        info,
+        data_bytes: bytes,
+    }))
+}
+
+/// The runs kept in browser storage that can resume (those with a checkpoint).
+pub async fn list_runs(reply: Reply) -> Result<(), Error> {
+    let store = RunStore::open().await?;
+    let runs: Vec<RunInfo> = store
+        .list()
+        .await
+        .into_iter()
+        .filter(|r| r.step > 0)
+        .collect();
+    let bytes = runs.iter().map(|r| r.bytes).sum();
+    reply.send(Event::Runs { runs, bytes });
+    Ok(())
+}
+
+pub async fn delete_run(reply: Reply, id: &str) -> Result<(), Error> {
+    RunStore::open().await?.delete(id).await?;
+    list_runs(reply).await
+}
+
+/// Resumes the kept run `id`: its base model from browser storage, its data from the run store,
+/// its settings, and training from its last checkpoint.
+pub async fn resume(reply: Reply, id: &str) -> Result<(), Error> {
+    let store = RunStore::open().await?;
+    let Some(info) = store.list().await.into_iter().find(|r| r.id == id) else {
+        return Err(Error::usage(
+            "this run is no longer kept (deleted in another tab?)",
+        ));
+    };
+    let gone = |what: &str| {
+        Error::usage(format!(
+            "the run's {what} is missing from browser storage: delete the run"
+        ))
+    };
+    let checkpoint = store
+        .read(&format!("{id}.checkpoint"))
+        .await
+        .ok_or_else(|| gone("checkpoint"))?;
+    let data_bytes = info.bytes.saturating_sub(checkpoint.len() as u64);
+    let checkpoint = Checkpoint::from_bytes(&checkpoint).map_err(Error::Usage)?;
+    load::load(
+        reply,
+        Slot::Base,
+        crate::protocol::ModelSource::Stored {
+            key: info.base_key.clone(),
+        },
+        None,
+    )
+    .await?;
+    let options = TableOptions::default();
+    let data = store
+        .read(&format!("{id}.data"))
+        .await
+        .ok_or_else(|| gone("data file"))?;
+    read_kept_table(info.data_file.clone(), &data, &options, false)?;
+    if let (true, Some(name)) = (info.separate_test, &info.test_file) {
+        let test = store
+            .read(&format!("{id}.test"))
+            .await
+            .ok_or_else(|| gone("test file"))?;
+        read_kept_table(name.clone(), &test, &options, true)?;
+    }
+    let plan = Plan {
+        text_column: info.text_column,
+        label_column: info.label_column,
+        test_fraction: info.test_fraction,
+        split_seed: info.split_seed,
+        separate_test: info.separate_test,
+    };
+    let args = info.args.clone();
+    let keeper = RunKeeper {
+        store,
+        info,
+        data_bytes,
+    };
+    run(reply, plan, args, Some(keeper), Some(checkpoint)).await
+}
+
+/// Parses a table's bytes and keeps it as the training (or test) table.
+fn read_kept_table(
+    name: String,
+    bytes: &[u8],
+    options: &TableOptions,
+    test: bool,
+) -> Result<(), Error> {
+    let table = read_table(bytes, options).map_err(|e| Error::from(e).in_file(&name))?;
+    let kept = Some(Rc::new(NamedTable {
+        name,
+        table,
+        sha256: sha256_hex(bytes),
+    }));
+    state::update(|e| {
+        if test {
+            e.test_table = kept;
+        } else {
+            e.train_table = kept;
+        }
+    });
+    Ok(())
+}
+
+/// Runs (or resumes) the training and keeps the result.
+async fn run(
+    reply: Reply,
+    plan: Plan,
+    args: TrainingArgs,
+    keeper: Option<RunKeeper>,
+    resume: Option<Checkpoint>,
+) -> Result<(), Error> {
     let compute = state::compute()?;
     let base = state::need(|e| e.base.clone(), "base model to fine-tune")?;
     let (train, test, report) = datasets(&plan)?;
@@ -225,8 +456,9 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         reply,
         sharing,
         last_yield: crate::clock::now_ms(),
+        keeper,
     };
-    let result = fine_tune(
+    let result = fine_tune_from(
         model,
         &tokenizer,
         &train,
@@ -234,8 +466,17 @@ pub async fn train(reply: Reply, plan: Plan, args: TrainingArgs) -> Result<(), E
         &args,
         &compute.device,
         &mut hooks,
+        resume.as_ref(),
     )
     .await?;
+    if let Some(k) = &hooks.keeper {
+        // Done: nothing left to resume (a stopped run stays, to resume or delete).
+        if result.outcome == Outcome::Completed {
+            let _ = k.store.delete(&k.info.id).await;
+        }
+        // The page's list of kept runs, as it now stands.
+        let _ = list_runs(hooks.reply).await;
+    }
     if hooks.sharing.is_some() {
         super::infer::said_spread("training extracted or evaluated", train.len() + test.len());
     }

@@ -917,6 +917,50 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       console.log(`  LoRA adapter zip ${fs.statSync(adapterZip).size} bytes, merged ${fs.statSync(mergedZip).size}; scores ${JSON.stringify(native)}`);
     });
   }],
+  ['fine-tune: a run kept in browser storage resumes after a reload from its checkpoint, and a kept run can be deleted', async () => {
+    const csv = filmCsv('resume', 30);
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await fineTuneTinyBert(page, csv);
+      await page.locator('#mode-full').check();
+      for (const [id, value] of [['#arg-epochs', '6'], ['#arg-save-steps', '5'], ['#arg-batch', '4']]) {
+        await page.locator(id).fill(value);
+        await page.locator(id).dispatchEvent('change');
+      }
+      await page.locator('#train-start').click();
+      // After the first epoch's evaluation and a checkpoint in the second epoch: reload.
+      await page.locator('#metrics-table tr[data-epoch="1"]').waitFor();
+      await page.locator('#checkpoint-kept[data-step="15"], #checkpoint-kept[data-step="20"], #checkpoint-kept[data-step="25"]').first().waitFor();
+      page.on('dialog', (d) => d.accept());
+      await page.reload();
+      await backend(page);
+      const row = page.locator('#stored-runs .stored-run').first();
+      await row.waitFor();
+      const savedStep = Number(await row.getAttribute('data-step'));
+      assert(savedStep >= 15, `kept at step ${savedStep}`);
+      assert((await page.locator('#runs-bytes').textContent()).includes('B'), 'storage used is shown');
+      await row.locator('.resume-run').click();
+      // The base model came back from browser storage, training goes on from the checkpoint.
+      await picker(page, 'base-model').locator('.loaded[data-loaded="tiny-bert"]').waitFor();
+      await page.locator('#metrics-table tr[data-epoch="6"]').waitFor();
+      assert(await page.locator('#metrics-table tr[data-epoch="1"]').count() === 1, 'the evaluations before the reload are kept');
+      await page.locator(`#train-progress[data-steps="${6 * 12}"]`).waitFor();
+      // A finished run is no longer kept.
+      await page.locator('#stored-runs').waitFor({ state: 'detached' });
+      // A cancelled run stays kept until deleted (the data file picked again after the reload).
+      await page.locator('#dataset-file').setInputFiles(csv);
+      await page.locator('#dataset-preview').waitFor();
+      await page.locator('#arg-epochs').fill('50');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#checkpoint-kept').waitFor();
+      await page.locator('#train-cancel').click();
+      await page.locator('#train-progress', { hasText: 'Stopped' }).waitFor();
+      await page.locator('#stored-runs .stored-run').first().waitFor();
+      await page.locator('#stored-runs .delete-run').first().click();
+      await page.locator('#stored-runs').waitFor({ state: 'detached' });
+      console.log(`  resumed from step ${savedStep} of ${6 * 12}`);
+    });
+  }],
   ['fine-tune: closing the tab mid-run asks first; after the run it does not', async () => {
     const csv = filmCsv('leave-mid-run', 40);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {

@@ -7,6 +7,7 @@ mod baseline;
 mod data;
 mod run;
 mod run_card;
+mod runs;
 mod settings;
 mod state;
 
@@ -21,6 +22,7 @@ use super::state::use_state;
 use baseline::ZeroShotBaseline;
 use data::DataCard;
 use run_card::RunCard;
+use runs::StoredRuns;
 use settings::TrainingSettings;
 use state::FineTuneState;
 
@@ -37,6 +39,7 @@ pub fn FineTunePage() -> impl IntoView {
             <h2>"2. Labelled data"</h2>
             <DataCard state=state />
             <h2>"3. Training"</h2>
+            <StoredRuns state=state />
             <TrainingSettings state=state />
             <RunCard state=state />
             <TrainedModel state=state />

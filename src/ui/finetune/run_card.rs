@@ -31,9 +31,14 @@ pub fn RunCard(state: FineTuneState) -> impl IntoView {
         run.get().map(|r| view! {
             <div class="card" id="train-run">
                 {r.report.clone().map(|(report, train, test)| view! { <Imported report=report train=train test=test /> })}
-                <div id="train-progress" data-done=r.done.to_string() data-total=r.total.to_string()>
+                <div id="train-progress" data-done=r.done.to_string() data-total=r.total.to_string() data-steps=r.steps.to_string()>
                     <div class="muted">{r.status()}</div>
                     <div class="bar"><span style=format!("width: {:.1}%", r.percent())></span></div>
+                    {r.saved_step.map(|s| view! {
+                        <div class="muted" id="checkpoint-kept" data-step=s.to_string()>
+                            {format!("Checkpoint kept at step {s}: the run can resume after a reload")}
+                        </div>
+                    })}
                 </div>
                 <div class="charts">
                     <LineChart title="Training loss" id="chart-loss" points=losses />

@@ -26,6 +26,7 @@ pub fn TrainingSettings(state: FineTuneState) -> impl IntoView {
                 {setting_field(args, "Warm-up ratio", "arg-warmup", |a| format!("{}", a.warmup_ratio), |a, v| if let Ok(x) = v.parse() { a.warmup_ratio = x })}
                 {setting_field(args, "Log every (steps)", "arg-logging", |a| a.logging_steps.to_string(), |a, v| if let Ok(x) = v.parse() { a.logging_steps = x })}
                 {setting_field(args, "Seed", "arg-seed", |a| a.seed.to_string(), |a, v| if let Ok(x) = v.parse() { a.seed = x })}
+                {setting_field(args, "Checkpoint every (steps)", "arg-save-steps", |a| a.save_steps.to_string(), |a, v| if let Ok(x) = v.parse() { a.save_steps = x })}
                 <TestSplit state=state />
             </div>
             <p class="muted">{move || if state.separate_test.get() {

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
-use crate::protocol::{Event, Mode, Request, TableOptions, TablePreview, TrainingArgs};
+use crate::protocol::{Event, Mode, Request, RunInfo, TableOptions, TablePreview, TrainingArgs};
 use crate::ui::files;
 use crate::ui::request::Call;
 use crate::ui::state::AppState;
@@ -62,6 +62,8 @@ pub struct FineTuneState {
     pub actions: Call,
     /// What export or "use" did.
     pub saved: RwSignal<Option<String>>,
+    /// The training runs kept in browser storage, and the bytes they take.
+    pub runs: RwSignal<(Vec<RunInfo>, u64)>,
 }
 
 impl FineTuneState {
@@ -81,6 +83,7 @@ impl FineTuneState {
             train,
             actions: Call::reporting_to(train.error()),
             saved: RwSignal::new(None),
+            runs: RwSignal::new((Vec::new(), 0)),
         };
         Effect::new(move |_| {
             if app.restarted.get() > 0 {
@@ -250,6 +253,58 @@ impl FineTuneState {
         });
     }
 
+    /// The data file (and the separate test file) as the engine keeps them with a run's
+    /// checkpoints: the files picked, or the sample's bytes.
+    async fn table_payload(self) -> Option<JsValue> {
+        let list = js_sys::Array::new();
+        let tables = if self.separate_test.get_untracked() {
+            vec![self.data, self.test]
+        } else {
+            vec![self.data]
+        };
+        for table in tables {
+            match table.origin.get_value()? {
+                Origin::File(file) => list.push(&file),
+                Origin::Sample => {
+                    list.push(&files::fetch(SAMPLE, "the sample dataset").await.ok()?)
+                }
+            };
+        }
+        Some(list.into())
+    }
+
+    /// Asks the engine for the kept runs.
+    pub fn refresh_runs(self) {
+        let runs = self.runs;
+        self.actions.send(Request::ListRuns, None, move |event, _| {
+            if let Event::Runs { runs: list, bytes } = event {
+                runs.set((list, bytes));
+            }
+        });
+    }
+
+    pub fn delete_run(self, id: String) {
+        let runs = self.runs;
+        self.actions
+            .send(Request::DeleteRun { id }, None, move |event, _| {
+                if let Event::Runs { runs: list, bytes } = event {
+                    runs.set((list, bytes));
+                }
+            });
+    }
+
+    /// Resumes a kept run: its base model, data and settings come back, and training goes on
+    /// from its last checkpoint.
+    pub fn resume(self, info: RunInfo) {
+        self.saved.set(None);
+        self.args.set(info.args.clone());
+        self.text_column.set(info.text_column);
+        self.label_column.set(info.label_column);
+        self.test_fraction.set(info.test_fraction);
+        self.separate_test.set(info.separate_test);
+        self.launch(Request::ResumeRun { id: info.id }, None);
+    }
+
     pub fn start(self) {
         self.saved.set(None);
         let args = self.args.get_untracked();
@@ -265,12 +320,29 @@ impl FineTuneState {
             separate_test: self.separate_test.get_untracked(),
             args,
         };
+        self.run.set(Some(Run::new(js_sys::Date::now())));
+        wasm_bindgen_futures::spawn_local(async move {
+            let payload = self.table_payload().await;
+            self.launch(request, payload);
+        });
+    }
+
+    /// Sends a training request (a new run, or a resumed one) and follows its events.
+    fn launch(self, request: Request, payload: Option<JsValue>) {
         let run = self.run;
-        run.set(Some(Run::new(js_sys::Date::now())));
+        let app = self.app;
+        if run.with_untracked(Option::is_none) || matches!(request, Request::ResumeRun { .. }) {
+            run.set(Some(Run::new(js_sys::Date::now())));
+        }
         self.train.send_with(
             request,
-            None,
+            payload,
             move |event, _| match event {
+                Event::Loaded {
+                    slot: crate::protocol::Slot::Base,
+                    info,
+                } => app.base.set(Some(info)),
+                Event::Runs { runs, bytes } => self.runs.set((runs, bytes)),
                 Event::Imported {
                     report,
                     train,
