@@ -11,6 +11,9 @@
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
 #              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
 #              side table of the README
+#   lora     - full fine-tuning against LoRA (r 8, query and value): training examples/s and peak
+#              memory natively (bench_finetune, 400 reviews, one epoch, one process each), then in
+#              wasm in headless Chromium (wasm_bench's fine_tuning_in_wasm)
 #   trainer  - full fine-tuning speed natively beside the peer: Tunelab's full mode on 400 reviews,
 #              one epoch (bench_finetune with FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64), then
 #              HF's Trainer on the same settings on the CPU (benches/trainer_cpu.py, in the venv that
@@ -35,7 +38,7 @@
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
 #              brotli-compressed, and what each crate contributes to each wasm file (by the
 #              function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -44,7 +47,7 @@ cd "$TUNELAB_ROOT"
 which=("$@"); [ "${#which[@]}" -gt 0 ] || which=(encoder gpt2 finetune)
 
 # The peers' tools, installed once into the cache: transformers.js from npm (its folder is
-# printed), and a venv with torch, transformers and the modules given (its python is printed).
+# printed); torch_python (scripts/env.sh) makes the venv with torch and transformers.
 transformersjs() {
   local tjs="$TUNELAB_CACHE/transformersjs"
   if [ ! -f "$tjs/node_modules/@huggingface/transformers/package.json" ]; then
@@ -118,6 +121,15 @@ for b in "${expanded[@]}"; do
   elif [ "$b" = trainer ]; then
     FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
     "$(torch_python accelerate)" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"
+  elif [ "$b" = lora ]; then
+    # Full fine-tuning, then LoRA, each in its own process (for its peak memory), natively; then
+    # both in wasm in headless Chromium.
+    for mode in full lora; do
+      FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- "$mode" 2>/dev/null |
+        grep -E "^(machine|[A-Z][a-z]+ fine-tuning: (optimisation|peak))"
+    done
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture fine_tuning_in_wasm 2>&1 |
+      grep -E "^(model|wasm )"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"
