@@ -217,9 +217,11 @@ async fn fine_tuning_in_wasm() {
             classifier_for_training(&files, &train.label_names, &args, Pooling::Cls, &device)
                 .unwrap();
         let mut speed = Speed::default();
-        fine_tune(model, &tokenizer, &train, &empty, &args, &device, &mut speed)
-            .await
-            .unwrap();
+        fine_tune(
+            model, &tokenizer, &train, &empty, &args, &device, &mut speed,
+        )
+        .await
+        .unwrap();
         web_sys::console::log_1(
             &format!(
                 "wasm {mode:?} fine-tuning: {:.2} training examples/s; wasm memory {:.0} MB",

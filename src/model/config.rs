@@ -39,6 +39,17 @@ impl Family {
         matches!(self, Self::Roberta | Self::XlmRoberta)
     }
 
+    /// The `architectures` name of this family's masked language model.
+    pub fn masked_lm_architecture(self) -> &'static str {
+        match self {
+            Self::DistilBert => "DistilBertForMaskedLM",
+            Self::Roberta => "RobertaForMaskedLM",
+            Self::XlmRoberta => "XLMRobertaForMaskedLM",
+            Self::ModernBert => "ModernBertForMaskedLM",
+            Self::Bert | Self::Gpt2 | Self::Llama | Self::Qwen2 | Self::Qwen3 => "BertForMaskedLM",
+        }
+    }
+
     /// The `architectures` name of this family's sequence classifier.
     pub fn classifier_architecture(self) -> &'static str {
         match self {

@@ -223,6 +223,27 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// The ids of the special tokens (`[CLS]`, `[SEP]`, `[PAD]`, `[MASK]`, ...: the added tokens
+    /// marked special), which masked-language-model training never masks.
+    pub fn special_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The mask token's id (`[MASK]` or `<mask>`), if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<u32> {
+        ["[MASK]", "<mask>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
+    }
+
     /// Encodes texts (each a single sequence) padded to the longest and truncated to `max_length`.
     pub fn encode_batch(
         &self,

@@ -58,6 +58,13 @@ pub enum TrainEvent {
         loss: f64,
         metrics: Metrics,
     },
+    /// Masked-LM training's held-out masked loss and perplexity after epoch `epoch` (0: before
+    /// training).
+    MaskedLm {
+        epoch: usize,
+        loss: f64,
+        perplexity: f64,
+    },
     /// A checkpoint was kept: the run can resume from `step` (epoch `epoch` under way).
     Saved { step: usize, epoch: usize },
     Finished {

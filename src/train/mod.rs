@@ -11,6 +11,8 @@ pub mod events;
 #[cfg(feature = "engine")]
 pub mod export;
 #[cfg(feature = "engine")]
+pub mod mlm;
+#[cfg(feature = "engine")]
 pub mod optim;
 pub mod script;
 #[cfg(feature = "engine")]

@@ -427,9 +427,60 @@ impl ClassifierHead {
 
 impl MaskedLm {
     pub fn load(w: &Weights, config: &EncoderConfig) -> Self {
+        Self::load_with(w, config, DropoutRates::default())
+    }
+
+    /// For masked-LM training: the encoder with `dropout`, and the checkpoint's masked-LM head,
+    /// or (a bare encoder such as all-MiniLM-L6-v2) a new one as transformers initialises it —
+    /// the transform from `Rng::new(seed)` with std `initializer_range`, the norm at ones and
+    /// zeros, the bias at zeros — with the decoder tied to the word embeddings.
+    pub fn load_for_training(
+        w: &Weights,
+        config: &EncoderConfig,
+        raw: &serde_json::Map<String, serde_json::Value>,
+        dropout: DropoutRates,
+        seed: u64,
+    ) -> Self {
+        let l = layout(config.family);
+        if w.pp(l.mlm_transform).contains("weight") {
+            return Self::load_with(w, config, dropout);
+        }
+        let d = config.hidden_size;
+        let device = w.device().clone();
+        let init_std = raw
+            .get("initializer_range")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.02);
+        let encoder = Encoder::load(w, config, dropout);
+        let mut transform = init_linear(&mut crate::rng::Rng::new(seed), d, d, init_std, &device);
+        let (norm, activation) = match &config.modern {
+            Some(m) => {
+                if !m.classifier_bias {
+                    transform.bias = None;
+                }
+                (
+                    fresh_norm(d, config.layer_norm_eps, m.norm_bias, &device),
+                    m.classifier_activation,
+                )
+            }
+            None => (
+                fresh_norm(d, config.layer_norm_eps, true, &device),
+                config.activation,
+            ),
+        };
+        Self {
+            encoder,
+            transform,
+            norm,
+            bias: Param::from_tensor(Tensor::zeros([config.vocab_size], &device)),
+            activation,
+        }
+    }
+
+    fn load_with(w: &Weights, config: &EncoderConfig, dropout: DropoutRates) -> Self {
         let l = layout(config.family);
         let d = config.hidden_size;
-        let encoder = Encoder::load(w, config, DropoutRates::default());
+        let encoder = Encoder::load(w, config, dropout);
         if let Some(m) = &config.modern {
             let bias = if m.decoder_bias {
                 w.tensor(l.mlm_bias, [config.vocab_size])
@@ -455,6 +506,18 @@ impl MaskedLm {
             bias: Param::from_tensor(bias),
             activation,
         }
+    }
+}
+
+impl MaskedLm {
+    /// The tensors of a transformers `*ForMaskedLM` checkpoint (the decoder is tied to the word
+    /// embeddings, so transformers saves it once, as they are).
+    pub fn export(&self, out: &mut Exporter) {
+        let l = layout(self.encoder.config.family);
+        self.encoder.export(out);
+        out.pp(l.mlm_transform).linear(&self.transform);
+        out.pp(l.mlm_norm).layer_norm(&self.norm);
+        out.put(l.mlm_bias, self.bias.val());
     }
 }
 
@@ -574,6 +637,24 @@ impl TokenClassifier {
 }
 
 impl MaskedLm {
+    /// A checkpoint to continue masked-LM training on (see [`MaskedLm::load_for_training`]).
+    pub fn for_training(
+        bytes: &[u8],
+        config: &ModelConfig,
+        dropout: DropoutRates,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let enc = encoder_of(config)?;
+        Weights::load(
+            bytes,
+            Encoder::prefix(enc.family),
+            enc.parameters(),
+            device,
+            |w| Self::load_for_training(w, enc, &config.raw, dropout, seed),
+        )
+    }
+
     /// A `*ForMaskedLM` checkpoint, for inference.
     pub fn from_checkpoint(
         bytes: &[u8],

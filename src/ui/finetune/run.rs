@@ -82,6 +82,7 @@ impl Run {
             }
             TrainEvent::Started { mode, .. } => self.mode = Some(mode),
             TrainEvent::Saved { step, .. } => self.saved_step = Some(step),
+            TrainEvent::MaskedLm { .. } => {}
         }
     }
 
