@@ -316,10 +316,9 @@ pub async fn export_masked_lm(
         ),
         ("tokenizer.json".to_string(), base.tokenizer.clone()),
     ];
-    for name in crate::hub::TOKENIZER_FILES {
-        if let Some(bytes) = base.extra.get(name) {
-            files.push((name.to_string(), bytes.clone()));
-        }
+    // The tokenizer's files, and a sentence-transformers model's pooling (the same encoder).
+    for (name, bytes) in &base.extra {
+        files.push((name.clone(), bytes.clone()));
     }
     Ok(files)
 }
