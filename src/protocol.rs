@@ -195,6 +195,21 @@ pub enum Request {
         separate_test: bool,
         args: TrainingArgs,
     },
+    /// Masked-LM training of the base model on unlabelled text: the kept table's `text_column`,
+    /// or (a text file in the payload) its non-empty lines; `held_out` of them (a seeded share)
+    /// measure the perplexity before and after. Answered by `Train` events (`MaskedLm` each
+    /// epoch, epoch 0 before training).
+    PreTrain {
+        text_column: usize,
+        args: TrainingArgs,
+        probability: f64,
+        held_out: f64,
+    },
+    /// The encoder `PreTrain` adapted as the base model to fine-tune (kept in browser storage):
+    /// answered by `Loaded`.
+    UseAdapted,
+    /// The adapted encoder as a zip of its `*ForMaskedLM` folder (event payload).
+    ExportAdapted,
     /// The training runs kept in browser storage: answered by `Runs`.
     ListRuns,
     /// Forgets a kept run (its checkpoint and data).

@@ -182,10 +182,13 @@ pub async fn pre_train(
         total_steps,
     });
     let elapsed = || (now_ms() - start) / 1000.0;
-    let mut history = vec![(
-        0,
-        held_out_loss(&model, tokenizer, held_out, args, probability, device).await?,
-    )];
+    let before = held_out_loss(&model, tokenizer, held_out, args, probability, device).await?;
+    hooks.event(&TrainEvent::MaskedLm {
+        epoch: 0,
+        loss: before,
+        perplexity: before.exp(),
+    });
+    let mut history = vec![(0, before)];
     let autodiff = device.clone().autodiff();
     let mut trainable = model.train();
     let mut optimizer = AdamW::new(

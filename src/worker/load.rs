@@ -271,7 +271,7 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
 }
 
 /// Loads the model of `slot` from its files, keeps it in the engine, and describes it.
-fn install(
+pub(super) fn install(
     slot: Slot,
     files: &ModelFiles,
     name: &str,

@@ -5,6 +5,7 @@
 //! (`load`, `infer`, `prompt`, `train`), and turns the handler's result into `Done` or `Error`:
 //! the one place an engine error becomes text. The engine's state is in `state`.
 
+mod adapt;
 mod helpers;
 mod infer;
 mod load;
@@ -171,6 +172,14 @@ async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Res
             train::train(reply, plan, args, payload).await
         }
         Request::ListRuns => train::list_runs(reply).await,
+        Request::PreTrain {
+            text_column,
+            args,
+            probability,
+            held_out,
+        } => adapt::pre_train_base(reply, text_column, args, probability, held_out, payload).await,
+        Request::UseAdapted => adapt::use_adapted(reply).await,
+        Request::ExportAdapted => adapt::export_adapted(reply).await,
         Request::DeleteRun { id } => train::delete_run(reply, &id).await,
         Request::ResumeRun { id } => train::resume(reply, &id).await,
         Request::ExportScript {

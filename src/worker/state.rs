@@ -39,6 +39,15 @@ pub struct Trained {
     pub facts: crate::train::card::RunFacts,
 }
 
+/// An encoder after masked-LM training on the user's text.
+pub struct Adapted {
+    pub model: crate::model::bert::MaskedLm,
+    /// The base model's files (config, tokenizer) and name, and the text's source.
+    pub base: ModelFiles,
+    pub base_name: String,
+    pub text_name: String,
+}
+
 /// Sentences and their embeddings.
 pub struct Embedded {
     pub sentences: Vec<String>,
@@ -64,6 +73,8 @@ pub struct Engine {
     pub train_table: Option<Rc<NamedTable>>,
     pub test_table: Option<Rc<NamedTable>>,
     pub trained: Option<Rc<Trained>>,
+    /// The encoder adapted by masked-LM training, with the base it started from.
+    pub adapted: Option<Rc<Adapted>>,
     /// What helper engines are sent to classify as the classifier does (when there are
     /// helpers).
     pub classifier_replica: Option<Rc<crate::pool::Replica>>,

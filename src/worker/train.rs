@@ -106,7 +106,7 @@ fn datasets(plan: &Plan) -> Result<(Dataset, Dataset, crate::data::ImportReport)
 }
 
 /// Hooks that post training events and let cancel messages in between steps.
-struct WorkerHooks {
+pub(super) struct WorkerHooks {
     reply: Reply,
     /// The helper engines, with the base model's files (when there are helpers).
     sharing: Option<Rc<Sharing>>,
@@ -120,6 +120,18 @@ struct WorkerHooks {
 /// once, seldom enough that fast steps do not wait on timers (a browser delays nested timers by
 /// at least 4 ms, longer than a training step on a fast GPU).
 const YIELD_EVERY_MS: f64 = 30.0;
+
+impl WorkerHooks {
+    /// Hooks that post the events of `reply`'s request, with no helpers and no checkpoints.
+    pub(super) fn plain(reply: Reply) -> Self {
+        Self {
+            reply,
+            sharing: None,
+            last_yield: crate::clock::now_ms(),
+            keeper: None,
+        }
+    }
+}
 
 impl TrainHooks for WorkerHooks {
     fn keeps_checkpoints(&self) -> bool {

@@ -961,6 +961,38 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
       console.log(`  resumed from step ${savedStep} of ${6 * 12}`);
     });
   }],
+  ['fine-tune: masked-LM domain adaptation on the data file\'s texts lowers held-out perplexity; the adapted encoder becomes the base and fine-tunes', async () => {
+    const csv = filmCsv('mlm', 40);
+    const zipPath = path.join(out, 'mlm-adapted.zip');
+    await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {
+      await fineTuneTinyBert(page, csv);
+      for (const [id, value] of [['#mlm-epochs', '3'], ['#mlm-lr', '0.005'], ['#mlm-maxlen', '32']]) {
+        await page.locator(id).fill(value);
+        await page.locator(id).dispatchEvent('change');
+      }
+      await page.locator('#mlm-start').click();
+      await page.locator('#mlm-progress[data-finished="true"]').waitFor();
+      const ppl = async (epoch) => Number(await page.locator(`#mlm-perplexity tr[data-epoch="${epoch}"] .perplexity`).getAttribute('data-value'));
+      const [before, after] = [await ppl(0), await ppl(3)];
+      assert(after < before, `held-out perplexity ${before} -> ${after}`);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#mlm-export').click()]);
+      await download.saveAs(zipPath);
+      const config = JSON.parse(execFileSync('python3', ['-c',
+        'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(z.read(next(n for n in z.namelist() if n.endswith("/config.json"))).decode(), end="")',
+        zipPath], { encoding: 'utf8' }));
+      assert(config.architectures[0] === 'BertForMaskedLM', `architectures ${config.architectures}`);
+      await page.locator('#mlm-use').click();
+      await page.locator('#mlm-message', { hasText: 'is now the base model' }).waitFor();
+      await picker(page, 'base-model').locator('.loaded[data-loaded*="adapted on"]').waitFor();
+      // Fine-tuning on the adapted encoder.
+      await page.locator('#mode-full').check();
+      await page.locator('#arg-epochs').fill('1');
+      await page.locator('#arg-epochs').dispatchEvent('change');
+      await page.locator('#train-start').click();
+      await page.locator('#metrics-table tr[data-epoch="1"]').waitFor();
+      console.log(`  held-out perplexity ${before.toFixed(1)} -> ${after.toFixed(1)}`);
+    });
+  }],
   ['fine-tune: closing the tab mid-run asks first; after the run it does not', async () => {
     const csv = filmCsv('leave-mid-run', 40);
     await withPage(NO_WEBGPU_ARGS, undefined, async (page) => {

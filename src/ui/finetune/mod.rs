@@ -3,6 +3,7 @@
 //! progress with cancel, metrics and confusion matrices per epoch, then download or use the model;
 //! and a zero-shot NLI baseline on the same test split.
 
+mod adapt;
 mod baseline;
 mod data;
 mod run;
@@ -19,6 +20,7 @@ use crate::protocol::Slot;
 
 use super::components::ModelPicker;
 use super::state::use_state;
+use adapt::DomainAdaptation;
 use baseline::ZeroShotBaseline;
 use data::DataCard;
 use run_card::RunCard;
@@ -38,6 +40,8 @@ pub fn FineTunePage() -> impl IntoView {
                 hint="A BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ModernBERT or MiniLM checkpoint; a classification head is added on top." />
             <h2>"2. Labelled data"</h2>
             <DataCard state=state />
+            <h2>"Domain adaptation (optional): masked-LM training on your text"</h2>
+            <DomainAdaptation state=state />
             <h2>"3. Training"</h2>
             <StoredRuns state=state />
             <TrainingSettings state=state />
