@@ -199,7 +199,7 @@ fn domain_then_head() {
     );
     for (name, base) in [
         ("base all-MiniLM-L6-v2", &files),
-        ("after the MLM step", &adapted),
+        ("encoder after the MLM step", &adapted),
     ] {
         let args = TrainingArgs::head_defaults();
         let pooling = default_pooling(base, Mode::Head);
