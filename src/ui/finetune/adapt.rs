@@ -41,8 +41,8 @@ impl Default for Settings {
 struct Progress {
     done: usize,
     total: usize,
-    /// (epoch, perplexity); epoch 0 before training.
-    perplexity: Vec<(usize, f64)>,
+    /// (epoch, held-out masked loss, perplexity); epoch 0 before training.
+    perplexity: Vec<(usize, f64, f64)>,
     outcome: Option<Outcome>,
 }
 
@@ -90,8 +90,10 @@ pub fn DomainAdaptation(state: FineTuneState) -> impl IntoView {
                                 (p.done, p.total) = (done, total)
                             }
                             TrainEvent::MaskedLm {
-                                epoch, perplexity, ..
-                            } => p.perplexity.push((epoch, perplexity)),
+                                epoch,
+                                loss,
+                                perplexity,
+                            } => p.perplexity.push((epoch, loss, perplexity)),
                             TrainEvent::Finished { outcome, .. } => p.outcome = Some(outcome),
                             _ => {}
                         }
@@ -161,9 +163,10 @@ pub fn DomainAdaptation(state: FineTuneState) -> impl IntoView {
                         Some(Outcome::Diverged(m)) => m.clone(),
                     }}</div>
                     <table id="mlm-perplexity">
-                        <thead><tr><th>"epoch"</th><th>"held-out perplexity"</th></tr></thead>
-                        <tbody>{p.perplexity.iter().map(|&(e, ppl)| view! {
+                        <thead><tr><th>"epoch"</th><th>"held-out masked-token loss"</th><th>"perplexity"</th></tr></thead>
+                        <tbody>{p.perplexity.iter().map(|&(e, loss, ppl)| view! {
                             <tr data-epoch=e.to_string()><td>{if e == 0 { "before".to_string() } else { e.to_string() }}</td>
+                                <td class="loss">{format!("{loss:.4}")}</td>
                                 <td class="perplexity" data-value=ppl.to_string()>{format!("{ppl:.2}")}</td></tr>
                         }).collect_view()}</tbody>
                     </table>
