@@ -480,15 +480,18 @@ async fn run(
         &mut hooks,
         resume.as_ref(),
     )
-    .await?;
+    .await;
     if let Some(k) = &hooks.keeper {
-        // Done: nothing left to resume (a stopped run stays, to resume or delete).
-        if result.outcome == Outcome::Completed {
+        // Done, or ended before its first checkpoint: nothing to resume, so its data goes too
+        // (a run stopped after one stays, to resume or delete).
+        let completed = matches!(&result, Ok(r) if r.outcome == Outcome::Completed);
+        if completed || k.info.step == 0 {
             let _ = k.store.delete(&k.info.id).await;
         }
         // The page's list of kept runs, as it now stands.
         let _ = list_runs(hooks.reply).await;
     }
+    let result = result?;
     if hooks.sharing.is_some() {
         super::infer::said_spread("training extracted or evaluated", train.len() + test.len());
     }
