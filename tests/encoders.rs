@@ -8,7 +8,6 @@ use common::*;
 use tunelab::hub::ModelFiles;
 use tunelab::math::cosine;
 use tunelab::model::bert::{EncoderInput, MaskedLm, Pooling};
-use tunelab::model::read_f32;
 use tunelab::model::weights::Weights;
 use tunelab::pipelines::{Embedder, FillMask, TextClassifier};
 use tunelab::text::EncodedBatch;
@@ -24,10 +23,6 @@ fn golden_input(g: &std::collections::BTreeMap<String, Golden>, dev: &Device) ->
     let mask = g["attention_mask"].rows_u32();
     let types = g.get("token_type_ids").map(|t| t.rows_u32());
     EncoderInput::new(&EncodedBatch::from_rows(&ids, &mask, types.as_deref()), dev)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
 }
 
 fn load_classifier(name: &str, dev: &Device) -> tunelab::model::bert::SequenceClassifier {

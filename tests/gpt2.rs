@@ -8,7 +8,6 @@ use common::*;
 use tunelab::data::Dataset;
 use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
-use tunelab::model::read_f32;
 use tunelab::prompt::generate::{generate, generate_ids, GenerationConfig, StopReason};
 use tunelab::prompt::score::continuation_log_probs;
 use tunelab::prompt::{LabelScorer, LanguageModel, Template};
@@ -21,10 +20,6 @@ fn lm(max_binding: u64) -> LanguageModel {
 fn golden_ids() -> Vec<u32> {
     let (g, _) = golden("tiny-gpt2");
     g["input_ids"].rows_u32().remove(0)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
 }
 
 fn log_softmax(row: &[f32]) -> Vec<f32> {

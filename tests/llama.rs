@@ -10,13 +10,8 @@ use burn::prelude::*;
 use common::*;
 use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
-use tunelab::model::read_f32;
 use tunelab::prompt::generate::generate_ids;
 use tunelab::prompt::{GenerationConfig, LanguageModel, StopReason};
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
-}
 
 fn lm(name: &str) -> LanguageModel {
     let files = ModelFiles::from_dir(fixture_model(name)).unwrap();

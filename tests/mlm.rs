@@ -9,14 +9,9 @@ use common::*;
 use tunelab::hub::ModelFiles;
 use tunelab::model::bert::{EncoderInput, MaskedLm};
 use tunelab::model::layers::Exporter;
-use tunelab::model::read_f32;
 use tunelab::text::EncodedBatch;
 use tunelab::train::mlm::{masked_loss, Masked};
 use tunelab::train::optim::AdamW;
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
-}
 
 fn tiny_bert_mlm(dev: &Device) -> MaskedLm {
     let files = ModelFiles::from_dir(fixture_model("tiny-bert-mlm")).unwrap();

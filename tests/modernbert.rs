@@ -9,7 +9,7 @@ use burn::prelude::*;
 use common::*;
 use tunelab::hub::ModelFiles;
 use tunelab::model::bert::{EncoderInput, Pooling};
-use tunelab::model::{read_f32, Family, Task};
+use tunelab::model::{Family, Task};
 use tunelab::pipelines::{FillMask, TextClassifier};
 use tunelab::text::EncodedBatch;
 
@@ -19,10 +19,6 @@ fn golden_input(g: &std::collections::BTreeMap<String, Golden>, dev: &Device) ->
     let ids = g["input_ids"].rows_u32();
     let mask = g["attention_mask"].rows_u32();
     EncoderInput::new(&EncodedBatch::from_rows(&ids, &mask, None), dev)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
 }
 
 #[test]

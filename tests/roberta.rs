@@ -10,7 +10,7 @@ use burn::prelude::*;
 use common::*;
 use tunelab::hub::ModelFiles;
 use tunelab::model::bert::EncoderInput;
-use tunelab::model::{read_f32, Family, ModelConfig, Task};
+use tunelab::model::{Family, ModelConfig, Task};
 use tunelab::pipelines::{FillMask, TextClassifier};
 use tunelab::text::EncodedBatch;
 
@@ -20,10 +20,6 @@ fn golden_input(g: &std::collections::BTreeMap<String, Golden>, dev: &Device) ->
     let ids = g["input_ids"].rows_u32();
     let mask = g["attention_mask"].rows_u32();
     EncoderInput::new(&EncodedBatch::from_rows(&ids, &mask, None), dev)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
 }
 
 /// Every hidden state and the logits of the golden batch.

@@ -17,14 +17,15 @@ use tunelab::pipelines::TextClassifier;
 use tunelab::train::script::{requirements, training_script, DataLayout, ScriptSpec};
 use tunelab::train::{LoraSettings, Mode, TrainingArgs};
 
-/// The venv's interpreter (scripts/setup-test.sh makes it).
+/// The venv's interpreter (scripts/setup-test.sh makes it where scripts/env.sh says).
 fn python() -> PathBuf {
-    let cache = std::env::var("TUNELAB_CACHE")
+    let venv = std::env::var("TUNELAB_TORCH_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunelab")
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/tunelab/pyenv-torch")
         });
-    let py = cache.join("pyenv-torch/bin/python");
+    let py = venv.join("bin/python");
     assert!(
         py.exists(),
         "{} is missing: run scripts/setup-test.sh (it installs torch, transformers, peft and \

@@ -8,32 +8,12 @@ use common::*;
 use tunelab::data::Dataset;
 use tunelab::hub::ModelFiles;
 use tunelab::model::bert::{EncoderInput, Pooling, SequenceClassifier};
-use tunelab::model::read_f32;
-use tunelab::text::EncodedBatch;
 use tunelab::train::batches::cross_entropy;
 use tunelab::train::optim::AdamW;
 use tunelab::train::{evaluate, fine_tune, Average, Mode, Outcome, TrainEvent, TrainingArgs};
 
 fn tiny_bert(dev: &Device) -> SequenceClassifier {
     fixture_classifier("tiny-bert", dev)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    block_on(read_f32(t)).unwrap()
-}
-
-fn trace_inputs(dev: &Device) -> (EncoderInput, Tensor<1, Int>) {
-    let (g, _) = golden("train-trace");
-    let batch = EncodedBatch::from_rows(
-        &g["input_ids"].rows_u32(),
-        &g["attention_mask"].rows_u32(),
-        Some(&g["token_type_ids"].rows_u32()),
-    );
-    let labels: Vec<i32> = g["labels"].values.iter().map(|&v| v as i32).collect();
-    (
-        EncoderInput::new(&batch, dev),
-        Tensor::from_data(TensorData::new(labels, [4]), dev),
-    )
 }
 
 fn query_weight(m: &SequenceClassifier) -> Vec<f32> {
@@ -46,7 +26,7 @@ fn full_fine_tuning_reproduces_the_adamw_trace() {
     let (g, _) = golden("train-trace");
     let dev = Device::flex();
     let ad = dev.clone().autodiff();
-    let (input, labels) = trace_inputs(&ad);
+    let (input, labels) = train_trace_inputs(&ad);
     let mut model = tiny_bert(&dev).train();
     let mut opt = AdamW::new(&model, trace_settings());
     let mut losses = Vec::new();
@@ -88,7 +68,7 @@ fn head_only_training_on_cached_features_reproduces_the_adamw_trace() {
     let (g, _) = golden("train-trace");
     let dev = Device::flex();
     let base = tiny_bert(&dev);
-    let (input, labels) = trace_inputs(&dev);
+    let (input, labels) = train_trace_inputs(&dev);
     // The frozen encoder (and pooler) run once; the head trains on the cached features.
     let features = base.features(&input);
     let mut head = base.head.clone().train();

@@ -677,18 +677,7 @@ impl ModelConfig {
         let mut raw = self.raw.clone();
         let arch = self.family().classifier_architecture();
         raw.insert("architectures".into(), Value::from(vec![arch]));
-        let id2label: serde_json::Map<String, Value> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i.to_string(), Value::from(l.as_str())))
-            .collect();
-        let label2id: serde_json::Map<String, Value> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.clone(), Value::from(i)))
-            .collect();
-        raw.insert("id2label".into(), Value::Object(id2label));
-        raw.insert("label2id".into(), Value::Object(label2id));
+        raw.extend(label_maps(labels));
         let problem = if labels.len() == 1 {
             "regression"
         } else {
@@ -697,6 +686,24 @@ impl ModelConfig {
         raw.insert("problem_type".into(), Value::from(problem));
         raw
     }
+}
+
+/// `id2label` (`{"0": name}`) and `label2id` (`{name: 0}`) as config.json writes them.
+pub fn label_maps(labels: &[String]) -> serde_json::Map<String, Value> {
+    let id2label: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), Value::from(l.as_str())))
+        .collect();
+    let label2id: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), Value::from(i)))
+        .collect();
+    serde_json::Map::from_iter([
+        ("id2label".to_string(), Value::Object(id2label)),
+        ("label2id".to_string(), Value::Object(label2id)),
+    ])
 }
 
 /// Every `architectures` name Tunelab loads, for error messages.

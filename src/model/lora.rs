@@ -76,10 +76,6 @@ impl Adapter {
         out.pp("lora_A").put("weight", self.a.val().transpose());
         out.pp("lora_B").put("weight", self.b.val().transpose());
     }
-
-    pub fn rank(&self) -> usize {
-        self.a.dims()[1]
-    }
 }
 
 /// The adapters of one linear layer whose output is `parts` equal slices side by side (BERT's

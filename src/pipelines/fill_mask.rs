@@ -33,9 +33,9 @@ impl FillMask {
             ));
         }
         let tokenizer = files.tokenizer()?;
-        let (mask_token, mask_id) = ["[MASK]", "<mask>"]
-            .iter()
-            .find_map(|t| tokenizer.token_to_id(t).map(|id| (t.to_string(), id)))
+        let (mask_token, mask_id) = tokenizer
+            .mask_id()
+            .and_then(|id| Some((tokenizer.id_to_token(id)?, id)))
             .ok_or_else(|| Error::usage("the tokenizer has no [MASK] token"))?;
         let model = MaskedLm::from_checkpoint(&files.weights, &enc, device)?;
         Ok(Self {

@@ -8,16 +8,16 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::args::LoraSettings;
-use super::export::export_classifier;
+use super::export::{export_classifier, tokenizer_files};
 use crate::error::Error;
-use crate::hub::{ModelFiles, TOKENIZER_FILES};
+use crate::hub::ModelFiles;
 use crate::model::bert::{
     default_lora_targets, AdapterSource, DropoutRates, HeadInit, SequenceClassifier, PEFT_PREFIX,
 };
-use crate::model::config::Family;
+use crate::model::config::{label_maps, Family};
 use crate::model::layers::Exporter;
 use crate::model::lora::PeftConfig;
 use crate::model::weights::{write_safetensors, Weights};
@@ -26,21 +26,6 @@ use crate::pipelines::{checkpoint_pooling, encoder_config};
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 pub const ADAPTER_LABELS: &str = "labels.json";
-
-/// `{"id2label": {"0": ..}, "label2id": {..: 0}}`.
-fn labels_json(labels: &[String]) -> Value {
-    let id2label: Map<String, Value> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i.to_string(), Value::from(l.as_str())))
-        .collect();
-    let label2id: Map<String, Value> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.clone(), Value::from(i)))
-        .collect();
-    json!({ "id2label": id2label, "label2id": label2id })
-}
 
 /// LoRA's target layers as PEFT's `target_modules`: the settings' names, or the family's
 /// defaults when none are given.
@@ -122,14 +107,12 @@ pub async fn export_adapter(
             pretty(&adapter_config(model, settings, base_model))?,
         ),
         (ADAPTER_WEIGHTS.to_string(), write_safetensors(&tensors)?),
-        (ADAPTER_LABELS.to_string(), pretty(&labels_json(labels))?),
-        ("tokenizer.json".to_string(), source.tokenizer.clone()),
+        (
+            ADAPTER_LABELS.to_string(),
+            pretty(&Value::Object(label_maps(labels)))?,
+        ),
     ];
-    for name in TOKENIZER_FILES {
-        if let Some(bytes) = source.extra.get(name) {
-            files.push((name.to_string(), bytes.clone()));
-        }
-    }
+    files.extend(tokenizer_files(source));
     Ok(files)
 }
 

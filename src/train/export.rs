@@ -61,13 +61,18 @@ pub async fn export_classifier(
             "model.safetensors".to_string(),
             write_safetensors(&tensors)?,
         ),
-        ("tokenizer.json".to_string(), source.tokenizer.clone()),
     ];
-    // The tokenizer files the base model came with.
+    files.extend(tokenizer_files(source));
+    Ok(files)
+}
+
+/// `tokenizer.json` and the other tokenizer files the base model came with, for a saved folder.
+pub fn tokenizer_files(source: &ModelFiles) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![("tokenizer.json".to_string(), source.tokenizer.clone())];
     for name in TOKENIZER_FILES {
         if let Some(bytes) = source.extra.get(name) {
             files.push((name.to_string(), bytes.clone()));
         }
     }
-    Ok(files)
+    files
 }

@@ -77,6 +77,27 @@ impl Call {
         self.send_with(request, payload, on_event, |_| {})
     }
 
+    /// Sends `request`, which answers with `Exported` and a file: offers the file as a download,
+    /// then calls `saved` with its name (a failure shows as this call's error).
+    pub fn download(self, request: Request, saved: impl FnOnce(String) + 'static) -> u64 {
+        let mut saved = Some(saved);
+        self.send(request, None, move |event, payload| {
+            if let Event::Exported { file_name } = event {
+                let result = payload
+                    .ok_or_else(|| "the engine sent no file".to_string())
+                    .and_then(|bytes| crate::ui::files::download(&file_name, &bytes));
+                match result {
+                    Ok(()) => {
+                        if let Some(f) = saved.take() {
+                            f(file_name)
+                        }
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+        })
+    }
+
     /// As [`Call::send`]; `on_error` runs before an error shows, and may reword it (or undo
     /// what the request had begun to show).
     pub fn send_with(

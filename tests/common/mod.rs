@@ -221,3 +221,29 @@ pub fn toy_data() -> (tunelab::data::Dataset, tunelab::data::Dataset) {
     };
     (mk(&pos[..6], &neg[..6]), mk(&pos[6..], &neg[6..]))
 }
+
+/// A tensor's values on the host.
+pub fn values<const D: usize>(t: burn::prelude::Tensor<D>) -> Vec<f32> {
+    block_on(tunelab::model::read_f32(t)).unwrap()
+}
+
+/// train-trace's batch of 4 (tiny-bert's token ids) and its labels, on `dev`.
+pub fn train_trace_inputs(
+    dev: &burn::prelude::Device,
+) -> (
+    tunelab::model::bert::EncoderInput,
+    burn::prelude::Tensor<1, burn::prelude::Int>,
+) {
+    use burn::prelude::*;
+    let (g, _) = golden("train-trace");
+    let batch = tunelab::text::EncodedBatch::from_rows(
+        &g["input_ids"].rows_u32(),
+        &g["attention_mask"].rows_u32(),
+        Some(&g["token_type_ids"].rows_u32()),
+    );
+    let labels: Vec<i32> = g["labels"].values.iter().map(|&v| v as i32).collect();
+    (
+        tunelab::model::bert::EncoderInput::new(&batch, dev),
+        Tensor::from_data(TensorData::new(labels, [4]), dev),
+    )
+}

@@ -282,31 +282,6 @@ impl SequenceClassifier {
         self.head.export(family, &mut root);
         Ok(())
     }
-
-    /// The adapters' rank, and how many weights they hold.
-    pub fn lora_size(&self) -> (usize, usize) {
-        let mut rank = 0;
-        let mut count = 0;
-        let mut add = |l: &LinearLora| {
-            for a in l.parts.iter().flatten() {
-                rank = a.rank();
-                count += a.a.val().dims().iter().product::<usize>()
-                    + a.b.val().dims().iter().product::<usize>();
-            }
-        };
-        for layer in &self.encoder.layers {
-            if let Some(lora) = &layer.lora {
-                add(&lora.qkv);
-                add(&lora.attn_out);
-                add(&lora.ffn_in);
-                add(&lora.ffn_out);
-            }
-        }
-        if let Some(Some(lora)) = self.pooler.as_ref().map(|p| &p.lora) {
-            add(lora);
-        }
-        (rank, count)
-    }
 }
 
 /// The names without the layer index's prefix (`attention.self.query`), once each.

@@ -164,19 +164,16 @@ impl EncoderLayer {
         }
     }
 
-    /// `residual + dropout(lin(x))` for the attention output or the feed-forward output.
+    /// `residual + dropout(lin(x))` (the attention output or the feed-forward output), with the
+    /// layer's adapters `lora` when it has any.
     fn residual(
         &self,
-        out: bool,
+        lin: &Linear,
+        lora: Option<&LinearLora>,
         x: Tensor<3>,
         residual: Tensor<3>,
         dropout: Option<&Dropout>,
     ) -> Tensor<3> {
-        let (lin, lora) = if out {
-            (&self.ffn_out, self.lora_of(|l| &l.ffn_out))
-        } else {
-            (&self.attn_out, self.lora_of(|l| &l.attn_out))
-        };
         match lora {
             None => linear_residual(lin, x, residual, dropout),
             Some(lora) => {
@@ -198,7 +195,13 @@ impl EncoderLayer {
     fn post_norm(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let (q, k, v) = self.heads(x.clone());
         let context = self.attend(q, k, v, mask_bias);
-        let x = self.residual(false, context, x, Some(&self.dropout));
+        let x = self.residual(
+            &self.attn_out,
+            self.lora_of(|l| &l.attn_out),
+            context,
+            x,
+            Some(&self.dropout),
+        );
         let x = match &self.attn_norm {
             Some(norm) => norm.forward(x),
             None => x,
@@ -207,7 +210,13 @@ impl EncoderLayer {
             None => linear_activate(&self.ffn_in, x.clone(), self.activation),
             Some(_) => activate(self.ffn_input(x.clone()), self.activation),
         };
-        let x = self.residual(true, inner, x, Some(&self.dropout));
+        let x = self.residual(
+            &self.ffn_out,
+            self.lora_of(|l| &l.ffn_out),
+            inner,
+            x,
+            Some(&self.dropout),
+        );
         self.ffn_norm.forward(x)
     }
 
@@ -229,7 +238,13 @@ impl EncoderLayer {
             _ => inputs.padding.clone(),
         };
         let context = self.attend(q, k, v, bias);
-        let x = self.residual(false, context, x, Some(&self.dropout));
+        let x = self.residual(
+            &self.attn_out,
+            self.lora_of(|l| &l.attn_out),
+            context,
+            x,
+            Some(&self.dropout),
+        );
         let inner = self.ffn_input(self.ffn_norm.forward(x.clone()));
         let width = inner.dims()[2] / 2;
         let input = inner.clone().narrow(2, 0, width);
@@ -237,7 +252,7 @@ impl EncoderLayer {
         let gated = self
             .ffn_dropout
             .forward(activate(input, self.activation) * gate);
-        self.residual(true, gated, x, None)
+        self.residual(&self.ffn_out, self.lora_of(|l| &l.ffn_out), gated, x, None)
     }
 }
 

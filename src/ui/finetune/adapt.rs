@@ -121,16 +121,8 @@ pub fn DomainAdaptation(state: FineTuneState) -> impl IntoView {
         });
     };
     let export = move |_| {
-        actions.send(Request::ExportAdapted, None, move |event, payload| {
-            if let Event::Exported { file_name } = event {
-                match payload
-                    .ok_or_else(|| "the engine sent no file".to_string())
-                    .and_then(|bytes| files::download(&file_name, &bytes))
-                {
-                    Ok(()) => message.set(Some(format!("Saved {file_name}"))),
-                    Err(e) => actions.fail(e),
-                }
-            }
+        actions.download(Request::ExportAdapted, move |file_name| {
+            message.set(Some(format!("Saved {file_name}")))
         });
     };
     view! {

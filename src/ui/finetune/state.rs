@@ -237,19 +237,11 @@ impl FineTuneState {
             separate_test: self.separate_test.get_untracked(),
             args,
         };
-        let (actions, saved) = (self.actions, self.saved);
-        actions.send(request, None, move |event, payload| {
-            if let Event::Exported { file_name } = event {
-                let result = payload
-                    .ok_or_else(|| "the engine sent no file".to_string())
-                    .and_then(|bytes| files::download(&file_name, &bytes));
-                match result {
-                    Ok(()) => saved.set(Some(format!(
-                        "Saved {file_name}: run it where the GPUs are"
-                    ))),
-                    Err(e) => actions.fail(e),
-                }
-            }
+        let saved = self.saved;
+        self.actions.download(request, move |file_name| {
+            saved.set(Some(format!(
+                "Saved {file_name}: run it where the GPUs are"
+            )))
         });
     }
 
@@ -385,22 +377,11 @@ impl FineTuneState {
     /// Offers the trained model as a zip of its Hugging Face folder, or (`adapter`) of its PEFT
     /// adapter folder.
     pub fn export(self, adapter: bool) {
-        let (actions, saved) = (self.actions, self.saved);
-        actions.send(
-            Request::ExportTrained { adapter },
-            None,
-            move |event, payload| {
-                if let Event::Exported { file_name } = event {
-                    let result = payload
-                        .ok_or_else(|| "the engine sent no file".to_string())
-                        .and_then(|bytes| files::download(&file_name, &bytes));
-                    match result {
-                        Ok(()) => saved.set(Some(format!("Saved {file_name}"))),
-                        Err(e) => actions.fail(e),
-                    }
-                }
-            },
-        );
+        let saved = self.saved;
+        self.actions
+            .download(Request::ExportTrained { adapter }, move |file_name| {
+                saved.set(Some(format!("Saved {file_name}")))
+            });
     }
 
     /// Applies a PEFT LoRA adapter (the picked files) to the base model and puts the result on
