@@ -12,7 +12,8 @@
 #              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
 #              side table of the README
 #   lora     - full fine-tuning against LoRA (r 8, query and value): training examples/s and peak
-#              memory natively (bench_finetune, 400 reviews, one epoch, one process each), then in
+#              memory natively (bench_finetune, 400 reviews, one epoch, one process each), each
+#              beside HF's Trainer on the same settings (PEFT for LoRA; benches/trainer_cpu.py), then in
 #              wasm in headless Chromium (wasm_bench's fine_tuning_in_wasm)
 #   trainer  - full fine-tuning speed natively beside the peer: Tunelab's full mode on 400 reviews,
 #              one epoch (bench_finetune with FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64), then
@@ -127,6 +128,8 @@ for b in "${expanded[@]}"; do
     for mode in full lora; do
       FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- "$mode" 2>/dev/null |
         grep -E "^(machine|[A-Z][a-z]+ fine-tuning: (optimisation|peak))"
+      # The peer: HF's Trainer (PEFT for LoRA) on the same settings and CPU.
+      "$(torch_python accelerate peft)" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 "$mode" 2>/dev/null | grep -E "^HF"
     done
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture fine_tuning_in_wasm 2>&1 |
       grep -E "^(model|wasm )"
