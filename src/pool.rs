@@ -102,7 +102,7 @@ impl Files {
     /// The size of the model's weights file.
     pub fn weight_bytes(&self) -> usize {
         match self {
-            Files::Bytes(files) => files.weights.len(),
+            Files::Bytes(files) => files.weights_bytes() as usize,
             Files::Stored { bytes, .. } => *bytes,
         }
     }
@@ -263,8 +263,12 @@ impl Built {
             Build::Checkpoint => {
                 let config = files.config()?;
                 let pooling = checkpoint_pooling(&config);
-                let model =
-                    SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?;
+                let model = SequenceClassifier::from_checkpoint(
+                    files.checkpoint()?,
+                    &config,
+                    pooling,
+                    device,
+                )?;
                 encoder(model)?
             }
             Build::Training {

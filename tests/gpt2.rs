@@ -68,7 +68,7 @@ fn chunked_embeddings_for_small_binding_limits_give_the_same_logits() {
     let (g, _) = golden("tiny-gpt2");
     // 64-wide rows of 256 bytes: a 1 MB limit gives 4096-row chunks, 13 of them.
     let lm = lm(1 << 20);
-    assert_eq!(lm.model.gpt2().unwrap().wte.len(), 13);
+    assert_eq!(lm.model.gpt2().unwrap().wte.chunks.len(), 13);
     let hidden = lm
         .model
         .forward(lm.ids_tensor(&golden_ids()), &mut KvCache::default());

@@ -14,13 +14,22 @@ use tunelab::prompt::generate::generate_ids;
 use tunelab::prompt::{GenerationConfig, LanguageModel, StopReason};
 
 fn lm(name: &str) -> LanguageModel {
+    lm_within(name, u64::MAX)
+}
+
+/// The model with its vocabulary tables in row chunks of at most `max_binding_bytes`.
+fn lm_within(name: &str, max_binding_bytes: u64) -> LanguageModel {
     let files = ModelFiles::from_dir(fixture_model(name)).unwrap();
-    LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap()
+    LanguageModel::load(&files, &Device::flex(), max_binding_bytes).unwrap()
 }
 
 fn check(name: &str) {
+    check_model(name, &lm(name));
+}
+
+/// `lm` (loaded from `name`'s files, or another form of them) against `name`'s golden.
+fn check_model(name: &str, lm: &LanguageModel) {
     let (g, _) = golden(name);
-    let lm = lm(name);
     let prompt: Vec<u32> = g["input_ids"].values.iter().map(|&v| v as u32).collect();
     // Every position's logits.
     let hidden = lm
@@ -40,7 +49,7 @@ fn check(name: &str) {
         stop_at_eos: false,
         ..Default::default()
     };
-    let out = block_on(generate_ids(&lm, &prompt, &cfg, &mut |_| true)).unwrap();
+    let out = block_on(generate_ids(lm, &prompt, &cfg, &mut |_| true)).unwrap();
     assert_eq!(
         out.ids,
         want[prompt.len()..].to_vec(),
@@ -81,6 +90,62 @@ fn tiny_qwen2_matches_transformers() {
 #[test]
 fn tiny_qwen3_matches_transformers() {
     check("tiny-qwen3");
+}
+
+#[test]
+fn a_sharded_checkpoint_loads_as_its_single_file_does() {
+    // transformers' save_pretrained(max_shard_size=...) of tiny-qwen2: three files and an index.
+    let dir = fixture_model("tiny-qwen2-sharded");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    assert!(files.weights.is_empty() && files.missing().is_empty());
+    assert_eq!(files.checkpoint().unwrap().0.len(), 3);
+    assert_eq!(files.weights_bytes(), 512_632 + 512_640 + 299_768);
+    let lm = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
+    check_model("tiny-qwen2", &lm);
+    // A shard gone: said by name before anything is built.
+    let mut partial = files.clone();
+    partial.extra.remove("model-00002-of-00003.safetensors");
+    assert_eq!(partial.missing(), ["model-00002-of-00003.safetensors"]);
+    let err = LanguageModel::load(&partial, &Device::flex(), u64::MAX)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("missing 1 of the 3 weight files model.safetensors.index.json names: model-00002-of-00003.safetensors"),
+        "{err}"
+    );
+    // A shard that belongs to another checkpoint: its tensors are reported.
+    let mut wrong = files.clone();
+    let other = std::fs::read(fixture_model("tiny-llama").join("model.safetensors")).unwrap();
+    wrong.insert("model-00003-of-00003.safetensors", other);
+    let err = LanguageModel::load(&wrong, &Device::flex(), u64::MAX)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("missing") || err.contains("wrong shape"),
+        "{err}"
+    );
+}
+
+#[test]
+fn vocabulary_tables_in_chunks_for_small_binding_limits_give_the_same_outputs() {
+    // 64-wide rows of 256 bytes: a 64 KiB limit gives 256-row chunks, 8 of them for 2002 tokens,
+    // in the embeddings and in Qwen2's own (untied) head.
+    let lm = lm_within("tiny-qwen2", 64 << 10);
+    let tunelab::prompt::Decoder::Llama(m) = &lm.model else {
+        panic!("a Llama-family decoder")
+    };
+    assert_eq!(m.embed_tokens.chunks.len(), 8);
+    assert_eq!(m.lm_head.as_ref().map(|h| h.chunks.len()), Some(8));
+    check_model("tiny-qwen2", &lm);
+    // Tied: the one table serves as the head too.
+    let lm = lm_within("tiny-llama", 64 << 10);
+    let tunelab::prompt::Decoder::Llama(m) = &lm.model else {
+        panic!("a Llama-family decoder")
+    };
+    assert!(m.embed_tokens.chunks.len() > 1 && m.lm_head.is_none());
+    check_model("tiny-llama", &lm);
 }
 
 #[test]

@@ -241,7 +241,7 @@ async fn tiny_gpt2_greedy_on_webgpu_gives_the_golden_tokens() {
     );
     // Chunk the embeddings as for real GPT-2 on a small binding limit (4 chunks here).
     let lm = LanguageModel::load(&files, &compute.device, (50257 / 4 + 1) as u64 * 64 * 4).unwrap();
-    assert_eq!(lm.model.gpt2().unwrap().wte.len(), 4);
+    assert_eq!(lm.model.gpt2().unwrap().wte.chunks.len(), 4);
     let cfg = GenerationConfig {
         max_new_tokens: 8,
         ..Default::default()

@@ -8,8 +8,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use super::{
-    file_url, plan_body, storage, too_large, ModelFiles, Purpose, MAX_FILE_BYTES, REQUIRED_FILES,
-    SENTENCE_TRANSFORMERS_FILES,
+    file_url, plan_body, storage, too_large, ModelFiles, Purpose, INDEX_FILE, MAX_FILE_BYTES,
+    REQUIRED_FILES, SENTENCE_TRANSFORMERS_FILES,
 };
 use crate::clock::now_ms;
 use crate::error::Error;
@@ -161,8 +161,10 @@ pub async fn download(
 
 /// A model's files from a source: from browser storage when kept there, else downloaded. The
 /// required files must come; the optional ones for `purpose` may be absent (a 404 is fine), and
-/// `modules.json` brings the rest of the sentence-transformers settings along. `check_config`
-/// sees `config.json` first, before anything else is fetched: its error stops the download.
+/// `modules.json` brings the rest of the sentence-transformers settings along. Without
+/// `model.safetensors`, a sharded checkpoint's index (`model.safetensors.index.json`) brings its
+/// shards, each required. `check_config` sees `config.json` first, before anything else is
+/// fetched: its error stops the download.
 pub async fn fetch_model(
     template: &str,
     id: &str,
@@ -172,14 +174,16 @@ pub async fn fetch_model(
 ) -> Result<ModelFiles, Error> {
     let stored = storage::Store::open().await.ok();
     let mut files = ModelFiles::default();
-    let mut wanted: Vec<&str> = REQUIRED_FILES
+    let mut wanted: Vec<String> = REQUIRED_FILES
         .iter()
         .chain(purpose.optional_files())
-        .copied()
+        .map(|n| n.to_string())
         .collect();
+    let mut required: Vec<String> = REQUIRED_FILES.iter().map(|n| n.to_string()).collect();
     let mut i = 0;
     while i < wanted.len() {
-        let name = wanted[i];
+        let name = wanted[i].clone();
+        let name = name.as_str();
         i += 1;
         let url = file_url(template, id, name);
         let cached = match &stored {
@@ -197,14 +201,44 @@ pub async fn fetch_model(
                 });
                 b
             }
-            None if REQUIRED_FILES.contains(&name) => download(&url, name, on_progress).await?,
+            None if name == "model.safetensors" => {
+                // Sharded? Then the index (kept in storage, or the source's when it has no
+                // model.safetensors) names the files that hold the weights.
+                let index_url = file_url(template, id, INDEX_FILE);
+                let kept_index = match &stored {
+                    Some(s) => s.get(&index_url).await,
+                    None => None,
+                };
+                let index = match kept_index {
+                    Some(index) => index,
+                    None => match download(&url, name, on_progress).await {
+                        Ok(bytes) => {
+                            files.insert(name, bytes);
+                            continue;
+                        }
+                        Err(e) => download(&index_url, INDEX_FILE, &mut |_| {})
+                            .await
+                            .map_err(|_| e)?,
+                    },
+                };
+                let shards = super::shard_names(&index)?;
+                files.insert(INDEX_FILE, index);
+                required.extend(shards.iter().cloned());
+                wanted.extend(shards);
+                continue;
+            }
+            None if required.iter().any(|r| r == name) => download(&url, name, on_progress).await?,
             None => match download(&url, name, &mut |_| {}).await {
                 Ok(b) => b,
                 Err(_) => continue,
             },
         };
         if name == "modules.json" {
-            wanted.extend(&SENTENCE_TRANSFORMERS_FILES[1..]);
+            wanted.extend(
+                SENTENCE_TRANSFORMERS_FILES[1..]
+                    .iter()
+                    .map(|n| n.to_string()),
+            );
         }
         files.insert(name, bytes);
         if name == "config.json" {

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{archive, is_model_file, REQUIRED_FILES};
+use super::{archive, is_model_file, INDEX_FILE, REQUIRED_FILES};
 use crate::error::Error;
+use crate::model::weights::WeightFiles;
 use crate::model::{ModelConfig, ModelError};
 use crate::text::TextTokenizer;
 
@@ -26,12 +27,26 @@ impl ModelFiles {
         let dir = dir.as_ref();
         let read = |name: &str| std::fs::read(dir.join(name));
         let mut files = Self::default();
-        for name in REQUIRED_FILES {
-            files.insert(name, read(name)?);
-        }
-        for name in super::optional_files() {
+        for name in super::optional_files().chain([INDEX_FILE]) {
             if let Ok(bytes) = read(name) {
                 files.insert(name, bytes);
+            }
+        }
+        for name in REQUIRED_FILES {
+            match read(name) {
+                Ok(bytes) => files.insert(name, bytes),
+                // A sharded checkpoint: its index names the files.
+                Err(_) if name == "model.safetensors" && files.extra.contains_key(INDEX_FILE) => {
+                    let shards = files
+                        .shard_names()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?
+                        .unwrap_or_default();
+                    for shard in shards {
+                        let bytes = read(&shard)?;
+                        files.insert(&shard, bytes);
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(files)
@@ -87,12 +102,67 @@ impl ModelFiles {
             .collect()
     }
 
-    /// The required files that are missing (empty).
-    pub fn missing(&self) -> Vec<&'static str> {
-        REQUIRED_FILES
-            .into_iter()
-            .filter(|n| self.get(n).is_none_or(<[u8]>::is_empty))
-            .collect()
+    /// The required files that are missing (empty): of a sharded checkpoint (an index and no
+    /// `model.safetensors`), the shards its index names that are not here.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for name in REQUIRED_FILES {
+            if name == "model.safetensors" {
+                if let Ok(Some(shards)) = self.shard_names() {
+                    missing.extend(shards.into_iter().filter(|s| !self.extra.contains_key(s)));
+                    continue;
+                }
+            }
+            if self.get(name).is_none_or(<[u8]>::is_empty) {
+                missing.push(name.to_string());
+            }
+        }
+        missing
+    }
+
+    /// Of a sharded checkpoint (no `model.safetensors`, and `model.safetensors.index.json`),
+    /// the shard files its index names; `None` for a checkpoint in one file.
+    pub fn shard_names(&self) -> Result<Option<Vec<String>>, Error> {
+        if !self.weights.is_empty() {
+            return Ok(None);
+        }
+        match self.extra.get(INDEX_FILE) {
+            Some(index) => shard_names(index).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The weights as the models read them: `model.safetensors`, or every shard of a sharded
+    /// checkpoint (an error names the shards that are missing).
+    pub fn checkpoint(&self) -> Result<WeightFiles<'_>, Error> {
+        let Some(shards) = self.shard_names()? else {
+            return Ok(WeightFiles::from(&self.weights));
+        };
+        let mut files = Vec::with_capacity(shards.len());
+        let mut missing = Vec::new();
+        for shard in &shards {
+            match self.extra.get_key_value(shard) {
+                Some((name, bytes)) => files.push((name.as_str(), bytes.as_slice())),
+                None => missing.push(shard.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::files(format!(
+                "missing {} of the {} weight files {INDEX_FILE} names: {}",
+                missing.len(),
+                shards.len(),
+                missing.join(", ")
+            )));
+        }
+        Ok(WeightFiles(files))
+    }
+
+    /// Bytes of the weights (all shards of a sharded checkpoint).
+    pub fn weights_bytes(&self) -> u64 {
+        match self.checkpoint() {
+            Ok(files) => files.bytes(),
+            Err(_) => self.weights.len() as u64,
+        }
     }
 
     /// An error naming the missing required files, if any.
@@ -137,6 +207,37 @@ impl ModelFiles {
     pub fn json(&self, name: &str) -> Option<serde_json::Value> {
         serde_json::from_slice(self.extra.get(name)?).ok()
     }
+}
+
+/// The weight files a sharded checkpoint's index (`model.safetensors.index.json`, transformers'
+/// `{"metadata": .., "weight_map": {tensor: file}}`) names, each once, sorted. Each must be a
+/// `.safetensors` file beside the index (it is fetched by name from the same folder).
+pub fn shard_names(index: &[u8]) -> Result<Vec<String>, Error> {
+    let value: serde_json::Value = serde_json::from_slice(index)
+        .map_err(|e| Error::files(format!("{INDEX_FILE} is not JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::files(format!("{INDEX_FILE} has no \"weight_map\"")))?;
+    let mut names = std::collections::BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file.as_str().unwrap_or_default();
+        let plain = file.ends_with(".safetensors")
+            && !file.starts_with('.')
+            && !file.contains(['/', '\\'])
+            && file.len() <= 200;
+        if !plain {
+            return Err(Error::files(format!(
+                "{INDEX_FILE} puts {tensor} in \"{file}\": a weight file must be a .safetensors \
+                 file beside the index"
+            )));
+        }
+        names.insert(file.to_string());
+    }
+    if names.is_empty() {
+        return Err(Error::files(format!("{INDEX_FILE} names no weight files")));
+    }
+    Ok(names.into_iter().collect())
 }
 
 /// Where a path of an archive or a picked folder sits in the model folder: the longest tail of
@@ -188,6 +289,51 @@ mod tests {
             ("m/1_Pooling/config.json".to_string(), b"{}".to_vec()),
         ]);
         assert_eq!(files.missing(), ["tokenizer.json", "model.safetensors"]);
+        // A sharded checkpoint: its index stands for model.safetensors and names the shards.
+        let index = br#"{"metadata": {"total_size": 8}, "weight_map": {
+            "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
+            "c": "model-00001-of-00002.safetensors"}}"#;
+        let mut sharded = ModelFiles::from_entries([
+            ("m/config.json".to_string(), b"{}".to_vec()),
+            ("m/tokenizer.json".to_string(), b"{}".to_vec()),
+            ("m/model.safetensors.index.json".to_string(), index.to_vec()),
+            (
+                "m/model-00002-of-00002.safetensors".to_string(),
+                b"x".to_vec(),
+            ),
+        ]);
+        assert_eq!(sharded.missing(), ["model-00001-of-00002.safetensors"]);
+        assert_eq!(
+            sharded.checkpoint().unwrap_err().to_string(),
+            "missing 1 of the 2 weight files model.safetensors.index.json names: \
+             model-00001-of-00002.safetensors"
+        );
+        sharded.insert("model-00001-of-00002.safetensors", b"yy".to_vec());
+        assert!(sharded.missing().is_empty());
+        let names: Vec<&str> = sharded
+            .checkpoint()
+            .unwrap()
+            .0
+            .iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"
+            ]
+        );
+        assert_eq!(sharded.weights_bytes(), 3);
+        for bad in [
+            r#"{"weight_map": {"a": "../secret.safetensors"}}"#,
+            r#"{"weight_map": {"a": "model.bin"}}"#,
+            r#"{"weight_map": {}}"#,
+            r#"{"metadata": {}}"#,
+            "not json",
+        ] {
+            assert!(shard_names(bad.as_bytes()).is_err(), "{bad}");
+        }
         assert_eq!(
             files.check_complete().unwrap_err().to_string(),
             "missing tokenizer.json, model.safetensors"

@@ -19,7 +19,7 @@ pub mod storage;
 
 use serde::{Deserialize, Serialize};
 
-pub use files::ModelFiles;
+pub use files::{shard_names, ModelFiles};
 
 use crate::error::Error;
 use crate::math::human_bytes;
@@ -99,8 +99,12 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 /// The default model source: the Hugging Face Hub. `{id}` and `{file}` are filled in.
 pub const HUB_URL_TEMPLATE: &str = "https://huggingface.co/{id}/resolve/main/{file}";
 
-/// The files every model needs.
+/// The files every model needs (a sharded checkpoint's index and shards stand for
+/// `model.safetensors`).
 pub const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// A sharded checkpoint's index: which `.safetensors` file holds each tensor.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// sentence-transformers' settings: `modules.json` names the pipeline (pooling, normalisation);
 /// the others hold the pooling mode, the maximum sequence length and the similarity function.
@@ -130,9 +134,13 @@ pub fn optional_files() -> impl Iterator<Item = &'static str> {
         .chain(GENERATION_FILES)
 }
 
-/// Whether `name` is a file of a model folder that Tunelab reads.
+/// Whether `name` is a file of a model folder that Tunelab reads (a shard of a sharded
+/// checkpoint included: `model-00001-of-00002.safetensors`, as transformers names them).
 pub fn is_model_file(name: &str) -> bool {
-    REQUIRED_FILES.contains(&name) || optional_files().any(|f| f == name)
+    REQUIRED_FILES.contains(&name)
+        || name == INDEX_FILE
+        || (name.ends_with(".safetensors") && !name.contains('/'))
+        || optional_files().any(|f| f == name)
 }
 
 /// What a model is loaded for; it decides which optional files are worth asking a server for.

@@ -239,3 +239,94 @@ pub fn rotary(x: Tensor<4>, (cos, sin): &Rope) -> Tensor<4> {
     let rotated = Tensor::cat(vec![second.neg(), first], 3);
     x * cos.clone() + rotated * sin.clone()
 }
+
+/// A `[vocab, d]` matrix (token embeddings, an LM head) kept as row chunks of at most a storage
+/// binding each: WebGPU binds at most `maxStorageBufferBindingSize` bytes of a buffer to a
+/// kernel (128 MiB by default), and Qwen2.5's 151,936 × 896 table is 545 MB. The lookup gathers
+/// from each chunk; the projection concatenates the chunks' products.
+#[derive(Module, Debug)]
+pub struct VocabRows {
+    pub chunks: Vec<Param<Tensor<2>>>,
+}
+
+impl VocabRows {
+    /// `[vocab, d]` host values in chunks of at most `max_binding_bytes` (at least one row
+    /// each), each put on the device on its own: the whole matrix is never one device buffer.
+    pub fn from_host(
+        values: &[f32],
+        [vocab, d]: [usize; 2],
+        max_binding_bytes: u64,
+        device: &Device,
+    ) -> Self {
+        let rows = ((max_binding_bytes / (d.max(1) * 4) as u64).max(1) as usize).min(vocab.max(1));
+        let chunks = (0..vocab)
+            .step_by(rows)
+            .map(|start| {
+                let n = rows.min(vocab - start);
+                let part = values[start * d..(start + n) * d].to_vec();
+                Param::from_tensor(Tensor::from_data(TensorData::new(part, [n, d]), device))
+            })
+            .collect();
+        Self { chunks }
+    }
+
+    /// The rows as one matrix `[vocab, d]` (export).
+    pub fn full(&self) -> Tensor<2> {
+        if self.chunks.len() == 1 {
+            return self.chunks[0].val();
+        }
+        Tensor::cat(self.chunks.iter().map(|c| c.val()).collect(), 0)
+    }
+
+    /// Rows `ids` `[b, t]` -> `[b, t, d]`, gathered across the chunks.
+    pub fn lookup(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let flat = ids.reshape([b * t]);
+        let d = self.chunks[0].dims()[1];
+        if self.chunks.len() == 1 {
+            return self.chunks[0].val().select(0, flat).reshape([b, t, d]);
+        }
+        let mut out: Option<Tensor<2>> = None;
+        let mut start = 0i64;
+        for chunk in &self.chunks {
+            let chunk = chunk.val();
+            let n = chunk.dims()[0] as i64;
+            let local = flat.clone().sub_scalar(start);
+            let inside = local
+                .clone()
+                .greater_equal_elem(0)
+                .bool_and(local.clone().lower_elem(n));
+            let rows = chunk
+                .select(0, local.clamp(0, n - 1))
+                .mul(inside.float().reshape([b * t, 1]));
+            out = Some(match out {
+                Some(acc) => acc + rows,
+                None => rows,
+            });
+            start += n;
+        }
+        out.expect("at least one chunk").reshape([b, t, d])
+    }
+
+    /// `h` `[n, d]` times the matrix's transpose: `[n, vocab]` (an LM head's logits).
+    pub fn project(&self, h: Tensor<2>) -> Tensor<2> {
+        let parts: Vec<Tensor<2>> = self
+            .chunks
+            .iter()
+            .map(|c| kernels::matmul_rows(h.clone(), c.val().transpose()))
+            .collect();
+        if parts.len() == 1 {
+            parts.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(parts, 1)
+        }
+    }
+}
+
+impl WeightPath<'_, '_> {
+    /// The matrix `{path}.{name}` `[vocab, d]` as [`VocabRows`] of at most `max_binding_bytes`.
+    pub fn vocab_rows(&self, name: &str, shape: [usize; 2], max_binding_bytes: u64) -> VocabRows {
+        let values = self.host(name, &shape);
+        VocabRows::from_host(&values, shape, max_binding_bytes, self.device())
+    }
+}

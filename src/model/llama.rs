@@ -9,15 +9,15 @@
 //! `mlp.{gate,up,down}_proj`, `model.norm`, `lm_head`.
 
 use burn::module::Param;
-use burn::nn::{Embedding, Linear};
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation;
 
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
-use super::kernels::{attention, linear, linear_residual, matmul_rows};
-use super::layers::{rope_tables, rotary, Rope};
-use super::weights::{WeightPath, Weights};
+use super::kernels::{attention, linear, linear_residual};
+use super::layers::{rope_tables, rotary, Rope, VocabRows};
+use super::weights::{WeightFiles, WeightPath, Weights};
 use super::ModelError;
 
 /// `x / sqrt(mean(x²) + eps) * weight` over the last dimension.
@@ -122,11 +122,12 @@ impl LlamaLayer {
 
 #[derive(Module, Debug)]
 pub struct Llama {
-    pub embed_tokens: Embedding,
+    /// Token embeddings `[vocab, d]`, in row chunks that fit a storage binding.
+    pub embed_tokens: VocabRows,
     pub layers: Vec<LlamaLayer>,
     pub norm: RmsNorm,
-    /// `[d, vocab]`; `None` when tied to the token embeddings.
-    pub lm_head: Option<Param<Tensor<2>>>,
+    /// `[vocab, d]` as stored, in row chunks; `None` when tied to the token embeddings.
+    pub lm_head: Option<VocabRows>,
     #[module(skip)]
     pub config: LlamaConfig,
 }
@@ -156,7 +157,7 @@ impl Llama {
             f32::MIN,
         );
         let rope = rope_tables(c.rope_theta, c.head_dim, past, t, &device);
-        let mut x = self.embed_tokens.forward(ids);
+        let mut x = self.embed_tokens.lookup(ids);
         let layers = std::mem::take(&mut cache.layers);
         let mut next = Vec::with_capacity(self.layers.len());
         for (layer, kv) in self.layers.iter().zip(layers) {
@@ -172,11 +173,9 @@ impl Llama {
     /// Next-token logits `[b, t, vocab]` from final hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = hidden.dims();
-        let head = match &self.lm_head {
-            Some(w) => w.val(),
-            None => self.embed_tokens.weight.val().transpose(),
-        };
-        matmul_rows(hidden.reshape([b * t, d]), head).reshape([b, t, self.config.vocab_size])
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        head.project(hidden.reshape([b * t, d]))
+            .reshape([b, t, self.config.vocab_size])
     }
 
     /// Logits of the last position only: `[b, vocab]`.
@@ -186,7 +185,7 @@ impl Llama {
             .reshape([b, self.config.vocab_size])
     }
 
-    fn load(w: &Weights, c: &LlamaConfig) -> Self {
+    fn load(w: &Weights, c: &LlamaConfig, max_binding_bytes: u64) -> Self {
         let d = c.hidden_size;
         let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
         let norm = |at: WeightPath, n: usize| RmsNorm {
@@ -225,10 +224,15 @@ impl Llama {
                 }
             })
             .collect();
-        let lm_head = (!c.tie_word_embeddings)
-            .then(|| Param::from_tensor(w.pp("lm_head").transposed("weight", [c.vocab_size, d])));
+        let table = [c.vocab_size, d];
+        let lm_head = (!c.tie_word_embeddings).then(|| {
+            w.pp("lm_head")
+                .vocab_rows("weight", table, max_binding_bytes)
+        });
         Self {
-            embed_tokens: w.pp("embed_tokens").embedding(c.vocab_size, d),
+            embed_tokens: w
+                .pp("embed_tokens")
+                .vocab_rows("weight", table, max_binding_bytes),
             layers,
             norm: norm(w.pp("norm"), d),
             lm_head,
@@ -236,14 +240,17 @@ impl Llama {
         }
     }
 
-    /// A `*ForCausalLM` checkpoint, reporting every missing, mis-shaped or unexpected tensor.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    /// A `*ForCausalLM` checkpoint, reporting every missing, mis-shaped or unexpected tensor;
+    /// the token embeddings (and an untied head) in row chunks of at most `max_binding_bytes`
+    /// (`u64::MAX` where there is no limit).
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &LlamaConfig,
+        max_binding_bytes: u64,
         device: &Device,
     ) -> Result<Self, ModelError> {
         Weights::load(bytes, Self::PREFIX, config.parameters(), device, |w| {
-            Self::load(w, config)
+            Self::load(w, config, max_binding_bytes)
         })
     }
 }

@@ -42,9 +42,41 @@ const OTHER_HEADS: &[&str] = &[
     "score.",
 ];
 
+/// A checkpoint's safetensors files as (file name, bytes): `model.safetensors`, or the shards
+/// `model.safetensors.index.json` names (a sharded checkpoint).
+#[derive(Debug, Clone)]
+pub struct WeightFiles<'a>(pub Vec<(&'a str, &'a [u8])>);
+
+impl<'a> From<&'a [u8]> for WeightFiles<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self(vec![("model.safetensors", bytes)])
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for WeightFiles<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Self::from(bytes.as_slice())
+    }
+}
+
+impl WeightFiles<'_> {
+    /// Bytes in all its files.
+    pub fn bytes(&self) -> u64 {
+        self.0.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
+/// One opened safetensors file.
+struct Shard<'a> {
+    file: &'a str,
+    tensors: SafeTensors<'a>,
+}
+
 /// An opened checkpoint plus the bookkeeping of which tensors a model took.
 pub struct Weights<'a> {
-    tensors: SafeTensors<'a>,
+    shards: Vec<Shard<'a>>,
+    /// Every tensor name -> its shard (the first that holds it).
+    names: BTreeMap<String, usize>,
     /// The architecture prefix present in the file (`"bert."`), or empty.
     prefix: String,
     device: Device,
@@ -55,23 +87,37 @@ pub struct Weights<'a> {
 }
 
 impl<'a> Weights<'a> {
-    /// Parses the safetensors header. `prefix` is the architecture prefix to accept (`"bert."`).
-    pub fn from_bytes(bytes: &'a [u8], prefix: &str, device: &Device) -> Result<Self, ModelError> {
-        if bytes.len() >= 15 && bytes[..15].eq_ignore_ascii_case(b"<!doctype html>") {
-            return Err(ModelError::Weights(
-                "model.safetensors is an HTML page, not weights (a wrong URL or a login page?)"
-                    .into(),
-            ));
+    /// Parses the safetensors headers of every file of `checkpoint`. `prefix` is the
+    /// architecture prefix to accept (`"bert."`).
+    pub fn from_bytes(
+        checkpoint: impl Into<WeightFiles<'a>>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let WeightFiles(files) = checkpoint.into();
+        let mut shards = Vec::with_capacity(files.len());
+        let mut names = BTreeMap::new();
+        for (file, bytes) in files {
+            if bytes.len() >= 15 && bytes[..15].eq_ignore_ascii_case(b"<!doctype html>") {
+                return Err(ModelError::Weights(format!(
+                    "{file} is an HTML page, not weights (a wrong URL or a login page?)"
+                )));
+            }
+            let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
+                ModelError::Weights(format!(
+                    "{file} is truncated or not a safetensors file ({} bytes): {e}",
+                    bytes.len()
+                ))
+            })?;
+            for name in tensors.names() {
+                names.entry(name.to_string()).or_insert(shards.len());
+            }
+            shards.push(Shard { file, tensors });
         }
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| {
-            ModelError::Weights(format!(
-                "model.safetensors is truncated or not a safetensors file ({} bytes): {e}",
-                bytes.len()
-            ))
-        })?;
-        let has_prefix = tensors.names().iter().any(|n| n.starts_with(prefix));
+        let has_prefix = names.keys().any(|n| n.starts_with(prefix));
         Ok(Self {
-            tensors,
+            shards,
+            names,
             prefix: if has_prefix && !prefix.is_empty() {
                 prefix.to_string()
             } else {
@@ -92,23 +138,28 @@ impl<'a> Weights<'a> {
     /// when it is far more than the file holds, the config is refused before anything is built,
     /// since the tensors the file lacks would be allocated (as zeros) only to be reported missing.
     pub fn load<T>(
-        bytes: &'a [u8],
+        checkpoint: impl Into<WeightFiles<'a>>,
         prefix: &str,
         parameters: u64,
         device: &Device,
         build: impl FnOnce(&Weights<'a>) -> T,
     ) -> Result<T, ModelError> {
-        let w = Self::from_bytes(bytes, prefix, device)?;
+        let w = Self::from_bytes(checkpoint, prefix, device)?;
         let held: u64 = w
-            .tensors
-            .tensors()
+            .shards
             .iter()
+            .flat_map(|s| s.tensors.tensors())
             .map(|(_, v)| v.shape().iter().product::<usize>() as u64)
             .sum();
         if parameters > 2 * held + (16 << 20) {
+            let files = match w.shards.as_slice() {
+                [one] => one.file.to_string(),
+                all => format!("its {} safetensors files", all.len()),
+            };
             return Err(ModelError::Mismatch(format!(
-                "config.json describes a model of {} weights, model.safetensors holds {}",
+                "config.json describes a model of {} weights, {files} hold{} {}",
                 count_text(parameters),
+                if w.shards.len() == 1 { "s" } else { "" },
                 count_text(held)
             )));
         }
@@ -139,19 +190,27 @@ impl<'a> Weights<'a> {
     /// The shape the file gives `name`, if it holds it.
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
         let full = self.resolve(name)?;
-        self.tensors.tensor(&full).ok().map(|v| v.shape().to_vec())
+        self.view(&full).ok().map(|v| v.shape().to_vec())
     }
 
     fn resolve(&self, name: &str) -> Option<String> {
         let with = format!("{}{name}", self.prefix);
-        let names = self.tensors.names();
-        if names.iter().any(|n| **n == with) {
+        if self.names.contains_key(&with) {
             Some(with)
-        } else if names.contains(&name) {
+        } else if self.names.contains_key(name) {
             Some(name.to_string())
         } else {
             None
         }
+    }
+
+    /// The tensor `full` (a name the file holds) as the file stores it.
+    fn view(
+        &self,
+        full: &str,
+    ) -> Result<safetensors::tensor::TensorView<'a>, safetensors::SafeTensorError> {
+        let shard = self.names.get(full).copied().unwrap_or(0);
+        self.shards[shard].tensors.tensor(full)
     }
 
     /// The tensor `name` as f32 host data of the given shape. A missing or mis-shaped tensor is
@@ -163,7 +222,7 @@ impl<'a> Weights<'a> {
             return zeros();
         };
         self.used.borrow_mut().insert(full.clone());
-        let view = match self.tensors.tensor(&full) {
+        let view = match self.view(&full) {
             Ok(v) => v,
             Err(e) => {
                 self.unsupported.borrow_mut().push(format!("{full}: {e}"));
@@ -212,9 +271,8 @@ impl<'a> Weights<'a> {
     fn finish_checking(self, strict: bool) -> Result<(), ModelError> {
         let used = self.used.into_inner();
         let mut unexpected: Vec<String> = self
-            .tensors
-            .names()
-            .into_iter()
+            .names
+            .keys()
             .filter(|n| !used.contains(*n))
             .filter(|n| !IGNORED_SUFFIXES.iter().any(|s| n.ends_with(s)))
             .filter(|n| {
@@ -224,7 +282,7 @@ impl<'a> Weights<'a> {
                         .iter()
                         .any(|h| bare.starts_with(h) || n.starts_with(h))
             })
-            .map(|n| n.to_string())
+            .cloned()
             .collect();
         unexpected.sort();
         let mut problems = Vec::new();
@@ -320,6 +378,11 @@ impl<'w, 'a> WeightPath<'w, 'a> {
             }
         }
         Tensor::from_data(TensorData::new(t, [cols, rows]), device)
+    }
+
+    /// The tensor `{path}.{name}` as f32 host data (see [`Weights::host`]).
+    pub fn host(&self, name: &str, shape: &[usize]) -> Vec<f32> {
+        self.weights.host(&self.name(name), shape)
     }
 
     pub fn device(&self) -> &'w Device {

@@ -42,7 +42,8 @@ impl TextClassifier {
         }
         let tokenizer = files.tokenizer()?;
         let pooling = checkpoint_pooling(&config);
-        let model = SequenceClassifier::from_checkpoint(&files.weights, &config, pooling, device)?;
+        let model =
+            SequenceClassifier::from_checkpoint(files.checkpoint()?, &config, pooling, device)?;
         let labels = (0..model.num_labels()).map(|i| config.label(i)).collect();
         Ok(Self {
             model,

@@ -124,7 +124,7 @@ impl Embedder {
         let enc = encoder_config(&config)?.clone();
         SentenceTransformers::check(files)?;
         let tokenizer = files.tokenizer()?;
-        let encoder = Encoder::from_checkpoint(&files.weights, &enc, device)?;
+        let encoder = Encoder::from_checkpoint(files.checkpoint()?, &enc, device)?;
         let st = SentenceTransformers::of(files).unwrap_or(SentenceTransformers {
             pooling: Pooling::Mean,
             normalize: false,

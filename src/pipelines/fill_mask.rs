@@ -37,7 +37,7 @@ impl FillMask {
             .mask_id()
             .and_then(|id| Some((tokenizer.id_to_token(id)?, id)))
             .ok_or_else(|| Error::usage("the tokenizer has no [MASK] token"))?;
-        let model = MaskedLm::from_checkpoint(&files.weights, &enc, device)?;
+        let model = MaskedLm::from_checkpoint(files.checkpoint()?, &enc, device)?;
         Ok(Self {
             model,
             tokenizer,

@@ -124,7 +124,7 @@ mod engine {
                 ));
             }
             let tokenizer = files.tokenizer()?;
-            let model = TokenClassifier::from_checkpoint(&files.weights, &config, device)?;
+            let model = TokenClassifier::from_checkpoint(files.checkpoint()?, &config, device)?;
             let labels = (0..model.num_labels()).map(|i| config.label(i)).collect();
             Ok(Self {
                 model,

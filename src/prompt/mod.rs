@@ -119,13 +119,18 @@ impl LanguageModel {
         let tokenizer = files.tokenizer()?;
         let model = if let Some(g) = config.gpt2() {
             Decoder::Gpt2(Gpt2::from_checkpoint(
-                &files.weights,
+                files.checkpoint()?,
                 g,
                 max_binding_bytes,
                 device,
             )?)
         } else if let Some(l) = config.llama() {
-            Decoder::Llama(Llama::from_checkpoint(&files.weights, l, device)?)
+            Decoder::Llama(Llama::from_checkpoint(
+                files.checkpoint()?,
+                l,
+                max_binding_bytes,
+                device,
+            )?)
         } else {
             return Err(Error::usage(
                 "this is an encoder (BERT family): prompting needs a language model (GPT-2, \

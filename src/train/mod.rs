@@ -82,7 +82,7 @@ pub fn classifier_for_training(
         HeadInit::Fresh(args.seed)
     };
     let model = SequenceClassifier::for_training(
-        &files.weights,
+        files.checkpoint()?,
         &config,
         labels.len(),
         pooling,

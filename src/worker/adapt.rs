@@ -84,7 +84,7 @@ pub async fn pre_train_base(
         DropoutRates::default()
     };
     let model = MaskedLm::for_training(
-        &base.files.weights,
+        base.files.checkpoint()?,
         &config,
         dropout,
         args.seed,

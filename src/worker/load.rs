@@ -349,7 +349,7 @@ pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
     let source = match key {
         Some(key) => Files::Stored {
             key: key.to_string(),
-            bytes: files.weights.len(),
+            bytes: files.weights_bytes() as usize,
         },
         None => Files::Bytes(Rc::new(files.clone())),
     };
@@ -385,7 +385,7 @@ pub fn model_info(
         architecture,
         labels,
         parameters,
-        bytes: files.weights.len(),
+        bytes: files.weights_bytes() as usize,
         stored: None,
         storage_warning: None,
     }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::model::config::{EncoderConfig, Family, ModernBertConfig};
 use crate::model::layers::{Exporter, LayerNorm};
-use crate::model::weights::{WeightPath, Weights};
+use crate::model::weights::{WeightFiles, WeightPath, Weights};
 use crate::model::{ModelConfig, ModelError};
 
 impl DropoutRates {
@@ -532,8 +532,8 @@ fn encoder_of(config: &ModelConfig) -> Result<&EncoderConfig, ModelError> {
 
 impl Encoder {
     /// The bare encoder of a checkpoint, for inference.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
@@ -550,8 +550,8 @@ impl Encoder {
 impl SequenceClassifier {
     /// A `*ForSequenceClassification` checkpoint with its own head, for inference. The number
     /// of labels is the classifier's (its weight's shape), else `id2label`'s.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         pooling: Pooling,
         device: &Device,
@@ -585,8 +585,8 @@ impl SequenceClassifier {
 
     /// A classifier to fine-tune on `num_labels` classes: the checkpoint's encoder, and its head
     /// or a fresh one as `head` says.
-    pub fn for_training(
-        bytes: &[u8],
+    pub fn for_training<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         num_labels: usize,
         pooling: Pooling,
@@ -609,8 +609,8 @@ impl TokenClassifier {
     /// A `*ForTokenClassification` checkpoint, for inference: every family names its head
     /// `classifier` (RoBERTa's too, unlike its sequence classifier). The number of labels is the
     /// head's (its weight's shape), else `id2label`'s.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
@@ -638,8 +638,8 @@ impl TokenClassifier {
 
 impl MaskedLm {
     /// A checkpoint to continue masked-LM training on (see [`MaskedLm::load_for_training`]).
-    pub fn for_training(
-        bytes: &[u8],
+    pub fn for_training<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         dropout: DropoutRates,
         seed: u64,
@@ -656,8 +656,8 @@ impl MaskedLm {
     }
 
     /// A `*ForMaskedLM` checkpoint, for inference.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &EncoderConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {

@@ -1,13 +1,12 @@
 //! GPT-2's Hugging Face names (`transformer.h.{i}.attn.c_attn`, ...): loading, with the token
 //! embeddings split into chunks that fit a storage binding, and export back to one matrix.
 
-use burn::module::Param;
 use burn::prelude::*;
 
 use super::{Gpt2, Gpt2Block};
 use crate::model::config::Gpt2Config;
 use crate::model::layers::Exporter;
-use crate::model::weights::Weights;
+use crate::model::weights::{WeightFiles, Weights};
 use crate::model::ModelError;
 
 impl Gpt2 {
@@ -18,7 +17,6 @@ impl Gpt2 {
     pub fn load(w: &Weights, config: &Gpt2Config, max_binding_bytes: u64) -> Self {
         let d = config.n_embd;
         let eps = config.layer_norm_epsilon;
-        let wte = w.pp("wte").tensor("weight", [config.vocab_size, d]);
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let h = w.pp("h").pp(i);
@@ -35,7 +33,9 @@ impl Gpt2 {
             })
             .collect();
         Self {
-            wte: row_chunks(wte, max_binding_bytes),
+            wte: w
+                .pp("wte")
+                .vocab_rows("weight", [config.vocab_size, d], max_binding_bytes),
             wpe: w.pp("wpe").embedding(config.n_positions, d),
             blocks,
             ln_f: w.pp("ln_f").layer_norm(d, eps),
@@ -46,8 +46,7 @@ impl Gpt2 {
     /// Writes the tensors with transformers' names (the LM head stays tied: no `lm_head`).
     pub fn export(&self, out: &mut Exporter) {
         let mut base = out.pp(Self::PREFIX);
-        let wte = Tensor::cat(self.wte.iter().map(|c| c.val()).collect(), 0);
-        base.put("wte.weight", wte);
+        base.put("wte.weight", self.wte.full());
         base.pp("wpe").embedding(&self.wpe);
         let mut h = base.pp("h");
         for (i, b) in self.blocks.iter().enumerate() {
@@ -63,8 +62,8 @@ impl Gpt2 {
     }
 
     /// A GPT-2 checkpoint, its token embeddings in chunks of at most `max_binding_bytes`.
-    pub fn from_checkpoint(
-        bytes: &[u8],
+    pub fn from_checkpoint<'a>(
+        bytes: impl Into<WeightFiles<'a>>,
         config: &Gpt2Config,
         max_binding_bytes: u64,
         device: &Device,
@@ -73,20 +72,4 @@ impl Gpt2 {
             Self::load(w, config, max_binding_bytes)
         })
     }
-}
-
-/// The rows of `wte` `[vocab, d]` in chunks of at most `max_binding_bytes` each (at least one
-/// row per chunk).
-fn row_chunks(wte: Tensor<2>, max_binding_bytes: u64) -> Vec<Param<Tensor<2>>> {
-    let [vocab, d] = wte.dims();
-    let row_bytes = (d * 4) as u64;
-    let rows_per_chunk = ((max_binding_bytes / row_bytes).max(1) as usize).min(vocab);
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    while start < vocab {
-        let n = rows_per_chunk.min(vocab - start);
-        chunks.push(Param::from_tensor(wte.clone().narrow(0, start, n)));
-        start += n;
-    }
-    chunks
 }

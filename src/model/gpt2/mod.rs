@@ -11,13 +11,12 @@
 
 mod loader;
 
-use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
 use super::config::{Activation, Gpt2Config};
-use super::kernels::{attention, heads_into_cache, linear_activate, linear_residual, matmul_rows};
-use super::layers::LayerNorm;
+use super::kernels::{attention, heads_into_cache, linear_activate, linear_residual};
+use super::layers::{LayerNorm, VocabRows};
 
 #[derive(Module, Debug)]
 pub struct Gpt2Block {
@@ -129,7 +128,7 @@ impl Gpt2Block {
 #[derive(Module, Debug)]
 pub struct Gpt2 {
     /// Token embeddings (= the LM head), in row chunks.
-    pub wte: Vec<Param<Tensor<2>>>,
+    pub wte: VocabRows,
     pub wpe: Embedding,
     pub blocks: Vec<Gpt2Block>,
     pub ln_f: LayerNorm,
@@ -138,36 +137,6 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    /// Token embeddings of `ids` `[b, t]` gathered across the chunks.
-    fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let [b, t] = ids.dims();
-        let flat = ids.reshape([b * t]);
-        let d = self.config.n_embd;
-        if self.wte.len() == 1 {
-            return self.wte[0].val().select(0, flat).reshape([b, t, d]);
-        }
-        let mut out: Option<Tensor<2>> = None;
-        let mut start = 0i64;
-        for chunk in &self.wte {
-            let chunk = chunk.val();
-            let n = chunk.dims()[0] as i64;
-            let local = flat.clone().sub_scalar(start);
-            let inside = local
-                .clone()
-                .greater_equal_elem(0)
-                .bool_and(local.clone().lower_elem(n));
-            let rows = chunk
-                .select(0, local.clamp(0, n - 1))
-                .mul(inside.float().reshape([b * t, 1]));
-            out = Some(match out {
-                Some(acc) => acc + rows,
-                None => rows,
-            });
-            start += n;
-        }
-        out.expect("at least one chunk").reshape([b, t, d])
-    }
-
     /// Runs `ids` `[b, t]` after the cached positions; returns the final hidden states
     /// (after `ln_f`) `[b, t, d]` and extends the cache.
     pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
@@ -192,7 +161,7 @@ impl Gpt2 {
         let device = ids.device();
         let positions =
             Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device).reshape([1, t]);
-        let mut x = self.embed_tokens(ids) + self.wpe.forward(positions);
+        let mut x = self.wte.lookup(ids) + self.wpe.forward(positions);
         let heads = self.config.n_head;
         let dims = [b, heads, self.config.n_embd / heads];
         cache.reserve(
@@ -229,18 +198,9 @@ impl Gpt2 {
     /// Next-token logits `[b, t, vocab]` from final hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = hidden.dims();
-        let h = hidden.reshape([b * t, d]);
-        let parts: Vec<Tensor<2>> = self
-            .wte
-            .iter()
-            .map(|c| matmul_rows(h.clone(), c.val().transpose()))
-            .collect();
-        let logits = if parts.len() == 1 {
-            parts.into_iter().next().expect("one part")
-        } else {
-            Tensor::cat(parts, 1)
-        };
-        logits.reshape([b, t, self.config.vocab_size])
+        self.wte
+            .project(hidden.reshape([b * t, d]))
+            .reshape([b, t, self.config.vocab_size])
     }
 
     /// Logits of the last position only: `[b, vocab]`.
