@@ -8,8 +8,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
 use super::{
-    file_url, plan_body, storage, too_large, ModelFiles, Purpose, INDEX_FILE, MAX_FILE_BYTES,
-    REQUIRED_FILES, SENTENCE_TRANSFORMERS_FILES,
+    file_url, grown_capacity, plan_body, storage, too_large, ModelFiles, Purpose, INDEX_FILE,
+    MAX_FILE_BYTES, REQUIRED_FILES, SENTENCE_TRANSFORMERS_FILES,
 };
 use crate::clock::now_ms;
 use crate::error::Error;
@@ -109,7 +109,13 @@ pub async fn download(
                     let _ = reader.cancel();
                     return Err(too_large(file, after));
                 }
-                bytes.extend_from_slice(&chunk.to_vec());
+                let (start, after) = (bytes.len(), after as usize);
+                if after > bytes.capacity() {
+                    bytes.reserve_exact(grown_capacity(after, total) - start);
+                }
+                // Straight from the JS chunk into place (no copy in between).
+                bytes.resize(after, 0);
+                chunk.copy_to(&mut bytes[start..]);
             }
             let now = now_ms();
             if now - last_report > 100.0 {

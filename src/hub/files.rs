@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{archive, is_model_file, INDEX_FILE, REQUIRED_FILES};
 use crate::error::Error;
+#[cfg(feature = "engine")]
 use crate::model::weights::WeightFiles;
 use crate::model::{ModelConfig, ModelError};
 use crate::text::TextTokenizer;
@@ -134,6 +135,7 @@ impl ModelFiles {
 
     /// The weights as the models read them: `model.safetensors`, or every shard of a sharded
     /// checkpoint (an error names the shards that are missing).
+    #[cfg(feature = "engine")]
     pub fn checkpoint(&self) -> Result<WeightFiles<'_>, Error> {
         let Some(shards) = self.shard_names()? else {
             return Ok(WeightFiles::from(&self.weights));
@@ -159,9 +161,13 @@ impl ModelFiles {
 
     /// Bytes of the weights (all shards of a sharded checkpoint).
     pub fn weights_bytes(&self) -> u64 {
-        match self.checkpoint() {
-            Ok(files) => files.bytes(),
-            Err(_) => self.weights.len() as u64,
+        match self.shard_names() {
+            Ok(Some(shards)) => shards
+                .iter()
+                .filter_map(|s| self.extra.get(s))
+                .map(|b| b.len() as u64)
+                .sum(),
+            _ => self.weights.len() as u64,
         }
     }
 

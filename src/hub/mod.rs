@@ -66,6 +66,22 @@ pub fn plan_body(
     })
 }
 
+/// The capacity a download's buffer grows to when `needed` bytes no longer fit: the rest of
+/// the announced length (`expected`) once the bytes pass the first reservation, else half as
+/// much again (never the doubling of `Vec`'s growth, which for a file past 1 GiB would ask for
+/// more than WebAssembly's one allocation of at most 2 GiB, and hold twice the file).
+pub fn grown_capacity(needed: usize, expected: Option<u64>) -> usize {
+    let max = MAX_FILE_BYTES as usize;
+    match expected {
+        Some(n) if n as usize >= needed => n as usize,
+        _ => needed
+            .saturating_add(needed / 2)
+            .max(1 << 20)
+            .min(max)
+            .max(needed),
+    }
+}
+
 /// "model.safetensors is 3.3 GB: too large for this browser ...": `bytes` is the size announced,
 /// or how far a download got before it passed the limit.
 pub fn too_large(file: &str, bytes: u64) -> Error {
@@ -312,6 +328,21 @@ mod tests {
         assert_eq!(plan.reserve, 64 << 20);
         let plan = plan_body("config.json", Some(" 512 "), Some("identity")).unwrap();
         assert_eq!((plan.expected, plan.reserve), (Some(512), 512));
+    }
+
+    #[test]
+    fn a_download_grows_to_its_announced_length_not_to_twice_it() {
+        // 1.2 GB announced: past the first 64 MB, the rest of it at once.
+        assert_eq!(
+            grown_capacity(64 << 20 | 1, Some(1_200_000_000)),
+            1_200_000_000
+        );
+        // Unknown length (compressed): half as much again, at most the largest file.
+        assert_eq!(grown_capacity(100 << 20, None), 150 << 20);
+        assert_eq!(grown_capacity(10, None), 1 << 20);
+        assert_eq!(grown_capacity(1_900_000_000, None), MAX_FILE_BYTES as usize);
+        // A server sending more than it announced: the bytes decide.
+        assert_eq!(grown_capacity(2_000, Some(1_000)), 1 << 20);
     }
 
     #[test]

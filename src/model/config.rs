@@ -169,7 +169,12 @@ impl LlamaConfig {
         let q = (self.num_heads * self.head_dim) as u64;
         let kv = (self.num_kv_heads * self.head_dim) as u64;
         let i = self.intermediate_size as u64;
-        let layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * i;
+        let dh = self.head_dim as u64;
+        let biases = if self.qkv_bias { q + 2 * kv } else { 0 }
+            + if self.o_bias { d } else { 0 }
+            + if self.mlp_bias { 2 * i + d } else { 0 }
+            + if self.qk_norm { 2 * dh } else { 0 };
+        let layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * i + biases;
         let head = if self.tie_word_embeddings {
             0
         } else {
@@ -292,9 +297,10 @@ fn llama_config(f: &Fields, family: Family) -> Result<LlamaConfig, ModelError> {
     })
 }
 
-/// The most memory a model's weights may need as f32: WebAssembly's 32-bit memory holds 4 GiB in
-/// all, and the downloaded file and the page need their share. Checked on `config.json` before
-/// anything is allocated.
+/// The most memory an encoder's weights may need as f32 (it trains in the engine's memory, with
+/// its gradients and AdamW's moments beside): WebAssembly's 32-bit memory holds 4 GiB in all,
+/// and the downloaded file and the page need their share. Checked on `config.json` before
+/// anything is allocated. Decoders are held to `memory::Footprint` instead.
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 
 /// Sizes past these are a broken or hostile `config.json`, not a model (the largest real ones are
@@ -598,19 +604,17 @@ impl ModelConfig {
                 }
             }
         }
-        let bytes = 4 * match &arch {
-            Arch::Encoder(e) => e.parameters(),
-            Arch::Gpt2(g) => g.parameters(),
-            Arch::Llama(l) => l.parameters(),
-        };
-        if bytes > MAX_MODEL_BYTES {
-            return Err(ModelError::Unsupported(format!(
-                "this model needs ~{} for its weights; this browser holds at most {}",
-                human_bytes(bytes as f64),
-                human_bytes(MAX_MODEL_BYTES as f64)
-            )));
-        }
+        // A decoder is held to what it needs where it would run (`memory::Footprint`, by the
+        // engine once it knows the backend; here only what fits nowhere, not even on WebGPU).
         if let Arch::Encoder(e) = &arch {
+            let bytes = 4 * e.parameters();
+            if bytes > MAX_MODEL_BYTES {
+                return Err(ModelError::Unsupported(format!(
+                    "this model needs ~{} for its weights; this browser holds at most {}",
+                    human_bytes(bytes as f64),
+                    human_bytes(MAX_MODEL_BYTES as f64)
+                )));
+            }
             if e.num_heads == 0 || e.hidden_size % e.num_heads != 0 {
                 return Err(ModelError::Config(format!(
                     "hidden size {} is not divisible by {} attention heads",
@@ -627,12 +631,16 @@ impl ModelConfig {
             }
         }
         let id2label = parse_id2label(&raw)?;
-        Ok(Self {
+        let config = Self {
             arch,
             task,
             id2label,
             raw,
-        })
+        };
+        if let Some(f) = super::memory::Footprint::for_decoder(&config, None, true) {
+            f.check(0).map_err(ModelError::Unsupported)?;
+        }
+        Ok(config)
     }
 
     pub fn family(&self) -> Family {

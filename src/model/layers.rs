@@ -252,13 +252,20 @@ pub struct VocabRows {
 impl VocabRows {
     /// `[vocab, d]` host values in chunks of at most `max_binding_bytes` (at least one row
     /// each), each put on the device on its own: the whole matrix is never one device buffer.
+    /// One chunk takes the values as they are (no copy: on the CPU the tensor keeps them).
     pub fn from_host(
-        values: &[f32],
+        values: Vec<f32>,
         [vocab, d]: [usize; 2],
         max_binding_bytes: u64,
         device: &Device,
     ) -> Self {
         let rows = ((max_binding_bytes / (d.max(1) * 4) as u64).max(1) as usize).min(vocab.max(1));
+        if rows >= vocab {
+            let table = Tensor::from_data(TensorData::new(values, [vocab, d]), device);
+            return Self {
+                chunks: vec![Param::from_tensor(table)],
+            };
+        }
         let chunks = (0..vocab)
             .step_by(rows)
             .map(|start| {
@@ -327,6 +334,6 @@ impl WeightPath<'_, '_> {
     /// The matrix `{path}.{name}` `[vocab, d]` as [`VocabRows`] of at most `max_binding_bytes`.
     pub fn vocab_rows(&self, name: &str, shape: [usize; 2], max_binding_bytes: u64) -> VocabRows {
         let values = self.host(name, &shape);
-        VocabRows::from_host(&values, shape, max_binding_bytes, self.device())
+        VocabRows::from_host(values, shape, max_binding_bytes, self.device())
     }
 }

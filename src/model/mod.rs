@@ -22,6 +22,7 @@ pub mod llama;
 pub mod lora;
 #[cfg(feature = "engine")]
 pub mod matmul;
+pub mod memory;
 #[cfg(feature = "engine")]
 pub mod weights;
 

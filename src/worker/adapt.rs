@@ -136,7 +136,7 @@ pub async fn use_adapted(reply: Reply) -> Result<(), Error> {
     // (install made it the base model.)
     let stored = info.stored.clone();
     state::update(|e| e.base_stored = stored);
-    share(Slot::Base, &files, info.stored.as_deref());
+    share(Slot::Base, files, info.stored.as_deref());
     reply.send(Event::Loaded {
         slot: Slot::Base,
         info,

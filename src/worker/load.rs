@@ -16,6 +16,7 @@ use crate::hub::download::{fetch_model, Progress};
 use crate::hub::storage::{estimate, Store};
 use crate::hub::{archive, check_model_id, check_url_template, ModelFiles, Purpose, StoreKey};
 use crate::js::{files_of, js_to_bytes};
+use crate::model::memory::Footprint;
 use crate::model::{ModelConfig, Task};
 use crate::pipelines::{Embedder, FillMask, Tagger, TextClassifier};
 use crate::pool::Files;
@@ -112,7 +113,7 @@ pub async fn load(
         let stored = info.stored.clone();
         state::update(|e| e.base_stored = stored);
     }
-    share(slot, &fetched.files, info.stored.as_deref());
+    share(slot, fetched.files, info.stored.as_deref());
     reply.send(Event::Loaded { slot, info });
     Ok(())
 }
@@ -145,7 +146,15 @@ async fn fetch(
                 })
             };
             let id = id.trim().to_string();
-            let check = |files: &ModelFiles| fits(slot, &files.config()?);
+            let check = |files: &ModelFiles| {
+                let config = files.config()?;
+                fits(slot, &config)?;
+                if slot == Slot::LanguageModel {
+                    // Said before the weights are downloaded.
+                    room_for_language_model(&config, None, &state::compute()?)?;
+                }
+                Ok(())
+            };
             let files = fetch_model(&url_template, &id, purpose, &mut progress, &check).await?;
             Ok(Fetched {
                 files,
@@ -270,6 +279,55 @@ pub fn fits(slot: Slot, config: &ModelConfig) -> Result<(), Error> {
     )))
 }
 
+/// Bytes of the engine's memory that its models hold now: (every model but the language
+/// model, the language model). On the CPU a model's weights in f32; on WebGPU they live on the
+/// GPU. Model files kept for training and export count wherever it runs.
+fn held_bytes(compute: &Compute) -> (u64, u64) {
+    let on_cpu = device::on_cpu(&compute.device);
+    let weights = |n: usize| if on_cpu { 4 * n as u64 } else { 0 };
+    state::peek(|e| {
+        let models = [
+            e.classifier.as_ref().map(|m| weights(m.model.num_params())),
+            e.tagger.as_ref().map(|m| weights(m.model.num_params())),
+            e.fill_mask.as_ref().map(|m| weights(m.model.num_params())),
+            e.embedder.as_ref().map(|m| weights(m.encoder.num_params())),
+            e.trained
+                .as_ref()
+                .map(|t| weights(t.model.num_params()) + t.source.weights_bytes()),
+            e.adapted
+                .as_ref()
+                .map(|a| weights(a.model.num_params()) + a.base.weights_bytes()),
+            e.base.as_ref().map(|b| b.files.weights_bytes()),
+        ];
+        let lm = e
+            .language_model
+            .as_ref()
+            .map_or(0, |m| weights(m.model.num_params()));
+        Some((models.iter().flatten().sum(), lm))
+    })
+    .unwrap_or((0, 0))
+}
+
+/// Whether a language model of `config` (files of `file_bytes`, when known) fits in the
+/// engine's memory beside what it holds (`memory::Footprint`): an error with the numbers when
+/// not; `Ok(true)` when it fits only once the language model loaded now is let go.
+fn room_for_language_model(
+    config: &ModelConfig,
+    file_bytes: Option<u64>,
+    compute: &Compute,
+) -> Result<bool, Error> {
+    let on_gpu = !device::on_cpu(&compute.device);
+    let Some(needs) = Footprint::for_decoder(config, file_bytes, on_gpu) else {
+        return Ok(false);
+    };
+    let (others, lm) = held_bytes(compute);
+    if needs.check(others + lm).is_ok() {
+        return Ok(false);
+    }
+    needs.check(others).map_err(Error::Usage)?;
+    Ok(true)
+}
+
 /// Loads the model of `slot` from its files, keeps it in the engine, and describes it.
 pub(super) fn install(
     slot: Slot,
@@ -307,6 +365,14 @@ pub(super) fn install(
             described
         }
         Slot::LanguageModel => {
+            if room_for_language_model(&config, Some(files.weights_bytes()), compute)? {
+                // Room for the new model only without the old one: the old one goes first.
+                state::update(|e| {
+                    e.language_model = None;
+                    e.language_model_files = None;
+                    e.scorer_replica = None;
+                });
+            }
             let m = LanguageModel::load(files, device, compute.max_binding_bytes)?;
             let described = (vec![], m.model.num_params());
             state::update(|e| {
@@ -341,8 +407,8 @@ pub(super) fn install(
 
 /// Tells the engine where helper engines find the model just loaded into `slot` (when there
 /// are helpers): browser storage when it is kept there (`key`), so that no copy stays here
-/// for them; else a copy of its files.
-pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
+/// for them; else its files (moved, not copied: a language model's can be a gigabyte).
+pub fn share(slot: Slot, files: ModelFiles, key: Option<&str>) {
     if helpers::count() == 0 {
         return;
     }
@@ -351,7 +417,7 @@ pub fn share(slot: Slot, files: &ModelFiles, key: Option<&str>) {
             key: key.to_string(),
             bytes: files.weights_bytes() as usize,
         },
-        None => Files::Bytes(Rc::new(files.clone())),
+        None => Files::Bytes(Rc::new(files)),
     };
     state::update(|e| match slot {
         Slot::Classifier => {

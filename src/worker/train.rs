@@ -718,7 +718,7 @@ async fn classify_with(
         Ok(()) => info.stored = Some(key.key()),
         Err(e) => info.storage_warning = Some(not_kept(&e)),
     }
-    share(Slot::Classifier, &files, info.stored.as_deref());
+    share(Slot::Classifier, files, info.stored.as_deref());
     reply.send(Event::Loaded {
         slot: Slot::Classifier,
         info,
