@@ -2,6 +2,11 @@
 # Runs the native benchmarks on burn's CPU backend and prints their numbers:
 #   encoder  - all-MiniLM-L6-v2 sentences/s (batch 1 x 128 tokens, batch 32 x 32 tokens)
 #   gpt2     - GPT-2 small shape: time to first token after a 64-token prefill, tokens/s
+#   decoders - GPT-2 small, SmolLM2-135M and Qwen2.5-0.5B shapes (random weights, the Llama-family
+#              ones as one bfloat16 model.safetensors, as the Hub ships them): load time, time to
+#              first token after 64 tokens and greedy decoding's tokens/s, natively
+#              (bench_decoders), then in wasm in headless Chromium on the CPU (wasm_bench's
+#              decoders_in_wasm, with the wasm memory's high-water mark beside the engine's estimate)
 #   finetune - head and full fine-tuning of all-MiniLM-L6-v2 on movie reviews: accuracy, time
 #   wasm     - burn's CPU backends (Flex and ndarray) in wasm in headless Chromium, on a model of
 #              all-MiniLM-L6-v2's shape: sentences/s (not in the default set: a wasm build of
@@ -39,7 +44,7 @@
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
 #              brotli-compressed, and what each crate contributes to each wasm file (by the
 #              function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|finetune|wasm|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -133,6 +138,10 @@ for b in "${expanded[@]}"; do
     done
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture fine_tuning_in_wasm 2>&1 |
       grep -E "^(model|wasm )"
+  elif [ "$b" = decoders ]; then
+    cargo run --locked --quiet --example bench_decoders
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture decoders_in_wasm 2>&1 |
+      grep -E "^(browser|decoders|wasm )"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

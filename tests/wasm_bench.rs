@@ -19,6 +19,78 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 include!("../examples/common/random_models.rs");
 include!("../examples/common/matmul_shapes.rs");
+include!("../examples/common/decode_bench.rs");
+
+/// Prints the browser's user agent (the machine of the numbers that follow).
+fn log_browser() {
+    let ua = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| js_sys::Reflect::get(&n, &"userAgent".into()))
+        .ok()
+        .and_then(|u| u.as_string())
+        .unwrap_or_default();
+    web_sys::console::log_1(&format!("browser: {ua}").into());
+}
+
+/// The engine's WebAssembly memory now, in bytes (it only grows: its high-water mark).
+fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
+/// Decoders on the CPU in wasm (one thread): Qwen2.5-0.5B's shape first (its bfloat16 file made
+/// in this memory, then loaded beside it, as a download would be: the memory's high-water mark
+/// against the engine's estimate, `memory::Footprint`), then SmolLM2-135M's and GPT-2 small's;
+/// for each the time to the first token after 64 tokens and greedy decoding's tokens/s.
+/// `scripts/bench.sh decoders` prints it beside the native run.
+#[wasm_bindgen_test]
+async fn decoders_in_wasm() {
+    use tunelab::model::memory::Footprint;
+    use tunelab::prompt::LanguageModel;
+    log_browser();
+    let fixtures_gpt2 = include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec();
+    let fixtures_llama = include_bytes!("fixtures/models/tiny-llama/tokenizer.json").to_vec();
+    web_sys::console::log_1(
+        &"decoders: burn Flex (CPU) with Tunelab's kernels, wasm32, one thread, f32; random weights"
+            .into(),
+    );
+    let device = Device::flex();
+    let before = wasm_memory_bytes();
+    for (name, shape) in [
+        (QWEN25_05B.name, Some(&QWEN25_05B)),
+        (SMOLLM2_135M.name, Some(&SMOLLM2_135M)),
+        ("GPT-2 small (f32 file)", None),
+    ] {
+        let files = match shape {
+            Some(s) => random_llama(s, fixtures_llama.clone()),
+            None => random_gpt2(768, fixtures_gpt2.clone()),
+        };
+        let t0 = js_sys::Date::now();
+        let lm = LanguageModel::load(&files, &device, u64::MAX).unwrap();
+        let load_s = (js_sys::Date::now() - t0) / 1e3;
+        let estimate =
+            Footprint::for_decoder(&files.config().unwrap(), Some(files.weights_bytes()), false)
+                .unwrap()
+                .engine_peak();
+        let file = files.weights_bytes();
+        drop(files);
+        let (ttft, rate) = decode_speed(&lm, 16, 2).await;
+        web_sys::console::log_1(
+            &format!(
+                "wasm {name}: {:.1} M parameters ({:.2} GB file), load {load_s:.1} s; prefill 64 tokens -> first token {ttft:.0} ms; decode {rate:.1} tokens/s over 16 (medians of 2); wasm memory {:.2} GB (from {:.2} GB; the engine's estimate of this model's peak: {:.2} GB)",
+                lm.model.num_params() as f64 / 1e6,
+                file as f64 / 1e9,
+                wasm_memory_bytes() / 1e9,
+                before / 1e9,
+                estimate as f64 / 1e9,
+            )
+            .into(),
+        );
+    }
+}
 
 fn random_minilm() -> ModelFiles {
     random_bert(
@@ -62,12 +134,7 @@ async fn cpu_backends_in_wasm() {
     let csv = include_bytes!("data/movie_reviews.csv");
     let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
     let long: String = data.texts[..20].join(" ");
-    let ua = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
-        .and_then(|n| js_sys::Reflect::get(&n, &"userAgent".into()))
-        .ok()
-        .and_then(|u| u.as_string())
-        .unwrap_or_default();
-    web_sys::console::log_1(&format!("browser: {ua}").into());
+    log_browser();
     web_sys::console::log_1(
         &"model: all-MiniLM-L6-v2's shape, random weights, f32; wasm32, one thread".into(),
     );

@@ -111,3 +111,139 @@ fn random_gpt2(d: usize, tokenizer: Vec<u8>) -> tunelab::hub::ModelFiles {
         extra: Default::default(),
     }
 }
+
+/// Sizes of a Llama-family decoder (tied head, as SmolLM2's and Qwen2.5-0.5B's).
+#[allow(dead_code)]
+struct LlamaShape {
+    name: &'static str,
+    model_type: &'static str,
+    vocab: usize,
+    hidden: usize,
+    ffn: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    rope_theta: f64,
+    positions: usize,
+}
+
+/// SmolLM2-135M(-Instruct)'s shape (its config.json on the Hub).
+#[allow(dead_code)]
+const SMOLLM2_135M: LlamaShape = LlamaShape {
+    name: "SmolLM2-135M",
+    model_type: "llama",
+    vocab: 49152,
+    hidden: 576,
+    ffn: 1536,
+    layers: 30,
+    heads: 9,
+    kv_heads: 3,
+    rope_theta: 100000.0,
+    positions: 8192,
+};
+
+/// Qwen2.5-0.5B(-Instruct)'s shape (its config.json on the Hub): query/key/value biases.
+#[allow(dead_code)]
+const QWEN25_05B: LlamaShape = LlamaShape {
+    name: "Qwen2.5-0.5B",
+    model_type: "qwen2",
+    vocab: 151936,
+    hidden: 896,
+    ffn: 4864,
+    layers: 24,
+    heads: 14,
+    kv_heads: 2,
+    rope_theta: 1000000.0,
+    positions: 32768,
+};
+
+/// A decoder of shape `s` with random weights, written as the Hub ships these models: one
+/// `model.safetensors` in bfloat16 (straight into its bytes: the 0.5B model's 1 GB file is the
+/// only copy while it is made, as in the browser). Values are uniform with the spread of
+/// N(0, 0.02) from a xorshift generator (the speed does not depend on them), norms are ones.
+#[allow(dead_code)]
+fn random_llama(s: &LlamaShape, tokenizer: Vec<u8>) -> tunelab::hub::ModelFiles {
+    let (d, dh) = (s.hidden, s.hidden / s.heads);
+    let (q, kv) = (s.heads * dh, s.kv_heads * dh);
+    let biases = s.model_type == "qwen2";
+    // (name, shape, spread; 0 = ones)
+    let mut specs: Vec<(String, Vec<usize>, f32)> = vec![
+        ("model.embed_tokens.weight".into(), vec![s.vocab, d], 0.02),
+        ("model.norm.weight".into(), vec![d], 0.0),
+    ];
+    for i in 0..s.layers {
+        let n = |x: &str| format!("model.layers.{i}.{x}");
+        specs.push((n("input_layernorm.weight"), vec![d], 0.0));
+        specs.push((n("post_attention_layernorm.weight"), vec![d], 0.0));
+        for (p, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            specs.push((n(&format!("self_attn.{p}.weight")), vec![out, d], 0.02));
+            if biases {
+                specs.push((n(&format!("self_attn.{p}.bias")), vec![out], 0.02));
+            }
+        }
+        specs.push((n("self_attn.o_proj.weight"), vec![d, q], 0.02));
+        specs.push((n("mlp.gate_proj.weight"), vec![s.ffn, d], 0.02));
+        specs.push((n("mlp.up_proj.weight"), vec![s.ffn, d], 0.02));
+        specs.push((n("mlp.down_proj.weight"), vec![d, s.ffn], 0.02));
+    }
+    // The safetensors layout: an 8-byte header length, the JSON header (padded with spaces to
+    // 8 bytes), then each tensor's bytes at its offsets.
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, shape, _) in &specs {
+        let n = 2 * shape.iter().product::<usize>();
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + n]}),
+        );
+        offset += n;
+    }
+    let mut text = serde_json::to_string(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let start = 8 + text.len();
+    let mut bytes = Vec::with_capacity(start + offset);
+    bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for (_, shape, spread) in &specs {
+        let n: usize = shape.iter().product();
+        let half_width = spread * 3f32.sqrt();
+        for _ in 0..n {
+            let v = if *spread == 0.0 {
+                1.0
+            } else {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * half_width
+            };
+            bytes.extend_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+        }
+    }
+    assert_eq!(bytes.len(), start + offset);
+    let config = format!(
+        r#"{{"model_type": "{}", "architectures": ["{}"], "vocab_size": {}, "hidden_size": {d},
+        "intermediate_size": {}, "num_hidden_layers": {}, "num_attention_heads": {},
+        "num_key_value_heads": {}, "max_position_embeddings": {}, "rms_norm_eps": 1e-05,
+        "rope_theta": {}, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+        "bos_token_id": 1, "eos_token_id": 2}}"#,
+        s.model_type,
+        if biases { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" },
+        s.vocab,
+        s.ffn,
+        s.layers,
+        s.heads,
+        s.kv_heads,
+        s.positions,
+        s.rope_theta,
+    );
+    tunelab::hub::ModelFiles {
+        config: config.into_bytes(),
+        tokenizer,
+        weights: bytes,
+        extra: Default::default(),
+    }
+}

@@ -371,13 +371,10 @@ impl<'w, 'a> WeightPath<'w, 'a> {
             return self.tensor(name, [rows, cols]).transpose();
         }
         let data = self.weights.host(&self.name(name), &[rows, cols]);
-        let mut t = vec![0.0f32; data.len()];
-        for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
-            for (c, &x) in row.iter().enumerate() {
-                t[c * rows + r] = x;
-            }
-        }
-        Tensor::from_data(TensorData::new(t, [cols, rows]), device)
+        Tensor::from_data(
+            TensorData::new(transpose(&data, rows, cols), [cols, rows]),
+            device,
+        )
     }
 
     /// The tensor `{path}.{name}` as f32 host data (see [`Weights::host`]).
@@ -388,6 +385,25 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     pub fn device(&self) -> &'w Device {
         self.weights.device()
     }
+}
+
+/// `data` `[rows, cols]` (row-major) as `[cols, rows]`, in 32 × 32 tiles: element by element,
+/// every write of a wide matrix's column lands a page away from the last (Qwen2.5-0.5B's
+/// 4864 × 896 layers took 10 s to load natively, 1.5 s in tiles).
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut t = vec![0.0f32; data.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let row = &data[r * cols..(r + 1) * cols];
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = row[c];
+                }
+            }
+        }
+    }
+    t
 }
 
 /// Little-endian f32/f16/bf16 bytes to f32.
@@ -451,5 +467,25 @@ fn count_text(n: u64) -> String {
         n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
         n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tiled_transpose_matches_the_definition() {
+        for (rows, cols) in [(1, 1), (3, 70), (70, 3), (33, 65), (64, 64)] {
+            let data: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = super::transpose(&data, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        t[c * rows + r],
+                        data[r * cols + c],
+                        "{rows}x{cols} at {r},{c}"
+                    );
+                }
+            }
+        }
     }
 }
