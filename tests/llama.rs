@@ -180,3 +180,47 @@ fn label_scores_as_chat_turns_score_the_words_that_open_the_answer() {
     let want = block_on(continuation_log_probs(&lm, &prompt, &words)).unwrap();
     assert_close("chat label log-probs", &got.log_probs, &want, 1e-6);
 }
+
+#[test]
+fn a_plain_prompt_starts_with_the_bos_a_llama_tokenizer_adds_as_transformers_pipeline_does() {
+    use tunelab::prompt::generate::generate;
+    let mut files = ModelFiles::from_dir(fixture_model("tiny-llama")).unwrap();
+    // The fixtures' tokenizer (XLM-R's) closes a text with </s> as well: nothing is added,
+    // since an end-of-text token after the prompt would end the generation.
+    let lm = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
+    assert!(lm.prompt_prefix.is_empty());
+    let plain = lm.tokenizer.encode("The film was", false).unwrap();
+    assert_eq!(lm.prompt_ids("The film was", false).unwrap(), plain);
+    // A Llama tokenizer's post-processor puts <s> before the text and nothing after it:
+    // transformers' text-generation pipeline encodes a plain prompt with it.
+    let mut t: serde_json::Value = serde_json::from_slice(&files.tokenizer).unwrap();
+    t["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}
+    });
+    files.tokenizer = serde_json::to_vec(&t).unwrap();
+    let lm = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
+    assert_eq!(lm.prompt_prefix, [0]);
+    let with_bos: Vec<u32> = [0].into_iter().chain(plain.iter().copied()).collect();
+    assert_eq!(lm.prompt_ids("The film was", false).unwrap(), with_bos);
+    // A chat template writes its own special tokens: nothing is put before it.
+    assert_eq!(lm.prompt_ids("The film was", true).unwrap(), plain);
+    // Generation reads the plain prompt with its <s>.
+    let cfg = GenerationConfig {
+        max_new_tokens: 4,
+        do_sample: false,
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let text = block_on(generate(&lm, "The film was", &cfg, &mut |_| true)).unwrap();
+    let ids = block_on(generate_ids(&lm, &with_bos, &cfg, &mut |_| true)).unwrap();
+    assert_eq!(text.ids, ids.ids);
+    let without = block_on(generate_ids(&lm, &plain, &cfg, &mut |_| true)).unwrap();
+    assert_ne!(
+        text.ids, without.ids,
+        "the <s> changes what the model reads"
+    );
+}

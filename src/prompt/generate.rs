@@ -147,9 +147,7 @@ pub async fn generate(
         Some(spec) => Some(lm.chat_prompt(prompt, spec)?),
         None => None,
     };
-    let prompt_ids = lm
-        .tokenizer
-        .encode(sent.as_deref().unwrap_or(prompt), false)?;
+    let prompt_ids = lm.prompt_ids(sent.as_deref().unwrap_or(prompt), sent.is_some())?;
     let mut generation = generate_ids(lm, &prompt_ids, cfg, on_token).await?;
     generation.sent_prompt = sent;
     Ok(generation)

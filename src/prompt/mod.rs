@@ -103,7 +103,30 @@ pub struct LanguageModel {
     pub model: Decoder,
     pub tokenizer: TextTokenizer,
     pub chat_template: Option<chat::ChatTemplate>,
+    /// The special tokens the tokenizer puts before a text (a Llama tokenizer's BOS), when it
+    /// puts none after it: what transformers' text-generation pipeline adds to a plain prompt
+    /// (a chat template writes its own).
+    pub prompt_prefix: Vec<u32>,
     pub device: Device,
+}
+
+/// The special tokens `tokenizer` adds before a text when asked for its special tokens, if it
+/// adds nothing after it (a decoder's tokenizer: Llama's `<s>`, Llama 3's
+/// `<|begin_of_text|>`; GPT-2's and Qwen's add none). An encoder's tokenizer (`<s> … </s>`)
+/// gives none: an end-of-text token closing a prompt would end the generation at once.
+#[cfg(feature = "engine")]
+pub fn leading_special_tokens(tokenizer: &TextTokenizer) -> Vec<u32> {
+    let probe = "Hello world";
+    let (Ok(with), Ok(plain)) = (
+        tokenizer.encode(probe, true),
+        tokenizer.encode(probe, false),
+    ) else {
+        return Vec::new();
+    };
+    match with.len().checked_sub(plain.len()) {
+        Some(n) if with[n..] == plain[..] => with[..n].to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(feature = "engine")]
@@ -140,10 +163,12 @@ impl LanguageModel {
         let chat_template = files
             .json("tokenizer_config.json")
             .and_then(|c| chat::ChatTemplate::from_tokenizer_config(&c));
+        let prompt_prefix = leading_special_tokens(&tokenizer);
         Ok(Self {
             model,
             tokenizer,
             chat_template,
+            prompt_prefix,
             device: device.clone(),
         })
     }
@@ -161,6 +186,16 @@ impl LanguageModel {
         template
             .render(&spec.messages(prompt), true, &spec.kwargs)
             .map_err(Error::Usage)
+    }
+
+    /// The token ids of a prompt: a plain one after the tokenizer's leading special tokens
+    /// ([`LanguageModel::prompt_prefix`]); one rendered by the chat template (`chat`) as it is.
+    pub fn prompt_ids(&self, text: &str, chat: bool) -> Result<Vec<u32>, Error> {
+        let ids = self.tokenizer.encode(text, false)?;
+        if chat || self.prompt_prefix.is_empty() {
+            return Ok(ids);
+        }
+        Ok(self.prompt_prefix.iter().copied().chain(ids).collect())
     }
 
     pub fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {

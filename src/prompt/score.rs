@@ -190,14 +190,15 @@ impl LabelScorer {
         let ids = self.verbalizer_ids(lm)?;
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         let limit = lm.max_positions().saturating_sub(longest);
-        let mut prompt = lm.tokenizer.encode(&self.prompt_text(lm, text)?, false)?;
+        let chat = self.chat.is_some();
+        let mut prompt = lm.prompt_ids(&self.prompt_text(lm, text)?, chat)?;
         let truncated = prompt.len() > limit;
         if truncated {
             let own = lm.tokenizer.encode(text, false)?.len();
             let mut budget = limit.saturating_sub(prompt.len().saturating_sub(own));
             loop {
                 let cut = lm.tokenizer.truncate_text(text, budget)?;
-                prompt = lm.tokenizer.encode(&self.prompt_text(lm, cut)?, false)?;
+                prompt = lm.prompt_ids(&self.prompt_text(lm, cut)?, chat)?;
                 if prompt.len() <= limit || budget == 0 {
                     break;
                 }
