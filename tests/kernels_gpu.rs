@@ -6,13 +6,27 @@
 #[path = "common/kernel_checks.rs"]
 mod kernel_checks;
 
+#[path = "common/half_checks.rs"]
+mod half_checks;
+
 use burn::prelude::*;
+
+/// The Vulkan device, set up once for the process (a second setup is refused).
+fn vulkan() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .init_with_setup()
+                .expect("wgpu init (a Vulkan driver is needed: Mesa's lavapipe will do)")
+                .0
+        })
+        .clone()
+}
 
 #[test]
 fn fused_kernels_on_vulkan_match_the_composed_ops() {
-    let (device, _) = Device::wgpu_options()
-        .init_with_setup()
-        .expect("wgpu init (a Vulkan driver is needed: Mesa's lavapipe will do)");
+    let device = vulkan();
     let checks = pollster::block_on(kernel_checks::fused_kernel_checks(&device));
     for c in &checks {
         println!(
@@ -21,4 +35,24 @@ fn fused_kernels_on_vulkan_match_the_composed_ops() {
         );
     }
     kernel_checks::assert_checks(&checks, 1e-4, true);
+}
+
+#[test]
+fn half_precision_checkpoints_stay_f16_on_vulkan_and_give_the_cpus_outputs() {
+    let device = vulkan();
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/models/tiny-qwen2"
+    );
+    let files = tunelab::hub::ModelFiles::from_dir(dir).unwrap();
+    let checks = pollster::block_on(half_checks::half_checkpoint_checks(&device, &files));
+    let f16 = tunelab::model::weights::half_on(&device);
+    for c in &checks {
+        println!(
+            "{:<60} kept in f16: {}, max abs {:.1e}, step {:.1e}",
+            c.name, c.kept_f16, c.max_abs, c.step_max_abs
+        );
+        assert_eq!(c.kept_f16, f16, "{}", c.name);
+        assert!(c.max_abs <= 1e-4 && c.step_max_abs <= 1e-4, "{}", c.name);
+    }
 }

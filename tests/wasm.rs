@@ -23,6 +23,9 @@ use wasm_bindgen_test::*;
 
 #[path = "common/kernel_checks.rs"]
 mod kernel_checks;
+
+#[path = "common/half_checks.rs"]
+mod half_checks;
 #[path = "common/store_checks.rs"]
 mod store_checks;
 
@@ -183,6 +186,31 @@ async fn fused_kernels_on_webgpu_match_the_composed_ops() {
         );
     }
     kernel_checks::assert_checks(&checks, 1e-4, true);
+}
+
+#[wasm_bindgen_test]
+async fn half_precision_checkpoints_on_webgpu_give_the_cpus_outputs() {
+    // Kept in f16 where the adapter has `shader-f16`; SwiftShader has not: converted to f32.
+    let compute = webgpu().await;
+    let files = ModelFiles {
+        config: include_bytes!("fixtures/models/tiny-qwen2/config.json").to_vec(),
+        tokenizer: include_bytes!("fixtures/models/tiny-qwen2/tokenizer.json").to_vec(),
+        weights: include_bytes!("fixtures/models/tiny-qwen2/model.safetensors").to_vec(),
+        extra: Default::default(),
+    };
+    let f16 = tunelab::model::weights::half_on(&compute.device);
+    console_log!("WebGPU computes in f16 here: {f16}");
+    for c in half_checks::half_checkpoint_checks(&compute.device, &files).await {
+        console_log!(
+            "{}: kept in f16: {}, max abs {:e}, step {:e}",
+            c.name,
+            c.kept_f16,
+            c.max_abs,
+            c.step_max_abs
+        );
+        assert_eq!(c.kept_f16, f16, "{}", c.name);
+        assert!(c.max_abs <= 1e-4 && c.step_max_abs <= 1e-4, "{}", c.name);
+    }
 }
 
 #[wasm_bindgen_test]

@@ -200,7 +200,7 @@ fn random_llama(s: &LlamaShape, tokenizer: Vec<u8>) -> tunelab::hub::ModelFiles 
         offset += n;
     }
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let start = 8 + text.len();

@@ -18,6 +18,7 @@
 
 use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::{activation, module};
 
 use super::config::Activation;
@@ -67,14 +68,15 @@ pub fn linear_residual<const D: usize>(
     dropout: Option<&Dropout>,
 ) -> Tensor<D> {
     #[cfg(feature = "webgpu")]
-    if let Some(bias) = &lin.bias {
-        if cube::applies(&x) {
-            let y = matmul_rows(x, lin.weight.val());
-            if let Some(out) = cube::add_bias(&y, &bias.val(), Some(&residual), None) {
-                return out;
-            }
-            return residual + y + bias.val().unsqueeze();
+    if cube::applies(&x) {
+        let y = matmul_rows(x, lin.weight.val());
+        let Some(bias) = &lin.bias else {
+            return residual + y;
+        };
+        if let Some(out) = cube::add_bias(&y, &bias.val(), Some(&residual), None) {
+            return out;
         }
+        return residual + y + bias.val().unsqueeze();
     }
     let x = match cpu_linear(lin, x, Some(&residual), None) {
         Ok(out) => return out,
@@ -91,14 +93,15 @@ pub fn linear_residual<const D: usize>(
 /// `act(lin(x))`: on a GPU the matmul, then the bias and the activation in one kernel.
 pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
     #[cfg(feature = "webgpu")]
-    if let Some(bias) = &lin.bias {
-        if cube::applies(&x) {
-            let y = matmul_rows(x, lin.weight.val());
-            if let Some(out) = cube::add_bias(&y, &bias.val(), None, Some(act)) {
-                return out;
-            }
-            return activate(y + bias.val().unsqueeze(), act);
+    if cube::applies(&x) {
+        let y = matmul_rows(x, lin.weight.val());
+        let Some(bias) = &lin.bias else {
+            return activate(y, act);
+        };
+        if let Some(out) = cube::add_bias(&y, &bias.val(), None, Some(act)) {
+            return out;
         }
+        return activate(y + bias.val().unsqueeze(), act);
     }
     match cpu_linear(lin, x, None, Some(act)) {
         Ok(out) => out,
@@ -173,8 +176,20 @@ fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
 #[cfg(target_arch = "wasm32")]
 const PACKED_MIN_ROWS: usize = 16;
 
-/// `lin(x)`; on the CPU the matmul, then the bias added in place.
+/// `lin(x)`; on the CPU the matmul, then the bias added in place; on a GPU [`matmul_rows`]
+/// (a weight kept in f16 read as it is), then the bias.
 pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "webgpu")]
+    if cube::applies(&x) {
+        let y = matmul_rows(x, lin.weight.val());
+        let Some(bias) = &lin.bias else {
+            return y;
+        };
+        return match cube::add_bias(&y, &bias.val(), None, None) {
+            Some(out) => out,
+            None => y + bias.val().unsqueeze(),
+        };
+    }
     match cpu_linear(lin, x, None, None) {
         Ok(out) => out,
         Err(x) => lin.forward(x),
@@ -293,6 +308,13 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     if let Some(out) = cube::matmul_rows(&x, &w) {
         return out;
     }
+    // A weight kept in f16 ([`super::weights::Weights::keep_half`]) where the row kernel does
+    // not apply (a long prompt): burn's matmul in f32, on a converted copy.
+    let w = if w.dtype() == DType::F32 {
+        w
+    } else {
+        w.cast(DType::F32)
+    };
     if flex::applies(&x) {
         return rows_times(x, w);
     }
@@ -386,6 +408,17 @@ mod cube {
             return None;
         }
         x.clone().try_into_primitive::<CubeBackend>().ok()
+    }
+
+    /// [`strided`] for a weight: f32, or f16 kept so on a device that computes in it.
+    fn strided_weight(w: &Burn<2>) -> Option<CubeTensor> {
+        if w.dtype() != DType::F16 {
+            return strided(w);
+        }
+        if !enabled() || w.is_autodiff() {
+            return None;
+        }
+        w.clone().try_into_primitive::<CubeBackend>().ok()
     }
 
     /// [`strided`], made contiguous.
@@ -924,15 +957,17 @@ mod cube {
     /// computes `cols` output columns for all `m` rows, its units splitting the `k` sum into
     /// `slices` and adding the parts up in shared memory. The 32 lanes of a unit group run along
     /// whichever of `w`'s dimensions is contiguous (`k_lanes`: along `k`), so reads coalesce.
+    /// `w` is f32, or f16 (a weight kept in half precision: each element read as f32).
     #[cube(launch_unchecked)]
-    fn matmul_rows_kernel(
+    fn matmul_rows_kernel<W: Float>(
         x: &Tensor<f32>,
-        w: &Tensor<f32>,
+        w: &Tensor<W>,
         output: &mut Tensor<f32>,
         rows: usize,
         #[comptime] m: usize,
         #[comptime] units: usize,
         #[comptime] k_lanes: bool,
+        #[define(W)] _w_type: ElemType,
     ) {
         let k = w.shape(0);
         let n = w.shape(1);
@@ -958,7 +993,7 @@ mod cube {
                 let base = (first + r) * k;
                 let mut kk = s;
                 while kk < k {
-                    sum += x[base + kk] * w[kk * ws0 + col * ws1];
+                    sum += x[base + kk] * f32::cast_from(w[kk * ws0 + col * ws1]);
                     kk += slices;
                 }
             }
@@ -1016,7 +1051,11 @@ mod cube {
         }
         let block = m.min(ROW_BLOCK);
         let input = primitive(x)?;
-        let w = strided(w)?;
+        let w = strided_weight(w)?;
+        let w_type = match w.dtype {
+            DType::F16 => ElemType::Float(cubecl::ir::FloatKind::F16),
+            _ => ElemType::Float(cubecl::ir::FloatKind::F32),
+        };
         let strides = w.meta.strides();
         let k_lanes = strides[0] == 1 && strides[1] != 1;
         let mut shape = dims;
@@ -1053,6 +1092,7 @@ mod cube {
                 block,
                 units as usize,
                 k_lanes,
+                w_type,
             )
         };
         Some(wrap(output))

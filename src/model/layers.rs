@@ -10,6 +10,7 @@ use super::ModelError;
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 /// `torch.nn.LayerNorm` over the last dimension: burn's, with the epsilon readable, and one fused
 /// kernel on a GPU where one applies ([`kernels::layer_norm`]).
@@ -250,28 +251,35 @@ pub struct VocabRows {
 }
 
 impl VocabRows {
-    /// `[vocab, d]` host values in chunks of at most `max_binding_bytes` (at least one row
-    /// each), each put on the device on its own: the whole matrix is never one device buffer.
-    /// One chunk takes the values as they are (no copy: on the CPU the tensor keeps them).
-    pub fn from_host(
-        values: Vec<f32>,
+    /// `[vocab, d]` host values (f32, or f16 kept so on a GPU: `dtype`) in chunks of at most
+    /// `max_binding_bytes` (at least one row each), each put on the device on its own: the
+    /// whole matrix is never one device buffer. One chunk takes the values as they are (no
+    /// copy: on the CPU the tensor keeps them).
+    pub fn from_host<E: burn::tensor::Element>(
+        values: Vec<E>,
         [vocab, d]: [usize; 2],
         max_binding_bytes: u64,
         device: &Device,
+        dtype: DType,
     ) -> Self {
-        let rows = ((max_binding_bytes / (d.max(1) * 4) as u64).max(1) as usize).min(vocab.max(1));
+        let row_bytes = (d.max(1) * std::mem::size_of::<E>()) as u64;
+        let rows = ((max_binding_bytes / row_bytes).max(1) as usize).min(vocab.max(1));
+        let put = |part: Vec<E>, n: usize| {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(part, [n, d]),
+                (device, dtype),
+            ))
+        };
         if rows >= vocab {
-            let table = Tensor::from_data(TensorData::new(values, [vocab, d]), device);
             return Self {
-                chunks: vec![Param::from_tensor(table)],
+                chunks: vec![put(values, vocab)],
             };
         }
         let chunks = (0..vocab)
             .step_by(rows)
             .map(|start| {
                 let n = rows.min(vocab - start);
-                let part = values[start * d..(start + n) * d].to_vec();
-                Param::from_tensor(Tensor::from_data(TensorData::new(part, [n, d]), device))
+                put(values[start * d..(start + n) * d].to_vec(), n)
             })
             .collect();
         Self { chunks }
@@ -291,7 +299,7 @@ impl VocabRows {
         let flat = ids.reshape([b * t]);
         let d = self.chunks[0].dims()[1];
         if self.chunks.len() == 1 {
-            return self.chunks[0].val().select(0, flat).reshape([b, t, d]);
+            return f32_rows(self.chunks[0].val().select(0, flat)).reshape([b, t, d]);
         }
         let mut out: Option<Tensor<2>> = None;
         let mut start = 0i64;
@@ -303,8 +311,7 @@ impl VocabRows {
                 .clone()
                 .greater_equal_elem(0)
                 .bool_and(local.clone().lower_elem(n));
-            let rows = chunk
-                .select(0, local.clamp(0, n - 1))
+            let rows = f32_rows(chunk.select(0, local.clamp(0, n - 1)))
                 .mul(inside.float().reshape([b * t, 1]));
             out = Some(match out {
                 Some(acc) => acc + rows,
@@ -330,10 +337,25 @@ impl VocabRows {
     }
 }
 
+/// Rows gathered from a table kept in f16, as f32 (the activations' type); f32 rows as they are.
+fn f32_rows(rows: Tensor<2>) -> Tensor<2> {
+    if rows.dtype() == DType::F32 {
+        rows
+    } else {
+        rows.cast(DType::F32)
+    }
+}
+
 impl WeightPath<'_, '_> {
-    /// The matrix `{path}.{name}` `[vocab, d]` as [`VocabRows`] of at most `max_binding_bytes`.
+    /// The matrix `{path}.{name}` `[vocab, d]` as [`VocabRows`] of at most `max_binding_bytes`
+    /// (in f16 where [`super::weights::Weights::keep_half`] holds and the file has it in half
+    /// precision).
     pub fn vocab_rows(&self, name: &str, shape: [usize; 2], max_binding_bytes: u64) -> VocabRows {
+        let device = self.device();
+        if let Some(values) = self.host_half(name, &shape) {
+            return VocabRows::from_host(values, shape, max_binding_bytes, device, DType::F16);
+        }
         let values = self.host(name, &shape);
-        VocabRows::from_host(values, shape, max_binding_bytes, self.device())
+        VocabRows::from_host(values, shape, max_binding_bytes, device, DType::F32)
     }
 }

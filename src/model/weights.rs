@@ -5,7 +5,7 @@
 //! `transformer.`), known buffers are ignored, and every missing, unexpected or mis-shaped tensor
 //! is collected and reported by name in one error.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
@@ -80,6 +80,8 @@ pub struct Weights<'a> {
     /// The architecture prefix present in the file (`"bert."`), or empty.
     prefix: String,
     device: Device,
+    /// Matrices stored in f16 or bf16 stay in f16 on the device ([`Weights::keep_half`]).
+    half: Cell<bool>,
     used: RefCell<BTreeSet<String>>,
     missing: RefCell<Vec<String>>,
     misshapen: RefCell<Vec<String>>,
@@ -124,6 +126,7 @@ impl<'a> Weights<'a> {
                 String::new()
             },
             device: device.clone(),
+            half: Cell::new(false),
             used: RefCell::default(),
             missing: RefCell::default(),
             misshapen: RefCell::default(),
@@ -213,20 +216,27 @@ impl<'a> Weights<'a> {
         self.shards[shard].tensors.tensor(full)
     }
 
-    /// The tensor `name` as f32 host data of the given shape. A missing or mis-shaped tensor is
-    /// recorded and zeros come back, so that loading continues and every problem is reported.
-    pub fn host(&self, name: &str, shape: &[usize]) -> Vec<f32> {
-        let zeros = || vec![0.0; shape.iter().product()];
+    /// From here on, matrices ([`Weights::matrix`]) that the file stores in f16 or bf16 stay in
+    /// f16 on the device, when it is a GPU that computes in f16 (WebGPU's `shader-f16`): half
+    /// the GPU memory and half the bytes each product reads. A decoder asks for it; the kernels
+    /// read such weights as they are and compute in f32. Natively `TUNELAB_F16=0` keeps f32.
+    pub fn keep_half(&self) {
+        self.half.set(half_on(&self.device));
+    }
+
+    /// The tensor `name` as the file stores it, checked against `shape`; `None` (recorded) when
+    /// it is missing, unreadable or mis-shaped.
+    fn stored(&self, name: &str, shape: &[usize]) -> Option<safetensors::tensor::TensorView<'a>> {
         let Some(full) = self.resolve(name) else {
             self.missing.borrow_mut().push(name.to_string());
-            return zeros();
+            return None;
         };
         self.used.borrow_mut().insert(full.clone());
         let view = match self.view(&full) {
             Ok(v) => v,
             Err(e) => {
                 self.unsupported.borrow_mut().push(format!("{full}: {e}"));
-                return zeros();
+                return None;
             }
         };
         if view.shape() != shape {
@@ -235,8 +245,54 @@ impl<'a> Weights<'a> {
                 view.shape(),
                 shape
             ));
-            return zeros();
+            return None;
         }
+        Some(view)
+    }
+
+    /// The tensor `name` as f16 host data when the file stores it in f16 or bf16 and
+    /// [`Weights::keep_half`] holds; else `None` (and nothing is recorded).
+    fn host_half(&self, name: &str, shape: &[usize]) -> Option<Vec<half::f16>> {
+        if !self.half.get() {
+            return None;
+        }
+        let full = self.resolve(name)?;
+        let dtype = self.view(&full).ok()?.dtype();
+        if !matches!(dtype, Dtype::F16 | Dtype::BF16) {
+            return None;
+        }
+        let view = self.stored(name, shape)?;
+        let bytes = view.data().chunks_exact(2);
+        Some(match dtype {
+            Dtype::F16 => bytes
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+            _ => bytes
+                .map(|c| half::f16::from_f32(half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+                .collect(),
+        })
+    }
+
+    /// The matrix `name` on the device: in f16 where [`Weights::keep_half`] holds and the file
+    /// stores it in f16 or bf16, else f32.
+    pub fn matrix(&self, name: &str, shape: [usize; 2]) -> Tensor<2> {
+        match self.host_half(name, &shape) {
+            Some(values) => Tensor::from_data(
+                TensorData::new(values, shape),
+                (&self.device, burn::tensor::DType::F16),
+            ),
+            None => self.tensor(name, shape),
+        }
+    }
+
+    /// The tensor `name` as f32 host data of the given shape. A missing or mis-shaped tensor is
+    /// recorded and zeros come back, so that loading continues and every problem is reported.
+    pub fn host(&self, name: &str, shape: &[usize]) -> Vec<f32> {
+        let zeros = || vec![0.0; shape.iter().product()];
+        let Some(view) = self.stored(name, shape) else {
+            return zeros();
+        };
+        let full = self.resolve(name).unwrap_or_default();
         match to_f32(view.dtype(), view.data()) {
             Some(v) => v,
             None => {
@@ -368,13 +424,22 @@ impl<'w, 'a> WeightPath<'w, 'a> {
         let device = self.device();
         // (With the CPU kernels off, as before them: the benchmarks' baseline.)
         if !crate::device::on_cpu(device) || !super::flex::enabled() {
-            return self.tensor(name, [rows, cols]).transpose();
+            return self
+                .weights
+                .matrix(&self.name(name), [rows, cols])
+                .transpose();
         }
         let data = self.weights.host(&self.name(name), &[rows, cols]);
         Tensor::from_data(
             TensorData::new(transpose(&data, rows, cols), [cols, rows]),
             device,
         )
+    }
+
+    /// The tensor `{path}.{name}` as f16 host data, when kept in half precision (see
+    /// [`Weights::keep_half`]).
+    pub fn host_half(&self, name: &str, shape: &[usize]) -> Option<Vec<half::f16>> {
+        self.weights.host_half(&self.name(name), shape)
     }
 
     /// The tensor `{path}.{name}` as f32 host data (see [`Weights::host`]).
@@ -385,6 +450,16 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     pub fn device(&self) -> &'w Device {
         self.weights.device()
     }
+}
+
+/// Whether matrices stored in half precision stay so on `device`: a GPU whose runtime computes
+/// in f16 (WebGPU with `shader-f16`); natively `TUNELAB_F16=0` says no (the benchmarks' f32).
+pub fn half_on(device: &Device) -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var("TUNELAB_F16").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    !crate::device::on_cpu(device) && device.supports_dtype(burn::tensor::DType::F16)
 }
 
 /// `data` `[rows, cols]` (row-major) as `[cols, rows]`, in 32 × 32 tiles: element by element,
