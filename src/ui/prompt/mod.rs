@@ -41,7 +41,7 @@ pub fn PromptBox(#[prop(optional)] compact: bool) -> impl IntoView {
 pub fn PromptPage() -> impl IntoView {
     view! {
         <section>
-            <ModelPicker target=Slot::LanguageModel default_id="gpt2" hint="A GPT-2 checkpoint (gpt2, distilgpt2, gpt2-medium) or a Llama-family one (HuggingFaceTB/SmolLM2-135M-Instruct, Qwen/Qwen2.5-0.5B-Instruct, Qwen/Qwen3-0.6B; f32, f16 or bf16 safetensors in one file)." />
+            <ModelPicker target=Slot::LanguageModel default_id="gpt2" hint="A GPT-2 checkpoint (gpt2, distilgpt2, gpt2-medium) or a Llama-family one (HuggingFaceTB/SmolLM2-135M-Instruct, Qwen/Qwen2.5-0.5B-Instruct, Qwen/Qwen3-0.6B): f32, f16 or bf16 safetensors, in one file or sharded (model.safetensors.index.json). Half-precision weights stay so on WebGPU where the GPU computes in f16; a model too large for this browser is refused before its weights download." />
             <PromptBox />
         </section>
     }
