@@ -21,7 +21,8 @@ fn main() {
     let device = Device::flex();
     println!("machine: {}", machine());
     println!("backend: burn Flex (CPU) with Tunelab's kernels, native, f32; random weights");
-    let models: Vec<(&str, Box<dyn Fn() -> tunelab::hub::ModelFiles>)> = vec![
+    type Make<'a> = Box<dyn Fn() -> tunelab::hub::ModelFiles + 'a>;
+    let models: Vec<(&str, Make)> = vec![
         (
             "GPT-2 small (f32 file)",
             Box::new(|| random_gpt2(768, gpt2_tokenizer.clone())),

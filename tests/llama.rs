@@ -93,6 +93,97 @@ fn tiny_qwen3_matches_transformers() {
 }
 
 #[test]
+fn scaled_rotary_positions_match_transformers_llama3_yarn_and_linear() {
+    // gen_rope_fixtures.py: Llama 3.1's band-wise scaling (one frequency kept, one smoothed, the
+    // rest divided), YaRN (its ramp and the attention factor on cos and sin), linear.
+    check("tiny-llama-rope-llama3");
+    check("tiny-qwen2-rope-yarn");
+    check("tiny-qwen3-rope-linear");
+    // The scaling matters at these positions: without it the logits are others.
+    for name in [
+        "tiny-llama-rope-llama3",
+        "tiny-qwen2-rope-yarn",
+        "tiny-qwen3-rope-linear",
+    ] {
+        let mut files = ModelFiles::from_dir(fixture_model(name)).unwrap();
+        let mut config: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+        config["rope_parameters"]["rope_type"] = "default".into();
+        files.config = serde_json::to_vec(&config).unwrap();
+        let plain = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
+        let (g, _) = golden(name);
+        let prompt: Vec<u32> = g["input_ids"].values.iter().map(|&v| v as u32).collect();
+        let hidden = plain
+            .model
+            .forward(plain.ids_tensor(&prompt), &mut KvCache::default());
+        let d = max_abs_diff(&values(plain.model.logits(hidden)), &g["logits"].f32());
+        assert!(d > 1e-2, "{name}: unscaled logits differ by only {d:e}");
+    }
+}
+
+#[test]
+fn rotary_scaling_is_read_from_either_form_and_what_is_not_computed_is_refused() {
+    use tunelab::model::{ModelConfig, RopeScaling};
+    let with = |rope: &str| {
+        ModelConfig::from_json(&format!(
+            r#"{{"model_type": "llama", "vocab_size": 100, "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "max_position_embeddings": 128, {rope}}}"#
+        ))
+    };
+    let scaling = |rope: &str| with(rope).unwrap().llama().unwrap().rope_scaling.clone();
+    // transformers 4's rope_scaling with "type", beside rope_theta.
+    assert_eq!(
+        scaling(r#""rope_theta": 500000.0, "rope_scaling": {"type": "linear", "factor": 2.0}"#),
+        RopeScaling::Linear { factor: 2.0 }
+    );
+    // Llama 3.2's, as its config.json has it.
+    assert_eq!(
+        scaling(
+            r#""rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192, "rope_type": "llama3"}"#
+        ),
+        RopeScaling::Llama3 {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original: 8192.0
+        }
+    );
+    // YaRN without its original context: max_position_embeddings stands in; the attention
+    // factor from the factor.
+    let RopeScaling::Yarn {
+        attention_factor,
+        original,
+        ..
+    } = scaling(r#""rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}"#)
+    else {
+        panic!("yarn")
+    };
+    assert_eq!(original, 128.0);
+    assert!((attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+    assert_eq!(
+        scaling(r#""rope_scaling": null, "rope_theta": 10000.0"#),
+        RopeScaling::None
+    );
+    for (rope, message) in [
+        (
+            r#""rope_scaling": {"type": "dynamic", "factor": 2.0}"#,
+            r#"rope_type "dynamic" is not supported (default, linear, llama3 and yarn rotary positions are)"#,
+        ),
+        (
+            r#""rope_scaling": {"rope_type": "llama3", "factor": 8.0}"#,
+            r#"config.json: rope_type "llama3" needs "low_freq_factor" (a number)"#,
+        ),
+        (
+            r#""rope_scaling": {"rope_type": "linear", "factor": 0}"#,
+            r#"config.json: rope_type "linear": "factor" must be a positive number"#,
+        ),
+    ] {
+        assert_eq!(with(rope).unwrap_err().to_string(), message, "{rope}");
+    }
+}
+
+#[test]
 fn a_sharded_checkpoint_loads_as_its_single_file_does() {
     // transformers' save_pretrained(max_shard_size=...) of tiny-qwen2: three files and an index.
     let dir = fixture_model("tiny-qwen2-sharded");

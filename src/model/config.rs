@@ -147,6 +147,8 @@ pub struct LlamaConfig {
     pub intermediate_size: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
+    /// How the rotary frequencies are scaled for a longer context (`rope_type`).
+    pub rope_scaling: RopeScaling,
     pub max_positions: usize,
     /// Biases on the query, key and value projections (Qwen2's; Llama's `attention_bias` puts
     /// one on the output projection too).
@@ -215,6 +217,121 @@ impl LlamaConfig {
     }
 }
 
+/// Scaled rotary positions, as transformers' `ROPE_INIT_FUNCTIONS` compute them
+/// (`modeling_rope_utils.py`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// `default`: `inv_freq = 1 / theta^(2j / dh)`.
+    None,
+    /// `linear`: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// `llama3` (Llama 3.1 and later): frequencies with a wavelength past
+    /// `original / low_freq_factor` divided by `factor`, those under `original / high_freq_factor`
+    /// kept, the band between smoothed from one to the other.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original: f64,
+    },
+    /// `yarn`: a ramp between interpolated (`/ factor`) and kept frequencies over the dimensions
+    /// between the `beta_fast` and `beta_slow` rotations of the original context; cos and sin
+    /// scaled by `attention_factor`.
+    Yarn {
+        factor: f64,
+        attention_factor: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        original: f64,
+        truncate: bool,
+    },
+}
+
+/// The rotary scaling `params` (transformers 5's `rope_parameters`, or 4's `rope_scaling` with
+/// `type` or `rope_type`) ask for; `max_positions` stands in for an absent
+/// `original_max_position_embeddings`, as transformers does.
+fn rope_scaling(params: &Value, max_positions: usize) -> Result<RopeScaling, ModelError> {
+    let kind = params
+        .get("rope_type")
+        .or_else(|| params.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let num = |key: &str| params.get(key).and_then(Value::as_f64);
+    let need = |key: &str| {
+        num(key).ok_or_else(|| {
+            ModelError::Config(format!("rope_type \"{kind}\" needs \"{key}\" (a number)"))
+        })
+    };
+    let original = num("original_max_position_embeddings").unwrap_or(max_positions as f64);
+    if num("partial_rotary_factor").is_some_and(|p| p != 1.0) {
+        return Err(ModelError::Unsupported(
+            "partial_rotary_factor below 1 is not supported".into(),
+        ));
+    }
+    let scaling = match kind {
+        "default" => RopeScaling::None,
+        "linear" => RopeScaling::Linear {
+            factor: need("factor")?,
+        },
+        "llama3" => RopeScaling::Llama3 {
+            factor: need("factor")?,
+            low_freq_factor: need("low_freq_factor")?,
+            high_freq_factor: need("high_freq_factor")?,
+            original,
+        },
+        "yarn" => {
+            let factor = num("factor").unwrap_or(max_positions as f64 / original);
+            let mscale = |scale: f64, m: f64| {
+                if scale <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * m * scale.ln() + 1.0
+                }
+            };
+            let attention_factor = match (
+                num("attention_factor"),
+                num("mscale"),
+                num("mscale_all_dim"),
+            ) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    mscale(factor, m) / mscale(factor, all)
+                }
+                _ => mscale(factor, 1.0),
+            };
+            RopeScaling::Yarn {
+                factor,
+                attention_factor,
+                beta_fast: num("beta_fast").filter(|b| *b != 0.0).unwrap_or(32.0),
+                beta_slow: num("beta_slow").filter(|b| *b != 0.0).unwrap_or(1.0),
+                original,
+                truncate: params
+                    .get("truncate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            }
+        }
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "rope_type \"{other}\" is not supported (default, linear, llama3 and yarn rotary \
+                 positions are)"
+            )))
+        }
+    };
+    let factor_ok = match &scaling {
+        RopeScaling::None => true,
+        RopeScaling::Linear { factor }
+        | RopeScaling::Llama3 { factor, .. }
+        | RopeScaling::Yarn { factor, .. } => factor.is_finite() && *factor > 0.0,
+    };
+    if !factor_ok {
+        return Err(ModelError::Config(format!(
+            "rope_type \"{kind}\": \"factor\" must be a positive number"
+        )));
+    }
+    Ok(scaling)
+}
+
 /// A Llama-family `config.json`: rotary settings (`rope_parameters` of transformers 5, or
 /// `rope_theta` / `rope_scaling`), refusing what is not computed (scaled or sliding-window
 /// attention, another activation).
@@ -223,18 +340,12 @@ fn llama_config(f: &Fields, family: Family) -> Result<LlamaConfig, ModelError> {
     let heads = f.usize("num_attention_heads")?;
     let rope = f.0.get("rope_parameters").filter(|v| !v.is_null());
     let scaling = f.0.get("rope_scaling").filter(|v| !v.is_null());
-    for params in [rope, scaling].into_iter().flatten() {
-        let kind = params
-            .get("rope_type")
-            .or_else(|| params.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        if kind != "default" {
-            return Err(ModelError::Unsupported(format!(
-                "rope_type \"{kind}\" is not supported (default rotary positions are)"
-            )));
-        }
-    }
+    let max_positions = f.usize_or("max_position_embeddings", 2048)?;
+    // transformers 5 writes one `rope_parameters`; 4 wrote `rope_scaling` beside `rope_theta`.
+    let rope_scaling = match rope.or(scaling) {
+        Some(params) => self::rope_scaling(params, max_positions)?,
+        None => RopeScaling::None,
+    };
     let rope_theta = match rope
         .and_then(|r| r.get("rope_theta"))
         .and_then(Value::as_f64)
@@ -278,7 +389,8 @@ fn llama_config(f: &Fields, family: Family) -> Result<LlamaConfig, ModelError> {
         intermediate_size: f.usize("intermediate_size")?,
         rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)?,
         rope_theta,
-        max_positions: f.usize_or("max_position_embeddings", 2048)?,
+        rope_scaling,
+        max_positions,
         qkv_bias: family == Family::Qwen2 || attention_bias,
         o_bias: family == Family::Llama && attention_bias,
         mlp_bias: f.0.get("mlp_bias").and_then(Value::as_bool) == Some(true),

@@ -4,6 +4,7 @@
 
 use std::fmt::Display;
 
+use super::config::RopeScaling;
 use super::kernels;
 use super::weights::{join, HostTensors, WeightPath};
 use super::ModelError;
@@ -211,16 +212,96 @@ impl ExportPath<'_> {
 /// in f32 as transformers does: `inv_freq = 1 / theta^(2j / dh)`, the angles
 /// `position * inv_freq` repeated over both halves of the head.
 pub fn rope_tables(theta: f64, dh: usize, past: usize, t: usize, device: &Device) -> Rope {
-    let inv: Vec<f32> = (0..dh / 2)
-        .map(|j| 1.0 / (theta as f32).powf((2 * j) as f32 / dh as f32))
-        .collect();
+    rope_tables_scaled(theta, &RopeScaling::None, dh, past, t, device)
+}
+
+/// The rotary frequencies and the factor on cos and sin for `scaling`, in f32 where
+/// transformers computes in float32 (its `ROPE_INIT_FUNCTIONS`).
+pub fn rope_frequencies(theta: f64, scaling: &RopeScaling, dh: usize) -> (Vec<f32>, f32) {
+    let half = dh / 2;
+    let base = |j: usize| (theta as f32).powf((2 * j) as f32 / dh as f32);
+    let plain: Vec<f32> = (0..half).map(|j| 1.0 / base(j)).collect();
+    match *scaling {
+        RopeScaling::None => (plain, 1.0),
+        RopeScaling::Linear { factor } => (plain.iter().map(|f| f / factor as f32).collect(), 1.0),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original,
+        } => {
+            let (factor, low, high, old) = (
+                factor as f32,
+                low_freq_factor as f32,
+                high_freq_factor as f32,
+                original as f32,
+            );
+            let (low_wavelen, high_wavelen) = (old / low, old / high);
+            let scaled = plain
+                .iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    let divided = if wavelen > low_wavelen { f / factor } else { f };
+                    if wavelen < high_wavelen || wavelen > low_wavelen {
+                        return divided;
+                    }
+                    let smooth = (old / wavelen - low) / (high - low);
+                    (1.0 - smooth) * divided / factor + smooth * divided
+                })
+                .collect();
+            (scaled, 1.0)
+        }
+        RopeScaling::Yarn {
+            factor,
+            attention_factor,
+            beta_fast,
+            beta_slow,
+            original,
+            truncate,
+        } => {
+            let correction = |rotations: f64| {
+                (dh as f64 * (original / (rotations * 2.0 * std::f64::consts::PI)).ln())
+                    / (2.0 * theta.ln())
+            };
+            let (mut low, mut high) = (correction(beta_fast), correction(beta_slow));
+            if truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0) as f32, high.min(dh as f64 - 1.0) as f32);
+            if low == high {
+                high += 0.001;
+            }
+            let scaled = (0..half)
+                .map(|j| {
+                    let ramp = ((j as f32 - low) / (high - low)).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp;
+                    let pos = base(j);
+                    let interpolated = 1.0 / (factor as f32 * pos);
+                    interpolated * (1.0 - keep) + (1.0 / pos) * keep
+                })
+                .collect();
+            (scaled, attention_factor as f32)
+        }
+    }
+}
+
+/// [`rope_tables`] with the frequencies of `scaling` (and its factor on cos and sin).
+pub fn rope_tables_scaled(
+    theta: f64,
+    scaling: &RopeScaling,
+    dh: usize,
+    past: usize,
+    t: usize,
+    device: &Device,
+) -> Rope {
+    let (inv, factor) = rope_frequencies(theta, scaling, dh);
     let (mut cos, mut sin) = (Vec::with_capacity(t * dh), Vec::with_capacity(t * dh));
     for p in past..past + t {
         for _ in 0..2 {
             for &f in &inv {
                 let angle = p as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos.push(angle.cos() * factor);
+                sin.push(angle.sin() * factor);
             }
         }
     }

@@ -16,7 +16,7 @@ use burn::tensor::activation;
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
 use super::kernels::{attention, linear, linear_residual};
-use super::layers::{rope_tables, rotary, Rope, VocabRows};
+use super::layers::{rope_tables_scaled, rotary, Rope, VocabRows};
 use super::weights::{WeightFiles, WeightPath, Weights};
 use super::ModelError;
 
@@ -156,7 +156,7 @@ impl Llama {
                 .reshape([1, 1, t, capacity]),
             f32::MIN,
         );
-        let rope = rope_tables(c.rope_theta, c.head_dim, past, t, &device);
+        let rope = rope_tables_scaled(c.rope_theta, &c.rope_scaling, c.head_dim, past, t, &device);
         let mut x = self.embed_tokens.lookup(ids);
         let layers = std::mem::take(&mut cache.layers);
         let mut next = Vec::with_capacity(self.layers.len());

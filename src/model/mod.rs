@@ -30,7 +30,8 @@ pub mod weights;
 use burn::prelude::*;
 
 pub use config::{
-    Activation, Arch, EncoderConfig, Family, Gpt2Config, LlamaConfig, ModelConfig, Task,
+    Activation, Arch, EncoderConfig, Family, Gpt2Config, LlamaConfig, ModelConfig, RopeScaling,
+    Task,
 };
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
