@@ -38,6 +38,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 const FORWARD_LAUNCHES: u64 = 48;
 const DECODE_LAUNCHES: u64 = 36;
 const STEP_LAUNCHES: u64 = 630;
+/// Per token of a Llama-family decoder (tiny-qwen3, 2 layers), likewise: 61 on 2026-11-28 (147
+/// before the RMSNorm and rotary kernels and grouped-query attention in the decoding kernel).
+const LLAMA_DECODE_LAUNCHES: u64 = 67;
 
 fn files(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> ModelFiles {
     ModelFiles {
@@ -351,6 +354,30 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
     }
     let decode = c.finish();
 
+    // The same for a Llama-family decoder (tiny-qwen3, 2 layers: grouped-query attention,
+    // per-head query/key norms, rotary positions, SwiGLU).
+    let qwen3 = LanguageModel::load(
+        &files(
+            include_bytes!("fixtures/models/tiny-qwen3/config.json"),
+            include_bytes!("fixtures/models/tiny-qwen3/tokenizer.json"),
+            include_bytes!("fixtures/models/tiny-qwen3/model.safetensors"),
+        ),
+        device,
+        u64::MAX,
+    )
+    .unwrap();
+    let mut cache = KvCache::default();
+    let mut next = read_i64(qwen3.step(&prompt, &mut cache).argmax(1))
+        .await
+        .unwrap()[0] as u32;
+    let c = Counter::start();
+    for _ in 0..4 {
+        next = read_i64(qwen3.step(&[next], &mut cache).argmax(1))
+            .await
+            .unwrap()[0] as u32;
+    }
+    let llama_decode = c.finish();
+
     // Full fine-tuning (tiny-bert), 12 steps of batch 2, logging every 5 steps.
     let texts = [
         "great film",
@@ -421,10 +448,16 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
     }
     .per(4);
     console_log!(
-        "WebGPU ({}): classify {forward:?}; decode per token {:?}; training steps {:?}",
+        "WebGPU ({}): classify {forward:?}; decode per token {:?} (GPT-2), {:?} (Qwen3); training steps {:?}",
         compute.backend.describe(),
         decode.per(4),
+        llama_decode.per(4),
         steps
+    );
+    assert_eq!(llama_decode.reads, 4, "one readback per decoded token");
+    assert!(
+        llama_decode.launches <= 4 * LLAMA_DECODE_LAUNCHES,
+        "{llama_decode:?}"
     );
     assert_eq!(forward.reads, 1, "one readback per classification");
     assert_eq!(decode.reads, 4, "one readback per decoded token");

@@ -294,6 +294,28 @@ simd_fn! {
 }
 
 simd_fn! {
+    /// One row's RMSNorm, in place: `x / sqrt(mean(x²) + eps) * w`.
+    fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32) {
+        let d = row.len() as f32;
+        let mut acc = [0.0f32; LANES];
+        let mut c = row.chunks_exact(LANES);
+        for x in &mut c {
+            for l in 0..LANES {
+                acc[l] += x[l] * x[l];
+            }
+        }
+        let mut sq = acc.iter().sum::<f32>();
+        for x in c.remainder() {
+            sq += x * x;
+        }
+        let inv = 1.0 / (sq / d + eps).sqrt();
+        for (x, w) in row.iter_mut().zip(w) {
+            *x = *x * inv * w;
+        }
+    }
+}
+
+simd_fn! {
     /// `row = softmax(row * scale + bias)`, in place.
     fn softmax_row(row: &mut [f32], bias: &[f32], scale: f32) {
         softmax_core(row, bias, scale);
@@ -383,6 +405,27 @@ fn softmax_core(row: &mut [f32], bias: &[f32], scale: f32) {
 }
 
 /// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+/// RMSNorm over the last dimension (`x / sqrt(mean(x²) + eps) * weight`), one pass per row.
+#[allow(clippy::result_large_err)] // gives its input back
+pub fn rms_norm<const D: usize>(
+    x: Tensor<D>,
+    weight: &Tensor<1>,
+    eps: f64,
+) -> Result<Tensor<D>, Tensor<D>> {
+    let Some(w) = flex(weight) else {
+        return Err(x);
+    };
+    let d = x.dims()[D - 1];
+    if w.layout().num_elements() != d {
+        return Err(x);
+    }
+    let mut t = owned(take(x)?);
+    let w = values(&w);
+    let (w, eps) = (&*w, eps as f32);
+    rows_mut(writable(&mut t), d, |_, row| rms_norm_row(row, w, eps));
+    Ok(wrap(t))
+}
+
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     gamma: &Tensor<1>,

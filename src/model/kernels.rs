@@ -44,6 +44,54 @@ pub fn layer_norm<const D: usize>(
     burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
 }
 
+/// RMSNorm over the last dimension (Llama's, Qwen's): `x / sqrt(mean(x²) + eps) * weight`; on a
+/// GPU one kernel (the composition launches seven).
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    #[cfg(feature = "webgpu")]
+    if let Some(out) = cube::rms_norm(&x, &weight, eps) {
+        return out;
+    }
+    let x = match flex::rms_norm(x, &weight, eps) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    let scale = x
+        .clone()
+        .square()
+        .mean_dim(D - 1)
+        .add_scalar(eps)
+        .sqrt()
+        .recip();
+    x * scale * weight.unsqueeze()
+}
+
+/// Rotary positions on `x` `[b, heads, t, dh]` (any strides) with the tables `cos`, `sin`
+/// `[1, 1, t, dh]`: `x * cos + rotate_half(x) * sin` (`rotate_half`: the halves of the last
+/// dimension swapped, the second negated). On a GPU one kernel (the composition launches six).
+pub fn rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "webgpu")]
+    if let Some(out) = cube::rotary(&x, cos, sin) {
+        return out;
+    }
+    let half = x.dims()[3] / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Each key/value head repeated for the query heads that share it: `[b, kv, n, dh]` ->
+/// `[b, kv * groups, n, dh]` (transformers' `repeat_kv`, for grouped-query attention).
+pub fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups <= 1 {
+        return x;
+    }
+    let [b, kv, n, dh] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, groups, n, dh])
+        .reshape([b, kv * groups, n, dh])
+}
+
 /// Attention probabilities: `softmax(scores * scale + bias)` over the last dimension, `scores`
 /// `[b, h, t, n]`, `bias` broadcast to it (`[b, 1, 1, n]` for padding, `[1, 1, t, n]` for a
 /// causal mask; a large negative where a key is hidden).
@@ -196,10 +244,12 @@ pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h, n, dh]` with `bias` broadcast to
+/// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h / groups, n, dh]` (grouped-query
+/// attention: each key/value head serves `groups` query heads) with `bias` broadcast to
 /// `[b, h, t, n]`: `softmax(q kᵀ * scale + bias) v`, returned as `[b, t, h * dh]` (heads merged).
-/// On a GPU, when few queries are asked (decoding), one kernel does it all; otherwise two
-/// matmuls around [`attention_probs`].
+/// On a GPU, when few queries are asked (decoding), one kernel does it all, reading each
+/// key/value head for its group; otherwise the heads are repeated ([`repeat_kv`]) and two
+/// matmuls go around [`attention_probs`].
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -214,6 +264,8 @@ pub fn attention(
             return out;
         }
     }
+    let groups = h / k.dims()[1].max(1);
+    let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
     if let Some(out) = flex::attention(&q, &k, &v, scale, &bias) {
         return out;
     }
@@ -540,6 +592,129 @@ mod cube {
         }
     }
 
+    #[cube(launch_unchecked)]
+    fn rms_norm_kernel(
+        input: &Tensor<f32>,
+        weight: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+        rows: usize,
+        eps: f32,
+        #[comptime] units: usize,
+    ) {
+        let row = CUBE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let d = input.shape(input.rank() - 1);
+        let base = row * d;
+        let unit = UNIT_POS as usize;
+        let mut acc = Shared::<[f32]>::new_slice(units);
+        let mut squares = 0.0f32;
+        let mut i = unit;
+        while i < d {
+            let x = input[base + i];
+            squares += x * x;
+            i += units;
+        }
+        acc[unit] = squares;
+        let mean = cube_reduce(&mut acc, false) / f32::cast_from(d);
+        let scale = 1.0f32 / f32::sqrt(mean + eps);
+        let mut i = unit;
+        while i < d {
+            output[base + i] = input[base + i] * scale * weight[i];
+            i += units;
+        }
+    }
+
+    pub fn rms_norm<const D: usize>(x: &Burn<D>, weight: &Burn<1>, eps: f64) -> Option<Burn<D>> {
+        let input = primitive(x)?;
+        let weight = primitive(weight)?;
+        let dims = x.dims();
+        let d = dims[D - 1];
+        if d == 0 || weight.meta.shape().num_elements() != d {
+            return None;
+        }
+        let rows = dims.iter().product::<usize>() / d;
+        let output = empty_like(&input);
+        let (count, dim, units) = row_launch(&input, rows);
+        unsafe {
+            rms_norm_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows,
+                eps as f32,
+                units as usize,
+            )
+        };
+        Some(wrap(output))
+    }
+
+    /// `x * cos + rotate_half(x) * sin`, `x` `[b, h, t, dh]` read through its strides, the
+    /// output contiguous.
+    #[cube(launch_unchecked)]
+    fn rotary_kernel(
+        x: &Tensor<f32>,
+        cos: &Tensor<f32>,
+        sin: &Tensor<f32>,
+        output: &mut Tensor<f32>,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= output.len() {
+            terminate!();
+        }
+        let dh = output.shape(3);
+        let t = output.shape(2);
+        let heads = output.shape(1);
+        let e = i % dh;
+        let p = (i / dh) % t;
+        let h = (i / (dh * t)) % heads;
+        let b = i / (dh * t * heads);
+        let half = dh / 2;
+        let base = b * x.stride(0) + h * x.stride(1) + p * x.stride(2);
+        // rotate_half: element e takes -x[e + half] in the first half, x[e - half] in the second.
+        let sign = select(e < half, -1.0f32, 1.0f32);
+        let other = sign * x[base + ((e + half) % dh) * x.stride(3)];
+        let c = p * dh + e;
+        output[i] = x[base + e * x.stride(3)] * cos[c] + other * sin[c];
+    }
+
+    pub fn rotary(x: &Burn<4>, cos: &Burn<4>, sin: &Burn<4>) -> Option<Burn<4>> {
+        let [b, h, t, dh] = x.dims();
+        if cos.dims() != [1, 1, t, dh] || sin.dims() != [1, 1, t, dh] || dh % 2 != 0 {
+            return None;
+        }
+        let input = strided(x)?;
+        let (cos, sin) = (primitive(cos)?, primitive(sin)?);
+        let n = b * h * t * dh;
+        if n == 0 {
+            return None;
+        }
+        let output = empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            [b, h, t, dh].into(),
+            input.dtype,
+        );
+        let dim = CubeDim::new(&input.client, n);
+        let count = cubecl::calculate_cube_count_elemwise(&input.client, n, dim);
+        unsafe {
+            rotary_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                cos.into_tensor_arg(),
+                sin.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+            )
+        };
+        Some(wrap(output))
+    }
+
     pub fn layer_norm<const D: usize>(
         x: &Burn<D>,
         gamma: &Burn<1>,
@@ -795,8 +970,10 @@ mod cube {
         let h = (row / queries) % heads;
         let i = row % queries;
         let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-        let k_base = b * k.stride(0) + h * k.stride(1);
-        let v_base = b * v.stride(0) + h * v.stride(1);
+        // Grouped-query attention: query head h reads key/value head h / (heads / kv heads).
+        let kv_h = h / (heads / k.shape(1));
+        let k_base = b * k.stride(0) + kv_h * k.stride(1);
+        let v_base = b * v.stride(0) + kv_h * v.stride(1);
         let s3 = broadcast_stride(bias, 3usize);
         let bias_base = b * broadcast_stride(bias, 0usize)
             + h * broadcast_stride(bias, 1usize)
@@ -1191,7 +1368,13 @@ mod cube {
     ) -> Option<Burn<3>> {
         let [b, h, t, dh] = q.dims();
         let [kb, kh, n, kdh] = k.dims();
-        if [kb, kh, n, kdh] != v.dims() || kb != b || kh != h || kdh != dh || n == 0 || n > MAX_KEYS
+        if [kb, kh, n, kdh] != v.dims()
+            || kb != b
+            || kh == 0
+            || h % kh != 0
+            || kdh != dh
+            || n == 0
+            || n > MAX_KEYS
         {
             return None;
         }

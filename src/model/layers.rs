@@ -315,11 +315,7 @@ pub type Rope = (Tensor<4>, Tensor<4>);
 /// `x * cos + rotate_half(x) * sin` on `[b, heads, t, dh]` (`rotate_half`: the halves of the
 /// last dimension swapped, the second negated).
 pub fn rotary(x: Tensor<4>, (cos, sin): &Rope) -> Tensor<4> {
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    x * cos.clone() + rotated * sin.clone()
+    kernels::rotary(x, cos, sin)
 }
 
 /// A `[vocab, d]` matrix (token embeddings, an LM head) kept as row chunks of at most a storage

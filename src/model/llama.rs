@@ -15,7 +15,7 @@ use burn::tensor::activation;
 
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
-use super::kernels::{attention, linear, linear_residual};
+use super::kernels::{self, attention, linear, linear_residual};
 use super::layers::{rope_tables_scaled, rotary, Rope, VocabRows};
 use super::weights::{WeightFiles, WeightPath, Weights};
 use super::ModelError;
@@ -30,14 +30,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let scale = x
-            .clone()
-            .square()
-            .mean_dim(D - 1)
-            .add_scalar(self.eps)
-            .sqrt()
-            .recip();
-        x * scale * self.weight.val().unsqueeze()
+        kernels::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -59,22 +52,16 @@ pub struct LlamaLayer {
     pub head_dim: usize,
 }
 
-/// `[b, t, n * dh]` as `[b, n, t, dh]`.
-fn heads(x: Tensor<3>, n: usize, dh: usize) -> Tensor<4> {
+/// `[b, t, n * dh]` as `[b, n, t, dh]`, after `norm` (Qwen3's per-head RMSNorm) where there is
+/// one: it normalises each head's last dimension, taken while the heads are still contiguous.
+fn heads(x: Tensor<3>, n: usize, dh: usize, norm: Option<&RmsNorm>) -> Tensor<4> {
     let [b, t, _] = x.dims();
-    x.reshape([b, t, n, dh]).swap_dims(1, 2)
-}
-
-/// Each key/value head repeated for the query heads that share it: `[b, kv, n, dh]` ->
-/// `[b, kv * groups, n, dh]` (as transformers' `repeat_kv`).
-fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
-    if groups == 1 {
-        return x;
-    }
-    let [b, kv, n, dh] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, groups, n, dh])
-        .reshape([b, kv * groups, n, dh])
+    let x = x.reshape([b, t, n, dh]);
+    let x = match norm {
+        Some(norm) => norm.forward(x),
+        None => x,
+    };
+    x.swap_dims(1, 2)
 }
 
 impl LlamaLayer {
@@ -92,24 +79,31 @@ impl LlamaLayer {
         let [b, t, _] = x.dims();
         let dh = self.head_dim;
         let h = self.input_norm.forward(x.clone());
-        let mut q = heads(linear(&self.q_proj, h.clone()), self.heads, dh);
-        let mut k = heads(linear(&self.k_proj, h.clone()), self.kv_heads, dh);
-        let v = heads(linear(&self.v_proj, h), self.kv_heads, dh);
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(q);
-            k = kn.forward(k);
-        }
+        let q = heads(
+            linear(&self.q_proj, h.clone()),
+            self.heads,
+            dh,
+            self.q_norm.as_ref(),
+        );
+        let k = heads(
+            linear(&self.k_proj, h.clone()),
+            self.kv_heads,
+            dh,
+            self.k_norm.as_ref(),
+        );
+        let v = heads(linear(&self.v_proj, h), self.kv_heads, dh, None);
         let q = rotary(q, rope);
         let k = rotary(k, rope);
         let (kb, vb) = cache;
         let range = [0..b, 0..self.kv_heads, past..past + t, 0..dh];
         let kb = kb.slice_assign(range.clone(), k);
         let vb = vb.slice_assign(range, v);
-        let groups = self.heads / self.kv_heads.max(1);
+        // Grouped-query attention: the key/value heads as they are (`attention` repeats them
+        // only where its kernel does not read them by group).
         let context = attention(
             q,
-            repeat_kv(kb.clone(), groups),
-            repeat_kv(vb.clone(), groups),
+            kb.clone(),
+            vb.clone(),
             1.0 / (dh as f64).sqrt(),
             mask_bias,
         );

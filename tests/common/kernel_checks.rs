@@ -138,6 +138,34 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
             .await,
         );
     }
+    // RMSNorm (Llama's, Qwen's): rows longer than a cube, and more rows than a 1-D grid holds.
+    for (shape, eps) in [([3, 5, 300], 1e-5), ([70_000, 1, 3], 1e-6)] {
+        out.push(
+            compare(
+                format!("rms_norm {shape:?}"),
+                gpu,
+                |d| (tensor(shape, 31, 3.0, d), tensor([shape[2]], 32, 1.0, d)),
+                |(x, w)| kernels::rms_norm(x, w, eps),
+            )
+            .await,
+        );
+    }
+    // Rotary positions on the heads as the model makes them (a strided view of [b, t, h, dh]).
+    out.push(
+        compare(
+            "rotary [2, 4, 5, 16] from a strided view".into(),
+            gpu,
+            |d| {
+                (
+                    tensor([2, 5, 4, 16], 33, 2.0, d).swap_dims(1, 2),
+                    tensor([1, 1, 5, 16], 34, 1.0, d),
+                    tensor([1, 1, 5, 16], 35, 1.0, d),
+                )
+            },
+            |(x, cos, sin)| kernels::rotary(x, &cos, &sin),
+        )
+        .await,
+    );
     // A padding bias [b, 1, 1, n] (one key hidden per row of the batch's second example) and a
     // causal one [1, 1, t, n] over a buffer longer than the queries see.
     for (shape, causal) in [([2, 3, 5, 200], false), ([1, 4, 3, 64], true)] {
@@ -182,6 +210,29 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
                         q,
                         tensor([2, 4, 64, 16], 7, 2.0, d),
                         tensor([2, 4, 64, 16], 8, 2.0, d),
+                        bias,
+                    )
+                },
+                |(q, k, v, bias)| kernels::attention(q, k, v, 0.25, bias),
+            )
+            .await,
+        );
+        // Grouped-query attention: 4 query heads over 2 key/value heads (the kernel reads each
+        // for its group; the composition repeats them).
+        out.push(
+            compare(
+                format!("attention t {t} over 64 keys, 4 heads over 2"),
+                gpu,
+                |d| {
+                    let q = tensor([2, t, 4, 16], 36, 2.0, d).swap_dims(1, 2);
+                    let bias = Tensor::<4>::zeros([1, 1, t, 64], d).mask_fill(
+                        Tensor::<2, Bool>::tril_mask([t, 64], 50, d).reshape([1, 1, t, 64]),
+                        f32::MIN,
+                    );
+                    (
+                        q,
+                        tensor([2, 2, 64, 16], 37, 2.0, d),
+                        tensor([2, 2, 64, 16], 38, 2.0, d),
                         bias,
                     )
                 },
@@ -409,7 +460,11 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
 #[allow(dead_code)] // the GPU tests do not call it
 pub fn assert_cpu_kernels_ran(checks: &[Check]) {
     for c in checks {
-        if c.name.starts_with("matmul_rows") || c.name.starts_with("argmax") {
+        // (Rotary positions are a GPU kernel only: on the CPU the composition's few passes.)
+        if c.name.starts_with("matmul_rows")
+            || c.name.starts_with("argmax")
+            || c.name.starts_with("rotary")
+        {
             continue;
         }
         assert!(c.cpu_kernels >= 1, "{}: no CPU kernel ran", c.name);
