@@ -9,11 +9,13 @@ burn row does:
 - 256 reviews: the first 256, truncated at 128, tokenization included, in one call (one batch:
   PyTorch's best case; burn's row runs batches of 32, sorted by length);
 - GPT-2: prefill 64 tokens -> first greedy token (read back), then 32 greedy tokens with the KV
-  cache, one read per token;
+  cache, one read per token; the same for SmolLM2-135M's and Qwen2.5-0.5B's shapes (fp32, as
+  burn's rows compute; bench_gpu's `llama` rows);
 - full fine-tuning: 512 reviews from the training split, 1 epoch, batch 8 and 32, dynamic padding
   (<= 128 tokens), AdamW lr 5e-5, gradient clipping at 1.0, the loss read every 10 steps (as
   Trainer's logging_steps).
-Usage: python3 benches/torch_gpu.py [cuda|cpu]   (from the repository root)
+Usage: python3 benches/torch_gpu.py [cuda|cpu] [embed] [decoders] [train]   (from the repository
+root; no section named: all three)
 """
 import csv
 import random
@@ -23,9 +25,11 @@ import time
 
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
-                          GPT2LMHeadModel, PreTrainedTokenizerFast)
+                          GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 dev = sys.argv[1] if len(sys.argv) > 1 else ("cuda" if torch.cuda.is_available() else "cpu")
+sections = sys.argv[2:] or ["embed", "decoders", "train"]
 torch.manual_seed(0)
 
 
@@ -77,42 +81,57 @@ def embed(batch, max_length):
         return torch.nn.functional.normalize(x, dim=-1).cpu()
 
 
-long = " ".join(texts[:20])
-row("MiniLM embed 1x128", f"{med(lambda: embed([long], 128)) * 1e3:.2f} ms")
-t32 = [t for t in texts if len(tok(t)["input_ids"]) >= 32][:32]
-row("MiniLM embed 32x32", f"{med(lambda: embed(t32, 32)) * 1e3:.2f} ms")
-s = med(lambda: embed(texts[:256], 128), 1, 5)
-row("256 reviews (<=128 tokens, tokenization incl.), one call", f"{s * 1e3:.1f} ms = {256 / s:.0f} /s")
+if "embed" in sections:
+    long = " ".join(texts[:20])
+    row("MiniLM embed 1x128", f"{med(lambda: embed([long], 128)) * 1e3:.2f} ms")
+    t32 = [t for t in texts if len(tok(t)["input_ids"]) >= 32][:32]
+    row("MiniLM embed 32x32", f"{med(lambda: embed(t32, 32)) * 1e3:.2f} ms")
+    s = med(lambda: embed(texts[:256], 128), 1, 5)
+    row("256 reviews (<=128 tokens, tokenization incl.), one call", f"{s * 1e3:.1f} ms = {256 / s:.0f} /s")
 
-g = GPT2LMHeadModel(GPT2Config()).to(dev).eval()
-prompt = torch.tensor([[100 + i * 37 for i in range(64)]], device=dev)
-ttft, rates = [], []
-for run in range(4):
-    with torch.no_grad():
-        sync()
-        t = time.perf_counter()
-        out = g(prompt, use_cache=True)
-        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-        nxt.item()
-        f = time.perf_counter() - t
-        pkv = out.past_key_values
-        t = time.perf_counter()
-        for _ in range(32):
-            out = g(nxt, past_key_values=pkv, use_cache=True)
-            pkv = out.past_key_values
+def decoder(name, g):
+    """The prefill and decode rows of a causal LM `g` (as bench_gpu's `decoder`)."""
+    prompt = torch.tensor([[100 + i * 37 for i in range(64)]], device=dev)
+    ttft, rates = [], []
+    for run in range(4):
+        with torch.no_grad():
+            sync()
+            t = time.perf_counter()
+            out = g(prompt, use_cache=True)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             nxt.item()
-        d = time.perf_counter() - t
-    if run:
-        ttft.append(f)
-        rates.append(32 / d)
-row("GPT-2 small: prefill 64 -> first token", f"{statistics.median(ttft) * 1e3:.1f} ms")
-row("GPT-2 small: decode with KV cache", f"{statistics.median(rates):.1f} tok/s")
+            f = time.perf_counter() - t
+            pkv = out.past_key_values
+            t = time.perf_counter()
+            for _ in range(32):
+                out = g(nxt, past_key_values=pkv, use_cache=True)
+                pkv = out.past_key_values
+                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                nxt.item()
+            d = time.perf_counter() - t
+        if run:
+            ttft.append(f)
+            rates.append(32 / d)
+    row(f"{name}: prefill 64 -> first token", f"{statistics.median(ttft) * 1e3:.1f} ms")
+    row(f"{name}: decode with KV cache", f"{statistics.median(rates):.1f} tok/s")
+
+
+if "decoders" in sections:
+    decoder("GPT-2 small", GPT2LMHeadModel(GPT2Config()).to(dev).eval())
+    # The Hub's config.json of each (examples/common/random_models.rs has the same shapes).
+    decoder("SmolLM2-135M", LlamaForCausalLM(LlamaConfig(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)).to(dev).eval())
+    decoder("Qwen2.5-0.5B", Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)).to(dev).eval())
 
 train_idx = [i for i in range(len(texts)) if i % 5 != 0]
 random.seed(42)
 idx = random.sample(train_idx, 512)
-for bs in (8, 32):
+for bs in ((8, 32) if "train" in sections else ()):
     c = BertForSequenceClassification(BertConfig(**{**cfg.to_dict(), "num_labels": len(labels)}))
     c = c.to(dev).train()
     opt = torch.optim.AdamW(c.parameters(), lr=5e-5)

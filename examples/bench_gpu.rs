@@ -1,15 +1,16 @@
 //! The GPU benchmark: the app's own code paths (`Embedder::embed`, `LanguageModel::step`,
 //! `fine_tune`) through native burn-wgpu, i.e. the WGSL kernels the browser runs, on Vulkan (Mesa's
 //! lavapipe where there is no GPU: slow, but it proves the path and gives the counts). Random
-//! all-MiniLM-L6-v2- and GPT-2-small-shaped weights (speed does not depend on their values), BERT's
-//! and GPT-2's real tokenizers from the fixtures, movie reviews from `tests/data`.
+//! all-MiniLM-L6-v2-, GPT-2-small-, SmolLM2-135M- and Qwen2.5-0.5B-shaped weights (speed does not
+//! depend on their values; the last two as bfloat16 files, kept in f16 where the GPU computes in
+//! it), BERT's and GPT-2's real tokenizers from the fixtures, movie reviews from `tests/data`.
 //!
 //! Prints the adapter, then per workload its time or rate and the kernel launches (dispatches) and
 //! readbacks (host↔device syncs) per forward, per decode token and per training step
 //! (`tunelab::counts`). `benches/torch_gpu.py` prints the same rows for PyTorch on the same machine.
 //!
 //!     scripts/bench.sh gpu              # = cargo run --features gpu --example bench_gpu
-//!     bench_gpu [encoder] [gpt2] [train] [counts] [probe]
+//!     bench_gpu [encoder] [gpt2] [llama] [train] [counts] [probe]
 //!
 //! `counts` alone runs every workload once on models of the same architecture (same layers and
 //! heads, so the same kernels) but narrow widths, so that it finishes on a software rasterizer.
@@ -22,6 +23,7 @@
 use burn::prelude::*;
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
+use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::model::kernels::{argmax_rows, matmul_rows, row_kernel_matmul};
 use tunelab::model::{read_f32, read_i64};
@@ -200,6 +202,9 @@ fn main() {
     }
     if want("gpt2") {
         gpt2(&device, max_bind, counts_only);
+    }
+    if want("llama") {
+        llama(&device, max_bind, counts_only);
     }
     if steps.iter().any(|x| x == "probe") {
         probe(&device, max_bind);
@@ -385,7 +390,28 @@ fn probe(device: &Device, max_bind: u64) {
 
 fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
     let files = random_gpt2(if narrow { 96 } else { 768 }, gpt2_tokenizer());
-    let lm = LanguageModel::load(&files, device, max_bind).expect("load gpt2");
+    decoder("GPT-2 small", &files, device, max_bind, narrow);
+}
+
+/// SmolLM2-135M's and Qwen2.5-0.5B's shapes (bfloat16 files; f16 kept on a GPU that computes
+/// in it, else f32), the rows `gpt2` prints for GPT-2; narrow: 2 layers of each, for the counts.
+fn llama(device: &Device, max_bind: u64, narrow: bool) {
+    let tokenizer =
+        std::fs::read(root().join("tests/fixtures/models/tiny-llama/tokenizer.json")).unwrap();
+    for shape in [&SMOLLM2_135M, &QWEN25_05B] {
+        let layers = if narrow { 2 } else { shape.layers };
+        let shape = LlamaShape { layers, ..*shape };
+        let files = random_llama(&shape, tokenizer.clone());
+        let half = tunelab::model::weights::half_on(device);
+        let name = format!("{}{}", shape.name, if half { " (f16 weights)" } else { "" });
+        decoder(&name, &files, device, max_bind, narrow);
+    }
+}
+
+/// A decoder's rows: the first run's time to the first token (compiling the kernels), then
+/// the medians of the prefill of 64 tokens and of 32 greedy tokens with the KV cache.
+fn decoder(name: &str, files: &ModelFiles, device: &Device, max_bind: u64, narrow: bool) {
+    let lm = LanguageModel::load(files, device, max_bind).expect("load the decoder");
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
     // As the app decodes greedily (prompt::generate).
     let greedy =
@@ -416,7 +442,7 @@ fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
             rates.push(tokens as f64 / dec);
         } else {
             row(
-                "GPT-2 small: first run (compiles kernels), TTFT",
+                &format!("{name}: first run (compiles kernels), TTFT"),
                 format!("{:.0} ms", f * 1e3),
                 None,
             );
@@ -426,12 +452,12 @@ fn gpt2(device: &Device, max_bind: u64, narrow: bool) {
     rates.sort_by(|a, b| a.total_cmp(b));
     let mid = ttft.len() / 2;
     row(
-        "GPT-2 small: prefill 64 -> first token",
+        &format!("{name}: prefill 64 -> first token"),
         format!("{:.1} ms", ttft[mid] * 1e3),
         Some((prefill_counts, 1, "prefill")),
     );
     row(
-        "GPT-2 small: decode with KV cache",
+        &format!("{name}: decode with KV cache"),
         format!("{:.1} tok/s", rates[mid]),
         Some((decode_counts, tokens, "token")),
     );

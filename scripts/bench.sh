@@ -5,8 +5,9 @@
 #   decoders - GPT-2 small, SmolLM2-135M and Qwen2.5-0.5B shapes (random weights, the Llama-family
 #              ones as one bfloat16 model.safetensors, as the Hub ships them): load time, time to
 #              first token after 64 tokens and greedy decoding's tokens/s, natively
-#              (bench_decoders), then in wasm in headless Chromium on the CPU (wasm_bench's
-#              decoders_in_wasm, with the wasm memory's high-water mark beside the engine's estimate)
+#              (bench_decoders) beside PyTorch on the same CPU (benches/torch_gpu.py cpu decoders),
+#              then in wasm in headless Chromium on the CPU (wasm_bench's decoders_in_wasm, with the
+#              wasm memory's high-water mark beside the engine's estimate)
 #   finetune - head and full fine-tuning of all-MiniLM-L6-v2 on movie reviews: accuracy, time
 #   wasm     - burn's CPU backends (Flex and ndarray) in wasm in headless Chromium, on a model of
 #              all-MiniLM-L6-v2's shape: sentences/s (not in the default set: a wasm build of
@@ -30,7 +31,8 @@
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
-#   gpu      - the GPU table: MiniLM embedding, GPT-2 small prefill and decode, full fine-tuning
+#   gpu      - the GPU table: MiniLM embedding, GPT-2 small, SmolLM2-135M and Qwen2.5-0.5B shapes
+#              prefill and decode, full fine-tuning
 #              through native burn-wgpu (the browser's WGSL kernels; Vulkan, or Mesa's lavapipe
 #              without a GPU), with kernel launches and readbacks per forward / token / step;
 #              then the same rows in PyTorch (benches/torch_gpu.py) when torch is installed
@@ -140,6 +142,8 @@ for b in "${expanded[@]}"; do
       grep -E "^(model|wasm )"
   elif [ "$b" = decoders ]; then
     cargo run --locked --quiet --example bench_decoders
+    # The peer on the same CPU: PyTorch eager fp32 (benches/torch_gpu.py's decoder rows).
+    "$(torch_python)" benches/torch_gpu.py cpu decoders 2>/dev/null | grep -E "^(torch|\| (GPT|Smol|Qwen))"
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture decoders_in_wasm 2>&1 |
       grep -E "^(browser|decoders|wasm )"
   elif [ "$b" = wasm-tunelab ]; then
