@@ -314,6 +314,23 @@ impl TrainHooks for StepCounts {
     }
 }
 
+/// Launches and readbacks of 4 greedy tokens decoded with the KV cache after an 8-token prompt
+/// (kernels compiled by the prompt's step).
+async fn decode_counts(lm: &LanguageModel) -> Counts {
+    let mut cache = KvCache::default();
+    let prompt: Vec<u32> = (0..8).map(|i| 100 + i * 37).collect();
+    let mut next = read_i64(lm.step(&prompt, &mut cache).argmax(1))
+        .await
+        .unwrap()[0] as u32;
+    let c = Counter::start();
+    for _ in 0..4 {
+        next = read_i64(lm.step(&[next], &mut cache).argmax(1))
+            .await
+            .unwrap()[0] as u32;
+    }
+    c.finish()
+}
+
 /// Launches and readbacks per unit of work: figures that do not depend on the machine, so the
 /// browser's SwiftShader tracks them as a GPU would (`scripts/bench.sh gpu` prints the same
 /// natively). Each bound is the count this engine reaches, with a little room: a change that
@@ -341,18 +358,7 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
         u64::MAX,
     )
     .unwrap();
-    let mut cache = KvCache::default();
-    let prompt: Vec<u32> = (0..8).map(|i| 100 + i * 37).collect();
-    let mut next = read_i64(lm.step(&prompt, &mut cache).argmax(1))
-        .await
-        .unwrap()[0] as u32;
-    let c = Counter::start();
-    for _ in 0..4 {
-        next = read_i64(lm.step(&[next], &mut cache).argmax(1))
-            .await
-            .unwrap()[0] as u32;
-    }
-    let decode = c.finish();
+    let decode = decode_counts(&lm).await;
 
     // The same for a Llama-family decoder (tiny-qwen3, 2 layers: grouped-query attention,
     // per-head query/key norms, rotary positions, SwiGLU).
@@ -366,17 +372,7 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
         u64::MAX,
     )
     .unwrap();
-    let mut cache = KvCache::default();
-    let mut next = read_i64(qwen3.step(&prompt, &mut cache).argmax(1))
-        .await
-        .unwrap()[0] as u32;
-    let c = Counter::start();
-    for _ in 0..4 {
-        next = read_i64(qwen3.step(&[next], &mut cache).argmax(1))
-            .await
-            .unwrap()[0] as u32;
-    }
-    let llama_decode = c.finish();
+    let llama_decode = decode_counts(&qwen3).await;
 
     // Full fine-tuning (tiny-bert), 12 steps of batch 2, logging every 5 steps.
     let texts = [

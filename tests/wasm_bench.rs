@@ -31,15 +31,7 @@ fn log_browser() {
     web_sys::console::log_1(&format!("browser: {ua}").into());
 }
 
-/// The engine's WebAssembly memory now, in bytes (it only grows: its high-water mark).
-fn wasm_memory_bytes() -> f64 {
-    use wasm_bindgen::JsCast;
-    wasm_bindgen::memory()
-        .unchecked_into::<js_sys::WebAssembly::Memory>()
-        .buffer()
-        .unchecked_into::<js_sys::ArrayBuffer>()
-        .byte_length() as f64
-}
+include!("common/wasm_memory.rs");
 
 /// Decoders on the CPU in wasm (one thread): Qwen2.5-0.5B's shape first (its bfloat16 file made
 /// in this memory, then loaded beside it, as a download would be: the memory's high-water mark
@@ -256,19 +248,12 @@ impl tunelab::train::TrainHooks for Speed {
 async fn fine_tuning_in_wasm() {
     use tunelab::model::bert::Pooling;
     use tunelab::train::{classifier_for_training, fine_tune, Mode, TrainingArgs};
-    use wasm_bindgen::JsCast;
     let files = random_minilm();
     let csv = include_bytes!("data/movie_reviews.csv");
     let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
     let train = data.subset(&(0..96).collect::<Vec<_>>());
     let empty = data.subset(&[]);
     let tokenizer = files.tokenizer().unwrap();
-    let memory = || {
-        wasm_bindgen::memory()
-            .dyn_into::<js_sys::WebAssembly::Memory>()
-            .map(|m| js_sys::ArrayBuffer::from(m.buffer()).byte_length() as f64 / 1e6)
-            .unwrap_or(0.0)
-    };
     web_sys::console::log_1(
         &"model: all-MiniLM-L6-v2's shape, random weights, f32; wasm32, one thread; 96 reviews, batch 8, max length 128, one epoch".into(),
     );
@@ -293,7 +278,7 @@ async fn fine_tuning_in_wasm() {
             &format!(
                 "wasm {mode:?} fine-tuning: {:.2} training examples/s; wasm memory {:.0} MB",
                 speed.examples_per_s,
-                memory()
+                wasm_memory_bytes() / 1e6
             )
             .into(),
         );

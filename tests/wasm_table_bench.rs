@@ -10,20 +10,13 @@
 #![cfg(target_arch = "wasm32")]
 
 use tunelab::data::{parse_table, stratified_split, TableOptions};
-use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 const ROWS: usize = 100_000;
 
-fn memory_bytes() -> f64 {
-    wasm_bindgen::memory()
-        .unchecked_into::<js_sys::WebAssembly::Memory>()
-        .buffer()
-        .unchecked_into::<js_sys::ArrayBuffer>()
-        .byte_length() as f64
-}
+include!("common/wasm_memory.rs");
 
 /// A review-like CSV: a quoted text of 20–60 words (some with commas and doubled quotes), a
 /// label of three classes; written to `sink` piece by piece.
@@ -80,18 +73,18 @@ fn a_100000_row_csv_in_wasm() {
     let mb = |b: f64| b / 1e6;
     let bytes = csv(ROWS);
     let file = bytes.len() as f64;
-    let base = memory_bytes();
+    let base = wasm_memory_bytes();
     let t0 = js_sys::Date::now();
     let table = parse_table(&bytes, &TableOptions::default()).unwrap();
     let t_parse = js_sys::Date::now() - t0;
-    let after_parse = memory_bytes();
+    let after_parse = wasm_memory_bytes();
     drop(bytes);
     let t1 = js_sys::Date::now();
     let (data, report) = table.to_dataset(0, 1).unwrap();
     let split = stratified_split(&data.labels, data.num_classes(), 0.2, 42).unwrap();
     let (train, test) = (data.subset(&split.train), data.subset(&split.test));
     let t_dataset = js_sys::Date::now() - t1;
-    let after_dataset = memory_bytes();
+    let after_dataset = wasm_memory_bytes();
     assert_eq!(report.rows_used, ROWS);
     assert_eq!(train.len() + test.len(), ROWS);
     let ua = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())

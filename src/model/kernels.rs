@@ -80,6 +80,16 @@ pub fn rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     x * cos.clone() + rotated * sin.clone()
 }
 
+/// `t` in f32: a weight kept in f16 ([`super::weights::Weights::keep_half`]) converted for the
+/// ops that take f32 only; an f32 tensor as it is.
+pub fn as_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
+    }
+}
+
 /// Each key/value head repeated for the query heads that share it: `[b, kv, n, dh]` ->
 /// `[b, kv * groups, n, dh]` (transformers' `repeat_kv`, for grouped-query attention).
 pub fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
@@ -115,18 +125,7 @@ pub fn linear_residual<const D: usize>(
     residual: Tensor<D>,
     dropout: Option<&Dropout>,
 ) -> Tensor<D> {
-    #[cfg(feature = "webgpu")]
-    if cube::applies(&x) {
-        let y = matmul_rows(x, lin.weight.val());
-        let Some(bias) = &lin.bias else {
-            return residual + y;
-        };
-        if let Some(out) = cube::add_bias(&y, &bias.val(), Some(&residual), None) {
-            return out;
-        }
-        return residual + y + bias.val().unsqueeze();
-    }
-    let x = match cpu_linear(lin, x, Some(&residual), None) {
+    let x = match fused_linear(lin, x, Some(&residual), None) {
         Ok(out) => return out,
         Err(x) => x,
     };
@@ -140,21 +139,42 @@ pub fn linear_residual<const D: usize>(
 
 /// `act(lin(x))`: on a GPU the matmul, then the bias and the activation in one kernel.
 pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
-    #[cfg(feature = "webgpu")]
-    if cube::applies(&x) {
-        let y = matmul_rows(x, lin.weight.val());
-        let Some(bias) = &lin.bias else {
-            return activate(y, act);
-        };
-        if let Some(out) = cube::add_bias(&y, &bias.val(), None, Some(act)) {
-            return out;
-        }
-        return activate(y + bias.val().unsqueeze(), act);
-    }
-    match cpu_linear(lin, x, None, Some(act)) {
+    match fused_linear(lin, x, None, Some(act)) {
         Ok(out) => out,
         Err(x) => activate(lin.forward(x), act),
     }
+}
+
+/// `act(lin(x))` or `lin(x) + residual` where the engine's kernels apply: on a GPU
+/// [`matmul_rows`] (a weight kept in f16 read as it is), then the bias with the activation or
+/// the residual in one kernel; on the CPU [`cpu_linear`]. `x` back elsewhere (training).
+#[allow(clippy::result_large_err)] // gives its input back
+fn fused_linear<const D: usize>(
+    lin: &Linear,
+    x: Tensor<D>,
+    residual: Option<&Tensor<D>>,
+    act: Option<Activation>,
+) -> Result<Tensor<D>, Tensor<D>> {
+    #[cfg(feature = "webgpu")]
+    if cube::applies(&x) {
+        let y = matmul_rows(x, lin.weight.val());
+        let y = match &lin.bias {
+            Some(bias) => match cube::add_bias(&y, &bias.val(), residual, act) {
+                Some(out) => return Ok(out),
+                None => y + bias.val().unsqueeze(),
+            },
+            None => y,
+        };
+        let y = match act {
+            Some(a) => activate(y, a),
+            None => y,
+        };
+        return Ok(match residual {
+            Some(r) => r.clone() + y,
+            None => y,
+        });
+    }
+    cpu_linear(lin, x, residual, act)
 }
 
 /// On the CPU, `act(lin(x))` or `lin(x) + residual` as one matmul over all rows, then the bias
@@ -227,18 +247,7 @@ const PACKED_MIN_ROWS: usize = 16;
 /// `lin(x)`; on the CPU the matmul, then the bias added in place; on a GPU [`matmul_rows`]
 /// (a weight kept in f16 read as it is), then the bias.
 pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "webgpu")]
-    if cube::applies(&x) {
-        let y = matmul_rows(x, lin.weight.val());
-        let Some(bias) = &lin.bias else {
-            return y;
-        };
-        return match cube::add_bias(&y, &bias.val(), None, None) {
-            Some(out) => out,
-            None => y + bias.val().unsqueeze(),
-        };
-    }
-    match cpu_linear(lin, x, None, None) {
+    match fused_linear(lin, x, None, None) {
         Ok(out) => out,
         Err(x) => lin.forward(x),
     }
@@ -362,11 +371,7 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     }
     // A weight kept in f16 ([`super::weights::Weights::keep_half`]) where the row kernel does
     // not apply (a long prompt): burn's matmul in f32, on a converted copy.
-    let w = if w.dtype() == DType::F32 {
-        w
-    } else {
-        w.cast(DType::F32)
-    };
+    let w = as_f32(w);
     if flex::applies(&x) {
         return rows_times(x, w);
     }
@@ -545,8 +550,10 @@ mod cube {
         dims.iter().zip(bias.dims()).all(|(&s, m)| m == s || m == 1)
     }
 
+    /// One row's layer norm (`centred`: `(x - mean) / sqrt(var + eps) * gamma + beta`) or RMSNorm
+    /// (`x / sqrt(mean(x²) + eps) * gamma`; `beta` unread).
     #[cube(launch_unchecked)]
-    fn layer_norm_kernel(
+    fn norm_kernel(
         input: &Tensor<f32>,
         gamma: &Tensor<f32>,
         beta: &Tensor<f32>,
@@ -554,6 +561,7 @@ mod cube {
         rows: usize,
         eps: f32,
         #[comptime] units: usize,
+        #[comptime] centred: bool,
     ) {
         let row = CUBE_POS;
         if row >= rows {
@@ -564,15 +572,18 @@ mod cube {
         let unit = UNIT_POS as usize;
         let mut acc = Shared::<[f32]>::new_slice(units);
 
-        let mut sum = 0.0f32;
-        let mut i = unit;
-        while i < d {
-            sum += input[base + i];
-            i += units;
+        let mut mean = 0.0f32;
+        if comptime![centred] {
+            let mut sum = 0.0f32;
+            let mut i = unit;
+            while i < d {
+                sum += input[base + i];
+                i += units;
+            }
+            acc[unit] = sum;
+            mean = cube_reduce(&mut acc, false) / f32::cast_from(d);
+            sync_cube();
         }
-        acc[unit] = sum;
-        let mean = cube_reduce(&mut acc, false) / f32::cast_from(d);
-        sync_cube();
 
         let mut squares = 0.0f32;
         let mut i = unit;
@@ -587,70 +598,68 @@ mod cube {
 
         let mut i = unit;
         while i < d {
-            output[base + i] = (input[base + i] - mean) / denom * gamma[i] + beta[i];
+            let y = (input[base + i] - mean) / denom * gamma[i];
+            if comptime![centred] {
+                output[base + i] = y + beta[i];
+            } else {
+                output[base + i] = y;
+            }
             i += units;
         }
     }
 
-    #[cube(launch_unchecked)]
-    fn rms_norm_kernel(
-        input: &Tensor<f32>,
-        weight: &Tensor<f32>,
-        output: &mut Tensor<f32>,
-        rows: usize,
-        eps: f32,
-        #[comptime] units: usize,
-    ) {
-        let row = CUBE_POS;
-        if row >= rows {
-            terminate!();
-        }
-        let d = input.shape(input.rank() - 1);
-        let base = row * d;
-        let unit = UNIT_POS as usize;
-        let mut acc = Shared::<[f32]>::new_slice(units);
-        let mut squares = 0.0f32;
-        let mut i = unit;
-        while i < d {
-            let x = input[base + i];
-            squares += x * x;
-            i += units;
-        }
-        acc[unit] = squares;
-        let mean = cube_reduce(&mut acc, false) / f32::cast_from(d);
-        let scale = 1.0f32 / f32::sqrt(mean + eps);
-        let mut i = unit;
-        while i < d {
-            output[base + i] = input[base + i] * scale * weight[i];
-            i += units;
-        }
-    }
-
-    pub fn rms_norm<const D: usize>(x: &Burn<D>, weight: &Burn<1>, eps: f64) -> Option<Burn<D>> {
+    /// [`norm_kernel`] over the last dimension of `x`: a layer norm with `beta`, else RMSNorm.
+    fn norm<const D: usize>(
+        x: &Burn<D>,
+        gamma: &Burn<1>,
+        beta: Option<&Burn<1>>,
+        eps: f64,
+    ) -> Option<Burn<D>> {
         let input = primitive(x)?;
-        let weight = primitive(weight)?;
+        let gamma = primitive(gamma)?;
         let dims = x.dims();
         let d = dims[D - 1];
-        if d == 0 || weight.meta.shape().num_elements() != d {
+        if d == 0 || gamma.meta.shape().num_elements() != d {
             return None;
         }
+        let centred = beta.is_some();
+        // RMSNorm reads no beta: gamma stands in for the binding.
+        let beta = match beta {
+            Some(b) => primitive(b).filter(|b| b.meta.shape().num_elements() == d)?,
+            None => gamma.clone(),
+        };
         let rows = dims.iter().product::<usize>() / d;
         let output = empty_like(&input);
         let (count, dim, units) = row_launch(&input, rows);
         unsafe {
-            rms_norm_kernel::launch_unchecked(
+            norm_kernel::launch_unchecked(
                 &input.client.clone(),
                 count,
                 dim,
                 input.into_tensor_arg(),
-                weight.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
                 rows,
                 eps as f32,
                 units as usize,
+                centred,
             )
         };
         Some(wrap(output))
+    }
+
+    pub fn layer_norm<const D: usize>(
+        x: &Burn<D>,
+        gamma: &Burn<1>,
+        beta: &Burn<1>,
+        eps: f64,
+    ) -> Option<Burn<D>> {
+        norm(x, gamma, Some(beta), eps)
+    }
+
+    pub fn rms_norm<const D: usize>(x: &Burn<D>, weight: &Burn<1>, eps: f64) -> Option<Burn<D>> {
+        norm(x, weight, None, eps)
     }
 
     /// `x * cos + rotate_half(x) * sin`, `x` `[b, h, t, dh]` read through its strides, the
@@ -710,40 +719,6 @@ mod cube {
                 cos.into_tensor_arg(),
                 sin.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
-            )
-        };
-        Some(wrap(output))
-    }
-
-    pub fn layer_norm<const D: usize>(
-        x: &Burn<D>,
-        gamma: &Burn<1>,
-        beta: &Burn<1>,
-        eps: f64,
-    ) -> Option<Burn<D>> {
-        let input = primitive(x)?;
-        let gamma = primitive(gamma)?;
-        let beta = primitive(beta)?;
-        let dims = x.dims();
-        let d = dims[D - 1];
-        if d == 0 || gamma.meta.shape().num_elements() != d {
-            return None;
-        }
-        let rows = dims.iter().product::<usize>() / d;
-        let output = empty_like(&input);
-        let (count, dim, units) = row_launch(&input, rows);
-        unsafe {
-            layer_norm_kernel::launch_unchecked(
-                &input.client.clone(),
-                count,
-                dim,
-                input.into_tensor_arg(),
-                gamma.into_tensor_arg(),
-                beta.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                rows,
-                eps as f32,
-                units as usize,
             )
         };
         Some(wrap(output))

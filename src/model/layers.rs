@@ -376,7 +376,7 @@ impl VocabRows {
         let flat = ids.reshape([b * t]);
         let d = self.chunks[0].dims()[1];
         if self.chunks.len() == 1 {
-            return f32_rows(self.chunks[0].val().select(0, flat)).reshape([b, t, d]);
+            return kernels::as_f32(self.chunks[0].val().select(0, flat)).reshape([b, t, d]);
         }
         let mut out: Option<Tensor<2>> = None;
         let mut start = 0i64;
@@ -388,7 +388,7 @@ impl VocabRows {
                 .clone()
                 .greater_equal_elem(0)
                 .bool_and(local.clone().lower_elem(n));
-            let rows = f32_rows(chunk.select(0, local.clamp(0, n - 1)))
+            let rows = kernels::as_f32(chunk.select(0, local.clamp(0, n - 1)))
                 .mul(inside.float().reshape([b * t, 1]));
             out = Some(match out {
                 Some(acc) => acc + rows,
@@ -411,15 +411,6 @@ impl VocabRows {
         } else {
             Tensor::cat(parts, 1)
         }
-    }
-}
-
-/// Rows gathered from a table kept in f16, as f32 (the activations' type); f32 rows as they are.
-fn f32_rows(rows: Tensor<2>) -> Tensor<2> {
-    if rows.dtype() == DType::F32 {
-        rows
-    } else {
-        rows.cast(DType::F32)
     }
 }
 

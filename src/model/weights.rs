@@ -59,13 +59,6 @@ impl<'a> From<&'a Vec<u8>> for WeightFiles<'a> {
     }
 }
 
-impl WeightFiles<'_> {
-    /// Bytes in all its files.
-    pub fn bytes(&self) -> u64 {
-        self.0.iter().map(|(_, b)| b.len() as u64).sum()
-    }
-}
-
 /// One opened safetensors file.
 struct Shard<'a> {
     file: &'a str,
@@ -224,9 +217,13 @@ impl<'a> Weights<'a> {
         self.half.set(half_on(&self.device));
     }
 
-    /// The tensor `name` as the file stores it, checked against `shape`; `None` (recorded) when
-    /// it is missing, unreadable or mis-shaped.
-    fn stored(&self, name: &str, shape: &[usize]) -> Option<safetensors::tensor::TensorView<'a>> {
+    /// The tensor `name` as the file stores it, with its full name, checked against `shape`;
+    /// `None` (recorded) when it is missing, unreadable or mis-shaped.
+    fn stored(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Option<(String, safetensors::tensor::TensorView<'a>)> {
         let Some(full) = self.resolve(name) else {
             self.missing.borrow_mut().push(name.to_string());
             return None;
@@ -247,7 +244,7 @@ impl<'a> Weights<'a> {
             ));
             return None;
         }
-        Some(view)
+        Some((full, view))
     }
 
     /// The tensor `name` as f16 host data when the file stores it in f16 or bf16 and
@@ -261,7 +258,7 @@ impl<'a> Weights<'a> {
         if !matches!(dtype, Dtype::F16 | Dtype::BF16) {
             return None;
         }
-        let view = self.stored(name, shape)?;
+        let (_, view) = self.stored(name, shape)?;
         let bytes = view.data().chunks_exact(2);
         Some(match dtype {
             Dtype::F16 => bytes
@@ -289,10 +286,9 @@ impl<'a> Weights<'a> {
     /// recorded and zeros come back, so that loading continues and every problem is reported.
     pub fn host(&self, name: &str, shape: &[usize]) -> Vec<f32> {
         let zeros = || vec![0.0; shape.iter().product()];
-        let Some(view) = self.stored(name, shape) else {
+        let Some((full, view)) = self.stored(name, shape) else {
             return zeros();
         };
-        let full = self.resolve(name).unwrap_or_default();
         match to_f32(view.dtype(), view.data()) {
             Some(v) => v,
             None => {

@@ -8,12 +8,11 @@ use wasm_bindgen::JsValue;
 
 use super::load::{install, keep, not_kept, share};
 use super::state::{self, Adapted};
-use super::train::WorkerHooks;
+use super::train::{send_folder, WorkerHooks};
 use super::{payload_bytes, Reply};
 use crate::data::Text;
 use crate::error::Error;
-use crate::hub::{archive, ModelFiles, StoreKey};
-use crate::js::bytes_to_js;
+use crate::hub::{ModelFiles, StoreKey};
 use crate::model::bert::{DropoutRates, MaskedLm};
 use crate::protocol::{Event, Slot};
 use crate::rng::Rng;
@@ -151,17 +150,5 @@ pub async fn export_adapted(reply: Reply) -> Result<(), Error> {
         "adapted encoder (run masked-LM training first)",
     )?;
     let folder = format!("{}-mlm", a.base_name.replace('/', "-"));
-    let entries: Vec<(String, Vec<u8>)> = export_masked_lm(&a.model, &a.base)
-        .await?
-        .into_iter()
-        .map(|(n, b)| (format!("{folder}/{n}"), b))
-        .collect();
-    let zip = archive::write_zip(&entries)?;
-    reply.send_with(
-        Event::Exported {
-            file_name: format!("{folder}.zip"),
-        },
-        &bytes_to_js(&zip),
-    );
-    Ok(())
+    send_folder(reply, &folder, export_masked_lm(&a.model, &a.base).await?)
 }

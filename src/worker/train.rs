@@ -565,6 +565,16 @@ pub async fn export(reply: Reply, adapter: bool) -> Result<(), Error> {
         let files = saved_files(&t, &folder).await?;
         (folder, files)
     };
+    send_folder(reply, &folder, files)
+}
+
+/// Sends `files` (name in the folder, bytes) as `{folder}.zip`, their paths under `folder/`, in
+/// an `Exported` event's payload.
+pub(super) fn send_folder(
+    reply: Reply,
+    folder: &str,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<(), Error> {
     let entries: Vec<(String, Vec<u8>)> = files
         .into_iter()
         .map(|(n, b)| (format!("{folder}/{n}"), b))
@@ -617,28 +627,15 @@ pub async fn export_script(reply: Reply, plan: Plan, args: TrainingArgs) -> Resu
         split_seed: plan.split_seed,
     };
     let folder = format!("{}-training", base.name.replace('/', "-"));
-    let entries = vec![
+    let files = vec![
+        ("train.py".into(), training_script(&spec).into_bytes()),
         (
-            format!("{folder}/train.py"),
-            training_script(&spec).into_bytes(),
-        ),
-        (
-            format!("{folder}/requirements.txt"),
+            "requirements.txt".into(),
             requirements(spec.args.mode).into_bytes(),
         ),
-        (
-            format!("{folder}/README.md"),
-            script_readme(&spec).into_bytes(),
-        ),
+        ("README.md".into(), script_readme(&spec).into_bytes()),
     ];
-    let zip = archive::write_zip(&entries)?;
-    reply.send_with(
-        Event::Exported {
-            file_name: format!("{folder}.zip"),
-        },
-        &bytes_to_js(&zip),
-    );
-    Ok(())
+    send_folder(reply, &folder, files)
 }
 
 /// Puts the trained model in the classifier slot and keeps it in browser storage, so it

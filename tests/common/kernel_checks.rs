@@ -194,45 +194,25 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         );
     }
     // Decoding's attention: one query (and three) over a cache of 64 keys, the last ones hidden,
-    // with the query a strided view as the model makes it.
-    for t in [1, 3] {
+    // with the query a strided view as the model makes it; 4 key/value heads, and 2 (grouped-query
+    // attention: the kernel reads each for its group, the composition repeats them).
+    for (t, kv) in [(1, 4), (3, 4), (1, 2), (3, 2)] {
+        let grouped = if kv < 4 { ", 4 heads over 2" } else { "" };
         out.push(
             compare(
-                format!("attention t {t} over 64 keys"),
+                format!("attention t {t} over 64 keys{grouped}"),
                 gpu,
                 |d| {
-                    let q = tensor([2, t, 4, 16], 6, 2.0, d).swap_dims(1, 2);
+                    let seed = if kv < 4 { 36 } else { 6 };
+                    let q = tensor([2, t, 4, 16], seed, 2.0, d).swap_dims(1, 2);
                     let bias = Tensor::<4>::zeros([1, 1, t, 64], d).mask_fill(
                         Tensor::<2, Bool>::tril_mask([t, 64], 50, d).reshape([1, 1, t, 64]),
                         f32::MIN,
                     );
                     (
                         q,
-                        tensor([2, 4, 64, 16], 7, 2.0, d),
-                        tensor([2, 4, 64, 16], 8, 2.0, d),
-                        bias,
-                    )
-                },
-                |(q, k, v, bias)| kernels::attention(q, k, v, 0.25, bias),
-            )
-            .await,
-        );
-        // Grouped-query attention: 4 query heads over 2 key/value heads (the kernel reads each
-        // for its group; the composition repeats them).
-        out.push(
-            compare(
-                format!("attention t {t} over 64 keys, 4 heads over 2"),
-                gpu,
-                |d| {
-                    let q = tensor([2, t, 4, 16], 36, 2.0, d).swap_dims(1, 2);
-                    let bias = Tensor::<4>::zeros([1, 1, t, 64], d).mask_fill(
-                        Tensor::<2, Bool>::tril_mask([t, 64], 50, d).reshape([1, 1, t, 64]),
-                        f32::MIN,
-                    );
-                    (
-                        q,
-                        tensor([2, 2, 64, 16], 37, 2.0, d),
-                        tensor([2, 2, 64, 16], 38, 2.0, d),
+                        tensor([2, kv, 64, 16], seed + 1, 2.0, d),
+                        tensor([2, kv, 64, 16], seed + 2, 2.0, d),
                         bias,
                     )
                 },
