@@ -20,3 +20,23 @@ fn cpu_kernels_match_the_composed_ops() {
     kernel_checks::assert_checks(&checks, 1e-4, false);
     kernel_checks::assert_cpu_kernels_ran(&checks);
 }
+
+#[path = "common/training_checks.rs"]
+mod training_checks;
+
+#[test]
+fn cpu_kernels_in_training_give_burns_outputs_and_gradients() {
+    let checks = pollster::block_on(training_checks::training_kernel_checks());
+    for c in &checks {
+        println!(
+            "{:<56} max abs {:.1e}, {} CPU kernels",
+            c.name, c.max_abs, c.cpu_kernels
+        );
+    }
+    training_checks::assert_training_checks(&checks, 1e-5);
+}
+
+#[test]
+fn dropout_in_training_keeps_scales_and_reseeds() {
+    pollster::block_on(training_checks::dropout_check());
+}

@@ -28,6 +28,8 @@ mod kernel_checks;
 mod half_checks;
 #[path = "common/store_checks.rs"]
 mod store_checks;
+#[path = "common/training_checks.rs"]
+mod training_checks;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -229,6 +231,21 @@ async fn cpu_kernels_in_wasm_match_the_composed_ops() {
     }
     kernel_checks::assert_checks(&checks, 1e-4, false);
     kernel_checks::assert_cpu_kernels_ran(&checks);
+}
+
+#[wasm_bindgen_test]
+async fn cpu_kernels_in_wasm_training_give_burns_outputs_and_gradients() {
+    let checks = training_checks::training_kernel_checks().await;
+    for c in &checks {
+        console_log!(
+            "{}: max abs {:e}, {} CPU kernels",
+            c.name,
+            c.max_abs,
+            c.cpu_kernels
+        );
+    }
+    training_checks::assert_training_checks(&checks, 1e-5);
+    training_checks::dropout_check().await;
 }
 
 #[wasm_bindgen_test]

@@ -11,9 +11,12 @@
 //! norm's statistics), in place where the input is not shared, and with loops written so that
 //! LLVM vectorises them: eight independent accumulators instead of one running sum, and exp and
 //! erf as branch-free polynomials (`simd128` in wasm; natively SSE, or AVX2+FMA where the CPU has
-//! them, picked at run time). They apply to f32 tensors on Flex without autodiff: training's
-//! graph keeps burn's ops and their gradients. `tests/kernels_cpu.rs` compares each with the
-//! composition, and the models' golden tests run through them.
+//! them, picked at run time). They apply to f32 tensors on Flex without autodiff. Inside
+//! training's graph, [`tracked`] runs the same loops as autodiff ops with their own backward
+//! steps (activations, attention probabilities, dropout, embedding lookups), and [`adamw`] does
+//! the optimiser's step in one pass. `tests/kernels_cpu.rs` compares each with the composition
+//! (outputs and gradients), and the models' golden tests and transformers' training traces run
+//! through them.
 //!
 //! The matmuls themselves stay burn's (gemm).
 
@@ -120,10 +123,14 @@ fn dense(t: &FlexTensor) -> bool {
         && t.bytes().len() == t.layout().num_elements() * 4
 }
 
-/// `t`'s values in row-major order (a view where `t` is dense, else a copy).
+/// `t`'s values in row-major order (a view where `t` is contiguous, wherever it starts in its
+/// buffer: a parameter's view into the optimiser's flat buffer; else a copy).
 fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     if dense(t) {
         std::borrow::Cow::Borrowed(t.storage::<f32>())
+    } else if t.is_contiguous() {
+        let (at, n) = (t.layout().start_offset(), t.layout().num_elements());
+        std::borrow::Cow::Borrowed(&t.storage::<f32>()[at..at + n])
     } else {
         std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec())
     }
@@ -667,30 +674,55 @@ pub fn attention_probs(
     scale: f64,
     bias: &Tensor<4>,
 ) -> Result<Tensor<4>, Tensor<4>> {
-    let Some(bt) = flex(bias) else {
+    let Some(bias) = flex(bias) else {
         return Err(scores);
     };
-    let [b, h, t, n] = scores.dims();
-    let bd = bias.dims();
-    let fits = |got: usize, want: usize| got == want || got == 1;
-    if !(fits(bd[0], b) && fits(bd[1], h) && fits(bd[2], t) && bd[3] == n) {
-        return Err(scores);
-    }
-    let bt = if View::of(&bt).is_some() {
-        bt
-    } else {
-        bt.to_contiguous()
-    };
-    let Some(bv) = View::of(&bt) else {
+    let dims = scores.dims();
+    let Some(bias) = broadcast_bias(bias, dims) else {
         return Err(scores);
     };
     let mut s = owned(take(scores)?);
+    softmax_rows(&mut s, dims, &bias, scale);
+    Ok(wrap(s))
+}
+
+/// `bias` as a [`View`] broadcast to scores of shape `dims` (`[b, h, t, n]`: each of its first
+/// three dimensions the scores' or 1), made contiguous where its strides do not fit.
+fn broadcast_bias(bias: FlexTensor, dims: [usize; 4]) -> Option<FlexTensor> {
+    let [b, h, t, n] = dims;
+    let bd: Vec<usize> = bias.layout().shape().to_vec();
+    let fits = |got: usize, want: usize| got == want || got == 1;
+    if bd.len() != 4 || !(fits(bd[0], b) && fits(bd[1], h) && fits(bd[2], t) && bd[3] == n) {
+        return None;
+    }
+    let bias = if View::of(&bias).is_some() {
+        bias
+    } else {
+        bias.to_contiguous()
+    };
+    View::of(&bias).is_some().then_some(bias)
+}
+
+/// `softmax(s * scale + bias)` over each row of `s` (dense, `dims`), in place.
+fn softmax_rows(s: &mut FlexTensor, dims: [usize; 4], bias: &FlexTensor, scale: f64) {
+    let [_, h, t, n] = dims;
+    let bv = View::of(bias).expect("a bias from broadcast_bias");
     let scale = scale as f32;
-    rows_mut(writable(&mut s), n, |r, row| {
+    rows_mut(writable(s), n, |r, row| {
         let (bi, hi, i) = (r / (h * t), (r / t) % h, r % t);
         softmax_row(row, bv.row(bi, hi, i), scale);
     });
-    Ok(wrap(s))
+}
+
+simd_fn! {
+    /// Softmax's backward on one row, in place: `g = scale * p * (g - Σ g p)` (the gradient
+    /// of the scores, whose probabilities `p` were `softmax(scores * scale + bias)`).
+    fn softmax_grad_row(g: &mut [f32], p: &[f32], scale: f32) {
+        let d = dot(g, p);
+        for (g, p) in g.iter_mut().zip(p) {
+            *g = scale * p * (*g - d);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -742,5 +774,572 @@ mod tests {
             1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
         };
         v.copysign(x)
+    }
+}
+
+/// One AdamW update's constants (`torch.optim.AdamW`, bias-corrected, decoupled decay), as the
+/// composition in `train::optim` computes them in f32.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWUpdate {
+    pub beta1: f32,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias2_sqrt: f32,
+    pub epsilon: f32,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `lr * weight_decay` (0: none).
+    pub decay: f32,
+    /// `1 - lr * weight_decay`, rounded once from f64 as the composition's scalar is.
+    pub keep: f32,
+    /// Clipping's `max_grad_norm` (0: no clipping).
+    pub max_grad_norm: f32,
+}
+
+/// Whether [`adamw`] applies: the buffers and gradients f32 on Flex without autodiff.
+pub fn adamw_applies<'a>(
+    buffers: &[&Tensor<1>],
+    mut grads: impl Iterator<Item = &'a Tensor<1>>,
+) -> bool {
+    buffers.iter().all(|t| applies(*t)) && grads.all(applies)
+}
+
+simd_fn! {
+    /// `out[0] += Σ g²` (eight partial sums).
+    fn add_squares(g: &[f32], out: &mut [f64]) {
+        let mut acc = [0.0f32; LANES];
+        let mut c = g.chunks_exact(LANES);
+        for x in &mut c {
+            for l in 0..LANES {
+                acc[l] += x[l] * x[l];
+            }
+        }
+        let mut s = acc.iter().sum::<f32>();
+        for x in c.remainder() {
+            s += x * x;
+        }
+        out[0] += s as f64;
+    }
+}
+
+simd_fn! {
+    /// AdamW on one stretch of the flat buffers, in place: the gradient scaled by `clip`, the
+    /// moments, then the weights (decayed as `decay_mode` says: see [`adamw`]).
+    fn adamw_stretch(
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+        clip: f32,
+        u: AdamWUpdate,
+        decay_mode: u8,
+    ) {
+        match decay_mode {
+            1 => adamw_loop::<1>(p, m, v, g, clip, u),
+            2 => adamw_loop::<2>(p, m, v, g, clip, u),
+            _ => adamw_loop::<0>(p, m, v, g, clip, u),
+        }
+    }
+}
+
+/// [`adamw_stretch`]'s loop, one per decay mode (a branch per element would keep it scalar).
+#[inline(always)]
+fn adamw_loop<const DECAY: u8>(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    clip: f32,
+    u: AdamWUpdate,
+) {
+    for (((p, m), v), g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let g = g * clip;
+        *m = *m * u.beta1 + g * u.one_minus_beta1;
+        *v = *v * u.beta2 + g * g * u.one_minus_beta2;
+        let update = *m / (v.sqrt() / u.bias2_sqrt + u.epsilon) * u.step_size;
+        let decayed = match DECAY {
+            1 => *p * u.keep,
+            2 => *p - *p * u.decay,
+            _ => *p,
+        };
+        *p = decayed - update;
+    }
+}
+
+/// One multi-tensor AdamW step over the flat buffers `params`, `m`, `v` (see `train::optim`), in
+/// place where they are not shared. `grads`, one per parameter: its offset and length in the
+/// flat buffers, its gradient (`None`: none this step, taken as zeros) and its weight decay
+/// (0: none; 1: `p * (1 - decay)`; 2: `p - p * decay`, the composition's two forms). First the
+/// global gradient norm, then the clipping factor `min(max_norm / (norm + 1e-6), 1)`, then one
+/// pass that updates the moments and the weights. The composition makes some twenty passes over
+/// the buffers, each allocating one (90 MB apiece for all-MiniLM-L6-v2), after concatenating the
+/// gradients. Returns the buffers and the norm before clipping.
+pub fn adamw(
+    params: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    grads: &[(usize, usize, Option<Tensor<1>>, u8)],
+    u: AdamWUpdate,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>, f32) {
+    let flexed: Vec<Option<FlexTensor>> =
+        grads.iter().map(|(_, _, g, _)| flex(g.as_ref()?)).collect();
+    let zeros = vec![
+        0.0f32;
+        grads
+            .iter()
+            .filter(|g| g.2.is_none())
+            .map(|g| g.1)
+            .max()
+            .unwrap_or(0)
+    ];
+    let mut parts: Vec<(usize, std::borrow::Cow<'_, [f32]>, u8)> = grads
+        .iter()
+        .zip(&flexed)
+        .map(|((at, len, _, decay), g)| {
+            let g = match g {
+                Some(g) => values(g),
+                None => std::borrow::Cow::Borrowed(&zeros[..*len]),
+            };
+            assert_eq!(g.len(), *len, "a gradient of its parameter's length");
+            (*at, g, *decay)
+        })
+        .collect();
+    parts.sort_by_key(|part| part.0);
+    let mut total = [0.0f64];
+    for (_, g, _) in &parts {
+        add_squares(g, &mut total);
+    }
+    let norm = total[0].sqrt() as f32;
+    let clip = if u.max_grad_norm > 0.0 {
+        (1.0 / (norm + 1e-6) * u.max_grad_norm).min(1.0)
+    } else {
+        1.0
+    };
+    let [mut p, mut mt, mut vt] = [params, m, v].map(|t| owned(take(t).expect("adamw_applies")));
+    // Disjoint stretches of the three buffers, one per parameter (in offset order), cut into
+    // pieces that spread over the threads natively.
+    type Job<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a [f32], u8);
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let (mut p_rest, mut m_rest, mut v_rest) =
+        (writable(&mut p), writable(&mut mt), writable(&mut vt));
+    let mut at = 0;
+    const PIECE: usize = 1 << 16;
+    for (offset, g, decay) in &parts {
+        let skip = offset - at;
+        let (_, p_tail) = std::mem::take(&mut p_rest).split_at_mut(skip);
+        let (_, m_tail) = std::mem::take(&mut m_rest).split_at_mut(skip);
+        let (_, v_tail) = std::mem::take(&mut v_rest).split_at_mut(skip);
+        let (mut p_here, p_next) = p_tail.split_at_mut(g.len());
+        let (mut m_here, m_next) = m_tail.split_at_mut(g.len());
+        let (mut v_here, v_next) = v_tail.split_at_mut(g.len());
+        (p_rest, m_rest, v_rest) = (p_next, m_next, v_next);
+        at = offset + g.len();
+        let mut g_here: &[f32] = g;
+        while !g_here.is_empty() {
+            let n = g_here.len().min(PIECE);
+            let (p0, p1) = std::mem::take(&mut p_here).split_at_mut(n);
+            let (m0, m1) = std::mem::take(&mut m_here).split_at_mut(n);
+            let (v0, v1) = std::mem::take(&mut v_here).split_at_mut(n);
+            let (g0, g1) = g_here.split_at(n);
+            jobs.push((p0, m0, v0, g0, *decay));
+            (p_here, m_here, v_here, g_here) = (p1, m1, v1, g1);
+        }
+    }
+    let run = |(p, m, v, g, decay): &mut Job<'_>| adamw_stretch(p, m, v, g, clip, u, *decay);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        jobs.par_iter_mut().for_each(run);
+    }
+    #[cfg(target_arch = "wasm32")]
+    jobs.iter_mut().for_each(run);
+    drop(jobs);
+    (wrap(p), wrap(mt), wrap(vt), norm)
+}
+
+simd_fn! {
+    /// `grad *= act'(x)`, in place (the activation's derivative at its input).
+    fn activation_grad_row(grad: &mut [f32], x: &[f32], act: Activation) {
+        match act {
+            Activation::Gelu => grad.iter_mut().zip(x).for_each(|(g, &x)| {
+                const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = exp(-0.5 * x * x) * FRAC_1_SQRT_2PI;
+                *g *= cdf + x * pdf;
+            }),
+            Activation::GeluTanh => grad.iter_mut().zip(x).for_each(|(g, &x)| {
+                const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+                const A: f32 = 0.044_715;
+                let t = tanh(C * (x + A * x * x * x));
+                *g *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * A * x * x);
+            }),
+            Activation::Relu => grad
+                .iter_mut()
+                .zip(x)
+                .for_each(|(g, &x)| *g = if x > 0.0 { *g } else { 0.0 }),
+        }
+    }
+}
+
+/// A 32-bit integer hash (Wellons' `lowbias32`): a bijection whose output bits each depend on
+/// every input bit. Multiplications of 32 bits, so that loops over it vectorise.
+#[inline(always)]
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
+simd_fn! {
+    /// Dropout's mask on `row` (elements `start..` of the tensor), in place: element `i` is
+    /// kept, times `scale`, where `mix32(mix32(i ^ k1) ^ k2)`'s top 24 bits fall under `threshold`,
+    /// else 0. The same keys give the same mask, forward and backward.
+    fn dropout_row(row: &mut [f32], start: u32, k1: u32, k2: u32, threshold: u32, scale: f32) {
+        for (j, y) in row.iter_mut().enumerate() {
+            let h = mix32(mix32(start.wrapping_add(j as u32) ^ k1) ^ k2);
+            *y = if (h >> 8) < threshold { *y * scale } else { 0.0 };
+        }
+    }
+}
+
+/// The kernels inside training's autodiff graph on Flex: each op computes its forward pass with
+/// the engine's loops and records its own backward step (burn's `Backward`), where burn's
+/// would compose several passes or call libm per element (its GELU: a scalar `erf` forward and
+/// an `erf` and an `exp` backward). Profiled on full fine-tuning of all-MiniLM-L6-v2
+/// (`perf record` on `examples/bench_finetune.rs full`): libm's `erf` and `exp` took 12% of the
+/// time. `tests/kernels_cpu.rs` compares each op's output and gradients with burn's.
+pub mod tracked {
+    use burn::tensor::{DType, Distribution, Int, Tensor};
+    use burn_autodiff::checkpoint::base::Checkpointer;
+    use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn_autodiff::grads::Gradients;
+    use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+    use burn_autodiff::Autodiff;
+    use burn_backend::tensor::FloatTensor;
+    use burn_flex::FlexTensor;
+
+    use super::{activation_grad_row, bias_act_row, count, enabled, new_tensor};
+    use super::{owned, rows_mut};
+    use super::{values, writable, Flex};
+    use crate::model::config::Activation;
+
+    type Graph = Autodiff<Flex>;
+
+    /// `x`'s autodiff tensor on Flex when the kernels apply to it (f32, tracked).
+    fn tracked<const D: usize>(x: &Tensor<D>) -> Option<FloatTensor<Graph>> {
+        if !enabled() || !x.is_autodiff() || x.dtype() != DType::F32 {
+            return None;
+        }
+        x.clone().try_into_primitive::<Graph>().ok()
+    }
+
+    fn wrap<const D: usize>(t: FloatTensor<Graph>) -> Tensor<D> {
+        count();
+        Tensor::from_primitive::<Graph>(t)
+    }
+
+    #[derive(Debug)]
+    struct ActivationStep(Activation);
+
+    impl Backward<Flex, 1> for ActivationStep {
+        /// The op's input.
+        type State = FlexTensor;
+
+        fn backward(
+            self,
+            ops: Ops<FlexTensor, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let (act, input) = (self.0, ops.state);
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                let mut grad = owned(grad);
+                let x = values(&input);
+                let n = x.len();
+                let out = writable(&mut grad);
+                debug_assert_eq!(out.len(), n);
+                let x = &*x;
+                rows_mut(out, 4096, |i, row| {
+                    let at = i * 4096;
+                    activation_grad_row(row, &x[at..at + row.len()], act)
+                });
+                grad
+            });
+        }
+    }
+
+    /// The activation in training's graph (see [`super::activate`] outside it).
+    pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Result<Tensor<D>, Tensor<D>> {
+        let Some(t) = tracked(&x) else {
+            return Err(x);
+        };
+        drop(x);
+        let (input, node) = t.into_parts();
+        let shape: Vec<usize> = input.layout().shape().to_vec();
+        let mut out = new_tensor(values(&input).into_owned(), &shape);
+        rows_mut(writable(&mut out), 4096, |_, row| {
+            bias_act_row(row, &[], act)
+        });
+        let out = match ActivationStep(act)
+            .prepare::<NoCheckpointing>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(input, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(wrap(out))
+    }
+
+    #[derive(Debug)]
+    struct DropoutStep;
+
+    impl Backward<Flex, 1> for DropoutStep {
+        type State = super::DropoutMask;
+
+        fn backward(
+            self,
+            ops: Ops<super::DropoutMask, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let mask = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| mask.apply(grad));
+        }
+    }
+
+    /// Dropout with keep probability `1 - prob` in training's graph, as burn's `Dropout` computes
+    /// it (kept values scaled by `1 / (1 - prob)`), in one pass. The mask comes from a counter
+    /// hash keyed by two draws of the device's generator (so a seeded run gives the same masks
+    /// again), and is computed again in the backward step rather than kept. burn draws a
+    /// Bernoulli variable per element through ChaCha, then multiplies twice: 7% of full
+    /// fine-tuning's time.
+    pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64) -> Result<Tensor<D>, Tensor<D>> {
+        if !enabled() || !x.is_autodiff() || x.dtype() != DType::F32 || !(0.0..1.0).contains(&prob)
+        {
+            return Err(x);
+        }
+        let keys = Tensor::<1>::random([2], Distribution::Default, &x.device()).inner();
+        let Some(keys) = super::flex(&keys) else {
+            return Err(x);
+        };
+        let Ok(t) = x.clone().try_into_primitive::<Graph>() else {
+            return Err(x);
+        };
+        drop(x);
+        let key = |u: f32| (u as f64 * 4_294_967_296.0) as u32;
+        let keys = values(&keys);
+        let keep = 1.0 - prob;
+        let mask = super::DropoutMask {
+            k1: key(keys[0]),
+            k2: key(keys[1]),
+            threshold: (keep * (1u32 << 24) as f64).round() as u32,
+            scale: (1.0 / keep) as f32,
+        };
+        let (input, node) = t.into_parts();
+        let out = mask.apply(input);
+        let out = match DropoutStep
+            .prepare::<NoCheckpointing>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(mask, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(wrap(out))
+    }
+
+    /// Token ids as `usize`, from an int tensor on Flex (i64 or i32).
+    fn ids(t: &Tensor<2, Int>) -> Option<Vec<usize>> {
+        // An int tensor made on the training device is the graph's (burn tracks no int op).
+        let t = match t.clone().try_into_primitive::<Graph>() {
+            Ok(t) => t,
+            Err(_) => t.clone().try_into_primitive::<Flex>().ok()?,
+        };
+        let t = t.to_contiguous();
+        match t.dtype() {
+            DType::I64 => Some(t.storage::<i64>().iter().map(|&i| i as usize).collect()),
+            DType::I32 => Some(t.storage::<i32>().iter().map(|&i| i as usize).collect()),
+            _ => None,
+        }
+    }
+
+    #[derive(Debug)]
+    struct EmbeddingStep;
+
+    impl Backward<Flex, 1> for EmbeddingStep {
+        /// The ids, and the table's shape.
+        type State = (std::sync::Arc<Vec<usize>>, [usize; 2]);
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let (ids, [rows, d]) = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                let grad = values(&grad);
+                // A dense gradient, as burn's and torch's: zeros (fresh pages the system gives
+                // zeroed), then each token's row added to its id's.
+                let mut out = vec![0.0f32; rows * d];
+                for (i, &id) in ids.iter().enumerate() {
+                    let row = &mut out[id * d..(id + 1) * d];
+                    row.iter_mut()
+                        .zip(&grad[i * d..(i + 1) * d])
+                        .for_each(|(o, g)| *o += g);
+                }
+                new_tensor(out, &[rows, d])
+            });
+        }
+    }
+
+    /// The rows of `table` `[n, d]` at `ids` `[b, t]`: `[b, t, d]`, in training's graph. burn's
+    /// copies the whole table first when it is a view (as the optimiser's flat buffer makes every
+    /// parameter), and its gradient is made twice (zeros, then realigned).
+    pub fn embedding(table: Tensor<2>, ids: &Tensor<2, Int>) -> Result<Tensor<3>, Tensor<2>> {
+        if !enabled() || !table.is_autodiff() || table.dtype() != DType::F32 {
+            return Err(table);
+        }
+        let [rows, d] = table.dims();
+        let [b, t] = ids.dims();
+        let Some(ids) = ids_of(ids, rows) else {
+            return Err(table);
+        };
+        let Ok(tt) = table.clone().try_into_primitive::<Graph>() else {
+            return Err(table);
+        };
+        drop(table);
+        let (input, node) = tt.into_parts();
+        let values = values(&input);
+        let mut out = vec![0.0f32; b * t * d];
+        for (row, &id) in out.chunks_exact_mut(d).zip(ids.iter()) {
+            row.copy_from_slice(&values[id * d..(id + 1) * d]);
+        }
+        drop(values);
+        drop(input);
+        let out = new_tensor(out, &[b, t, d]);
+        let out = match EmbeddingStep
+            .prepare::<NoCheckpointing>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((std::sync::Arc::new(ids), [rows, d]), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(wrap(out))
+    }
+
+    /// [`ids`], each checked to be a row of the table.
+    fn ids_of(t: &Tensor<2, Int>, rows: usize) -> Option<Vec<usize>> {
+        ids(t).filter(|ids| ids.iter().all(|&i| i < rows))
+    }
+
+    #[derive(Debug)]
+    struct SoftmaxStep(f32);
+
+    impl Backward<Flex, 1> for SoftmaxStep {
+        /// The probabilities.
+        type State = FlexTensor;
+
+        fn backward(
+            self,
+            ops: Ops<FlexTensor, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let (scale, probs) = (self.0, ops.state);
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                let n = *probs.layout().shape().to_vec().last().expect("rank 4");
+                let mut grad = owned(grad);
+                let p = values(&probs);
+                let p = &*p;
+                rows_mut(writable(&mut grad), n, |r, row| {
+                    super::softmax_grad_row(row, &p[r * n..(r + 1) * n], scale)
+                });
+                grad
+            });
+        }
+    }
+
+    /// Attention's probabilities `softmax(scores * scale + bias)` in training's graph (the bias
+    /// a constant: the padding or causal mask), one pass forward and one backward; burn's
+    /// composition takes some eight passes, with libm's `exp`.
+    pub fn attention_probs(
+        scores: Tensor<4>,
+        scale: f64,
+        bias: &Tensor<4>,
+    ) -> Result<Tensor<4>, Tensor<4>> {
+        if !enabled()
+            || !scores.is_autodiff()
+            || scores.dtype() != DType::F32
+            || bias.dtype() != DType::F32
+            || bias.is_require_grad()
+        {
+            return Err(scores);
+        }
+        let bias = match bias.clone().try_into_primitive::<Graph>() {
+            Ok(b) => b.primitive().clone(),
+            Err(_) => match bias.clone().try_into_primitive::<Flex>() {
+                Ok(b) => b,
+                Err(_) => return Err(scores),
+            },
+        };
+        let dims = scores.dims();
+        let Some(bias) = super::broadcast_bias(bias, dims) else {
+            return Err(scores);
+        };
+        let Ok(t) = scores.clone().try_into_primitive::<Graph>() else {
+            return Err(scores);
+        };
+        drop(scores);
+        let (input, node) = t.into_parts();
+        let mut probs = owned(input);
+        super::softmax_rows(&mut probs, dims, &bias, scale);
+        let out = match SoftmaxStep(scale as f32)
+            .prepare::<NoCheckpointing>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(probs.clone(), probs),
+            OpsKind::UnTracked(prep) => prep.finish(probs),
+        };
+        Ok(wrap(out))
+    }
+}
+
+/// Dropout's mask, from its keys: what [`tracked::dropout`] keeps for the backward step instead
+/// of the mask itself.
+#[derive(Debug, Clone, Copy)]
+struct DropoutMask {
+    k1: u32,
+    k2: u32,
+    threshold: u32,
+    scale: f32,
+}
+
+impl DropoutMask {
+    /// Applies the mask to `t` (in the tensor's row-major order), in place where `t` is unshared.
+    fn apply(self, t: FlexTensor) -> FlexTensor {
+        const ROW: usize = 4096;
+        let mut t = owned(t);
+        rows_mut(writable(&mut t), ROW, |i, row| {
+            dropout_row(
+                row,
+                (i * ROW) as u32,
+                self.k1,
+                self.k2,
+                self.threshold,
+                self.scale,
+            )
+        });
+        t
     }
 }

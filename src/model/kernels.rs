@@ -8,15 +8,15 @@
 //!
 //! Each function here computes the same as the composition it replaces, and uses the kernel only
 //! where one applies: an f32 tensor on burn's cubecl backend (WebGPU in the browser, burn-wgpu
-//! natively with the `gpu` feature) without autodiff. Everything else (the CPU backend, training's
-//! autodiff graph, burn's fusion builds) takes the composition, so gradients and the CPU path are
-//! exactly what they were. The wasm test `fused_kernels_on_webgpu_match_the_composed_ops` compares
+//! natively with the `gpu` feature) without autodiff. On the CPU backend the entry points go to
+//! `flex`'s kernels (in training's graph too, with their own backward steps); everything else
+//! (training's graph on a GPU, burn's fusion builds) takes the composition. The wasm test `fused_kernels_on_webgpu_match_the_composed_ops` compares
 //! both on WebGPU.
 //!
 //! Natively, `TUNELAB_FUSED_KERNELS=0` turns them off, so that `examples/bench_gpu.rs` can measure
 //! what they gain in one binary.
 
-use burn::nn::{Dropout, Linear};
+use burn::nn::{Dropout, Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::{activation, module};
@@ -114,7 +114,32 @@ pub fn attention_probs(scores: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor
         Ok(out) => return out,
         Err(scores) => scores,
     };
+    let scores = match flex::tracked::attention_probs(scores, scale, &bias) {
+        Ok(out) => return out,
+        Err(scores) => scores,
+    };
     activation::softmax(scores.mul_scalar(scale) + bias, 3)
+}
+
+/// `e`'s rows at `ids` `[b, t]` (burn's `Embedding::forward`), in training on the CPU by the
+/// engine's op ([`flex::tracked::embedding`]).
+pub fn embedding(e: &Embedding, ids: Tensor<2, Int>) -> Tensor<3> {
+    match flex::tracked::embedding(e.weight.val(), &ids) {
+        Ok(out) => out,
+        Err(_) => e.forward(ids),
+    }
+}
+
+/// Dropout as burn's `Dropout::forward` (the identity outside training), on the CPU in training
+/// by the engine's one-pass op ([`flex::tracked::dropout`]).
+pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    if !d.training.is_enabled() || !x.device().is_autodiff() || d.prob == 0.0 {
+        return x;
+    }
+    match flex::tracked::dropout(x, d.prob) {
+        Ok(out) => out,
+        Err(x) => d.forward(x),
+    }
 }
 
 /// `residual + dropout(lin(x))`: on a GPU the matmul, then the bias and the residual in one
@@ -132,7 +157,7 @@ pub fn linear_residual<const D: usize>(
     let y = lin.forward(x);
     residual
         + match dropout {
-            Some(d) => d.forward(y),
+            Some(d) => self::dropout(d, y),
             None => y,
         }
 }
@@ -428,6 +453,10 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
         return out;
     }
     let x = match flex::activate(x, act) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    let x = match flex::tracked::activate(x, act) {
         Ok(out) => return out,
         Err(x) => x,
     };

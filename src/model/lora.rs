@@ -61,7 +61,7 @@ impl Adapter {
 
     /// `scale · B A dropout(x)` for `x` `[.., in]`.
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = self.dropout.forward(x);
+        let x = super::kernels::dropout(&self.dropout, x);
         let low = module::linear(x, self.a.val(), None);
         module::linear(low, self.b.val(), None).mul_scalar(self.scale)
     }

@@ -6,7 +6,9 @@
 //! into it), and so do the moments. A step concatenates the gradients once and updates all weights
 //! with a couple of dozen element-wise kernels over the flat buffers, instead of ~15 kernels per
 //! tensor (a BERT has a hundred or more): on a GPU the launches, not the arithmetic, cost the time.
-//! Gradient clipping stays on the device (no readback).
+//! Gradient clipping stays on the device (no readback). On the CPU one kernel does the whole step
+//! in place ([`flex::adamw`]): there the twenty passes, each allocating a buffer of every weight,
+//! cost the time.
 
 use std::collections::HashMap;
 
@@ -15,6 +17,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::checkpoint::OptimState;
+use crate::model::flex;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWSettings {
@@ -127,6 +130,29 @@ impl ModuleMapper for Views<'_> {
     }
 }
 
+/// Replaces each parameter in `slots` by an empty tensor, so that nothing but the optimiser holds
+/// the flat buffer (then [`Views`] makes them views again).
+struct Release<'a> {
+    slots: &'a HashMap<ParamId, Slot>,
+    device: Device,
+}
+
+impl ModuleMapper for Release<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if !self.slots.contains_key(&param.id) {
+            return param;
+        }
+        let (id, old, mapper) = param.consume();
+        let require_grad = old.is_require_grad();
+        drop(old);
+        let mut value = Tensor::from_inner(Tensor::empty([0; D], &self.device));
+        if require_grad {
+            value = value.require_grad();
+        }
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
 /// The gradients in slot order (zeros for a parameter that got none this step).
 struct Gradients<'a> {
     grads: &'a mut GradientsParams,
@@ -145,6 +171,65 @@ impl ModuleVisitor for Gradients<'_> {
 }
 
 impl AdamW {
+    /// [`Self::step`] on the CPU: the engine's one-pass kernel ([`flex::adamw`]), in place. The
+    /// model's parameters (views of the flat buffer) are let go first, so that the buffer is
+    /// written where it is, then made views again.
+    fn step_on_cpu<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut flat: Flat,
+        mut found: HashMap<ParamId, Tensor<1>>,
+    ) -> (M, Tensor<1>) {
+        let device = flat.params.device();
+        let model = model.map(&mut Release {
+            slots: &flat.slots,
+            device: device.clone(),
+        });
+        let s = self.settings;
+        flat.step += 1;
+        let t = flat.step;
+        let (bias1, bias2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
+        let decay = lr * s.weight_decay;
+        let update = flex::AdamWUpdate {
+            beta1: s.beta1 as f32,
+            one_minus_beta1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            one_minus_beta2: (1.0 - s.beta2) as f32,
+            bias2_sqrt: bias2.sqrt() as f32,
+            epsilon: s.epsilon as f32,
+            step_size: (lr / bias1) as f32,
+            decay: decay as f32,
+            keep: (1.0 - decay) as f32,
+            max_grad_norm: s.max_grad_norm as f32,
+        };
+        let masked = flat.decay_mask.is_some();
+        let grads: Vec<_> = flat
+            .order
+            .iter()
+            .map(|id| {
+                let slot = &flat.slots[id];
+                // The composition's two forms: every weight, or the mask's (1-D ones spared).
+                let mode = match (decay == 0.0, masked, slot.dims.len() > 1) {
+                    (true, ..) => 0,
+                    (false, false, _) => 1,
+                    (false, true, true) => 2,
+                    (false, true, false) => 0,
+                };
+                (slot.offset, slot.len, found.remove(id), mode)
+            })
+            .collect();
+        let (params, m, v, norm) = flex::adamw(flat.params, flat.m, flat.v, &grads, update);
+        drop(grads);
+        (flat.params, flat.m, flat.v) = (params, m, v);
+        let model = model.map(&mut Views {
+            slots: &flat.slots,
+            flat: &flat.params,
+        });
+        self.flat = Some(flat);
+        (model, Tensor::from_data([norm], &device))
+    }
+
     pub fn new<M: Module>(_model: &M, settings: AdamWSettings) -> Self {
         Self {
             settings,
@@ -272,6 +357,11 @@ impl AdamW {
         if flat.order.is_empty() {
             self.flat = Some(flat);
             return (model, Tensor::zeros([1], &device));
+        }
+        let mut buffers = vec![&flat.params, &flat.m, &flat.v];
+        buffers.extend(&flat.decay_mask);
+        if flex::adamw_applies(&buffers, found.values()) {
+            return self.step_on_cpu(lr, model, flat, found);
         }
         let grads_in_order = flat
             .order

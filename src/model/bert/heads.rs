@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use super::{first_token, mean_pool, Encoder, EncoderInput, Pooling};
-use crate::model::kernels::linear_activate;
+use crate::model::kernels::{dropout, linear_activate};
 use crate::model::layers::LayerNorm;
 use crate::model::lora::{adapted, LinearLora};
 
@@ -64,7 +64,7 @@ impl ClassifierHead {
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let x = match (&self.pre_classifier, self.style) {
             (Some(pre), HeadStyle::DistilBert) => activation::relu(pre.forward(features)),
-            (Some(pre), HeadStyle::Roberta) => pre.forward(self.dropout.forward(features)).tanh(),
+            (Some(pre), HeadStyle::Roberta) => pre.forward(dropout(&self.dropout, features)).tanh(),
             (Some(pre), HeadStyle::ModernBert) => {
                 let x = linear_activate(pre, features, self.activation);
                 match &self.norm {
@@ -74,7 +74,7 @@ impl ClassifierHead {
             }
             (None, _) => features,
         };
-        self.classifier.forward(self.dropout.forward(x))
+        self.classifier.forward(dropout(&self.dropout, x))
     }
 
     pub fn num_labels(&self) -> usize {

@@ -20,8 +20,10 @@ use burn::prelude::*;
 
 pub use super::config::Pooling;
 use super::config::{Activation, EncoderConfig};
+use super::kernels;
 use super::kernels::{
-    activate, attention, attention_probs, linear_activate, linear_residual, split_heads, split_qkv,
+    activate, attention, attention_probs, dropout, embedding, linear_activate, linear_residual,
+    split_heads, split_qkv,
 };
 use super::layers::{rope_tables, rotary, LayerNorm, Rope};
 use super::lora::{adapted, LinearLora};
@@ -144,7 +146,7 @@ impl EncoderLayer {
         if q.device().is_autodiff() {
             // Training: the attention dropout sits between the softmax and the values.
             let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias);
-            let probs = self.attn_dropout.forward(probs);
+            let probs = dropout(&self.attn_dropout, probs);
             probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
         } else {
             attention(q, k, v, scale, bias)
@@ -180,7 +182,7 @@ impl EncoderLayer {
                 let y = adapted(lin, Some(lora), x);
                 residual
                     + match dropout {
-                        Some(d) => d.forward(y),
+                        Some(d) => kernels::dropout(d, y),
                         None => y,
                     }
             }
@@ -249,9 +251,7 @@ impl EncoderLayer {
         let width = inner.dims()[2] / 2;
         let input = inner.clone().narrow(2, 0, width);
         let gate = inner.narrow(2, width, width);
-        let gated = self
-            .ffn_dropout
-            .forward(activate(input, self.activation) * gate);
+        let gated = dropout(&self.ffn_dropout, activate(input, self.activation) * gate);
         self.residual(&self.ffn_out, self.lora_of(|l| &l.ffn_out), gated, x, None)
     }
 }
@@ -290,15 +290,14 @@ impl Encoder {
     }
 
     fn embed(&self, input: &EncoderInput) -> Tensor<3> {
-        let mut x = self.word_embeddings.forward(input.input_ids.clone());
+        let mut x = embedding(&self.word_embeddings, input.input_ids.clone());
         if let Some(table) = &self.position_embeddings {
-            x = x + table.forward(self.positions(&input.input_ids));
+            x = x + embedding(table, self.positions(&input.input_ids));
         }
         if let Some(types) = &self.token_type_embeddings {
-            x = x + types.forward(input.token_type_ids.clone());
+            x = x + embedding(types, input.token_type_ids.clone());
         }
-        self.embeddings_dropout
-            .forward(self.embeddings_norm.forward(x))
+        dropout(&self.embeddings_dropout, self.embeddings_norm.forward(x))
     }
 
     /// `[b, 1, 1, t]`: 0 where attended, the most negative f32 where padded (as transformers).
