@@ -257,7 +257,10 @@ async fn fine_tuning_in_wasm() {
     web_sys::console::log_1(
         &"model: all-MiniLM-L6-v2's shape, random weights, f32; wasm32, one thread; 96 reviews, batch 8, max length 128, one epoch".into(),
     );
-    for mode in [Mode::Lora, Mode::Full] {
+    // Each mode with the engine's CPU kernels, then full fine-tuning with burn's ops alone (the
+    // kernels off: what training ran before they reached its graph).
+    for (mode, kernels) in [(Mode::Lora, true), (Mode::Full, true), (Mode::Full, false)] {
+        tunelab::model::flex::set_enabled(kernels);
         let args = TrainingArgs {
             num_train_epochs: 1,
             per_device_train_batch_size: 8,
@@ -276,11 +279,13 @@ async fn fine_tuning_in_wasm() {
         .unwrap();
         web_sys::console::log_1(
             &format!(
-                "wasm {mode:?} fine-tuning: {:.2} training examples/s; wasm memory {:.0} MB",
+                "wasm {mode:?} fine-tuning{}: {:.2} training examples/s; wasm memory {:.0} MB",
+                if kernels { "" } else { " (burn's ops alone)" },
                 speed.examples_per_s,
                 wasm_memory_bytes() / 1e6
             )
             .into(),
         );
     }
+    tunelab::model::flex::set_enabled(true);
 }

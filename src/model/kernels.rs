@@ -154,7 +154,7 @@ pub fn linear_residual<const D: usize>(
         Ok(out) => return out,
         Err(x) => x,
     };
-    let y = lin.forward(x);
+    let y = plain_linear(lin, x);
     residual
         + match dropout {
             Some(d) => self::dropout(d, y),
@@ -166,7 +166,7 @@ pub fn linear_residual<const D: usize>(
 pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
     match fused_linear(lin, x, None, Some(act)) {
         Ok(out) => out,
-        Err(x) => activate(lin.forward(x), act),
+        Err(x) => activate(plain_linear(lin, x), act),
     }
 }
 
@@ -273,6 +273,18 @@ const PACKED_MIN_ROWS: usize = 16;
 /// (a weight kept in f16 read as it is), then the bias.
 pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
     match fused_linear(lin, x, None, None) {
+        Ok(out) => out,
+        Err(x) => plain_linear(lin, x),
+    }
+}
+
+/// `lin(x)` where the fused kernels do not apply: in training on the CPU the engine's op
+/// ([`flex::tracked::linear`]), elsewhere burn's.
+pub fn plain_linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let Some(bias) = &lin.bias else {
+        return lin.forward(x);
+    };
+    match flex::tracked::linear(x, lin.weight.val(), bias.val()) {
         Ok(out) => out,
         Err(x) => lin.forward(x),
     }

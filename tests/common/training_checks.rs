@@ -145,6 +145,36 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
         )
         .await,
     );
+    // A linear layer over 3-D input: the output and the gradients of the input, the weight and
+    // the bias (20 rows: the packed product's path in wasm; 5 rows: burn's).
+    for rows in [4usize, 1] {
+        checks.push(
+            compare(
+                &format!("linear and its three gradients [{rows}, 5, 37] -> 9"),
+                |d| {
+                    let mut lin = LinearConfig::new(37, 9).init(d);
+                    let (w, b) = (
+                        tensor([37, 9], 12, 0.5, d).require_grad(),
+                        tensor([9], 13, 0.5, d).require_grad(),
+                    );
+                    lin.weight = Param::from_tensor(w.clone());
+                    lin.bias = Some(Param::from_tensor(b.clone()));
+                    let x = tensor([rows, 5, 37], 14, 1.0, d).require_grad();
+                    let y = kernels::linear(&lin, x.clone());
+                    let wy = tensor(y.dims(), 15, 1.0, d);
+                    let grads = (y.clone() * wy).sum().backward();
+                    let g = |t: Tensor<1>| t;
+                    vec![
+                        flat(y.inner()),
+                        flat(x.grad(&grads).expect("dx")),
+                        flat(w.grad(&grads).expect("dw")),
+                        g(b.grad(&grads).expect("db")),
+                    ]
+                },
+            )
+            .await,
+        );
+    }
     // AdamW over a linear layer (a weight that decays, a bias that does not, or both), with the
     // gradient clipped: three steps, then the weights and the norms.
     for (decay_bias_and_norm, name) in [(false, "Trainer's mask"), (true, "every weight")] {
