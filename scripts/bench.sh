@@ -44,8 +44,9 @@
 #              256 reviews, 32 short ones, and one 128-token text; a prompt evaluated on 48
 #              reviews with a GPT-2-small-shaped model (random weights, written once to the cache)
 #   size     - what a visitor downloads: the release build's wasm and JS, raw, gzipped and
-#              brotli-compressed, and what each crate contributes to each wasm file (by the
-#              function names in cargo's wasm, before wasm-opt strips them)
+#              brotli-compressed, in all and for a browser with and without WebGPU (which get
+#              different engine workers), and what each crate contributes to each wasm file (by
+#              the function names in cargo's wasm, before wasm-opt strips them)
 # Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
@@ -113,7 +114,7 @@ for b in "${expanded[@]}"; do
   elif [ "$b" = size ]; then
     release_build
     node benches/sizes.mjs "$CARGO_TARGET_DIR/dist-release"
-    for bin in tunelab worker; do
+    for bin in tunelab worker worker_cpu; do
       python3 benches/wasm_sizes.py "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm" 15
     done
   elif [ "$b" = table ]; then

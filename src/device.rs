@@ -95,14 +95,25 @@ pub fn describe_adapter(parts: &[&str]) -> String {
 /// has measured better with another value, so every adapter gets cubecl's 32.
 pub const TASKS_MAX: usize = 32;
 
-#[cfg(all(target_arch = "wasm32", feature = "engine"))]
+#[cfg(all(target_arch = "wasm32", feature = "webgpu"))]
 thread_local! {
     static WEBGPU: std::cell::RefCell<Option<Result<Compute, String>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// WebGPU in the CPU-only engine (`worker_cpu`, built without the `webgpu` feature): none. The
+/// page starts that engine only where the browser has no `navigator.gpu`.
+#[cfg(all(target_arch = "wasm32", feature = "engine", not(feature = "webgpu")))]
+pub async fn webgpu() -> Result<Compute, String> {
+    Err(
+        "this engine is built for the CPU only (the browser offered no WebGPU when the page \
+         opened)"
+            .into(),
+    )
+}
+
 /// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the
 /// browser (`probe`) first.
-#[cfg(all(target_arch = "wasm32", feature = "engine"))]
+#[cfg(all(target_arch = "wasm32", feature = "webgpu"))]
 pub async fn webgpu() -> Result<Compute, String> {
     if let Some(done) = WEBGPU.with(|c| c.borrow().clone()) {
         return done;

@@ -187,11 +187,7 @@ pub fn App() -> impl IntoView {
             state.engine_error.set(Some(message));
         }
     };
-    if let Err(e) = client::start(on_unrouted, move |reason| state.recover(reason)) {
-        state
-            .engine_error
-            .set(Some(format!("could not start the engine worker: {e}")));
-    }
+    client::start(on_unrouted, move |reason| state.recover(reason));
     state.start_engine();
     #[cfg(debug_assertions)]
     expose_crash_for_tests();

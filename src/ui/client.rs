@@ -46,9 +46,29 @@ thread_local! {
     });
 }
 
+thread_local! {
+    /// The engine worker's script, chosen once by [`choose_worker`].
+    static WORKER_URL: RefCell<String> = RefCell::new(GPU_WORKER.to_string());
+}
+
+/// The engine with WebGPU (and its CPU backend, for a browser whose GPU fails later).
+const GPU_WORKER: &str = "./worker_loader.js";
+/// The engine for the CPU only (`worker_cpu`: no WebGPU stack, a third of the download).
+const CPU_WORKER: &str = "./worker_cpu_loader.js";
+
+/// Which engine build to start, asked of the browser as the engine itself asks it
+/// ([`crate::probe::probe`]): where it offers no WebGPU adapter (no `navigator.gpu`, or
+/// `requestAdapter()` gives none), the CPU-only build.
+async fn choose_worker() -> &'static str {
+    match crate::probe::probe().await {
+        crate::device::Backend::WebGpu { .. } => GPU_WORKER,
+        crate::device::Backend::Cpu { .. } => CPU_WORKER,
+    }
+}
+
 /// URL of the worker script, next to the page.
 fn worker_url() -> String {
-    "./worker_loader.js".to_string()
+    WORKER_URL.with(|u| u.borrow().clone())
 }
 
 fn dispatch(id: u64, event: Event, payload: Option<JsValue>) {
@@ -218,27 +238,36 @@ fn died(generation: u64, reason: String) {
 /// Starts the worker; `on_unrouted` receives events of no live request and worker failures,
 /// `on_restart` the reason each time a dead worker was replaced by a fresh one (which holds
 /// no model: the page reloads them).
+/// The worker starts once the browser has said whether it offers WebGPU ([`choose_worker`]);
+/// requests sent before then wait with those sent before it listens.
 pub fn start(
     on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static,
     on_restart: impl FnMut(String) + 'static,
-) -> Result<(), String> {
-    let generation = CLIENT.with(|c| c.borrow().generation);
-    let worker = spawn(generation)?;
+) {
     CLIENT.with(|c| {
         let mut c = c.borrow_mut();
-        c.worker = Some(worker);
         c.fallback = Some(Box::new(on_unrouted));
         c.on_restart = Some(Box::new(on_restart));
     });
-    Ok(())
+    wasm_bindgen_futures::spawn_local(async {
+        let url = choose_worker().await;
+        WORKER_URL.with(|u| *u.borrow_mut() = url.to_string());
+        let generation = CLIENT.with(|c| c.borrow().generation);
+        match spawn(generation) {
+            Ok(worker) => CLIENT.with(|c| c.borrow_mut().worker = Some(worker)),
+            Err(e) => unrouted(
+                Event::Error {
+                    message: format!("could not start the engine worker: {e}"),
+                },
+                None,
+            ),
+        }
+    });
 }
 
 /// Posts a message to the worker, or holds it until the worker listens.
 fn post(to_worker: &ToWorker, payload: Option<&JsValue>) -> Result<(), String> {
     let json = serde_json::to_string(to_worker).map_err(|e| e.to_string())?;
-    let worker = CLIENT
-        .with(|c| c.borrow().worker.clone())
-        .ok_or("the engine is not running")?;
     let msg = message(&json, payload);
     // Bytes move to the worker instead of being copied.
     let transfer = js_sys::Array::new();
@@ -255,6 +284,9 @@ fn post(to_worker: &ToWorker, payload: Option<&JsValue>) -> Result<(), String> {
     if held {
         return Ok(());
     }
+    let worker = CLIENT
+        .with(|c| c.borrow().worker.clone())
+        .ok_or("the engine is not running")?;
     worker
         .post_message_with_transfer(&msg, &transfer)
         .map_err(|e| format!("could not reach the engine: {}", error_text(&e)))

@@ -147,12 +147,22 @@ pub fn count() -> usize {
     HELPERS.with(|h| h.borrow().iter().filter(|x| x.dead.is_none()).count())
 }
 
+/// The URL of the script this worker runs (`self.location`), or the WebGPU build's next to it.
+fn own_script() -> String {
+    let global: JsValue = js_sys::global().into();
+    get(&global, "location")
+        .and_then(|l| get(&l, "href"))
+        .and_then(|h| h.as_string())
+        .unwrap_or_else(|| "./worker_loader.js".into())
+}
+
 fn spawn(generation: u64, i: usize) -> Result<web_sys::Worker, String> {
     let opts = web_sys::WorkerOptions::new();
     opts.set_type(web_sys::WorkerType::Classic);
-    // Next to this worker's own script.
-    let worker = web_sys::Worker::new_with_options("./worker_loader.js", &opts)
-        .map_err(|e| error_text(&e))?;
+    // This engine's own script (the WebGPU build or the CPU-only one: the same protocol either
+    // way, and the one the browser has already downloaded).
+    let worker =
+        web_sys::Worker::new_with_options(&own_script(), &opts).map_err(|e| error_text(&e))?;
     let on_message =
         Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
             if GENERATION.with(Cell::get) != generation {

@@ -179,6 +179,9 @@ const tests = [
       const { kind, text } = await backend(page);
       assert(kind === 'webgpu', `expected WebGPU, the status line says: ${text}`);
       assert(/^Backend: WebGPU \(.+\)$/.test(text), `status line: ${text}`);
+      // The engine with WebGPU, not the CPU-only build.
+      const wasm = page.log.requests.filter((u) => u.endsWith('.wasm')).map((u) => u.split('/').pop());
+      assert(wasm.includes('worker_bg.wasm') && !wasm.includes('worker_cpu_bg.wasm'), `wasm fetched: ${wasm}`);
       for (const [name, slug] of [['Classify', 'classify'], ['Fine-tune', 'fine-tune'], ['Prompt', 'prompt'], ['Similarity', 'similarity'], ['Models', 'models']]) {
         await page.getByRole('link', { name, exact: true }).click();
         await page.locator(`main[data-page="${slug}"] h1:text-is("${name}")`).waitFor();
@@ -193,6 +196,10 @@ const tests = [
       const { kind, text } = await backend(page);
       assert(kind === 'cpu', `expected the CPU fallback, the status line says: ${text}`);
       assert(/^Backend: CPU \(.+\)( · \d+ engine workers)?$/.test(text), `status line: ${text}`);
+      // Without navigator.gpu the page starts the CPU-only engine (a third of the download) and
+      // never fetches the WebGPU build; its helper engines run the same script.
+      const wasm = page.log.requests.filter((u) => u.endsWith('.wasm')).map((u) => u.split('/').pop());
+      assert(wasm.includes('worker_cpu_bg.wasm') && !wasm.includes('worker_bg.wasm'), `wasm fetched: ${wasm}`);
       for (const slug of ['classify', 'fine-tune', 'prompt', 'similarity', 'models']) {
         await page.goto(`${server.url}/?source=${source}#/${slug}`);
         await page.locator(`main[data-page="${slug}"]`).waitFor();

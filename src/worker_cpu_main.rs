@@ -1,0 +1,14 @@
+//! The engine's Web Worker entry point without WebGPU (wasm32 only; Trunk builds it as a worker,
+//! with the `engine` feature but not `webgpu`): what the page starts where the browser has no
+//! WebGPU, a third of the WebGPU worker's download.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    tunelab::worker::run();
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("the Tunelab worker runs in the browser only");
+    std::process::exit(2);
+}
