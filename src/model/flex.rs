@@ -1009,6 +1009,78 @@ simd_fn! {
     }
 }
 
+simd_fn! {
+    /// One row's layer norm for training: `xhat` gets `(x - mean) * rstd` (kept for the
+    /// backward step), `y` gets `xhat * g + b`; returns `rstd` in `rstd[0]`.
+    fn layer_norm_train_row(
+        x: &[f32],
+        xhat: &mut [f32],
+        y: &mut [f32],
+        g: &[f32],
+        b: &[f32],
+        eps: f32,
+        rstd: &mut [f32],
+    ) {
+        let d = x.len() as f32;
+        let mean = sum(x) / d;
+        let mut acc = [0.0f32; LANES];
+        let mut c = x.chunks_exact(LANES);
+        for v in &mut c {
+            for l in 0..LANES {
+                let t = v[l] - mean;
+                acc[l] += t * t;
+            }
+        }
+        let mut sq = acc.iter().sum::<f32>();
+        for v in c.remainder() {
+            sq += (v - mean) * (v - mean);
+        }
+        let inv = 1.0 / (sq / d + eps).sqrt();
+        for (((h, y), x), (g, b)) in xhat.iter_mut().zip(y.iter_mut()).zip(x).zip(g.iter().zip(b)) {
+            *h = (x - mean) * inv;
+            *y = *h * g + b;
+        }
+        rstd[0] = inv;
+    }
+}
+
+simd_fn! {
+    /// One row of layer norm's input gradient, in place over the output gradient `dy`:
+    /// `rstd * (dy g - mean(dy g) - xhat * mean(dy g xhat))`.
+    fn layer_norm_grad_row(dy: &mut [f32], xhat: &[f32], g: &[f32], rstd: f32) {
+        let d = dy.len() as f32;
+        let mut a1 = [0.0f32; LANES];
+        let mut a2 = [0.0f32; LANES];
+        let (mut cy, mut ch, mut cg) = (dy.chunks_exact(LANES), xhat.chunks_exact(LANES), g.chunks_exact(LANES));
+        for ((y, h), g) in (&mut cy).zip(&mut ch).zip(&mut cg) {
+            for l in 0..LANES {
+                let t = y[l] * g[l];
+                a1[l] += t;
+                a2[l] += t * h[l];
+            }
+        }
+        let (mut s1, mut s2) = (a1.iter().sum::<f32>(), a2.iter().sum::<f32>());
+        for ((y, h), g) in cy.remainder().iter().zip(ch.remainder()).zip(cg.remainder()) {
+            s1 += y * g;
+            s2 += y * g * h;
+        }
+        let (m1, m2) = (s1 / d, s2 / d);
+        for ((y, h), g) in dy.iter_mut().zip(xhat).zip(g) {
+            *y = rstd * (*y * g - m1 - h * m2);
+        }
+    }
+}
+
+simd_fn! {
+    /// Layer norm's parameter gradients from one row: `dg += dy * xhat`, `db += dy`.
+    fn layer_norm_param_grads_row(dg: &mut [f32], db: &mut [f32], dy: &[f32], xhat: &[f32]) {
+        for (((dg, db), y), h) in dg.iter_mut().zip(db.iter_mut()).zip(dy).zip(xhat) {
+            *dg += y * h;
+            *db += y;
+        }
+    }
+}
+
 /// The kernels inside training's autodiff graph on Flex: each op computes its forward pass with
 /// the engine's loops and records its own backward step (burn's `Backward`), where burn's
 /// would compose several passes or call libm per element (its GELU: a scalar `erf` forward and
@@ -1432,6 +1504,115 @@ pub mod tracked {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((x2, wp), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        Ok(wrap(out))
+    }
+
+    #[derive(Debug)]
+    struct LayerNormStep;
+
+    impl Backward<Flex, 3> for LayerNormStep {
+        /// The normalised input `[m, d]`, each row's `1 / std`, and gamma.
+        type State = (FlexTensor, std::sync::Arc<Vec<f32>>, FlexTensor);
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 3>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let [px, pg, pb] = ops.parents;
+            let grad = grads.consume::<Flex>(&ops.node);
+            let (xhat, rstd, gamma) = ops.state;
+            let d = gamma.layout().num_elements();
+            let xh = values(&xhat);
+            if pg.is_some() || pb.is_some() {
+                let dy = values(&grad);
+                let (mut dg, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+                for (dy, h) in dy.chunks_exact(d).zip(xh.chunks_exact(d)) {
+                    super::layer_norm_param_grads_row(&mut dg, &mut db, dy, h);
+                }
+                if let Some(node) = pg {
+                    grads.register::<Flex>(node.id, new_tensor(dg, &[d]));
+                }
+                if let Some(node) = pb {
+                    grads.register::<Flex>(node.id, new_tensor(db, &[d]));
+                }
+            }
+            if let Some(node) = px {
+                let mut dx = owned(grad);
+                let g = values(&gamma);
+                let (g, xh, rstd) = (&*g, &*xh, &*rstd);
+                rows_mut(writable(&mut dx), d, |r, row| {
+                    super::layer_norm_grad_row(row, &xh[r * d..(r + 1) * d], g, rstd[r])
+                });
+                grads.register::<Flex>(node.id, dx);
+            }
+        }
+    }
+
+    /// Layer norm over the last dimension in training's graph: one pass forward (keeping the
+    /// normalised rows and each row's `1 / std`) and one backward for the input, gamma and beta;
+    /// burn's composition takes nine ops forward, each with its own backward step.
+    pub fn layer_norm<const D: usize>(
+        x: Tensor<D>,
+        gamma: &Tensor<1>,
+        beta: &Tensor<1>,
+        eps: f64,
+    ) -> Result<Tensor<D>, Tensor<D>> {
+        let all_f32 = [x.dtype(), gamma.dtype(), beta.dtype()]
+            .iter()
+            .all(|t| *t == DType::F32);
+        let d = x.dims()[D - 1];
+        if !enabled() || !x.is_autodiff() || !all_f32 || gamma.dims()[0] != d || beta.dims()[0] != d
+        {
+            return Err(x);
+        }
+        let (Ok(gt), Ok(bt)) = (
+            gamma.clone().try_into_primitive::<Graph>(),
+            beta.clone().try_into_primitive::<Graph>(),
+        ) else {
+            return Err(x);
+        };
+        let Ok(xt) = x.clone().try_into_primitive::<Graph>() else {
+            return Err(x);
+        };
+        drop(x);
+        let (xp, xn) = xt.into_parts();
+        let (gp, gn) = gt.into_parts();
+        let (bp, bn) = bt.into_parts();
+        let shape: Vec<usize> = xp.layout().shape().to_vec();
+        let xv = values(&xp);
+        let rows = xv.len() / d.max(1);
+        let (mut xhat, mut y, mut rstd) = (
+            vec![0.0f32; xv.len()],
+            vec![0.0f32; xv.len()],
+            vec![0.0f32; rows],
+        );
+        {
+            let (g, b) = (values(&gp), values(&bp));
+            let (g, b, eps) = (&*g, &*b, eps as f32);
+            for (((x, h), y), r) in xv
+                .chunks_exact(d)
+                .zip(xhat.chunks_exact_mut(d))
+                .zip(y.chunks_exact_mut(d))
+                .zip(rstd.chunks_exact_mut(1))
+            {
+                super::layer_norm_train_row(x, h, y, g, b, eps, r);
+            }
+        }
+        drop(xv);
+        let y = new_tensor(y, &shape);
+        let out = match LayerNormStep
+            .prepare::<NoCheckpointing>([xn, gn, bn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (new_tensor(xhat, &[rows, d]), std::sync::Arc::new(rstd), gp),
+                y,
+            ),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         Ok(wrap(out))

@@ -123,6 +123,27 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
         })
         .await,
     );
+    // Layer norm: the input's, gamma's and beta's gradients (rows of 37: not a multiple of the
+    // kernels' lanes).
+    checks.push(
+        compare("layer norm and its three gradients [3, 5, 37]", |d| {
+            let (g, b) = (
+                (tensor([37], 16, 0.5, d) + 1.0).require_grad(),
+                tensor([37], 17, 0.5, d).require_grad(),
+            );
+            let x = tensor([3, 5, 37], 18, 2.0, d).require_grad();
+            let y = kernels::layer_norm(x.clone(), g.clone(), b.clone(), 1e-12);
+            let wy = tensor(y.dims(), 19, 1.0, d);
+            let grads = (y.clone() * wy).sum().backward();
+            vec![
+                flat(y.inner()),
+                flat(x.grad(&grads).expect("dx")),
+                g.grad(&grads).expect("dgamma"),
+                b.grad(&grads).expect("dbeta"),
+            ]
+        })
+        .await,
+    );
     // An embedding table read at repeated ids: its gradient adds the rows up.
     checks.push(
         compare(
