@@ -276,24 +276,31 @@ simd_fn! {
     }
 }
 
+/// A row's mean and `1 / sqrt(var + eps)` (the biased variance, in two passes), for inlining
+/// into the layer norm kernels.
+#[inline(always)]
+fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
+    let d = row.len() as f32;
+    let mean = sum(row) / d;
+    let mut acc = [0.0f32; LANES];
+    let mut c = row.chunks_exact(LANES);
+    for x in &mut c {
+        for l in 0..LANES {
+            let v = x[l] - mean;
+            acc[l] += v * v;
+        }
+    }
+    let mut sq = acc.iter().sum::<f32>();
+    for x in c.remainder() {
+        sq += (x - mean) * (x - mean);
+    }
+    (mean, 1.0 / (sq / d + eps).sqrt())
+}
+
 simd_fn! {
     /// One row's layer norm, in place.
     fn layer_norm_row(row: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
-        let d = row.len() as f32;
-        let mean = sum(row) / d;
-        let mut acc = [0.0f32; LANES];
-        let mut c = row.chunks_exact(LANES);
-        for x in &mut c {
-            for l in 0..LANES {
-                let v = x[l] - mean;
-                acc[l] += v * v;
-            }
-        }
-        let mut sq = acc.iter().sum::<f32>();
-        for x in c.remainder() {
-            sq += (x - mean) * (x - mean);
-        }
-        let inv = 1.0 / (sq / d + eps).sqrt();
+        let (mean, inv) = mean_rstd(row, eps);
         for ((x, g), b) in row.iter_mut().zip(g).zip(b) {
             *x = (*x - mean) * inv * g + b;
         }
@@ -1021,21 +1028,7 @@ simd_fn! {
         eps: f32,
         rstd: &mut [f32],
     ) {
-        let d = x.len() as f32;
-        let mean = sum(x) / d;
-        let mut acc = [0.0f32; LANES];
-        let mut c = x.chunks_exact(LANES);
-        for v in &mut c {
-            for l in 0..LANES {
-                let t = v[l] - mean;
-                acc[l] += t * t;
-            }
-        }
-        let mut sq = acc.iter().sum::<f32>();
-        for v in c.remainder() {
-            sq += (v - mean) * (v - mean);
-        }
-        let inv = 1.0 / (sq / d + eps).sqrt();
+        let (mean, inv) = mean_rstd(x, eps);
         for (((h, y), x), (g, b)) in xhat.iter_mut().zip(y.iter_mut()).zip(x).zip(g.iter().zip(b)) {
             *h = (x - mean) * inv;
             *y = *h * g + b;
@@ -1230,19 +1223,21 @@ pub mod tracked {
         Ok(wrap(out))
     }
 
-    /// Token ids as `usize`, from an int tensor on Flex (i64 or i32).
-    fn ids(t: &Tensor<2, Int>) -> Option<Vec<usize>> {
+    /// Token ids as `usize`, from an int tensor on Flex (i64 or i32), each checked to be one of
+    /// the table's `rows`.
+    fn ids_in(t: &Tensor<2, Int>, rows: usize) -> Option<Vec<usize>> {
         // An int tensor made on the training device is the graph's (burn tracks no int op).
         let t = match t.clone().try_into_primitive::<Graph>() {
             Ok(t) => t,
             Err(_) => t.clone().try_into_primitive::<Flex>().ok()?,
         };
         let t = t.to_contiguous();
-        match t.dtype() {
-            DType::I64 => Some(t.storage::<i64>().iter().map(|&i| i as usize).collect()),
-            DType::I32 => Some(t.storage::<i32>().iter().map(|&i| i as usize).collect()),
-            _ => None,
-        }
+        let ids: Vec<usize> = match t.dtype() {
+            DType::I64 => t.storage::<i64>().iter().map(|&i| i as usize).collect(),
+            DType::I32 => t.storage::<i32>().iter().map(|&i| i as usize).collect(),
+            _ => return None,
+        };
+        ids.iter().all(|&i| i < rows).then_some(ids)
     }
 
     #[derive(Debug)]
@@ -1284,7 +1279,7 @@ pub mod tracked {
         }
         let [rows, d] = table.dims();
         let [b, t] = ids.dims();
-        let Some(ids) = ids_of(ids, rows) else {
+        let Some(ids) = ids_in(ids, rows) else {
             return Err(table);
         };
         let Ok(tt) = table.clone().try_into_primitive::<Graph>() else {
@@ -1309,11 +1304,6 @@ pub mod tracked {
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
         Ok(wrap(out))
-    }
-
-    /// [`ids`], each checked to be a row of the table.
-    fn ids_of(t: &Tensor<2, Int>, rows: usize) -> Option<Vec<usize>> {
-        ids(t).filter(|ids| ids.iter().all(|&i| i < rows))
     }
 
     #[derive(Debug)]

@@ -12,7 +12,7 @@ use tunelab::model::{flex, kernels};
 use tunelab::model::{read_f32, read_i64, Activation};
 
 /// Deterministic values in [-scale, scale).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -26,7 +26,12 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn tensor<const D: usize>(shape: [usize; D], seed: u64, scale: f32, device: &Device) -> Tensor<D> {
+pub fn tensor<const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+    scale: f32,
+    device: &Device,
+) -> Tensor<D> {
     let n = shape.iter().product();
     Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
 }

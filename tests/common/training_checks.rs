@@ -5,7 +5,7 @@
 //! is checked for what a dropout must be: each value kept (times `1 / (1 - p)`) or zeroed, about
 //! `1 - p` of them kept, the gradient through the same mask, and the same mask again after the
 //! device's generator is seeded the same. Shared by the native test (`tests/kernels_cpu.rs`) and
-//! the wasm one (`tests/wasm.rs`).
+//! the wasm one (`tests/wasm.rs`), each of which includes `kernel_checks.rs` beside it.
 
 use burn::module::Param;
 use burn::nn::{DropoutConfig, Embedding, LinearConfig};
@@ -13,23 +13,7 @@ use burn::prelude::*;
 use tunelab::model::{flex, kernels, read_f32, Activation};
 use tunelab::train::optim::{AdamW, AdamWSettings};
 
-/// Deterministic values in [-scale, scale).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn tensor<const D: usize>(shape: [usize; D], seed: u64, scale: f32, device: &Device) -> Tensor<D> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
-}
+use super::kernel_checks::tensor;
 
 fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
     let n: usize = t.dims().iter().product();
@@ -98,31 +82,49 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
             .await,
         );
     }
-    // Attention probabilities with padding (hidden keys) and a causal mask, both broadcast.
-    checks.push(
-        compare("attention probabilities, padding [2, 3, 5, 7]", |d| {
-            let mask: Vec<f32> = (0..2 * 7)
-                .map(|i| if i % 7 >= 5 - i / 7 { f32::MIN } else { 0.0 })
-                .collect();
-            let bias = Tensor::<4>::from_data(TensorData::new(mask, [2, 1, 1, 7]), d);
-            output_and_grad(tensor([2, 3, 5, 7], 2, 3.0, d), |s| {
-                kernels::attention_probs(s, 0.125, bias.clone())
-            })
-        })
-        .await,
+    // Attention probabilities with padding (hidden keys) and a causal mask, both broadcast:
+    // (name, scores' shape, bias's shape, which of the bias's keys are hidden, scale, seed).
+    type Case = (
+        &'static str,
+        [usize; 4],
+        [usize; 4],
+        fn(usize) -> bool,
+        f64,
+        u64,
     );
-    checks.push(
-        compare("attention probabilities, causal [2, 2, 6, 6]", |d| {
-            let mask: Vec<f32> = (0..36)
-                .map(|i| if i % 6 > i / 6 { f32::MIN } else { 0.0 })
-                .collect();
-            let bias = Tensor::<4>::from_data(TensorData::new(mask, [1, 1, 6, 6]), d);
-            output_and_grad(tensor([2, 2, 6, 6], 3, 3.0, d), |s| {
-                kernels::attention_probs(s, 0.3, bias.clone())
+    let cases: [Case; 2] = [
+        (
+            "padding [2, 3, 5, 7]",
+            [2, 3, 5, 7],
+            [2, 1, 1, 7],
+            |i| i % 7 >= 5 - i / 7,
+            0.125,
+            2,
+        ),
+        (
+            "causal [2, 2, 6, 6]",
+            [2, 2, 6, 6],
+            [1, 1, 6, 6],
+            |i| i % 6 > i / 6,
+            0.3,
+            3,
+        ),
+    ];
+    for (name, shape, bias_shape, hidden, scale, seed) in cases {
+        checks.push(
+            compare(&format!("attention probabilities, {name}"), |d| {
+                let n = bias_shape.iter().product();
+                let mask = (0..n)
+                    .map(|i| if hidden(i) { f32::MIN } else { 0.0 })
+                    .collect();
+                let bias = Tensor::<4>::from_data(TensorData::new(mask, bias_shape), d);
+                output_and_grad(tensor(shape, seed, 3.0, d), |s| {
+                    kernels::attention_probs(s, scale, bias.clone())
+                })
             })
-        })
-        .await,
-    );
+            .await,
+        );
+    }
     // Layer norm: the input's, gamma's and beta's gradients (rows of 37: not a multiple of the
     // kernels' lanes).
     checks.push(
