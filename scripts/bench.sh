@@ -12,6 +12,9 @@
 #   wasm     - burn's CPU backends (Flex and ndarray) in wasm in headless Chromium, on a model of
 #              all-MiniLM-L6-v2's shape: sentences/s (not in the default set: a wasm build of
 #              burn with ndarray)
+#   wasm-profile - Chromium's sampling profiler on all-MiniLM-L6-v2's shape embedding one
+#              128-token text in wasm on the CPU (wasm_bench's encoder_for_the_profiler): the
+#              functions with the most self time (PROFILE_ROWS, default 25)
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
@@ -48,7 +51,7 @@
 #              brotli-compressed, in all and for a browser with and without WebGPU (which get
 #              different engine workers), and what each crate contributes to each wasm file (by
 #              the function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|wasm-profile|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -155,6 +158,19 @@ for b in "${expanded[@]}"; do
     "$(torch_python)" benches/torch_gpu.py cpu decoders 2>/dev/null | grep -E "^(torch|\| (GPT|Smol|Qwen))"
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture decoders_in_wasm 2>&1 |
       grep -E "^(browser|decoders|wasm )"
+  elif [ "$b" = wasm-profile ]; then
+    # wasm-bindgen's runner serves the test page without a browser (NO_HEADLESS); the script
+    # opens it in headless Chromium with the profiler on.
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench --no-run 2>/dev/null
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    log="$(mktemp)"
+    NO_HEADLESS=1 WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$port" cargo test --locked --target wasm32-unknown-unknown \
+      --features webgpu --test wasm_bench -- --nocapture encoder_for_the_profiler >"$log" 2>&1 &
+    runner=$!
+    for _ in $(seq 120); do grep -q "127.0.0.1:$port" "$log" && break; sleep 1; done
+    node benches/wasm_profile.mjs "http://127.0.0.1:$port" "${PROFILE_ROWS:-25}" || true
+    pkill -P "$runner" 2>/dev/null; kill "$runner" 2>/dev/null; pkill -f "wasm-bindgen-test-runner.*encoder_for_the_profiler" 2>/dev/null
+    rm -f "$log"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

@@ -289,3 +289,37 @@ async fn fine_tuning_in_wasm() {
     }
     tunelab::model::flex::set_enabled(true);
 }
+
+/// Not a number to report: all-MiniLM-L6-v2's shape embedding one 128-token text 40 times, for
+/// Chromium's sampling profiler, which `benches/wasm_profile.mjs` starts at the "profile: start"
+/// line (after loading and a first run) and stops at the end (`scripts/bench.sh wasm-profile`).
+#[wasm_bindgen_test]
+async fn encoder_for_the_profiler() {
+    let files = random_minilm();
+    let csv = include_bytes!("data/movie_reviews.csv");
+    let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
+    let long: String = data.texts[..20].join(" ");
+    let mut e = Embedder::load(&files, &Device::flex()).unwrap();
+    e.max_length = 128;
+    e.embed(&[&long]).await.unwrap();
+    web_sys::console::log_1(&"profile: start".into());
+    // A second for the profiler to start.
+    let sleep = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 1000)
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(sleep).await.unwrap();
+    let t0 = js_sys::Date::now();
+    for _ in 0..40 {
+        e.embed(&[&long]).await.unwrap();
+    }
+    web_sys::console::log_1(
+        &format!(
+            "profiled: batch 1 x 128, {:.1} ms each (profiler on)",
+            (js_sys::Date::now() - t0) / 40.0
+        )
+        .into(),
+    );
+}

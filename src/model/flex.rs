@@ -29,6 +29,7 @@ use burn::tensor::{Bytes, DType, Tensor};
 use burn_flex::{FlexTensor, Layout};
 
 use super::config::Activation;
+use super::matmul::Strided;
 
 thread_local! {
     static OFF: Cell<bool> = const { Cell::new(false) };
@@ -503,8 +504,9 @@ pub fn activate<const D: usize>(x: Tensor<D>, a: Activation) -> Result<Tensor<D>
     Ok(wrap(t))
 }
 
-/// `x` `[m, k]` times `w` `[k, n]` (any non-negative strides: a linear layer's weight is a
-/// transposed view) by the engine's packed product ([`super::matmul`]).
+/// `x` `[m, k]` times `w` `[k, n]` (any non-negative strides: a weight laid out row-major at
+/// load is read in place, a transposed view packed first) by the engine's blocked product
+/// ([`super::matmul`]).
 pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let (xt, wt) = (flex(x)?, flex(w)?);
     let [m, k] = x.dims();
@@ -513,17 +515,14 @@ pub fn matmul(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     if k != k2 || strides.iter().any(|&s| s < 0) {
         return None;
     }
-    let (rs, cs) = (strides[0] as usize, strides[1] as usize);
-    let packed = super::matmul::pack_b(
-        wt.storage::<f32>(),
-        wt.layout().start_offset(),
-        rs,
-        cs,
-        k,
-        n,
-    );
+    let b = Strided {
+        data: wt.storage::<f32>(),
+        offset: wt.layout().start_offset(),
+        rs: strides[0] as usize,
+        cs: strides[1] as usize,
+    };
     let mut out = vec![0.0f32; m * n];
-    super::matmul::matmul_packed(&values(&xt), &packed, &mut out, m, k, n);
+    super::matmul::matmul(Strided::rows(&values(&xt), k), b, &mut out, n, m, k, n);
     Some(wrap(new_tensor(out, &[m, n])))
 }
 
@@ -611,10 +610,30 @@ pub fn attention(
         View::of(&bt)?,
     );
     let scale = scale as f32;
+    // Many queries: each block by two matrix products, over the keys some query may see.
+    let used: Vec<usize> = if t >= PRODUCT_MIN_QUERIES {
+        let mut used = Vec::with_capacity(b * h);
+        for unit in 0..b * h {
+            let (bi, hi) = (unit / h, unit % h);
+            // A bias shared by the heads is scanned once per example.
+            used.push(if hi > 0 && bv.strides[1] == 0 {
+                used[unit - 1]
+            } else {
+                seen_keys(&bv, bi, hi, t, n)
+            });
+        }
+        used
+    } else {
+        Vec::new()
+    };
     // Each (example, head) computes its `[t, dh]` block here; the heads are merged after.
     let mut heads = vec![0.0f32; b * h * t * dh];
     rows_mut(&mut heads, t * dh, |unit, block| {
         let (bi, hi) = (unit / h, unit % h);
+        if let Some(&keys) = used.get(unit) {
+            attend_block(block, [&qv, &kv, &vv, &bv], bi, hi, keys, scale);
+            return;
+        }
         // Many queries: the keys transposed, `[dh, n]`, so that a query's scores are `dh` vector
         // updates over all keys at once (no horizontal sums). A few (decoding): read in place.
         let first_key = kv.offset + bi * kv.strides[0] + hi * kv.strides[1];
@@ -650,6 +669,161 @@ pub fn attention(
         }
     });
     Some(wrap(new_tensor(out, &[b, t, width])))
+}
+
+/// `x` `[m, k]` times a weight `w` `[k, n]` (an inference model's, loaded on its own) by the
+/// engine's blocked product, `w` packed once and kept ([`packed_weight`]) instead of packed
+/// at every call: a packing pass reads the weight from memory before the product starts, and
+/// for one 128-token text that took 15% of all-MiniLM-L6-v2's time in wasm (11.4 of 78 ms,
+/// Chromium's profiler), where the product reading a packed copy overlaps its reads with work.
+pub fn matmul_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let (xt, wt) = (flex(x)?, flex(w)?);
+    let [m, k] = x.dims();
+    let [k2, n] = w.dims();
+    if k != k2 || wt.layout().strides().iter().any(|&s| s < 0) {
+        return None;
+    }
+    let packed = packed_weight(&wt, k, n, super::memory::PACKED_WEIGHTS_BUDGET);
+    let mut out = vec![0.0f32; m * n];
+    super::matmul::matmul_packed(&values(&xt), &packed, &mut out, m, k, n);
+    Some(wrap(new_tensor(out, &[m, n])))
+}
+
+/// A weight's packed layout ([`super::matmul::pack_b`]), with the buffer it was packed from.
+struct PackedWeight {
+    /// Shared with the weight: while the cache holds it, no op writes into it (burn's and the
+    /// engine's ops write in place only into a buffer no one else holds), so the packed copy
+    /// stays what the weight holds.
+    data: std::sync::Arc<Bytes>,
+    /// The weight's layout: start, strides, `[k, n]`.
+    key: (usize, [isize; 2], [usize; 2]),
+    packed: std::rc::Rc<Vec<f32>>,
+}
+
+thread_local! {
+    static PACKED: std::cell::RefCell<Vec<PackedWeight>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `wt` `[k, n]` packed: the copy kept from an earlier call, or packed now and kept when `wt`
+/// owns its whole buffer (a weight loaded on its own; not a view into a bigger buffer, such
+/// as the optimiser's flat one that training updates in place) and the kept copies stay
+/// within `budget` bytes (`memory::PACKED_WEIGHTS_BUDGET`, counted in the engine's reserve).
+/// Copies whose weight only the cache still holds (its model dropped)
+/// are let go first.
+fn packed_weight(wt: &FlexTensor, k: usize, n: usize, budget: usize) -> std::rc::Rc<Vec<f32>> {
+    let layout = wt.layout();
+    let strides = layout.strides();
+    let key = (layout.start_offset(), [strides[0], strides[1]], [k, n]);
+    let data = wt.data_arc();
+    PACKED.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        kept.retain(|p| std::sync::Arc::strong_count(&p.data) > 1);
+        if let Some(p) = kept
+            .iter()
+            .find(|p| std::sync::Arc::ptr_eq(&p.data, &data) && p.key == key)
+        {
+            return p.packed.clone();
+        }
+        let packed = std::rc::Rc::new(super::matmul::pack_b(
+            wt.storage::<f32>(),
+            key.0,
+            key.1[0] as usize,
+            key.1[1] as usize,
+            k,
+            n,
+        ));
+        let used: usize = kept.iter().map(|p| p.packed.len() * 4).sum();
+        let owns_buffer = key.0 == 0 && data.len() == k * n * 4;
+        if owns_buffer && used + packed.len() * 4 <= budget {
+            kept.push(PackedWeight {
+                data,
+                key,
+                packed: packed.clone(),
+            });
+        }
+        packed
+    })
+}
+
+/// How many packed weights are kept, and their bytes.
+pub fn packed_weights() -> (usize, usize) {
+    PACKED.with(|cell| {
+        let kept = cell.borrow();
+        (kept.len(), kept.iter().map(|p| p.packed.len() * 4).sum())
+    })
+}
+
+/// Lets go of the packed weights whose models were dropped (before a model loads, so that
+/// their memory is free for it).
+pub fn release_packed_weights() {
+    PACKED.with(|cell| {
+        cell.borrow_mut()
+            .retain(|p| std::sync::Arc::strong_count(&p.data) > 1)
+    });
+}
+
+/// From this many queries per head on, [`attention`] computes each head's block by two matrix
+/// products ([`attend_block`]) instead of a pass per query.
+const PRODUCT_MIN_QUERIES: usize = 16;
+
+/// A bias at or below this hides a key (the models mask with `f32::MIN`): its weight is exactly
+/// 0 wherever the query sees another key.
+const HIDDEN: f32 = -1e30;
+
+/// How many keys, from the first, the queries of block `(bi, hi)` may see: one past the last key
+/// that some query's bias does not hide, or all `n` where some query sees none (its softmax is
+/// then uniform over every key). Past it, every weight is exactly 0: the padding of a batch, the
+/// unused part of a KV cache.
+fn seen_keys(bias: &View, bi: usize, hi: usize, t: usize, n: usize) -> usize {
+    let rows = if bias.strides[2] == 0 { 1 } else { t };
+    let mut seen = 0;
+    for i in 0..rows {
+        let row = bias.row(bi, hi, i);
+        match row[seen..].iter().rposition(|&x| x > HIDDEN) {
+            Some(j) => seen += j + 1,
+            None if row[..seen].iter().any(|&x| x > HIDDEN) => {}
+            None => return n,
+        }
+    }
+    seen
+}
+
+/// One `(example, head)` block of attention, `out` `[t, dh]` = `softmax(q kᵀ * scale + bias) v`
+/// over the first `keys` keys ([`seen_keys`]), by the engine's blocked product: the scores of
+/// all queries at once, each row's softmax, then the weighted values. A pass per query
+/// ([`attend_row`]) reads each key's row once per query; the products keep a register tile of
+/// queries by keys.
+fn attend_block(out: &mut [f32], views: [&View; 4], bi: usize, hi: usize, keys: usize, scale: f32) {
+    let [q, k, v, bias] = views;
+    let [_, _, t, dh] = q.shape;
+    let first = |x: &View| x.offset + bi * x.strides[0] + hi * x.strides[1];
+    let mut p = vec![0.0f32; t * keys];
+    // `kᵀ` `[dh, keys]`: element `(c, j)` is key `j`'s value `c`.
+    let (queries, keys_t) = (
+        Strided {
+            data: q.data,
+            offset: first(q),
+            rs: q.strides[2],
+            cs: 1,
+        },
+        Strided {
+            data: k.data,
+            offset: first(k),
+            rs: 1,
+            cs: k.strides[2],
+        },
+    );
+    super::matmul::matmul(queries, keys_t, &mut p, keys, t, dh, keys);
+    for (i, row) in p.chunks_exact_mut(keys.max(1)).enumerate() {
+        softmax_row(row, &bias.row(bi, hi, i)[..keys], scale);
+    }
+    let values = Strided {
+        data: v.data,
+        offset: first(v),
+        rs: v.strides[2],
+        cs: 1,
+    };
+    super::matmul::matmul(Strided::rows(&p, keys), values, out, dh, t, keys, dh);
 }
 
 /// `qkv` `[b, t, 3d]` (query, key and value side by side) as queries, keys and values
@@ -735,6 +909,63 @@ simd_fn! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn matrix(rows: usize, cols: usize, seed: usize) -> Tensor<2> {
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 + seed * 13) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        Tensor::from_data(
+            burn::tensor::TensorData::new(values, [rows, cols]),
+            &burn::tensor::Device::flex(),
+        )
+    }
+
+    fn worst(a: Tensor<2>, b: Tensor<2>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn packed_weights_are_kept_only_while_their_buffer_cannot_change() {
+        let (m, k, n) = (20, 40, 24);
+        let x = matrix(m, k, 1);
+        let want = |w: &Tensor<2>| x.clone().matmul(w.clone());
+        release_packed_weights();
+        let before = packed_weights().0;
+        // A weight that owns its buffer: packed once, then the kept copy serves.
+        let w = matrix(k, n, 2);
+        let y = matmul_weight(&x, &w).unwrap();
+        assert!(worst(y, want(&w)) < 1e-5);
+        assert_eq!(packed_weights(), (before + 1, n.div_ceil(8) * 8 * k * 4));
+        let y = matmul_weight(&x, &w).unwrap();
+        assert!(worst(y, want(&w)) < 1e-5);
+        assert_eq!(packed_weights().0, before + 1);
+        // The weight changed by an op that writes in place where it may: the cache shares the
+        // buffer, so the op writes a new one, and the product sees the new values.
+        let w2 = w.add_scalar(1.0);
+        let y = matmul_weight(&x, &w2).unwrap();
+        assert!(worst(y, want(&w2)) < 1e-4);
+        // A view into a bigger buffer (an optimiser's flat one) is packed at every call.
+        let flat = matrix(k + 3, n, 3);
+        let view = flat.clone().slice([3..k + 3, 0..n]);
+        let kept = packed_weights().0;
+        let y = matmul_weight(&x, &view).unwrap();
+        assert!(worst(y, want(&view)) < 1e-5);
+        assert_eq!(packed_weights().0, kept);
+        // A transposed weight is kept under its own layout.
+        let t = matrix(n, k, 4).transpose();
+        let y = matmul_weight(&x, &t).unwrap();
+        assert!(worst(y, want(&t)) < 1e-5);
+        assert_eq!(packed_weights().0, kept + 1);
+        // Dropped weights' copies go.
+        drop((w2, t));
+        release_packed_weights();
+        assert_eq!(packed_weights().0, before);
+        // Past the budget, a weight is packed but not kept.
+        let big = matrix(k, n, 5);
+        let p = packed_weight(&flex(&big).unwrap(), k, n, 100);
+        assert_eq!(p.len(), n.div_ceil(8) * 8 * k);
+        assert_eq!(packed_weights().0, before);
+    }
 
     #[test]
     fn exp_and_erf_are_within_a_few_ulp_of_libm() {

@@ -258,11 +258,12 @@ fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     dims[D - 1] = w.dims()[1];
     let x = x.reshape([rows, k]);
     // In wasm the engine's packed product beats the gemm crate's `simd128` kernels (1.2-1.3x at
-    // the encoder's shapes: `scripts/bench.sh wasm`); natively gemm's AVX2 kernels win, and on a
-    // few rows (decoding) packing the weight would cost more than the product.
+    // the encoder's shapes: `scripts/bench.sh wasm`), the weight packed once and kept;
+    // natively gemm's AVX2 kernels win, and on a few rows (decoding) a packed copy of each
+    // weight would cost memory for little.
     #[cfg(target_arch = "wasm32")]
     if rows >= PACKED_MIN_ROWS {
-        if let Some(y) = flex::matmul(&x, &w) {
+        if let Some(y) = flex::matmul_weight(&x, &w) {
             return y.reshape(dims);
         }
     }

@@ -16,9 +16,14 @@ use crate::math::human_bytes;
 /// The most memory a WebAssembly (32-bit) engine can have.
 pub const WASM_MEMORY: u64 = 4 << 30;
 
-/// Kept for the engine itself: its code and stacks, the tokenizer, the page's data and the
-/// allocator's slack.
-pub const ENGINE_RESERVE: u64 = 384 << 20;
+/// Kept for the engine itself: its code and stacks, the tokenizer, the page's data, the
+/// allocator's slack, and the packed copies of weights the CPU's product keeps
+/// ([`PACKED_WEIGHTS_BUDGET`]).
+pub const ENGINE_RESERVE: u64 = (384 << 20) + PACKED_WEIGHTS_BUDGET as u64;
+
+/// The most bytes of packed weights the CPU's product keeps between calls (`flex::matmul_weight`):
+/// all of an encoder of all-MiniLM-L6-v2's size (42 MB), the first layers of a bigger model.
+pub const PACKED_WEIGHTS_BUDGET: usize = 64 << 20;
 
 /// The context the key/value cache is counted for.
 pub const CONTEXT_TOKENS: u64 = 2048;
@@ -217,7 +222,7 @@ mod tests {
             "this model (494 M weights) needs about 4.0 GB of the engine's memory on the CPU: \
              2.0 GB of weight files while they load, 2.0 GB of weights in f32, 50.3 MB of \
              key/value cache for 2048 tokens, 17.4 MB for the largest tensor as it is \
-             converted; WebAssembly gives the engine at most 4.3 GB (402.7 MB is its own): \
+             converted; WebAssembly gives the engine at most 4.3 GB (469.8 MB is its own): \
              choose WebGPU in the settings (the weights then live on the GPU), or a smaller model"
         );
         // On WebGPU the weights live on the GPU: it fits.

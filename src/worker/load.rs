@@ -99,6 +99,8 @@ pub async fn load(
     let compute = state::compute()?;
     let fetched = fetch(reply, slot, source, payload).await?;
     let mut info = install(slot, &fetched.files, &fetched.name, &compute)?;
+    // The model this one replaced is dropped now: its packed weights with it.
+    crate::model::flex::release_packed_weights();
     info.stored = fetched.stored;
     if let Some(key) = &fetched.keep_as {
         // The model is loaded and serves from now on: a failure to keep it (a full quota)
@@ -335,6 +337,8 @@ pub(super) fn install(
     name: &str,
     compute: &Compute,
 ) -> Result<ModelInfo, Error> {
+    // The packed weights of models dropped since, freed before this one takes memory.
+    crate::model::flex::release_packed_weights();
     let config = files.config()?;
     let device = &compute.device;
     let (labels, parameters) = match slot {
