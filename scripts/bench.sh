@@ -12,14 +12,20 @@
 #   wasm     - burn's CPU backends (Flex and ndarray) in wasm in headless Chromium, on a model of
 #              all-MiniLM-L6-v2's shape: sentences/s (not in the default set: a wasm build of
 #              burn with ndarray)
-#   wasm-profile - Chromium's sampling profiler on all-MiniLM-L6-v2's shape embedding one
-#              128-token text in wasm on the CPU (wasm_bench's encoder_for_the_profiler): the
-#              functions with the most self time (PROFILE_ROWS, default 25)
+#   wasm-profile - Chromium's sampling profiler on all-MiniLM-L6-v2's shape in wasm on the CPU,
+#              embedding one 128-token text, then full fine-tuning (wasm_bench's
+#              encoder_for_the_profiler): the functions with the most self time in each
+#              (PROFILE_ROWS, default 25), and who calls those named in PROFILE_CALLERS
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
 #              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
 #              side table of the README
+#   peer-gpt2 - transformers.js decoding with a GPT-2 small-shaped model (benches/transformersjs_gpt2.mjs;
+#              an ONNX export with a KV cache made once by benches/export_gpt2_onnx.py, its greedy
+#              tokens checked against PyTorch's), then Tunelab's CPU backend in wasm on the same
+#              shape and prompt (wasm_bench's gpt2_in_wasm), twice in turn: first token after 64
+#              tokens, and tokens/s
 #   lora     - full fine-tuning against LoRA (r 8, query and value): training examples/s and peak
 #              memory natively (bench_finetune, 400 reviews, one epoch, one process each), each
 #              beside HF's Trainer on the same settings (PEFT for LoRA; benches/trainer_cpu.py), then in
@@ -51,7 +57,7 @@
 #              brotli-compressed, in all and for a browser with and without WebGPU (which get
 #              different engine workers), and what each crate contributes to each wasm file (by
 #              the function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|wasm-profile|table|peer|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|wasm-profile|table|peer|peer-gpt2|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -78,7 +84,9 @@ release_build() {
 }
 expanded=()
 for b in "${which[@]}"; do
-  if [ "$b" = peer ]; then expanded+=(transformersjs wasm-tunelab transformersjs wasm-tunelab); else expanded+=("$b"); fi
+  if [ "$b" = peer ]; then expanded+=(transformersjs wasm-tunelab transformersjs wasm-tunelab)
+  elif [ "$b" = peer-gpt2 ]; then expanded+=(transformersjs-gpt2 wasm-gpt2 transformersjs-gpt2 wasm-gpt2)
+  else expanded+=("$b"); fi
 done
 for b in "${expanded[@]}"; do
   say "benchmark $b"
@@ -94,6 +102,14 @@ for b in "${expanded[@]}"; do
       "$py" benches/export_onnx.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$model/onnx/model.onnx"
     fi
     node benches/transformersjs.mjs "$tjs" "$model"
+  elif [ "$b" = transformersjs-gpt2 ]; then
+    tjs="$(transformersjs)"
+    model="$TUNELAB_CACHE/bench-models/onnx/gpt2-small-random"
+    [ -f "$model/greedy.json" ] || "$(torch_python onnx onnxscript)" benches/export_gpt2_onnx.py "$model" >/dev/null 2>&1
+    node benches/transformersjs_gpt2.mjs "$tjs" "$model"
+  elif [ "$b" = wasm-gpt2 ]; then
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture gpt2_in_wasm 2>&1 |
+      grep -E "^Tunelab"
   elif [ "$b" = gpu ] || [ "$b" = gpu-fast ] || [ "$b" = gpu-counts ]; then
     features=gpu; [ "$b" = gpu-fast ] && features=gpu-fast
     args=(); [ "$b" = gpu-counts ] && args=(counts)

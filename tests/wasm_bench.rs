@@ -84,6 +84,28 @@ async fn decoders_in_wasm() {
     }
 }
 
+/// GPT-2 small's shape alone, as `benches/transformersjs_gpt2.mjs` times transformers.js: the
+/// first token after the same 64-token prompt, then greedy decoding's tokens/s over 32 more,
+/// medians of 3 runs after a warm-up (`scripts/bench.sh peer-gpt2` prints the two in turn).
+#[wasm_bindgen_test]
+async fn gpt2_in_wasm() {
+    use tunelab::prompt::LanguageModel;
+    log_browser();
+    let files = random_gpt2(
+        768,
+        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec(),
+    );
+    let lm = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
+    drop(files);
+    let (ttft, rate) = decode_speed(&lm, 32, 3).await;
+    web_sys::console::log_1(
+        &format!(
+            "Tunelab GPT-2 small (Flex with its kernels, wasm32, one thread, f32): prefill 64 tokens -> first token {ttft:.0} ms; decode {rate:.1} tokens/s over 32 (medians of 3)"
+        )
+        .into(),
+    );
+}
+
 fn random_minilm() -> ModelFiles {
     random_bert(
         &MINILM,
@@ -290,11 +312,26 @@ async fn fine_tuning_in_wasm() {
     tunelab::model::flex::set_enabled(true);
 }
 
-/// Not a number to report: all-MiniLM-L6-v2's shape embedding one 128-token text 40 times, for
-/// Chromium's sampling profiler, which `benches/wasm_profile.mjs` starts at the "profile: start"
-/// line (after loading and a first run) and stops at the end (`scripts/bench.sh wasm-profile`).
+/// Waits `ms` milliseconds (for the profiler to start).
+async fn sleep_ms(ms: i32) {
+    let sleep = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(sleep).await.unwrap();
+}
+
+/// Not numbers to report: all-MiniLM-L6-v2's shape embedding one 128-token text 40 times, then
+/// fully fine-tuned on 48 reviews (batch 8, length 128), then GPT-2 small's shape decoding 64
+/// tokens after a 64-token prompt, each between "profile: start" and
+/// "profile: stop" lines (after loading and a first run), for Chromium's sampling profiler
+/// (`benches/wasm_profile.mjs`, `scripts/bench.sh wasm-profile`).
 #[wasm_bindgen_test]
 async fn encoder_for_the_profiler() {
+    use tunelab::model::bert::Pooling;
+    use tunelab::train::{classifier_for_training, fine_tune, Mode, TrainingArgs};
     let files = random_minilm();
     let csv = include_bytes!("data/movie_reviews.csv");
     let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
@@ -302,24 +339,59 @@ async fn encoder_for_the_profiler() {
     let mut e = Embedder::load(&files, &Device::flex()).unwrap();
     e.max_length = 128;
     e.embed(&[&long]).await.unwrap();
-    web_sys::console::log_1(&"profile: start".into());
-    // A second for the profiler to start.
-    let sleep = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 1000)
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(sleep).await.unwrap();
+    web_sys::console::log_1(&"profile: start embedding one 128-token text, 40 times".into());
+    sleep_ms(1000).await;
     let t0 = js_sys::Date::now();
     for _ in 0..40 {
         e.embed(&[&long]).await.unwrap();
     }
+    let each = (js_sys::Date::now() - t0) / 40.0;
+    web_sys::console::log_1(&format!("profile: stop ({each:.1} ms each)").into());
+    // The page's console lines reach the profiler's script when the page is idle.
+    sleep_ms(500).await;
+    drop(e);
+
+    let train = data.subset(&(0..48).collect::<Vec<_>>());
+    let empty = data.subset(&[]);
+    let tokenizer = files.tokenizer().unwrap();
+    let args = TrainingArgs {
+        num_train_epochs: 1,
+        per_device_train_batch_size: 8,
+        max_length: 128,
+        ..TrainingArgs::defaults_for(Mode::Full)
+    };
+    let device = Device::flex();
+    let (model, _) =
+        classifier_for_training(&files, &train.label_names, &args, Pooling::Cls, &device).unwrap();
+    web_sys::console::log_1(&"profile: start full fine-tuning, 48 reviews".into());
+    sleep_ms(1000).await;
+    let mut speed = Speed::default();
+    fine_tune(
+        model, &tokenizer, &train, &empty, &args, &device, &mut speed,
+    )
+    .await
+    .unwrap();
     web_sys::console::log_1(
         &format!(
-            "profiled: batch 1 x 128, {:.1} ms each (profiler on)",
-            (js_sys::Date::now() - t0) / 40.0
+            "profile: stop ({:.2} training examples/s)",
+            speed.examples_per_s
         )
         .into(),
+    );
+    sleep_ms(500).await;
+
+    let files = random_gpt2(
+        768,
+        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec(),
+    );
+    let lm = tunelab::prompt::LanguageModel::load(&files, &device, u64::MAX).unwrap();
+    drop(files);
+    web_sys::console::log_1(
+        &"profile: start GPT-2 small, 64-token prompt then 64 tokens, twice".into(),
+    );
+    sleep_ms(1000).await;
+    let (ttft, rate) = decode_speed(&lm, 64, 1).await;
+    web_sys::console::log_1(
+        &format!("profile: stop (first token {ttft:.0} ms, {rate:.1} tokens/s)").into(),
     );
 }

@@ -51,6 +51,17 @@ impl Slot {
     }
 }
 
+/// `n` zeros: on the CPU from a zeroed vector (burn's `zeros` there allocates bytes, then copies
+/// them into an aligned buffer: for the moments of all-MiniLM-L6-v2, 2 × 91 MB, 0.5 s of wasm
+/// training's first step), elsewhere burn's.
+fn zeros(n: usize, device: &Device) -> Tensor<1> {
+    if crate::device::on_cpu(device) {
+        Tensor::from_data(TensorData::new(vec![0.0f32; n], [n]), device)
+    } else {
+        Tensor::zeros([n], device)
+    }
+}
+
 /// One tensor per slot (in slot order, each of its slot's length) as one flat buffer, each
 /// padded with zeros to its slot's aligned length.
 fn concat_slots(values: Vec<(Tensor<1>, &Slot)>, device: &Device) -> Tensor<1> {
@@ -280,8 +291,8 @@ impl AdamW {
         let flat = Flat {
             slots,
             order,
-            m: Tensor::zeros([total], &device),
-            v: Tensor::zeros([total], &device),
+            m: zeros(total, &device),
+            v: zeros(total, &device),
             params,
             decay_mask,
             step: 0,
