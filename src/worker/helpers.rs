@@ -421,10 +421,13 @@ impl Helpers for WorkerHelpers {
 
     /// The helpers whose copies of the model fit in the memory budget: a quarter of
     /// `navigator.deviceMemory` (2 GB where the browser does not tell), counting twice the
-    /// weights per helper (its copy of the file while it builds the model).
+    /// weights per helper (its copy of the file while it builds the model) and the packed copies
+    /// its products keep (up to `memory::PACKED_WEIGHTS_BUDGET`).
     fn usable(&self, replica: &Replica) -> usize {
         let budget = device_memory_gb().map_or(2e9, |gb| gb * 1e9 / 4.0);
-        let per_helper = (2 * replica.files.weight_bytes()).max(1) as f64;
+        let weights = replica.files.weight_bytes();
+        let packed = weights.min(crate::model::memory::PACKED_WEIGHTS_BUDGET);
+        let per_helper = (2 * weights + packed).max(1) as f64;
         let fit = (budget / per_helper) as usize;
         let all = count();
         if fit < all {
