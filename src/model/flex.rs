@@ -185,6 +185,25 @@ fn sum(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + c.remainder().iter().sum::<f32>()
 }
 
+/// The largest of `a` (`-inf` when empty; a NaN is passed over), with [`LANES`] running maxima
+/// that LLVM keeps in vector registers (`f32::max` in one running value stays scalar: its NaN
+/// rule has no vector instruction in wasm).
+#[inline(always)]
+fn row_max(a: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut c = a.chunks_exact(LANES);
+    for x in &mut c {
+        for l in 0..LANES {
+            acc[l] = if x[l] > acc[l] { x[l] } else { acc[l] };
+        }
+    }
+    let rest = c
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    acc.iter().fold(rest, |m, &x| if x > m { x } else { m })
+}
+
 /// `e^x` for f32, branch-free (so that loops over it vectorise): `x = n ln 2 + r` with
 /// `|r| ≤ ln 2 / 2`, `e^r` by Cephes' `expf` polynomial, `2^n` written into the exponent bits.
 /// Relative error about 2 ulp; exactly 0 below -87.33 (where f32 goes subnormal), as a
@@ -405,11 +424,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// [`softmax_row`]'s body, for inlining into other kernels.
 #[inline(always)]
 fn softmax_core(row: &mut [f32], bias: &[f32], scale: f32) {
-    let mut max = f32::NEG_INFINITY;
     for (x, b) in row.iter_mut().zip(bias) {
         *x = *x * scale + b;
-        max = max.max(*x);
     }
+    let max = row_max(row);
     for x in row.iter_mut() {
         *x = exp(*x - max);
     }
