@@ -19,7 +19,8 @@
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
-#              same shapes (with its own kernels, and burn's ops alone), twice in turn: the side by
+#              same shapes and 1,000 reviews in batches of 32 (feature extraction; with its own
+#              kernels, and burn's ops alone), twice in turn: the side by
 #              side table of the README
 #   peer-gpt2 - transformers.js decoding with a GPT-2 small-shaped model (benches/transformersjs_gpt2.mjs;
 #              an ONNX export with a KV cache made once by benches/export_gpt2_onnx.py, its greedy
