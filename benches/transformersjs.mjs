@@ -8,13 +8,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { serve, launch, NO_WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
+import { withPeerPage } from '../tests/e2e/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const [tjsRoot, modelDir] = process.argv.slice(2);
 const pkg = path.join(tjsRoot, 'node_modules/@huggingface/transformers');
-const ortDist = path.join(tjsRoot, 'node_modules/onnxruntime-web/dist');
 const version = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')).version;
 const golden = JSON.parse(fs.readFileSync(path.join(root, 'tests/fixtures/golden/minilm.golden.json'), 'utf8'));
 
@@ -71,47 +70,25 @@ const texts = records.map((r) => r[0].trim()).filter((t) => t.length > 0);
 const long = texts.slice(0, 20).join(' ');
 const reviews = texts.slice(0, 1000);
 
-const server = await serve({
-  '/tjs/': path.join(pkg, 'dist'),
-  '/ort/': ortDist,
-  '/models/': path.dirname(modelDir),
-  '/bench.html': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(page); },
-});
-const browser = await launch(NO_WEBGPU_ARGS);
-try {
-  const p = await browser.newPage();
-  const foreign = [];
-  p.on('request', (r) => { if (!r.url().startsWith(server.url)) foreign.push(r.url()); });
-  if (process.env.DEBUG) {
-    p.on('response', (r) => console.log('response', r.status(), r.url()));
-    p.on('requestfailed', (r) => console.log('failed', r.url()));
-    p.on('request', (r) => console.log('request', r.url()));
-    p.on('console', (m) => console.log('console', m.text()));
-  }
-  await p.goto(`${server.url}/bench.html`);
-  await p.waitForFunction(() => window.ready);
+const result = await withPeerPage({ tjsRoot, modelDir, page }, async (p) => {
   // Reviews with at least 32 tokens, chosen with transformers.js' own tokenizer in the page.
   const short = await p.evaluate(async (texts) => {
     const { AutoTokenizer } = await import('/tjs/transformers.min.js');
     const tok = await AutoTokenizer.from_pretrained('all-MiniLM-L6-v2');
     return texts.filter((t) => tok(t).input_ids.dims[1] >= 32).slice(0, 32);
   }, texts.slice(0, 400));
-  const result = await p.evaluate(([g, l, s, r]) => window.run(g, l, s, r), [golden.texts, long, short, reviews]);
-  if (foreign.length) throw new Error(`requests left the local server: ${foreign.join(', ')}`);
-  let worst = 0;
-  golden.sentence_embedding.forEach((row, i) => row.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - result.check[i][j])); }));
-  // Timing a different computation would compare nothing.
-  if (!(worst <= 1e-4)) throw new Error(`transformers.js embeddings differ from the golden ones by ${worst}`);
-  console.log(`browser: ${result.ua}`);
-  console.log(`transformers.js ${version}, onnxruntime-web wasm, one thread; all-MiniLM-L6-v2 fp32 (ONNX export of the same safetensors)`);
-  console.log(`embeddings vs sentence-transformers golden: max abs error ${worst.toExponential(2)}`);
-  console.log(`input shapes: ${JSON.stringify(result.dims)}`);
-  result.rounds.forEach(({ one, many, extract }, r) => console.log(
-    `round ${r + 1} transformers.js: batch 1 x 128: ${(1000 / one).toFixed(1)} sentences/s (${one} ms); batch 32 x 32: ${(32000 / many).toFixed(1)} sentences/s (${many} ms); ${reviews.length} reviews in batches of 32 (<= 128 tokens): ${(1000 * reviews.length / extract).toFixed(1)} texts/s (${(extract / 1000).toFixed(1)} s)`));
-} finally {
-  await browser.close();
-  await server.close();
-}
+  return p.evaluate(([g, l, s, r]) => window.run(g, l, s, r), [golden.texts, long, short, reviews]);
+});
+let worst = 0;
+golden.sentence_embedding.forEach((row, i) => row.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - result.check[i][j])); }));
+// Timing a different computation would compare nothing.
+if (!(worst <= 1e-4)) throw new Error(`transformers.js embeddings differ from the golden ones by ${worst}`);
+console.log(`browser: ${result.ua}`);
+console.log(`transformers.js ${version}, onnxruntime-web wasm, one thread; all-MiniLM-L6-v2 fp32 (ONNX export of the same safetensors)`);
+console.log(`embeddings vs sentence-transformers golden: max abs error ${worst.toExponential(2)}`);
+console.log(`input shapes: ${JSON.stringify(result.dims)}`);
+result.rounds.forEach(({ one, many, extract }, r) => console.log(
+  `round ${r + 1} transformers.js: batch 1 x 128: ${(1000 / one).toFixed(1)} sentences/s (${one} ms); batch 32 x 32: ${(32000 / many).toFixed(1)} sentences/s (${many} ms); ${reviews.length} reviews in batches of 32 (<= 128 tokens): ${(1000 * reviews.length / extract).toFixed(1)} texts/s (${(extract / 1000).toFixed(1)} s)`));
 
 function csvRecords(text) {
   const rows = []; let row = []; let field = ''; let quoted = false;

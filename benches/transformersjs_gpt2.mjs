@@ -8,11 +8,10 @@
 //   node benches/transformersjs_gpt2.mjs <folder with node_modules/@huggingface/transformers> <model dir>
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch, NO_WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
+import { withPeerPage } from '../tests/e2e/harness.mjs';
 
 const [tjsRoot, modelDir] = process.argv.slice(2);
 const pkg = path.join(tjsRoot, 'node_modules/@huggingface/transformers');
-const ortDist = path.join(tjsRoot, 'node_modules/onnxruntime-web/dist');
 const version = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')).version;
 const expected = JSON.parse(fs.readFileSync(path.join(modelDir, 'greedy.json'), 'utf8'));
 const name = path.basename(modelDir);
@@ -51,31 +50,13 @@ window.run = async (name, prompt, checkTokens) => {
 window.ready = true;
 </script>`;
 
-const server = await serve({
-  '/tjs/': path.join(pkg, 'dist'),
-  '/ort/': ortDist,
-  '/models/': path.dirname(modelDir),
-  '/bench.html': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(page); },
-});
-const browser = await launch(NO_WEBGPU_ARGS);
-try {
-  const p = await browser.newPage();
-  const foreign = [];
-  p.on('request', (r) => { if (!r.url().startsWith(server.url)) foreign.push(r.url()); });
-  if (process.env.DEBUG) p.on('console', (m) => console.log('console', m.text()));
-  await p.goto(`${server.url}/bench.html`);
-  await p.waitForFunction(() => window.ready);
-  const r = await p.evaluate(([n, prompt, k]) => window.run(n, prompt, k), [name, expected.prompt, expected.greedy.length]);
-  if (foreign.length) throw new Error(`requests left the local server: ${foreign.join(', ')}`);
-  // Timing a different computation would compare nothing.
-  if (JSON.stringify(r.check) !== JSON.stringify(expected.greedy)) {
-    throw new Error(`transformers.js' greedy tokens ${r.check} are not PyTorch's ${expected.greedy}`);
-  }
-  console.log(`browser: ${r.ua}`);
-  console.log(`transformers.js ${version}, onnxruntime-web wasm, one thread; GPT-2 small shape (random weights), fp32, KV cache`);
-  console.log(`greedy tokens: PyTorch's ${expected.greedy.length}, the same`);
-  console.log(`transformers.js GPT-2 small: prefill 64 tokens -> first token ${r.first} ms; decode ${r.rate.toFixed(1)} tokens/s over 32 (medians of 3)`);
-} finally {
-  await browser.close();
-  await server.close();
+const r = await withPeerPage({ tjsRoot, modelDir, page }, (p) =>
+  p.evaluate(([n, prompt, k]) => window.run(n, prompt, k), [name, expected.prompt, expected.greedy.length]));
+// Timing a different computation would compare nothing.
+if (JSON.stringify(r.check) !== JSON.stringify(expected.greedy)) {
+  throw new Error(`transformers.js' greedy tokens ${r.check} are not PyTorch's ${expected.greedy}`);
 }
+console.log(`browser: ${r.ua}`);
+console.log(`transformers.js ${version}, onnxruntime-web wasm, one thread; GPT-2 small shape (random weights), fp32, KV cache`);
+console.log(`greedy tokens: PyTorch's ${expected.greedy.length}, the same`);
+console.log(`transformers.js GPT-2 small: prefill 64 tokens -> first token ${r.first} ms; decode ${r.rate.toFixed(1)} tokens/s over 32 (medians of 3)`);

@@ -16,6 +16,9 @@
 #              embedding one 128-token text, then full fine-tuning (wasm_bench's
 #              encoder_for_the_profiler): the functions with the most self time in each
 #              (PROFILE_ROWS, default 25), and who calls those named in PROFILE_CALLERS
+#   wasm-parts - parts of the CPU path in wasm (wasm_bench's cpu_parts_in_wasm): attention per
+#              layer of MiniLM's shape at 1 x 128 and 32 x 32, the memory bandwidth a plain loop
+#              reads, and one row times cold weights (decoding's product), in GB/s
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
@@ -58,7 +61,7 @@
 #              brotli-compressed, in all and for a browser with and without WebGPU (which get
 #              different engine workers), and what each crate contributes to each wasm file (by
 #              the function names in cargo's wasm, before wasm-opt strips them)
-# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|wasm-profile|table|peer|peer-gpt2|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
+# Usage: scripts/bench.sh [encoder|gpt2|decoders|finetune|wasm|wasm-profile|wasm-parts|table|peer|peer-gpt2|lora|trainer|coldstart|transformersjs|gpu|gpu-fast|gpu-counts|workers|size ...]
 #        (default: encoder gpt2 finetune)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -188,6 +191,9 @@ for b in "${expanded[@]}"; do
     node benches/wasm_profile.mjs "http://127.0.0.1:$port" "${PROFILE_ROWS:-25}" || true
     pkill -P "$runner" 2>/dev/null; kill "$runner" 2>/dev/null; pkill -f "wasm-bindgen-test-runner.*encoder_for_the_profiler" 2>/dev/null
     rm -f "$log"
+  elif [ "$b" = wasm-parts ]; then
+    cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_parts_in_wasm 2>&1 |
+      grep -E "^(browser|attention|memory|one row)"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

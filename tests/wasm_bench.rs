@@ -89,14 +89,8 @@ async fn decoders_in_wasm() {
 /// medians of 3 runs after a warm-up (`scripts/bench.sh peer-gpt2` prints the two in turn).
 #[wasm_bindgen_test]
 async fn gpt2_in_wasm() {
-    use tunelab::prompt::LanguageModel;
     log_browser();
-    let files = random_gpt2(
-        768,
-        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec(),
-    );
-    let lm = LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap();
-    drop(files);
+    let lm = gpt2_small();
     let (ttft, rate) = decode_speed(&lm, 32, 3).await;
     web_sys::console::log_1(
         &format!(
@@ -269,6 +263,97 @@ async fn matmuls_in_wasm() {
     }
 }
 
+/// Parts of the CPU path in wasm that the README's figures name: attention per layer of
+/// all-MiniLM-L6-v2's shape at batch 1 × 128 and 32 × 32 (the heads read in place from the fused
+/// query/key/value buffer), and what decoding is bound by: the memory bandwidth a plain loop
+/// reads (the sum of a 384 MiB buffer), and the product of one row by cold weights (40 of
+/// GPT-2 small's `[768, 3072]`, then its LM head's `[768, 50257]` transposed view), in GB/s of
+/// weights read. `scripts/bench.sh wasm-parts`.
+#[wasm_bindgen_test]
+async fn cpu_parts_in_wasm() {
+    use tunelab::model::flex;
+    log_browser();
+    let device = Device::flex();
+    let ms_each = |runs: usize, f: &mut dyn FnMut()| {
+        f();
+        let t0 = js_sys::Date::now();
+        for _ in 0..runs {
+            f();
+        }
+        (js_sys::Date::now() - t0) / runs as f64
+    };
+    for (b, t) in [(1, 128), (32, 32)] {
+        let qkv = Tensor::<3>::random([b, t, 1152], burn::tensor::Distribution::Default, &device);
+        let bias = Tensor::<4>::zeros([b, 1, 1, t], &device);
+        let (q, k, v) = flex::split_qkv(&qkv, 12).unwrap();
+        let ms = ms_each(50, &mut || {
+            flex::attention(&q, &k, &v, 0.17, &bias).unwrap();
+        });
+        web_sys::console::log_1(
+            &format!("attention, one layer, batch {b} x {t} (12 heads of 32): {ms:.2} ms").into(),
+        );
+    }
+    let buffer: Vec<f32> = (0..(96usize << 20)).map(|i| (i % 7) as f32).collect();
+    let mut total = 0.0f32;
+    let ms = ms_each(5, &mut || {
+        let mut acc = [0.0f32; 16];
+        for c in buffer.chunks_exact(16) {
+            for l in 0..16 {
+                acc[l] += c[l];
+            }
+        }
+        total += acc.iter().sum::<f32>();
+    });
+    drop(buffer);
+    web_sys::console::log_1(
+        &format!(
+            "memory read by a summing loop: {:.1} GB/s (sum {total})",
+            (96usize << 22) as f64 / ms / 1e6
+        )
+        .into(),
+    );
+    let x = Tensor::<2>::from_data(TensorData::new(matmul_values(768, 9), [1, 768]), &device);
+    let weights: Vec<Tensor<2>> = (0..40)
+        .map(|s| {
+            Tensor::from_data(
+                TensorData::new(matmul_values(768 * 3072, s), [768, 3072]),
+                &device,
+            )
+        })
+        .collect();
+    let ms = ms_each(3, &mut || {
+        for w in &weights {
+            x.clone().matmul(w.clone()).into_data();
+        }
+    });
+    drop(weights);
+    web_sys::console::log_1(
+        &format!(
+            "one row times 40 cold [768, 3072] weights (burn's matmul): {:.1} GB/s",
+            (40 * 768 * 3072 * 4) as f64 / ms / 1e6
+        )
+        .into(),
+    );
+    let head = Tensor::<2>::from_data(
+        TensorData::new(matmul_values(50257 * 768, 3), [50257, 768]),
+        &device,
+    );
+    let other = matmul_values(50257 * 768, 4);
+    let mut evict = 0.0f32;
+    let ms = ms_each(3, &mut || {
+        // The head leaves the caches first, as a decoding step's other weights push it out.
+        evict += other.iter().step_by(16).sum::<f32>();
+        x.clone().matmul(head.clone().transpose()).into_data();
+    }) - ms_each(3, &mut || evict += other.iter().step_by(16).sum::<f32>());
+    web_sys::console::log_1(
+        &format!(
+            "one row times the LM head's [768, 50257] transposed view (burn's matmul): {:.1} GB/s ({evict})",
+            (50257 * 768 * 4) as f64 / ms / 1e6
+        )
+        .into(),
+    );
+}
+
 /// Records the loop's training speed.
 #[derive(Default)]
 struct Speed {
@@ -293,16 +378,54 @@ impl tunelab::train::TrainHooks for Speed {
 /// figure after LoRA is LoRA's peak; after full, the larger of the two).
 ///
 ///     scripts/bench.sh lora
+/// Training examples/s of one epoch of `mode` on `train` (batch 8, at most 128 tokens, no
+/// evaluation), the model built first; `mark`, when given, is logged (and a second waited for
+/// the profiler) between building the model and training it.
+async fn examples_per_s(
+    files: &ModelFiles,
+    train: &tunelab::data::Dataset,
+    mode: tunelab::train::Mode,
+    mark: Option<&str>,
+) -> f64 {
+    use tunelab::model::bert::Pooling;
+    use tunelab::train::{classifier_for_training, fine_tune, TrainingArgs};
+    let args = TrainingArgs {
+        num_train_epochs: 1,
+        per_device_train_batch_size: 8,
+        max_length: 128,
+        ..TrainingArgs::defaults_for(mode)
+    };
+    let (tokenizer, empty) = (files.tokenizer().unwrap(), train.subset(&[]));
+    let device = Device::flex();
+    let (model, _) =
+        classifier_for_training(files, &train.label_names, &args, Pooling::Cls, &device).unwrap();
+    if let Some(line) = mark {
+        web_sys::console::log_1(&line.into());
+        sleep_ms(1000).await;
+    }
+    let mut speed = Speed::default();
+    fine_tune(model, &tokenizer, train, &empty, &args, &device, &mut speed)
+        .await
+        .unwrap();
+    speed.examples_per_s
+}
+
+/// GPT-2 small's shape (random weights) on the CPU.
+fn gpt2_small() -> tunelab::prompt::LanguageModel {
+    let files = random_gpt2(
+        768,
+        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec(),
+    );
+    tunelab::prompt::LanguageModel::load(&files, &Device::flex(), u64::MAX).unwrap()
+}
+
 #[wasm_bindgen_test]
 async fn fine_tuning_in_wasm() {
-    use tunelab::model::bert::Pooling;
-    use tunelab::train::{classifier_for_training, fine_tune, Mode, TrainingArgs};
+    use tunelab::train::Mode;
     let files = random_minilm();
     let csv = include_bytes!("data/movie_reviews.csv");
     let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
     let train = data.subset(&(0..96).collect::<Vec<_>>());
-    let empty = data.subset(&[]);
-    let tokenizer = files.tokenizer().unwrap();
     web_sys::console::log_1(
         &"model: all-MiniLM-L6-v2's shape, random weights, f32; wasm32, one thread; 96 reviews, batch 8, max length 128, one epoch".into(),
     );
@@ -310,27 +433,11 @@ async fn fine_tuning_in_wasm() {
     // kernels off: what training ran before they reached its graph).
     for (mode, kernels) in [(Mode::Lora, true), (Mode::Full, true), (Mode::Full, false)] {
         tunelab::model::flex::set_enabled(kernels);
-        let args = TrainingArgs {
-            num_train_epochs: 1,
-            per_device_train_batch_size: 8,
-            max_length: 128,
-            ..TrainingArgs::defaults_for(mode)
-        };
-        let device = Device::flex();
-        let (model, _) =
-            classifier_for_training(&files, &train.label_names, &args, Pooling::Cls, &device)
-                .unwrap();
-        let mut speed = Speed::default();
-        fine_tune(
-            model, &tokenizer, &train, &empty, &args, &device, &mut speed,
-        )
-        .await
-        .unwrap();
+        let speed = examples_per_s(&files, &train, mode, None).await;
         web_sys::console::log_1(
             &format!(
-                "wasm {mode:?} fine-tuning{}: {:.2} training examples/s; wasm memory {:.0} MB",
+                "wasm {mode:?} fine-tuning{}: {speed:.2} training examples/s; wasm memory {:.0} MB",
                 if kernels { "" } else { " (burn's ops alone)" },
-                speed.examples_per_s,
                 wasm_memory_bytes() / 1e6
             )
             .into(),
@@ -357,8 +464,6 @@ async fn sleep_ms(ms: i32) {
 /// (`benches/wasm_profile.mjs`, `scripts/bench.sh wasm-profile`).
 #[wasm_bindgen_test]
 async fn encoder_for_the_profiler() {
-    use tunelab::model::bert::Pooling;
-    use tunelab::train::{classifier_for_training, fine_tune, Mode, TrainingArgs};
     let files = random_minilm();
     let csv = include_bytes!("data/movie_reviews.csv");
     let (data, _) = import_dataset(csv, &TableOptions::default(), None, None).unwrap();
@@ -379,40 +484,12 @@ async fn encoder_for_the_profiler() {
     drop(e);
 
     let train = data.subset(&(0..48).collect::<Vec<_>>());
-    let empty = data.subset(&[]);
-    let tokenizer = files.tokenizer().unwrap();
-    let args = TrainingArgs {
-        num_train_epochs: 1,
-        per_device_train_batch_size: 8,
-        max_length: 128,
-        ..TrainingArgs::defaults_for(Mode::Full)
-    };
-    let device = Device::flex();
-    let (model, _) =
-        classifier_for_training(&files, &train.label_names, &args, Pooling::Cls, &device).unwrap();
-    web_sys::console::log_1(&"profile: start full fine-tuning, 48 reviews".into());
-    sleep_ms(1000).await;
-    let mut speed = Speed::default();
-    fine_tune(
-        model, &tokenizer, &train, &empty, &args, &device, &mut speed,
-    )
-    .await
-    .unwrap();
-    web_sys::console::log_1(
-        &format!(
-            "profile: stop ({:.2} training examples/s)",
-            speed.examples_per_s
-        )
-        .into(),
-    );
+    let mark = "profile: start full fine-tuning, 48 reviews";
+    let speed = examples_per_s(&files, &train, tunelab::train::Mode::Full, Some(mark)).await;
+    web_sys::console::log_1(&format!("profile: stop ({speed:.2} training examples/s)").into());
     sleep_ms(500).await;
 
-    let files = random_gpt2(
-        768,
-        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json").to_vec(),
-    );
-    let lm = tunelab::prompt::LanguageModel::load(&files, &device, u64::MAX).unwrap();
-    drop(files);
+    let lm = gpt2_small();
     web_sys::console::log_1(
         &"profile: start GPT-2 small, 64-token prompt then 64 tokens, twice".into(),
     );

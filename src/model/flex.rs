@@ -735,7 +735,7 @@ fn packed_weight(wt: &FlexTensor, k: usize, n: usize, budget: usize) -> std::rc:
     let data = wt.data_arc();
     PACKED.with(|cell| {
         let mut kept = cell.borrow_mut();
-        kept.retain(|p| std::sync::Arc::strong_count(&p.data) > 1);
+        let_go_of_dropped(&mut kept);
         if let Some(p) = kept
             .iter()
             .find(|p| std::sync::Arc::ptr_eq(&p.data, &data) && p.key == key)
@@ -764,7 +764,8 @@ fn packed_weight(wt: &FlexTensor, k: usize, n: usize, budget: usize) -> std::rc:
 }
 
 /// How many packed weights are kept, and their bytes.
-pub fn packed_weights() -> (usize, usize) {
+#[cfg(test)]
+fn packed_weights() -> (usize, usize) {
     PACKED.with(|cell| {
         let kept = cell.borrow();
         (kept.len(), kept.iter().map(|p| p.packed.len() * 4).sum())
@@ -774,10 +775,12 @@ pub fn packed_weights() -> (usize, usize) {
 /// Lets go of the packed weights whose models were dropped (before a model loads, so that
 /// their memory is free for it).
 pub fn release_packed_weights() {
-    PACKED.with(|cell| {
-        cell.borrow_mut()
-            .retain(|p| std::sync::Arc::strong_count(&p.data) > 1)
-    });
+    PACKED.with(|cell| let_go_of_dropped(&mut cell.borrow_mut()));
+}
+
+/// Drops the copies whose weight only the cache still holds.
+fn let_go_of_dropped(kept: &mut Vec<PackedWeight>) {
+    kept.retain(|p| std::sync::Arc::strong_count(&p.data) > 1);
 }
 
 /// From this many queries per head on, [`attention`] computes each head's block by two matrix

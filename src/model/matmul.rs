@@ -4,8 +4,8 @@
 //! `b` read in panels of [`NR`] columns, `k` cut in blocks of [`KC`] so that a panel's block
 //! stays in the L1 cache, and a register tile of [`MR`] × [`NR`] accumulators per step. `b` is
 //! packed per call ([`pack_b`]): read in place, a row-major weight's panels are rows kilobytes
-//! apart, and the product ran up to 1.2× slower in wasm than packing plus the packed product
-//! (`[128, 384] × [384, 1536]`: 3.5 against 3.0 ms). The microkernel is portable Rust that LLVM vectorises (an `f32x4` per
+//! apart, and the product ran slower in wasm than packing plus the packed product (tried on the
+//! encoder's shapes). The microkernel is portable Rust that LLVM vectorises (an `f32x4` per
 //! four columns in wasm with `simd128`; natively AVX2+FMA where the CPU has them), so the
 //! browser and native runs share one code path.
 
@@ -225,6 +225,13 @@ simd_fn! {
 mod tests {
     use super::*;
 
+    /// `len` values in [-1, 1]: `(i * prime) % modulus`, centred and scaled.
+    fn spread(len: usize, prime: usize, modulus: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * prime) % modulus) as f32 / (modulus / 2) as f32 - 1.0)
+            .collect()
+    }
+
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, rs: usize, cs: usize) -> Vec<f32> {
         let mut c = vec![0.0f32; m * n];
         for i in 0..m {
@@ -248,12 +255,8 @@ mod tests {
             (70, 520, 33),
             (130, 64, 8),
         ] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 104729) % 19) as f32 / 9.0 - 1.0)
-                .collect();
+            let a: Vec<f32> = spread(m * k, 7919, 23);
+            let b: Vec<f32> = spread(k * n, 104729, 19);
             // Row-major b, and b as the transposed view of an [n, k] weight.
             for (rs, cs) in [(n, 1), (1, k)] {
                 let want = naive(&a, &b, m, k, n, rs, cs);
@@ -281,15 +284,11 @@ mod tests {
         ] {
             // `a` as every other row of a wider buffer, from an offset; `c` rows 3 values wider.
             let (a_rs, a_off) = (2 * k + 1, 5);
-            let a_buf: Vec<f32> = (0..a_off + m * a_rs)
-                .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
-                .collect();
+            let a_buf: Vec<f32> = spread(a_off + m * a_rs, 7919, 23);
             let a: Vec<f32> = (0..m)
                 .flat_map(|i| a_buf[a_off + i * a_rs..a_off + i * a_rs + k].to_vec())
                 .collect();
-            let b_buf: Vec<f32> = (0..3 + k * (n + 4))
-                .map(|i| ((i * 104729) % 19) as f32 / 9.0 - 1.0)
-                .collect();
+            let b_buf: Vec<f32> = spread(3 + k * (n + 4), 104729, 19);
             // Rows `n + 4` apart, and a transposed view.
             for (rs, cs) in [(n + 4, 1), (1, k + 1)] {
                 let b: Vec<f32> = (0..k * n)

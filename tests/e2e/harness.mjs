@@ -111,3 +111,36 @@ export async function runTests(tests, only) {
   }
   return { ran, failed };
 }
+
+// A peer's benchmark page (benches/transformersjs*.mjs): transformers.js' dist at /tjs/,
+// onnxruntime-web's at /ort/, the model's folder's parent at /models/, `page` at /bench.html,
+// opened in headless Chromium without WebGPU; `work(page)` runs once `window.ready` is set, and
+// its result is returned once no request has left the local server. DEBUG=1 logs the page's
+// requests and console.
+export async function withPeerPage({ tjsRoot, modelDir, page }, work) {
+  const server = await serve({
+    '/tjs/': path.join(tjsRoot, 'node_modules/@huggingface/transformers/dist'),
+    '/ort/': path.join(tjsRoot, 'node_modules/onnxruntime-web/dist'),
+    '/models/': path.dirname(modelDir),
+    '/bench.html': (req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(page); },
+  });
+  const browser = await launch(NO_WEBGPU_ARGS);
+  try {
+    const p = await browser.newPage();
+    const foreign = [];
+    p.on('request', (r) => { if (!r.url().startsWith(server.url)) foreign.push(r.url()); });
+    if (process.env.DEBUG) {
+      p.on('response', (r) => console.log('response', r.status(), r.url()));
+      p.on('requestfailed', (r) => console.log('failed', r.url()));
+      p.on('console', (m) => console.log('console', m.text()));
+    }
+    await p.goto(`${server.url}/bench.html`);
+    await p.waitForFunction(() => window.ready);
+    const result = await work(p);
+    if (foreign.length) throw new Error(`requests left the local server: ${foreign.join(', ')}`);
+    return result;
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
