@@ -692,8 +692,9 @@ pub fn attention(
 /// `x` `[m, k]` times a weight `w` `[k, n]` (an inference model's, loaded on its own) by the
 /// engine's blocked product, `w` packed once and kept ([`packed_weight`]) instead of packed
 /// at every call: a packing pass reads the weight from memory before the product starts, and
-/// for one 128-token text that took 15% of all-MiniLM-L6-v2's time in wasm (11.4 of 78 ms,
-/// Chromium's profiler), where the product reading a packed copy overlaps its reads with work.
+/// for one 128-token text that took 14.5% of all-MiniLM-L6-v2's time in wasm (Chromium's
+/// profiler, `scripts/bench.sh wasm-profile`), where the product reading a packed copy overlaps
+/// its reads with work.
 pub fn matmul_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let (xt, wt) = (flex(x)?, flex(w)?);
     let [m, k] = x.dims();
