@@ -1,4 +1,6 @@
-// Cold start with a cached model, CPU (no WebGPU), in headless Chromium: the time from opening the
+// Cold start with a cached model in headless Chromium, without WebGPU and (Tunelab only) with it
+// offered (SwiftShader, where the page answers on the CPU-only engine while the WebGPU engine
+// loads, which then takes over: its time is printed too): the time from opening the
 // page to the first classification shown, when the model is already in the browser's storage (a
 // second visit), for Tunelab (its release build: the page, the engine worker, the model read from
 // browser storage) and for transformers.js (its pipeline, the ONNX model from its browser cache).
@@ -10,7 +12,7 @@
 //   node benches/coldstart.mjs <dist> <models folder holding minilm-classifier> <transformers.js folder>
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch, NO_WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
+import { serve, launch, NO_WEBGPU_ARGS, WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
 
 const [dist, models, tjsRoot] = process.argv.slice(2);
 const id = 'minilm-classifier';
@@ -64,8 +66,15 @@ async function tunelabVisit(context) {
   await page.locator('#classify-results .result').first().waitFor();
   const done = await since(page);
   const label = await page.locator('#classify-results .result .score').first().getAttribute('data-label');
+  const answered = await page.locator('#backend-status').getAttribute('data-backend');
+  // With WebGPU offered: when the WebGPU engine took over (it may have before the first result).
+  let webgpu;
+  if (await page.evaluate(() => !!navigator.gpu)) {
+    await page.locator('#backend-status[data-backend="webgpu"]:not([data-upgrade])').waitFor();
+    webgpu = await since(page);
+  }
   await page.close();
-  return { ui, engine, loaded, done, label };
+  return { ui, engine, loaded, done, label, answered, webgpu };
 }
 
 async function tjsVisit(context) {
@@ -77,23 +86,36 @@ async function tjsVisit(context) {
   return r;
 }
 
-const browser = await launch(NO_WEBGPU_ARGS);
+const sides = [
+  ['Tunelab', tunelabVisit, NO_WEBGPU_ARGS, 'CPU (WebGPU off)'],
+  [`transformers.js ${version}`, tjsVisit, NO_WEBGPU_ARGS, 'CPU (WebGPU off)'],
+  ['Tunelab', tunelabVisit, WEBGPU_ARGS, 'WebGPU offered (SwiftShader)'],
+].filter(([, , args]) => !process.env.COLDSTART_CPU_ONLY || args === NO_WEBGPU_ARGS);
 try {
-  const ua = await (await browser.newPage()).evaluate(() => navigator.userAgent);
-  console.log(`browser: ${ua}; CPU (WebGPU off); model ${id} (all-MiniLM-L6-v2 + a 2-label head, f32)`);
-  const results = {};
-  for (const [name, visit] of [['Tunelab', tunelabVisit], [`transformers.js ${version}`, tjsVisit]]) {
-    const context = await browser.newContext();
-    const first = await visit(context);
-    const runs = [];
-    for (let i = 0; i < 3; i++) runs.push(await visit(context));
-    await context.close();
-    results[name] = { first, runs };
-    const m = (k) => median(runs.map((r) => r[k])).toFixed(0);
-    const extra = name === 'Tunelab' ? ` (UI shown ${m('ui')} ms, engine ready ${m('engine')} ms, model loaded from storage ${m('loaded')} ms)` : ` (pipeline loaded from the browser cache ${m('loaded')} ms)`;
-    console.log(`${name}: first visit (download) ${first.done.toFixed(0)} ms; cached model, page open to first result: ${m('done')} ms median of 3 [${runs.map((r) => r.done.toFixed(0)).join(', ')}]${extra}; label ${runs[0].label}`);
+  for (const [name, visit, args, where] of sides) {
+    const browser = await launch(args);
+    try {
+      const ua = await (await browser.newPage()).evaluate(() => navigator.userAgent);
+      console.log(`browser: ${ua}; ${where}; model ${id} (all-MiniLM-L6-v2 + a 2-label head, f32)`);
+      const context = await browser.newContext();
+      const first = await visit(context);
+      const runs = [];
+      for (let i = 0; i < 3; i++) runs.push(await visit(context));
+      await context.close();
+      const m = (k) => median(runs.map((r) => r[k])).toFixed(0);
+      let extra = ` (pipeline loaded from the browser cache ${m('loaded')} ms)`;
+      if (name === 'Tunelab') {
+        extra = ` (UI shown ${m('ui')} ms, engine ready ${m('engine')} ms, model loaded from storage ${m('loaded')} ms; answered on ${runs.map((r) => r.answered).join(', ')}`;
+        if (runs[0].webgpu !== undefined) {
+          extra += `; the WebGPU engine took over at ${m('webgpu')} ms, first visit ${first.webgpu.toFixed(0)} ms`;
+        }
+        extra += ')';
+      }
+      console.log(`${name}, ${where}: first visit (download) ${first.done.toFixed(0)} ms; cached model, page open to first result: ${m('done')} ms median of 3 [${runs.map((r) => r.done.toFixed(0)).join(', ')}]${extra}; label ${runs[0].label}`);
+    } finally {
+      await browser.close();
+    }
   }
 } finally {
-  await browser.close();
   await server.close();
 }

@@ -40,8 +40,10 @@
 #              `transformersjs` installs; installs it if missing)
 #   coldstart - page open to the first classification with the model already in browser storage
 #              (CPU), Tunelab's release build beside transformers.js, on all-MiniLM-L6-v2 with a
-#              2-label head (benches/make_classifier.py writes it, and its ONNX export, once); then
-#              the same with the WebGPU engine started instead of the CPU-only one
+#              2-label head (benches/make_classifier.py writes it, and its ONNX export, once), and
+#              Tunelab with WebGPU offered (SwiftShader: the first result comes from the CPU-only
+#              engine, and when the WebGPU engine took over is printed); then the same build with
+#              the WebGPU engine started first, as every browser with WebGPU did before
 #   transformersjs - the peer: transformers.js on all-MiniLM-L6-v2 in the same headless Chromium,
 #              same texts and shapes as `wasm` (installs transformers.js from npm, and torch +
 #              transformers in a venv to export the ONNX file it needs: several GB, once)
@@ -151,13 +153,13 @@ for b in "${expanded[@]}"; do
     [ -f "$bench_models/minilm-classifier/onnx/model.onnx" ] ||
       "$(torch_python onnx onnxscript)" benches/make_classifier.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$bench_models/minilm-classifier"
     node benches/coldstart.mjs "$CARGO_TARGET_DIR/dist-release" "$bench_models" "$tjs"
-    # The same build with the WebGPU engine started instead (its loader over the CPU-only one's):
-    # what a browser without WebGPU got before the CPU-only engine.
+    # The same build with the WebGPU engine started first (its loader over the CPU-only one's):
+    # what every browser with WebGPU got before the page opened on the CPU-only engine.
     gpu_engine="$CARGO_TARGET_DIR/dist-release-webgpu-engine"
     rm -rf "$gpu_engine" && cp -r "$CARGO_TARGET_DIR/dist-release" "$gpu_engine"
     cp "$gpu_engine/worker_loader.js" "$gpu_engine/worker_cpu_loader.js"
-    echo "the same build, the WebGPU engine started instead of the CPU-only one:"
-    node benches/coldstart.mjs "$gpu_engine" "$bench_models" "$tjs"
+    echo "the same build, the WebGPU engine started first:"
+    COLDSTART_CPU_ONLY=1 node benches/coldstart.mjs "$gpu_engine" "$bench_models" "$tjs"
   elif [ "$b" = trainer ]; then
     FULL_EXAMPLES=400 FULL_EPOCHS=1 TEST_EXAMPLES=64 cargo run --locked --quiet --example bench_finetune -- full 2>/dev/null
     "$(torch_python accelerate)" benches/trainer_cpu.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" 400 1 2>/dev/null | grep -E "^(machine|HF)"

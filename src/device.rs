@@ -100,15 +100,12 @@ thread_local! {
     static WEBGPU: std::cell::RefCell<Option<Result<Compute, String>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// WebGPU in the CPU-only engine (`worker_cpu`, built without the `webgpu` feature): none. The
-/// page starts that engine only where the browser has no `navigator.gpu`.
+/// WebGPU in the CPU-only engine (`worker_cpu`, built without the `webgpu` feature): none. Every
+/// page starts on that engine; where the browser offers WebGPU the page starts the WebGPU engine
+/// beside it, which takes over (`ui::state::Upgrade`).
 #[cfg(all(target_arch = "wasm32", feature = "engine", not(feature = "webgpu")))]
 pub async fn webgpu() -> Result<Compute, String> {
-    Err(
-        "this engine is built for the CPU only (the browser offered no WebGPU when the page \
-         opened)"
-            .into(),
-    )
+    Err("the CPU-only engine runs until the WebGPU engine takes over".into())
 }
 
 /// WebGPU through burn's wgpu runtime (initialised once, then cached). The worker asks the

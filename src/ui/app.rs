@@ -9,7 +9,7 @@ use super::finetune::FineTunePage;
 use super::models::ModelsPage;
 use super::prompt::PromptPage;
 use super::similarity::SimilarityPage;
-use super::state::{query_param, AppState};
+use super::state::{query_param, AppState, Upgrade};
 use super::widget::Widget;
 use crate::protocol::{Backend, Event};
 
@@ -69,6 +69,7 @@ fn current_hash() -> String {
 #[component]
 fn StatusLine() -> impl IntoView {
     let state = super::state::use_state();
+    let upgrade = move || state.upgrade.get();
     view! {
         <p id="backend-status" class="status"
             data-backend=move || match (state.backend.get(), state.engine_error.get()) {
@@ -76,16 +77,45 @@ fn StatusLine() -> impl IntoView {
                 (Some(Backend::WebGpu { .. }), None) => "webgpu",
                 (Some(Backend::Cpu { .. }), None) => "cpu",
                 (None, None) => "probing",
+            }
+            data-upgrade=move || match upgrade() {
+                Upgrade::Loading => Some("loading"),
+                Upgrade::Held(_) => Some("held"),
+                Upgrade::None | Upgrade::Failed(_) => None,
             }>
             {move || match (state.backend.get(), state.engine_error.get()) {
                 (_, Some(e)) => format!("Engine error: {e}"),
-                (Some(b), None) => match state.workers.get() {
-                    1 => format!("Backend: {}", b.describe()),
-                    n => format!("Backend: {} · {n} engine workers", b.describe()),
-                },
+                (Some(b), None) => {
+                    let shown = match (upgrade(), &b) {
+                        (Upgrade::Loading, Backend::Cpu { .. }) => {
+                            "CPU, while the WebGPU engine loads".to_string()
+                        }
+                        (Upgrade::Held(_), Backend::Cpu { .. }) => {
+                            "CPU (the WebGPU engine is ready)".to_string()
+                        }
+                        (Upgrade::Failed(why), Backend::Cpu { .. }) => {
+                            format!("CPU (the WebGPU engine could not start: {why})")
+                        }
+                        _ => b.describe(),
+                    };
+                    match state.workers.get() {
+                        1 => format!("Backend: {shown}"),
+                        n => format!("Backend: {shown} · {n} engine workers"),
+                    }
+                }
                 (None, None) => "Backend: starting the engine…".to_string(),
             }}
         </p>
+        {move || match upgrade() {
+            Upgrade::Held(why) => Some(view! {
+                <p id="upgrade-notice" class="muted" role="status">
+                    {format!("The WebGPU engine takes over {why}.")}" "
+                    <button id="use-webgpu" class="secondary small"
+                        on:click=move |_| state.try_upgrade(true)>"Switch to WebGPU now"</button>
+                </p>
+            }),
+            _ => None,
+        }}
         {move || state.source_notice.get().map(|n| view! { <p id="source-notice" class="warning">{n}</p> })}
         {move || state.engine_notice.get().map(|n| view! {
             <p id="engine-notice" class="warning" role="status">{n}" "
@@ -187,7 +217,11 @@ pub fn App() -> impl IntoView {
             state.engine_error.set(Some(message));
         }
     };
-    client::start(on_unrouted, move |reason| state.recover(reason));
+    client::start(
+        on_unrouted,
+        move |reason| state.recover(reason),
+        move |offered| state.probed(offered),
+    );
     state.start_engine();
     #[cfg(debug_assertions)]
     expose_crash_for_tests();

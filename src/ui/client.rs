@@ -31,6 +31,23 @@ struct Inner {
     on_restart: Option<Box<dyn FnMut(String)>>,
     /// When the engine died lately (ms since the epoch).
     deaths: Vec<f64>,
+    /// The WebGPU engine while it starts beside the CPU-only one ([`spawn_standby`]).
+    standby: Option<Standby>,
+    /// Counts the standby engines started: events of a dropped one are ignored.
+    standby_generation: u64,
+    /// Told when the last request in flight ends ([`idle`]).
+    on_idle: Option<Box<dyn FnMut()>>,
+}
+
+/// An engine started beside the running one, to take over from it ([`adopt_standby`]): its
+/// requests have their own handlers until then.
+struct Standby {
+    worker: web_sys::Worker,
+    /// Messages held until it says it listens.
+    queued: Option<Vec<(JsValue, js_sys::Array)>>,
+    handlers: HashMap<u64, Handler>,
+    /// Told, with the reason, if it dies before it takes over.
+    on_lost: Option<Box<dyn FnOnce(String)>>,
 }
 
 thread_local! {
@@ -43,32 +60,33 @@ thread_local! {
         fallback: None,
         on_restart: None,
         deaths: Vec::new(),
+        standby: None,
+        standby_generation: 0,
+        on_idle: None,
     });
 }
 
 thread_local! {
-    /// The engine worker's script, chosen once by [`choose_worker`].
-    static WORKER_URL: RefCell<String> = RefCell::new(GPU_WORKER.to_string());
+    /// The running engine's script: the CPU-only build until a WebGPU engine took over.
+    static WORKER_URL: RefCell<&'static str> = const { RefCell::new(CPU_WORKER) };
 }
 
 /// The engine with WebGPU (and its CPU backend, for a browser whose GPU fails later).
 const GPU_WORKER: &str = "./worker_loader.js";
-/// The engine for the CPU only (`worker_cpu`: no WebGPU stack, a third of the download).
+/// The engine for the CPU only (`worker_cpu`: no WebGPU stack, a third of the download). Every
+/// page starts on it: the first result needs no more than it, and where the browser offers
+/// WebGPU the page starts the WebGPU engine beside it ([`spawn_standby`]), which takes over
+/// once it runs ([`adopt_standby`]).
 const CPU_WORKER: &str = "./worker_cpu_loader.js";
 
-/// Which engine build to start, asked of the browser as the engine itself asks it
-/// ([`crate::probe::probe`]): where it offers no WebGPU adapter (no `navigator.gpu`, or
-/// `requestAdapter()` gives none), the CPU-only build.
-async fn choose_worker() -> &'static str {
-    match crate::probe::probe().await {
-        crate::device::Backend::WebGpu { .. } => GPU_WORKER,
-        crate::device::Backend::Cpu { .. } => CPU_WORKER,
-    }
+/// URL of the worker script, next to the page.
+fn worker_url() -> &'static str {
+    WORKER_URL.with(|u| *u.borrow())
 }
 
-/// URL of the worker script, next to the page.
-fn worker_url() -> String {
-    WORKER_URL.with(|u| u.borrow().clone())
+/// Whether the running engine is the WebGPU build (it took over from the CPU-only one).
+pub fn on_webgpu_build() -> bool {
+    worker_url() == GPU_WORKER
 }
 
 fn dispatch(id: u64, event: Event, payload: Option<JsValue>) {
@@ -85,6 +103,34 @@ fn dispatch(id: u64, event: Event, payload: Option<JsValue>) {
             }
         }
         None => unrouted(event, payload),
+    }
+    if finished {
+        tell_if_idle();
+    }
+}
+
+/// Whether the running engine has no request in flight (its answers all came, or it died and
+/// they ended with the reason).
+pub fn idle() -> bool {
+    CLIENT.with(|c| c.borrow().handlers.is_empty())
+}
+
+/// Calls `f` each time the last request in flight ends.
+pub fn set_on_idle(f: impl FnMut() + 'static) {
+    CLIENT.with(|c| c.borrow_mut().on_idle = Some(Box::new(f)));
+}
+
+fn tell_if_idle() {
+    if !idle() {
+        return;
+    }
+    // Taken out while it runs: it may send requests (and end up here again).
+    let hook = CLIENT.with(|c| c.borrow_mut().on_idle.take());
+    if let Some(mut f) = hook {
+        f();
+        CLIENT.with(|c| {
+            c.borrow_mut().on_idle.get_or_insert(f);
+        });
     }
 }
 
@@ -116,23 +162,38 @@ fn is_current(generation: u64) -> bool {
     CLIENT.with(|c| c.borrow().generation == generation)
 }
 
-/// Starts worker number `generation` and routes its events.
-fn spawn(generation: u64) -> Result<web_sys::Worker, String> {
+/// An engine's message: the event (JSON) and the bytes beside it.
+fn read(e: &web_sys::MessageEvent) -> (serde_json::Result<FromWorker>, Option<JsValue>) {
+    let data = e.data();
+    let json = get(&data, "json")
+        .and_then(|j| j.as_string())
+        .unwrap_or_default();
+    (serde_json::from_str(&json), get(&data, "payload"))
+}
+
+/// Starts a worker from `url`.
+fn new_worker(url: &str) -> Result<web_sys::Worker, String> {
     let opts = web_sys::WorkerOptions::new();
     opts.set_type(web_sys::WorkerType::Classic);
-    let worker =
-        web_sys::Worker::new_with_options(&worker_url(), &opts).map_err(|e| error_text(&e))?;
+    web_sys::Worker::new_with_options(url, &opts).map_err(|e| error_text(&e))
+}
+
+/// Starts worker number `generation` and routes its events.
+fn spawn(generation: u64) -> Result<web_sys::Worker, String> {
+    let worker = new_worker(worker_url())?;
+    route(&worker, generation);
+    Ok(worker)
+}
+
+/// Routes the events of `worker`, the engine number `generation`, to the requests they answer.
+fn route(worker: &web_sys::Worker, generation: u64) {
     let on_message =
         Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
             if !is_current(generation) {
                 return;
             }
-            let data = e.data();
-            let json = get(&data, "json")
-                .and_then(|j| j.as_string())
-                .unwrap_or_default();
-            let payload = get(&data, "payload");
-            match serde_json::from_str::<FromWorker>(&json) {
+            let (message, payload) = read(&e);
+            match message {
                 Ok(FromWorker {
                     event: Event::Ready,
                     ..
@@ -166,7 +227,6 @@ fn spawn(generation: u64) -> Result<web_sys::Worker, String> {
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
-    Ok(worker)
 }
 
 /// Worker `generation` died (a panic or a trap): it is stopped, a fresh one starts, every
@@ -235,34 +295,248 @@ fn died(generation: u64, reason: String) {
     }
 }
 
-/// Starts the worker; `on_unrouted` receives events of no live request and worker failures,
+/// Starts the engine; `on_unrouted` receives events of no live request and worker failures,
 /// `on_restart` the reason each time a dead worker was replaced by a fresh one (which holds
-/// no model: the page reloads them).
-/// The worker starts once the browser has said whether it offers WebGPU ([`choose_worker`]);
-/// requests sent before then wait with those sent before it listens.
+/// no model: the page reloads them), `on_probed` whether the browser offers a WebGPU adapter
+/// (asked as the engine itself asks it, [`crate::probe::probe`]), once it answered.
+/// The engine started is the CPU-only build: where WebGPU is offered and wanted, the page
+/// starts the WebGPU engine beside it ([`spawn_standby`]).
 pub fn start(
     on_unrouted: impl FnMut(Event, Option<JsValue>) + 'static,
     on_restart: impl FnMut(String) + 'static,
+    on_probed: impl FnOnce(bool) + 'static,
 ) {
     CLIENT.with(|c| {
         let mut c = c.borrow_mut();
         c.fallback = Some(Box::new(on_unrouted));
         c.on_restart = Some(Box::new(on_restart));
     });
-    wasm_bindgen_futures::spawn_local(async {
-        let url = choose_worker().await;
-        WORKER_URL.with(|u| *u.borrow_mut() = url.to_string());
-        let generation = CLIENT.with(|c| c.borrow().generation);
-        match spawn(generation) {
-            Ok(worker) => CLIENT.with(|c| c.borrow_mut().worker = Some(worker)),
-            Err(e) => unrouted(
-                Event::Error {
-                    message: format!("could not start the engine worker: {e}"),
-                },
-                None,
-            ),
+    let generation = CLIENT.with(|c| c.borrow().generation);
+    match spawn(generation) {
+        Ok(worker) => CLIENT.with(|c| c.borrow_mut().worker = Some(worker)),
+        Err(e) => unrouted(
+            Event::Error {
+                message: format!("could not start the engine worker: {e}"),
+            },
+            None,
+        ),
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        let offered = matches!(
+            crate::probe::probe().await,
+            crate::device::Backend::WebGpu { .. }
+        );
+        on_probed(offered);
+    });
+}
+
+/// Starts the WebGPU engine beside the running one; `on_lost` is told the reason if it dies
+/// before [`adopt_standby`]. A standby already starting is dropped first.
+pub fn spawn_standby(on_lost: impl FnOnce(String) + 'static) -> Result<(), String> {
+    drop_standby();
+    let worker = new_worker(GPU_WORKER)?;
+    let token = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.standby_generation += 1;
+        c.standby = Some(Standby {
+            worker: worker.clone(),
+            queued: Some(Vec::new()),
+            handlers: HashMap::new(),
+            on_lost: Some(Box::new(on_lost)),
+        });
+        c.standby_generation
+    });
+    let current = move || CLIENT.with(|c| c.borrow().standby_generation == token);
+    let on_message =
+        Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            if !current() {
+                return;
+            }
+            let (message, payload) = read(&e);
+            match message {
+                Ok(FromWorker {
+                    event: Event::Ready,
+                    ..
+                }) => flush_standby(),
+                Ok(FromWorker {
+                    event: Event::Crashed { message },
+                    ..
+                }) => standby_lost(message),
+                Ok(msg) => standby_dispatch(msg.id, msg.event, payload),
+                Err(err) => standby_lost(format!("bad message from the WebGPU engine: {err}")),
+            }
+        });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn Fn(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
+        e.prevent_default();
+        if current() {
+            standby_lost(match e.message() {
+                m if m.is_empty() => "the WebGPU engine's script failed".to_string(),
+                m => m,
+            });
         }
     });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    Ok(())
+}
+
+/// Whether a standby engine is starting or waiting to take over.
+pub fn has_standby() -> bool {
+    CLIENT.with(|c| c.borrow().standby.is_some())
+}
+
+/// Stops the standby engine, if any (its requests end unanswered).
+pub fn drop_standby() {
+    let old = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.standby_generation += 1;
+        c.standby.take()
+    });
+    if let Some(old) = old {
+        old.worker.set_onmessage(None);
+        old.worker.set_onerror(None);
+        old.worker.terminate();
+    }
+}
+
+fn flush_standby() {
+    let (worker, queued) = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.standby.as_mut() {
+            Some(s) => (Some(s.worker.clone()), s.queued.take().unwrap_or_default()),
+            None => (None, Vec::new()),
+        }
+    });
+    if let Some(w) = worker {
+        for (msg, transfer) in queued {
+            let _ = w.post_message_with_transfer(&msg, &transfer);
+        }
+    }
+}
+
+fn standby_dispatch(id: u64, event: Event, payload: Option<JsValue>) {
+    let finished = matches!(event, Event::Done | Event::Error { .. });
+    let handler = CLIENT.with(|c| {
+        c.borrow_mut()
+            .standby
+            .as_mut()
+            .and_then(|s| s.handlers.remove(&id))
+    });
+    if let Some(mut h) = handler {
+        h(event, payload);
+        if !finished {
+            CLIENT.with(|c| {
+                if let Some(s) = c.borrow_mut().standby.as_mut() {
+                    s.handlers.entry(id).or_insert(h);
+                }
+            });
+        }
+    }
+}
+
+/// The standby engine died: it is stopped and whoever started it is told why.
+fn standby_lost(reason: String) {
+    let on_lost = CLIENT.with(|c| {
+        c.borrow_mut()
+            .standby
+            .as_mut()
+            .and_then(|s| s.on_lost.take())
+    });
+    drop_standby();
+    web_sys::console::warn_1(&format!("the WebGPU engine stopped: {reason}").into());
+    if let Some(f) = on_lost {
+        f(reason);
+    }
+}
+
+/// Sends a request to the standby engine (held until it listens); `on_event` gets its events.
+pub fn send_to_standby(
+    request: Request,
+    on_event: impl FnMut(Event, Option<JsValue>) + 'static,
+) -> Result<(), String> {
+    let id = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let id = c.next_id;
+        c.next_id += 1;
+        id
+    });
+    let json = serde_json::to_string(&ToWorker::Request {
+        id,
+        request: Box::new(request),
+    })
+    .map_err(|e| e.to_string())?;
+    let msg = message(&json, None);
+    let worker = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let s = c.standby.as_mut()?;
+        s.handlers.insert(id, Box::new(on_event));
+        match s.queued.as_mut() {
+            Some(q) => {
+                q.push((msg.clone(), js_sys::Array::new()));
+                Some(None)
+            }
+            None => Some(Some(s.worker.clone())),
+        }
+    });
+    match worker {
+        None => Err("the WebGPU engine is not running".into()),
+        Some(None) => Ok(()),
+        Some(Some(w)) => w
+            .post_message(&msg)
+            .map_err(|e| format!("could not reach the WebGPU engine: {}", error_text(&e))),
+    }
+}
+
+/// The standby engine takes over: the running engine stops (the caller checked that it is
+/// [`idle`], or accepts losing what it holds), requests go to the standby from now on, and a
+/// restart after a death starts the WebGPU build. False when there is no standby, or it has not
+/// said yet that it listens.
+pub fn adopt_standby() -> bool {
+    let ready = CLIENT.with(|c| {
+        c.borrow()
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.queued.is_none())
+    });
+    let Some(standby) = ready
+        .then(|| CLIENT.with(|c| c.borrow_mut().standby.take()))
+        .flatten()
+    else {
+        return false;
+    };
+    let (old, generation, pending) = CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.standby_generation += 1;
+        c.generation += 1;
+        c.queued = None;
+        let pending: Vec<u64> = c.handlers.keys().copied().collect();
+        c.handlers.extend(standby.handlers);
+        (
+            c.worker.replace(standby.worker.clone()),
+            c.generation,
+            pending,
+        )
+    });
+    WORKER_URL.with(|u| *u.borrow_mut() = GPU_WORKER);
+    route(&standby.worker, generation);
+    if let Some(old) = old {
+        old.set_onmessage(None);
+        old.set_onerror(None);
+        old.terminate();
+    }
+    // Requests the stopped engine still had (none when the caller waited for it to be idle).
+    for id in pending {
+        dispatch(
+            id,
+            Event::Error {
+                message: "the engine was replaced by the WebGPU engine: try again".into(),
+            },
+            None,
+        );
+    }
+    true
 }
 
 /// Posts a message to the worker, or holds it until the worker listens.

@@ -43,6 +43,34 @@ pub struct AppState {
     pub url_template: RwSignal<String>,
     /// Why the page's `?source=` was not taken (not an http(s) URL with {id} and {file}).
     pub source_notice: RwSignal<Option<String>>,
+    /// Whether the browser offers a WebGPU adapter (`None` until it answered).
+    pub webgpu_offered: RwSignal<Option<bool>>,
+    /// Where the page stands with the WebGPU engine, which takes over from the CPU-only one.
+    pub upgrade: RwSignal<Upgrade>,
+    /// Training or an adapter made something in the engine that lives nowhere else: the WebGPU
+    /// engine no longer takes over by itself.
+    pub made: RwSignal<bool>,
+    /// The standby WebGPU engine's backend once it started, and the models it loaded (slot,
+    /// storage key, what it said of the model).
+    standby: StoredValue<Option<Backend>>,
+    preloaded: StoredValue<Vec<(Slot, String, ModelInfo)>>,
+    preloading: RwSignal<bool>,
+}
+
+/// Where the page stands with the WebGPU engine. Every page opens on the CPU-only engine (a
+/// third of the download, and no shader to compile before the first result); where the browser
+/// offers WebGPU (and the CPU is not chosen) the WebGPU engine starts beside it and takes over
+/// once it runs, with the models reloaded from browser storage, when nothing would be lost.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Upgrade {
+    /// None is starting: the running engine stays.
+    None,
+    /// It downloads and starts.
+    Loading,
+    /// It runs, and takes over once nothing would be lost; why not yet.
+    Held(String),
+    /// It could not start (the CPU engine stays), and why.
+    Failed(String),
 }
 
 /// `localStorage.getItem` / `setItem` through JS (no web-sys `Storage` binding is compiled in).
@@ -119,6 +147,12 @@ impl AppState {
             storage: RwSignal::new(None),
             url_template: RwSignal::new(template),
             source_notice: RwSignal::new(source_notice),
+            webgpu_offered: RwSignal::new(None),
+            upgrade: RwSignal::new(Upgrade::None),
+            made: RwSignal::new(false),
+            standby: StoredValue::new(None),
+            preloaded: StoredValue::new(Vec::new()),
+            preloading: RwSignal::new(false),
         }
     }
 
@@ -137,9 +171,230 @@ impl AppState {
         self.url_template.set(template);
     }
 
-    /// (Re)starts the engine on the chosen backend; loaded models are dropped.
+    /// (Re)starts the engine on the chosen backend; loaded models are dropped. On the CPU-only
+    /// engine with WebGPU chosen (and offered), the WebGPU engine starts beside it; with the
+    /// CPU chosen, one starting is stopped.
     pub fn start_engine(&self) {
+        let wants_webgpu = self.backend_choice.get_untracked() == BackendChoice::Auto
+            && self.webgpu_offered.get_untracked() == Some(true);
+        if !wants_webgpu {
+            client::drop_standby();
+            self.preloading.set(false);
+            self.upgrade.set(Upgrade::None);
+        }
         self.start_engine_then(|| {});
+        if wants_webgpu && !client::on_webgpu_build() && !client::has_standby() {
+            self.begin_upgrade();
+        }
+    }
+
+    /// The browser said whether it offers WebGPU: where it does and the CPU is not chosen, the
+    /// WebGPU engine starts beside the CPU-only one.
+    pub fn probed(&self, offered: bool) {
+        self.webgpu_offered.set(Some(offered));
+        if offered && self.backend_choice.get_untracked() == BackendChoice::Auto {
+            self.begin_upgrade();
+        }
+        let this = *self;
+        client::set_on_idle(move || {
+            if matches!(this.upgrade.get_untracked(), Upgrade::Held(_)) {
+                this.try_upgrade(false);
+            }
+        });
+    }
+
+    /// Starts the WebGPU engine beside the running one.
+    fn begin_upgrade(&self) {
+        let this = *self;
+        this.standby.set_value(None);
+        this.preloaded.set_value(Vec::new());
+        this.preloading.set(false);
+        this.upgrade.set(Upgrade::Loading);
+        if let Err(e) = client::spawn_standby(move |reason| this.upgrade_failed(reason)) {
+            this.upgrade_failed(e);
+            return;
+        }
+        let started = client::send_to_standby(
+            Request::Start {
+                backend: BackendChoice::Auto,
+                workers: None,
+            },
+            move |event, _| match event {
+                Event::Started {
+                    backend: backend @ Backend::WebGpu { .. },
+                    ..
+                } => {
+                    this.standby.set_value(Some(backend));
+                    this.try_upgrade(false);
+                }
+                Event::Started {
+                    backend: Backend::Cpu { reason },
+                    ..
+                } => {
+                    client::drop_standby();
+                    this.upgrade_failed(reason);
+                }
+                Event::Error { message } => {
+                    client::drop_standby();
+                    this.upgrade_failed(message);
+                }
+                _ => {}
+            },
+        );
+        if let Err(e) = started {
+            client::drop_standby();
+            this.upgrade_failed(e);
+        }
+    }
+
+    /// Waits while the WebGPU engine loads and may take over (training then runs on it, not on
+    /// the CPU-only engine, which would keep its model and hold the WebGPU engine back).
+    pub async fn settled(&self) {
+        while self.upgrade.get_untracked() == Upgrade::Loading {
+            gloo::timers::future::TimeoutFuture::new(100).await;
+        }
+    }
+
+    fn upgrade_failed(&self, reason: String) {
+        if matches!(
+            self.upgrade.get_untracked(),
+            Upgrade::Loading | Upgrade::Held(_)
+        ) {
+            self.preloading.set(false);
+            self.upgrade.set(Upgrade::Failed(reason));
+        }
+    }
+
+    /// Why the WebGPU engine may not take over now without losing something, if it may not.
+    fn upgrade_blocker(&self) -> Option<String> {
+        if !client::idle() {
+            return Some("once the work under way ends".into());
+        }
+        if self.made.get_untracked() {
+            return Some("when you switch: the CPU engine holds what training made here".into());
+        }
+        Slot::ALL.into_iter().find_map(|slot| {
+            let info = self.slot(slot).get_untracked()?;
+            info.stored.is_none().then(|| {
+                format!(
+                    "when you switch: the {} \"{}\" was read from files on this computer, \
+                     and the WebGPU engine could not read it again",
+                    slot.describe(),
+                    info.name
+                )
+            })
+        })
+    }
+
+    /// The WebGPU engine takes over if it runs and nothing would be lost (or `force`: the
+    /// user asked, and what cannot be reloaded is dropped): first it loads the models the
+    /// running engine holds from browser storage, then the running engine stops.
+    pub fn try_upgrade(&self, force: bool) {
+        let this = *self;
+        if this.standby.with_value(Option::is_none) || this.preloading.get_untracked() {
+            return;
+        }
+        if !force {
+            if let Some(why) = this.upgrade_blocker() {
+                this.upgrade.set(Upgrade::Held(why));
+                return;
+            }
+        }
+        let missing: Vec<(Slot, String, String)> = Slot::ALL
+            .into_iter()
+            .filter_map(|slot| {
+                let info = this.slot(slot).get_untracked()?;
+                let key = info.stored.clone()?;
+                let done = this
+                    .preloaded
+                    .with_value(|p| p.iter().any(|(s, k, _)| *s == slot && *k == key));
+                (!done).then_some((slot, key, info.name))
+            })
+            .collect();
+        if missing.is_empty() {
+            this.adopt_standby();
+            return;
+        }
+        this.preloading.set(true);
+        let left = RwSignal::new(missing.len());
+        for (slot, key, name) in missing {
+            let source = ModelSource::Stored { key: key.clone() };
+            let sent = client::send_to_standby(Request::Load { slot, source }, move |event, _| {
+                match event {
+                    Event::Loaded { info, .. } => this.preloaded.update_value(|p| {
+                        p.retain(|(s, _, _)| *s != slot);
+                        p.push((slot, key.clone(), info));
+                    }),
+                    Event::Error { message } => {
+                        client::drop_standby();
+                        this.upgrade_failed(format!(
+                            "it could not load the {} \"{name}\": {message}",
+                            slot.describe()
+                        ));
+                    }
+                    _ => return,
+                }
+                left.update(|n| *n -= 1);
+                if left.get_untracked() == 0 && this.preloading.get_untracked() {
+                    this.preloading.set(false);
+                    // What changed meanwhile is checked (and loaded) again.
+                    this.try_upgrade(force);
+                }
+            });
+            if let Err(e) = sent {
+                this.upgrade_failed(e);
+                return;
+            }
+        }
+    }
+
+    /// The standby engine, holding the running engine's stored models, takes over.
+    fn adopt_standby(&self) {
+        let Some(backend) = self.standby.get_value() else {
+            return;
+        };
+        if !client::adopt_standby() {
+            return;
+        }
+        let preloaded = self.preloaded.get_value();
+        let mut dropped = Vec::new();
+        for slot in Slot::ALL {
+            let Some(info) = self.slot(slot).get_untracked() else {
+                continue;
+            };
+            let reloaded = preloaded
+                .iter()
+                .find(|(s, k, _)| *s == slot && Some(k) == info.stored.as_ref());
+            match reloaded {
+                Some((_, _, fresh)) => self.slot(slot).set(Some(fresh.clone())),
+                None => {
+                    dropped.push(format!("the {} \"{}\"", slot.describe(), info.name));
+                    self.slot(slot).set(None);
+                }
+            }
+        }
+        self.standby.set_value(None);
+        self.preloaded.set_value(Vec::new());
+        self.backend.set(Some(backend));
+        self.workers.set(1);
+        self.upgrade.set(Upgrade::None);
+        if !dropped.is_empty() || self.made.get_untracked() {
+            let mut text = "The WebGPU engine took over.".to_string();
+            if !dropped.is_empty() {
+                text += &format!(
+                    " It could not reload {} (read from files on this computer): choose it again.",
+                    dropped.join(" and ")
+                );
+            }
+            if self.made.get_untracked() {
+                text += " A trained model not kept in browser storage was left behind.";
+            }
+            self.engine_notice.set(Some(text));
+        }
+        self.made.set(false);
+        // Pages that gave the engine something (a data file) give it again.
+        self.restarted.update(|n| *n += 1);
+        self.refresh_stored();
     }
 
     /// As [`AppState::start_engine`], then `then` once the engine runs.

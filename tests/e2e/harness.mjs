@@ -15,9 +15,16 @@ const TYPES = {
 // (req, res, rest) => void. Returns { url, close, hits }.
 export async function serve(routes) {
   const hits = [];
+  // Paths whose requests wait until the test releases them (see `hold` below).
+  const holds = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     hits.push(url.pathname);
+    const held = holds.find((h) => url.pathname.endsWith(h.suffix));
+    if (held) held.released.then(() => answer(req, res, url));
+    else answer(req, res, url);
+  });
+  const answer = (req, res, url) => {
     for (const [prefix, target] of Object.entries(routes)) {
       if (!url.pathname.startsWith(prefix)) continue;
       let rel = decodeURIComponent(url.pathname.slice(prefix.length));
@@ -36,10 +43,22 @@ export async function serve(routes) {
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found');
-  });
+  };
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
   const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(ok)), hits };
+  // Holds back the requests for paths ending with `suffix` until the function it returns is
+  // called (then they are answered, and later ones at once).
+  const hold = (suffix) => {
+    let release;
+    const h = { suffix, released: new Promise((ok) => { release = ok; }) };
+    holds.push(h);
+    return () => {
+      const i = holds.indexOf(h);
+      if (i >= 0) holds.splice(i, 1);
+      release();
+    };
+  };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(ok)), hits, hold };
 }
 
 const BASE_ARGS = [

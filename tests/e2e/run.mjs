@@ -104,8 +104,10 @@ async function withPage(args, viewport, fn) {
   }
 }
 
+// The engine's backend once the page settled: with WebGPU offered, after the WebGPU engine took
+// over from the CPU-only one it starts on (or was held back).
 async function backend(page) {
-  const status = page.locator('#backend-status:not([data-backend="probing"])');
+  const status = page.locator('#backend-status:not([data-backend="probing"]):not([data-upgrade="loading"])');
   await status.waitFor();
   return { kind: await status.getAttribute('data-backend'), text: (await status.textContent()).trim() };
 }
@@ -179,9 +181,10 @@ const tests = [
       const { kind, text } = await backend(page);
       assert(kind === 'webgpu', `expected WebGPU, the status line says: ${text}`);
       assert(/^Backend: WebGPU \(.+\)$/.test(text), `status line: ${text}`);
-      // The engine with WebGPU, not the CPU-only build.
+      // The CPU-only engine first (the page answers on it while the rest downloads), then the
+      // engine with WebGPU, which took over.
       const wasm = page.log.requests.filter((u) => u.endsWith('.wasm')).map((u) => u.split('/').pop());
-      assert(wasm.includes('worker_bg.wasm') && !wasm.includes('worker_cpu_bg.wasm'), `wasm fetched: ${wasm}`);
+      assert(wasm.includes('worker_cpu_bg.wasm') && wasm.indexOf('worker_cpu_bg.wasm') < wasm.indexOf('worker_bg.wasm'), `wasm fetched: ${wasm}`);
       for (const [name, slug] of [['Classify', 'classify'], ['Fine-tune', 'fine-tune'], ['Prompt', 'prompt'], ['Similarity', 'similarity'], ['Models', 'models']]) {
         await page.getByRole('link', { name, exact: true }).click();
         await page.locator(`main[data-page="${slug}"] h1:text-is("${name}")`).waitFor();
@@ -207,6 +210,104 @@ const tests = [
       }
       console.log(`  ${text}`);
     });
+  }],
+  ['engine: the page answers on the CPU-only engine while the WebGPU engine loads; that one takes over with the stored models, or when asked, dropping what it cannot reload; training asked for meanwhile waits for it', async () => {
+    const g = golden('tiny-bert');
+    const want = [0, 1].map((i) => softmax(g.logits[i]));
+    const classify = async (page, marker) => {
+      await page.locator('#classify-batch').check();
+      await page.locator('#classify-text').fill(`${g.texts[0]}\n${g.texts[1]}\n${marker}`);
+      await page.locator('#classify-run').click();
+      const result = page.locator('#classify-results .result', { has: page.locator('.text', { hasText: marker }) });
+      await result.waitFor();
+      const results = page.locator('#classify-results .result');
+      for (let i = 0; i < 2; i++) {
+        for (const s of await scoresOf(results.nth(i))) {
+          const w = want[i][s.label === 'NEGATIVE' ? 0 : 1];
+          assert(Math.abs(s.score - w) < 1e-3, `${marker}, text ${i} ${s.label}: shown ${s.score}, engine ${w}`);
+        }
+      }
+    };
+    const status = (page, selector) => page.locator(`#backend-status${selector}`);
+    // The WebGPU engine's wasm is held back by the server: the page works on the CPU-only one.
+    let release = server.hold('/worker_bg.wasm');
+    try {
+      await withPage(WEBGPU_ARGS, undefined, async (page) => {
+        await page.goto(`${server.url}/?source=${source}#/classify`);
+        await status(page, '[data-backend="cpu"][data-upgrade="loading"]').waitFor();
+        const text = (await page.locator('#backend-status').textContent()).trim();
+        assert(/^Backend: CPU, while the WebGPU engine loads( · \d+ engine workers)?$/.test(text), `status line: ${text}`);
+        await loadModel(page, 'classifier', 'tiny-bert');
+        await classify(page, 'on the CPU-only engine');
+        release();
+        // It takes over by itself: the classifier (kept in browser storage) is loaded in it
+        // first, so nothing shows unloaded meanwhile.
+        await status(page, '[data-backend="webgpu"]:not([data-upgrade])').waitFor();
+        assert(await picker(page, 'classifier').locator('.loaded[data-loaded="tiny-bert"]').count() === 1, 'the classifier is still loaded');
+        assert(await page.locator('#engine-notice').count() === 0, 'nothing to say: nothing was lost');
+        await classify(page, 'on the WebGPU engine');
+        const wasm = page.log.requests.filter((u) => u.endsWith('.wasm')).map((u) => u.split('/').pop());
+        assert(wasm.indexOf('worker_cpu_bg.wasm') >= 0 && wasm.indexOf('worker_cpu_bg.wasm') < wasm.indexOf('worker_bg.wasm'), `wasm fetched: ${wasm}`);
+      });
+      // A model read from files on disk cannot be reloaded by another engine: the WebGPU engine
+      // waits, says why, and takes over when asked, saying what to choose again.
+      const zipPath = path.join(out, 'tiny-bert-upgrade.zip');
+      fs.rmSync(zipPath, { force: true });
+      execFileSync('python3', ['-c', `
+import sys, zipfile, pathlib
+with zipfile.ZipFile(sys.argv[2], 'w') as z:
+    for f in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+        z.write(f, f.name)
+`, path.join(root, 'tests/fixtures/models/tiny-bert'), zipPath]);
+      release = server.hold('/worker_bg.wasm');
+      await withPage(WEBGPU_ARGS, undefined, async (page) => {
+        page.allowedFailures = ['/models/tiny-bert/modules.json'];
+        await page.goto(`${server.url}/?source=${source}#/classify`);
+        await status(page, '[data-backend="cpu"][data-upgrade="loading"]').waitFor();
+        const p = picker(page, 'classifier');
+        await p.locator('input.local-files').setInputFiles(zipPath);
+        await p.locator('.loaded[data-loaded="tiny-bert-upgrade"]').or(p.locator('.error')).first().waitFor();
+        if (await p.locator('.error').count()) throw new Error(`loading the zip failed: ${await p.locator('.error').textContent()}`);
+        release();
+        await status(page, '[data-backend="cpu"][data-upgrade="held"]').waitFor();
+        const why = await page.locator('#upgrade-notice').textContent();
+        assert(/takes over when you switch: the classifier "tiny-bert-upgrade" was read from files on this computer/.test(why), `the notice: ${why}`);
+        await classify(page, 'held on the CPU-only engine');
+        await page.locator('#use-webgpu').click();
+        await status(page, '[data-backend="webgpu"]:not([data-upgrade])').waitFor();
+        const notice = await page.locator('#engine-notice').textContent();
+        assert(/The WebGPU engine took over\. It could not reload the classifier "tiny-bert-upgrade" \(read from files on this computer\): choose it again\./.test(notice), `the notice: ${notice}`);
+        assert(await p.locator('.loaded').count() === 0, 'the classifier shows as not loaded');
+        await loadModel(page, 'classifier', 'tiny-bert');
+        await classify(page, 'after the switch');
+      });
+      // Training asked for while the WebGPU engine loads waits for it, and runs on it with the
+      // data file given again (on the CPU-only engine its model would hold the switch back).
+      const csv = filmCsv('upgrade', 4);
+      release = server.hold('/worker_bg.wasm');
+      await withPage(WEBGPU_ARGS, undefined, async (page) => {
+        page.allowedFailures = ['/models/tiny-bert/modules.json'];
+        await page.goto(`${server.url}/?source=${source}#/fine-tune`);
+        await status(page, '[data-backend="cpu"][data-upgrade="loading"]').waitFor();
+        await loadModel(page, 'base-model', 'tiny-bert');
+        await page.locator('#dataset-file').setInputFiles(csv);
+        await page.locator('#dataset-preview').waitFor();
+        await page.locator('#mode-full').check();
+        await page.locator('#train-start').click();
+        await page.waitForTimeout(1000);
+        assert(await page.locator('#train-progress', { hasText: 'Training' }).count() === 0, 'no training on the CPU-only engine');
+        release();
+        await page.locator('#train-progress', { hasText: /Training|Evaluating|Finished in/ }).waitFor();
+        const text = (await page.locator('#backend-status').textContent()).trim();
+        assert(/^Backend: WebGPU/.test(text), `training runs on WebGPU: ${text}`);
+        if (await page.locator('#train-cancel').isEnabled()) await page.locator('#train-cancel').click();
+        await page.locator('#train-progress', { hasText: /Stopped;|Finished in/ }).waitFor();
+        assert(await page.locator('#engine-notice').count() === 0, 'nothing was lost');
+        assert(await page.locator('#train-settings .error').count() === 0, `the run failed: ${await page.locator('#train-settings .error').allTextContents()}`);
+      });
+    } finally {
+      release();
+    }
   }],
   ['classify: tiny-bert on WebGPU shows the engine\'s labels and scores; <script> stays text', async () => {
     const g = golden('tiny-bert');

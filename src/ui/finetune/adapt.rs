@@ -72,6 +72,8 @@ pub fn DomainAdaptation(state: FineTuneState) -> impl IntoView {
         }
         message.set(None);
         progress.set(Some(Progress::default()));
+        // The adapted encoder lives in this engine only (see AppState::made).
+        state.app.made.set(true);
         let payload: Option<JsValue> = text_file.get_value().map(Into::into);
         call.send(
             Request::PreTrain {

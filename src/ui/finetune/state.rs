@@ -101,6 +101,8 @@ impl FineTuneState {
             if table.preview.with_untracked(Option::is_none) {
                 continue;
             }
+            // Not in the engine until it is read again (training waits for it).
+            table.preview.set(None);
             self.reread(test, true);
         }
         self.run.update(|r| {
@@ -247,6 +249,29 @@ impl FineTuneState {
 
     /// The data file (and the separate test file) as the engine keeps them with a run's
     /// checkpoints: the files picked, or the sample's bytes.
+    /// Waits until the data files given again to a fresh engine are read (or failed).
+    async fn tables_read(self) {
+        let tables = if self.separate_test.get_untracked() {
+            vec![self.data, self.test]
+        } else {
+            vec![self.data]
+        };
+        for table in tables {
+            if table.origin.with_value(Option::is_none) {
+                continue;
+            }
+            // Bounded: whatever keeps it unread, the run then starts and says what is missing.
+            for _ in 0..1200 {
+                if table.preview.with_untracked(Option::is_some)
+                    || table.call.error().with_untracked(Option::is_some)
+                {
+                    break;
+                }
+                gloo::timers::future::TimeoutFuture::new(100).await;
+            }
+        }
+    }
+
     async fn table_payload(self) -> Option<JsValue> {
         let list = js_sys::Array::new();
         let tables = if self.separate_test.get_untracked() {
@@ -314,6 +339,13 @@ impl FineTuneState {
         };
         self.run.set(Some(Run::new(js_sys::Date::now())));
         wasm_bindgen_futures::spawn_local(async move {
+            // Where the WebGPU engine is about to take over, the run waits for it; it is given
+            // the data files again first.
+            let restarted = self.app.restarted.get_untracked();
+            self.app.settled().await;
+            if self.app.restarted.get_untracked() != restarted {
+                self.tables_read().await;
+            }
             let payload = self.table_payload().await;
             self.launch(request, payload);
         });
@@ -323,6 +355,9 @@ impl FineTuneState {
     fn launch(self, request: Request, payload: Option<JsValue>) {
         let run = self.run;
         let app = self.app;
+        // The model it makes lives in this engine only: the WebGPU engine must not take over
+        // by itself and lose it.
+        app.made.set(true);
         if run.with_untracked(Option::is_none) || matches!(request, Request::ResumeRun { .. }) {
             run.set(Some(Run::new(js_sys::Date::now())));
         }
@@ -389,6 +424,7 @@ impl FineTuneState {
     pub fn apply_adapter(self, files: wasm_bindgen::JsValue) {
         let (app, saved) = (self.app, self.saved);
         saved.set(None);
+        app.made.set(true);
         self.actions
             .send(Request::ApplyAdapter, Some(files), move |event, _| {
                 if let Event::Loaded { info, .. } = event {
