@@ -18,7 +18,9 @@
 #              (PROFILE_ROWS, default 25), and who calls those named in PROFILE_CALLERS
 #   wasm-parts - parts of the CPU path in wasm (wasm_bench's cpu_parts_in_wasm): attention per
 #              layer of MiniLM's shape at 1 x 128 and 32 x 32, the memory bandwidth a plain loop
-#              reads, and one row times cold weights (decoding's product), in GB/s
+#              reads, one row times cold weights (decoding's product), in GB/s, and the packed
+#              product's register tile at its peak, with and without relaxed SIMD's fused
+#              multiply-add, in GFLOP/s
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory
 #              of the table and the training/test sets, against the file's size
 #   peer     - `transformersjs`, then Tunelab's CPU backend in wasm in the same headless Chromium on the
@@ -195,7 +197,7 @@ for b in "${expanded[@]}"; do
     rm -f "$log"
   elif [ "$b" = wasm-parts ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_parts_in_wasm 2>&1 |
-      grep -E "^(browser|attention|memory|one row)"
+      grep -E "^(browser|attention|memory|one row|round . register)"
   elif [ "$b" = wasm-tunelab ]; then
     cargo test --locked --target wasm32-unknown-unknown --features webgpu --test wasm_bench -- --nocapture cpu_backends_in_wasm 2>&1 |
       grep -E "^(browser|model|round)"

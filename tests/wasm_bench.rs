@@ -312,6 +312,7 @@ async fn cpu_parts_in_wasm() {
         )
         .into(),
     );
+    microkernel_peak(&ms_each);
     let x = Tensor::<2>::from_data(TensorData::new(matmul_values(768, 9), [1, 768]), &device);
     let weights: Vec<Tensor<2>> = (0..40)
         .map(|s| {
@@ -368,6 +369,67 @@ impl tunelab::train::TrainHooks for Speed {
         } = e
         {
             self.examples_per_s = *train_examples_per_s;
+        }
+    }
+}
+
+/// The packed product's register tile at its peak (a depth block of its operands in the L1
+/// cache, as the product reads them): the engine's tile (`model::matmul::tile`, portable Rust
+/// that LLVM turns into `simd128` multiplies and adds), and the same tile with relaxed SIMD's
+/// fused multiply-add (`f32x4.relaxed_madd`, which V8 runs as an FMA where the CPU has one), to
+/// tell what fusing would give before building a second engine for browsers with relaxed SIMD.
+fn microkernel_peak(ms_each: &dyn Fn(usize, &mut dyn FnMut()) -> f64) {
+    use tunelab::model::matmul::{tile, KC, MR, NR};
+    let a = matmul_values(MR * KC, 5);
+    let b = matmul_values(NR * KC, 6);
+    let mut acc = [[0.0f32; NR]; MR];
+    let calls = 20_000;
+    let flops = (2 * MR * NR * KC * calls) as f64;
+    for round in 1..=3 {
+        let plain = ms_each(3, &mut || {
+            for _ in 0..calls {
+                tile(&a, &b, &mut acc);
+            }
+        });
+        let fused = ms_each(3, &mut || {
+            for _ in 0..calls {
+                tile_relaxed_madd(&a, &b, &mut acc);
+            }
+        });
+        web_sys::console::log_1(
+            &format!(
+                "round {round} register tile {MR}x{NR}, depth {KC}: multiply and add {:.1} GFLOP/s, relaxed fused multiply-add {:.1} GFLOP/s ({})",
+                flops / plain / 1e6,
+                flops / fused / 1e6,
+                acc[0][0]
+            )
+            .into(),
+        );
+    }
+}
+
+/// `model::matmul::tile` written with relaxed SIMD's fused multiply-add.
+#[target_feature(enable = "relaxed-simd")]
+fn tile_relaxed_madd(a: &[f32], b: &[f32], acc: &mut [[f32; 8]; 4]) {
+    use std::arch::wasm32::*;
+    let mut sum = [[f32x4_splat(0.0); 2]; 4];
+    for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(8)) {
+        let y0 = f32x4(y[0], y[1], y[2], y[3]);
+        let y1 = f32x4(y[4], y[5], y[6], y[7]);
+        for r in 0..4 {
+            let xr = f32x4_splat(x[r]);
+            sum[r][0] = f32x4_relaxed_madd(xr, y0, sum[r][0]);
+            sum[r][1] = f32x4_relaxed_madd(xr, y1, sum[r][1]);
+        }
+    }
+    for r in 0..4 {
+        for (h, s) in sum[r].iter().enumerate() {
+            let mut lanes = [0.0f32; 4];
+            // SAFETY: four f32 lanes into four f32s.
+            unsafe { v128_store(lanes.as_mut_ptr().cast(), *s) };
+            for l in 0..4 {
+                acc[r][h * 4 + l] += lanes[l];
+            }
         }
     }
 }

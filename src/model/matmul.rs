@@ -206,7 +206,8 @@ fn block_rows(a: Strided, packed: &[f32], c: &mut [f32], ldc: usize, m: usize, k
 simd_fn! {
     /// One `MR × NR` tile: `acc += a b` over a depth block, `a` `[p][MR]` and `b` `[p][NR]` (both
     /// packed, read in order: no index arithmetic in the loop, which debug builds would check).
-    fn tile(a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+    /// Public for the benchmark of its peak (`wasm_bench`'s `cpu_parts_in_wasm`).
+    pub fn tile(a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
         let mut sum = *acc;
         for (x, y) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
             let x: &[f32; MR] = x.try_into().expect("MR values");

@@ -5,10 +5,10 @@
 /// Each hot loop is its own such function, with no branch on a run-time enum inside, so that
 /// LLVM vectorises it (a closure or a `match` per element keeps it scalar).
 macro_rules! simd_fn {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             fn imp($($arg: $ty),*) $body
