@@ -294,8 +294,9 @@ with zipfile.ZipFile(sys.argv[2], 'w') as z:
         await page.locator('#dataset-preview').waitFor();
         await page.locator('#mode-full').check();
         await page.locator('#train-start').click();
-        await page.waitForTimeout(1000);
-        assert(await page.locator('#train-progress', { hasText: 'Training' }).count() === 0, 'no training on the CPU-only engine');
+        await page.locator('#train-progress', { hasText: 'Waiting for the WebGPU engine to load: the run starts on it' }).waitFor();
+        await page.waitForTimeout(500);
+        assert(await page.locator('#train-progress', { hasText: 'Waiting for the WebGPU engine' }).count() === 1, 'no training on the CPU-only engine');
         release();
         await page.locator('#train-progress', { hasText: /Training|Evaluating|Finished in/ }).waitFor();
         const text = (await page.locator('#backend-status').textContent()).trim();

@@ -27,6 +27,8 @@ pub struct Run {
     pub mode: Option<Mode>,
     /// The step of the last checkpoint kept in browser storage.
     pub saved_step: Option<usize>,
+    /// Not sent yet: it waits for the WebGPU engine, which is loading, to run on it.
+    pub waiting: bool,
 }
 
 impl Run {
@@ -46,6 +48,7 @@ impl Run {
             lost: false,
             mode: None,
             saved_step: None,
+            waiting: false,
         }
     }
 
@@ -133,6 +136,9 @@ impl Run {
             None => "Preparing",
         };
         match &self.outcome {
+            None if self.waiting => {
+                "Waiting for the WebGPU engine to load: the run starts on it".to_string()
+            }
             None => {
                 let left = if self.done > 0
                     && self.total > self.done

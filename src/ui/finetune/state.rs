@@ -7,7 +7,7 @@ use wasm_bindgen::JsValue;
 use crate::protocol::{Event, Mode, Request, RunInfo, TableOptions, TablePreview, TrainingArgs};
 use crate::ui::files;
 use crate::ui::request::Call;
-use crate::ui::state::AppState;
+use crate::ui::state::{AppState, Upgrade};
 
 use super::run::Run;
 
@@ -342,10 +342,20 @@ impl FineTuneState {
             // Where the WebGPU engine is about to take over, the run waits for it; it is given
             // the data files again first.
             let restarted = self.app.restarted.get_untracked();
+            let waiting = |on: bool| {
+                self.run.update(|r| {
+                    if let Some(r) = r {
+                        r.waiting = on;
+                        r.started_ms = js_sys::Date::now();
+                    }
+                })
+            };
+            waiting(self.app.upgrade.get_untracked() == Upgrade::Loading);
             self.app.settled().await;
             if self.app.restarted.get_untracked() != restarted {
                 self.tables_read().await;
             }
+            waiting(false);
             let payload = self.table_payload().await;
             self.launch(request, payload);
         });
