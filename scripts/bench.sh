@@ -155,11 +155,12 @@ for b in "${expanded[@]}"; do
     [ -f "$bench_models/minilm-classifier/onnx/model.onnx" ] ||
       "$(torch_python onnx onnxscript)" benches/make_classifier.py "$TUNELAB_MODELS/all-MiniLM-L6-v2" "$bench_models/minilm-classifier"
     node benches/coldstart.mjs "$CARGO_TARGET_DIR/dist-release" "$bench_models" "$tjs"
-    # The same build with the WebGPU engine started first (its loader over the CPU-only one's):
+    # The same build with the WebGPU engine started first (its files over the CPU-only one's):
     # what every browser with WebGPU got before the page opened on the CPU-only engine.
     gpu_engine="$CARGO_TARGET_DIR/dist-release-webgpu-engine"
     rm -rf "$gpu_engine" && cp -r "$CARGO_TARGET_DIR/dist-release" "$gpu_engine"
-    cp "$gpu_engine/worker_loader.js" "$gpu_engine/worker_cpu_loader.js"
+    cp "$gpu_engine/worker.js" "$gpu_engine/worker_cpu.js"
+    cp "$gpu_engine/worker_bg.wasm" "$gpu_engine/worker_cpu_bg.wasm"
     echo "the same build, the WebGPU engine started first:"
     COLDSTART_CPU_ONLY=1 node benches/coldstart.mjs "$gpu_engine" "$bench_models" "$tjs"
   elif [ "$b" = trainer ]; then

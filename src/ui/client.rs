@@ -72,12 +72,12 @@ thread_local! {
 }
 
 /// The engine with WebGPU (and its CPU backend, for a browser whose GPU fails later).
-const GPU_WORKER: &str = "./worker_loader.js";
+const GPU_WORKER: &str = "./engine_loader.js?engine=worker";
 /// The engine for the CPU only (`worker_cpu`: no WebGPU stack, a third of the download). Every
 /// page starts on it: the first result needs no more than it, and where the browser offers
 /// WebGPU the page starts the WebGPU engine beside it ([`spawn_standby`]), which takes over
 /// once it runs ([`adopt_standby`]).
-const CPU_WORKER: &str = "./worker_cpu_loader.js";
+const CPU_WORKER: &str = "./engine_loader.js?engine=worker_cpu";
 
 /// URL of the worker script, next to the page.
 fn worker_url() -> &'static str {

@@ -153,7 +153,7 @@ fn own_script() -> String {
     get(&global, "location")
         .and_then(|l| get(&l, "href"))
         .and_then(|h| h.as_string())
-        .unwrap_or_else(|| "./worker_loader.js".into())
+        .unwrap_or_else(|| "./engine_loader.js?engine=worker".into())
 }
 
 fn spawn(generation: u64, i: usize) -> Result<web_sys::Worker, String> {

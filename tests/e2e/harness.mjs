@@ -15,11 +15,17 @@ const TYPES = {
 // (req, res, rest) => void. Returns { url, close, hits }.
 export async function serve(routes) {
   const hits = [];
-  // Paths whose requests wait until the test releases them (see `hold` below).
+  // Paths whose requests wait until the test releases them (see `hold` below), or fail.
   const holds = [];
+  const refused = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     hits.push(url.pathname);
+    if (refused.some((suffix) => url.pathname.endsWith(suffix))) {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('refused by the test');
+      return;
+    }
     const held = holds.find((h) => url.pathname.endsWith(h.suffix));
     if (held) held.released.then(() => answer(req, res, url));
     else answer(req, res, url);
@@ -58,7 +64,16 @@ export async function serve(routes) {
       release();
     };
   };
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(ok)), hits, hold };
+  // Answers 503 to the requests for paths ending with `suffix` until the function it returns is
+  // called.
+  const refuse = (suffix) => {
+    refused.push(suffix);
+    return () => {
+      const i = refused.indexOf(suffix);
+      if (i >= 0) refused.splice(i, 1);
+    };
+  };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((ok) => server.close(ok)), hits, hold, refuse };
 }
 
 const BASE_ARGS = [

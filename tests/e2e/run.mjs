@@ -211,7 +211,7 @@ const tests = [
       console.log(`  ${text}`);
     });
   }],
-  ['engine: the page answers on the CPU-only engine while the WebGPU engine loads; that one takes over with the stored models, or when asked, dropping what it cannot reload; training asked for meanwhile waits for it', async () => {
+  ['engine: the page answers on the CPU-only engine while the WebGPU engine loads; that one takes over with the stored models, or when asked, dropping what it cannot reload; training asked for meanwhile waits for it; one that cannot load says why', async () => {
     const g = golden('tiny-bert');
     const want = [0, 1].map((i) => softmax(g.logits[i]));
     const classify = async (page, marker) => {
@@ -306,6 +306,21 @@ with zipfile.ZipFile(sys.argv[2], 'w') as z:
         assert(await page.locator('#engine-notice').count() === 0, 'nothing was lost');
         assert(await page.locator('#train-settings .error').count() === 0, `the run failed: ${await page.locator('#train-settings .error').allTextContents()}`);
       });
+      // A WebGPU engine that cannot load (its wasm refused) says why; the page goes on on the CPU.
+      const unrefuse = server.refuse('/worker_bg.wasm');
+      try {
+        await withPage(WEBGPU_ARGS, undefined, async (page) => {
+          page.allowedFailures = ['/worker_bg.wasm'];
+          await page.goto(`${server.url}/?source=${source}#/classify`);
+          await status(page, '[data-backend="cpu"]:not([data-upgrade])').waitFor();
+          const text = (await page.locator('#backend-status').textContent()).trim();
+          assert(/^Backend: CPU \(the WebGPU engine could not start: worker_bg\.wasm did not load: .*503.*\)/.test(text), `status line: ${text}`);
+          await loadModel(page, 'classifier', 'tiny-bert');
+          await classify(page, 'without the WebGPU engine');
+        });
+      } finally {
+        unrefuse();
+      }
     } finally {
       release();
     }
