@@ -477,8 +477,9 @@ fn gpt2_small() -> tunelab::prompt::LanguageModel {
 
 /// Fine-tuning in wasm on the CPU: LoRA (defaults: r 8 on query and value) then full, on 400
 /// movie reviews (as many as the native benchmark trains on) at batch 8 and up to 128 tokens, one
-/// epoch each, with a new two-label head. Prints training examples per second and the wasm memory after each (it only grows: the
-/// figure after LoRA is LoRA's peak; after full, the larger of the two).
+/// epoch each, with a new two-label head. Prints training examples per second and the wasm memory
+/// after each (it only grows: the figure after LoRA is LoRA's peak; after full, the larger of the
+/// two).
 ///
 ///     scripts/bench.sh lora
 #[wasm_bindgen_test]
