@@ -11,6 +11,10 @@ use crate::js::{error_text, get, message};
 use crate::protocol::{Event, FromWorker, Request, ToWorker};
 
 type Handler = Box<dyn FnMut(Event, Option<JsValue>)>;
+/// Each request's handler, by request id.
+type Handlers = HashMap<u64, Handler>;
+/// Messages (with what they transfer) held until a worker listens.
+type Queue = Vec<(JsValue, js_sys::Array)>;
 
 /// More restarts than this within [`RESTART_WINDOW_MS`] and the page stops restarting the
 /// engine (something kills it at once every time): it says so and asks for a reload.
@@ -22,9 +26,9 @@ struct Inner {
     /// Counts the workers started: events of an earlier (dead) one are ignored.
     generation: u64,
     /// Messages held until the worker says it listens.
-    queued: Option<Vec<(JsValue, js_sys::Array)>>,
+    queued: Option<Queue>,
     next_id: u64,
-    handlers: HashMap<u64, Handler>,
+    handlers: Handlers,
     /// Where events for no live request go (and start-up failures).
     fallback: Option<Handler>,
     /// Told, with the reason, once a dead engine was replaced by a fresh one.
@@ -44,8 +48,8 @@ struct Inner {
 struct Standby {
     worker: web_sys::Worker,
     /// Messages held until it says it listens.
-    queued: Option<Vec<(JsValue, js_sys::Array)>>,
-    handlers: HashMap<u64, Handler>,
+    queued: Option<Queue>,
+    handlers: Handlers,
     /// Told, with the reason, if it dies before it takes over.
     on_lost: Option<Box<dyn FnOnce(String)>>,
 }
@@ -91,22 +95,44 @@ pub fn on_webgpu_build() -> bool {
 
 fn dispatch(id: u64, event: Event, payload: Option<JsValue>) {
     let finished = matches!(event, Event::Done | Event::Error { .. });
-    // Taken out while it runs: a handler may send requests itself.
-    let handler = CLIENT.with(|c| c.borrow_mut().handlers.remove(&id));
-    match handler {
-        Some(mut h) => {
-            h(event, payload);
-            if !finished {
-                CLIENT.with(|c| {
-                    c.borrow_mut().handlers.entry(id).or_insert(h);
-                });
-            }
-        }
-        None => unrouted(event, payload),
+    if let Some((event, payload)) = call(running_handlers, id, event, payload) {
+        unrouted(event, payload);
     }
     if finished {
         tell_if_idle();
     }
+}
+
+fn running_handlers(c: &mut Inner) -> Option<&mut Handlers> {
+    Some(&mut c.handlers)
+}
+
+fn standby_handlers(c: &mut Inner) -> Option<&mut Handlers> {
+    c.standby.as_mut().map(|s| &mut s.handlers)
+}
+
+/// Gives an event to the handler of request `id` in `handlers` (taken out while it runs: a
+/// handler may send requests itself), kept until the request's last event; the event back if
+/// no handler has that id.
+fn call(
+    handlers: fn(&mut Inner) -> Option<&mut Handlers>,
+    id: u64,
+    event: Event,
+    payload: Option<JsValue>,
+) -> Option<(Event, Option<JsValue>)> {
+    let finished = matches!(event, Event::Done | Event::Error { .. });
+    let Some(mut h) = CLIENT.with(|c| handlers(&mut c.borrow_mut())?.remove(&id)) else {
+        return Some((event, payload));
+    };
+    h(event, payload);
+    if !finished {
+        CLIENT.with(|c| {
+            if let Some(map) = handlers(&mut c.borrow_mut()) {
+                map.entry(id).or_insert(h);
+            }
+        });
+    }
+    None
 }
 
 /// Whether the running engine has no request in flight (its answers all came, or it died and
@@ -144,13 +170,26 @@ fn unrouted(event: Event, payload: Option<JsValue>) {
     }
 }
 
-/// Sends what was queued before the worker listened.
+/// Sends what was queued before the running worker listened.
 fn flush() {
-    let (worker, queued) = CLIENT.with(|c| {
-        let mut c = c.borrow_mut();
-        (c.worker.clone(), c.queued.take().unwrap_or_default())
+    flush_with(|c| {
+        let queued = c.queued.take().unwrap_or_default();
+        c.worker.clone().map(|w| (w, queued))
     });
-    if let Some(w) = worker {
+}
+
+/// Sends what was queued before the standby worker listened.
+fn flush_standby() {
+    flush_with(|c| {
+        let s = c.standby.as_mut()?;
+        Some((s.worker.clone(), s.queued.take().unwrap_or_default()))
+    });
+}
+
+/// Sends the messages `take` takes out of a queue (the queue then stays empty: the worker
+/// listens) to its worker.
+fn flush_with(take: impl FnOnce(&mut Inner) -> Option<(web_sys::Worker, Queue)>) {
+    if let Some((w, queued)) = CLIENT.with(|c| take(&mut c.borrow_mut())) {
         for (msg, transfer) in queued {
             let _ = w.post_message_with_transfer(&msg, &transfer);
         }
@@ -187,9 +226,37 @@ fn spawn(generation: u64) -> Result<web_sys::Worker, String> {
 
 /// Routes the events of `worker`, the engine number `generation`, to the requests they answer.
 fn route(worker: &web_sys::Worker, generation: u64) {
+    listen(
+        worker,
+        move || is_current(generation),
+        flush,
+        move |reason| died(generation, reason),
+        dispatch,
+        |err| {
+            let message = format!("bad message from the engine: {err}");
+            dispatch(0, Event::Error { message }, None)
+        },
+        "the engine's script failed",
+    );
+}
+
+/// Listens to `worker` while `alive()`: `Ready` sends what waited for it (`flush`), a crash
+/// (its panic hook's message, its loader's, or an uncaught error: `failed` when that has no
+/// message) goes to `lost`, an unreadable message to `unreadable`, and every other event to
+/// `deliver`.
+fn listen(
+    worker: &web_sys::Worker,
+    alive: impl Fn() -> bool + Clone + 'static,
+    flush: fn(),
+    lost: impl Fn(String) + Clone + 'static,
+    deliver: fn(u64, Event, Option<JsValue>),
+    unreadable: impl Fn(serde_json::Error) + 'static,
+    failed: &'static str,
+) {
+    let (alive_too, lost_too) = (alive.clone(), lost.clone());
     let on_message =
         Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-            if !is_current(generation) {
+            if !alive() {
                 return;
             }
             let (message, payload) = read(&e);
@@ -201,15 +268,9 @@ fn route(worker: &web_sys::Worker, generation: u64) {
                 Ok(FromWorker {
                     event: Event::Crashed { message },
                     ..
-                }) => died(generation, message),
-                Ok(msg) => dispatch(msg.id, msg.event, payload),
-                Err(err) => dispatch(
-                    0,
-                    Event::Error {
-                        message: format!("bad message from the engine: {err}"),
-                    },
-                    None,
-                ),
+                }) => lost(message),
+                Ok(msg) => deliver(msg.id, msg.event, payload),
+                Err(err) => unreadable(err),
             }
         });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -219,11 +280,12 @@ fn route(worker: &web_sys::Worker, generation: u64) {
     let on_error = Closure::<dyn Fn(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
         // The engine's uncaught exception (a trap) must not show as the page's own.
         e.prevent_default();
-        let reason = match e.message() {
-            m if m.is_empty() => "the engine's script failed".to_string(),
-            m => m,
-        };
-        died(generation, reason);
+        if alive_too() {
+            lost_too(match e.message() {
+                m if m.is_empty() => failed.to_string(),
+                m => m,
+            });
+        }
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
@@ -346,39 +408,15 @@ pub fn spawn_standby(on_lost: impl FnOnce(String) + 'static) -> Result<(), Strin
         });
         c.standby_generation
     });
-    let current = move || CLIENT.with(|c| c.borrow().standby_generation == token);
-    let on_message =
-        Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-            if !current() {
-                return;
-            }
-            let (message, payload) = read(&e);
-            match message {
-                Ok(FromWorker {
-                    event: Event::Ready,
-                    ..
-                }) => flush_standby(),
-                Ok(FromWorker {
-                    event: Event::Crashed { message },
-                    ..
-                }) => standby_lost(message),
-                Ok(msg) => standby_dispatch(msg.id, msg.event, payload),
-                Err(err) => standby_lost(format!("bad message from the WebGPU engine: {err}")),
-            }
-        });
-    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    on_message.forget();
-    let on_error = Closure::<dyn Fn(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
-        e.prevent_default();
-        if current() {
-            standby_lost(match e.message() {
-                m if m.is_empty() => "the WebGPU engine's script failed".to_string(),
-                m => m,
-            });
-        }
-    });
-    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    on_error.forget();
+    listen(
+        &worker,
+        move || CLIENT.with(|c| c.borrow().standby_generation == token),
+        flush_standby,
+        standby_lost,
+        standby_dispatch,
+        |err| standby_lost(format!("bad message from the WebGPU engine: {err}")),
+        "the WebGPU engine's script failed",
+    );
     Ok(())
 }
 
@@ -401,39 +439,10 @@ pub fn drop_standby() {
     }
 }
 
-fn flush_standby() {
-    let (worker, queued) = CLIENT.with(|c| {
-        let mut c = c.borrow_mut();
-        match c.standby.as_mut() {
-            Some(s) => (Some(s.worker.clone()), s.queued.take().unwrap_or_default()),
-            None => (None, Vec::new()),
-        }
-    });
-    if let Some(w) = worker {
-        for (msg, transfer) in queued {
-            let _ = w.post_message_with_transfer(&msg, &transfer);
-        }
-    }
-}
-
+/// An event of the standby engine: to its request's handler (one of a dropped request is
+/// dropped).
 fn standby_dispatch(id: u64, event: Event, payload: Option<JsValue>) {
-    let finished = matches!(event, Event::Done | Event::Error { .. });
-    let handler = CLIENT.with(|c| {
-        c.borrow_mut()
-            .standby
-            .as_mut()
-            .and_then(|s| s.handlers.remove(&id))
-    });
-    if let Some(mut h) = handler {
-        h(event, payload);
-        if !finished {
-            CLIENT.with(|c| {
-                if let Some(s) = c.borrow_mut().standby.as_mut() {
-                    s.handlers.entry(id).or_insert(h);
-                }
-            });
-        }
-    }
+    let _ = call(standby_handlers, id, event, payload);
 }
 
 /// The standby engine died: it is stopped and whoever started it is told why.
