@@ -12,7 +12,7 @@
 //   node benches/coldstart.mjs <dist> <models folder holding minilm-classifier> <transformers.js folder>
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch, NO_WEBGPU_ARGS, WEBGPU_ARGS } from '../tests/e2e/harness.mjs';
+import { serve, launch, NO_WEBGPU_ARGS, WEBGPU_ARGS, TJS_ENV } from '../tests/e2e/harness.mjs';
 
 const [dist, models, tjsRoot] = process.argv.slice(2);
 const id = 'minilm-classifier';
@@ -22,12 +22,8 @@ const text = 'A gripping, beautifully acted film that stays with you long after 
 
 const tjsPage = `<!doctype html><meta charset="utf-8"><script type="module">
 import { pipeline, env } from '/tjs/transformers.min.js';
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.localModelPath = '/models/';
+${TJS_ENV}
 env.useBrowserCache = true;
-env.backends.onnx.wasm.wasmPaths = '/ort/';
-env.backends.onnx.wasm.numThreads = 1;
 const classify = await pipeline('text-classification', '${id}', { dtype: 'fp32', device: 'wasm' });
 window.loaded = performance.now();
 window.result = await classify(${JSON.stringify(text)});

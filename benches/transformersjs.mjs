@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withPeerPage } from '../tests/e2e/harness.mjs';
+import { withPeerPage, TJS_ENV } from '../tests/e2e/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -19,11 +19,7 @@ const golden = JSON.parse(fs.readFileSync(path.join(root, 'tests/fixtures/golden
 
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 import { pipeline, env, mean_pooling } from '/tjs/transformers.min.js';
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.localModelPath = '/models/';
-env.backends.onnx.wasm.wasmPaths = '/ort/';
-env.backends.onnx.wasm.numThreads = 1;
+${TJS_ENV}
 window.run = async (goldenTexts, long, short, reviews) => {
   const extract = await pipeline('feature-extraction', 'all-MiniLM-L6-v2', { dtype: 'fp32', device: 'wasm' });
   // What the feature-extraction pipeline does (tokenize, run, mean-pool, normalise), with the

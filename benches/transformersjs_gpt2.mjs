@@ -8,7 +8,7 @@
 //   node benches/transformersjs_gpt2.mjs <folder with node_modules/@huggingface/transformers> <model dir>
 import fs from 'node:fs';
 import path from 'node:path';
-import { withPeerPage } from '../tests/e2e/harness.mjs';
+import { withPeerPage, TJS_ENV } from '../tests/e2e/harness.mjs';
 
 const [tjsRoot, modelDir] = process.argv.slice(2);
 const pkg = path.join(tjsRoot, 'node_modules/@huggingface/transformers');
@@ -18,11 +18,7 @@ const name = path.basename(modelDir);
 
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 import { AutoModelForCausalLM, Tensor, env } from '/tjs/transformers.min.js';
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.localModelPath = '/models/';
-env.backends.onnx.wasm.wasmPaths = '/ort/';
-env.backends.onnx.wasm.numThreads = 1;
+${TJS_ENV}
 window.run = async (name, prompt, checkTokens) => {
   const model = await AutoModelForCausalLM.from_pretrained(name, { dtype: 'fp32', device: 'wasm' });
   const inputs = new Tensor('int64', BigInt64Array.from(prompt.map(BigInt)), [1, prompt.length]);

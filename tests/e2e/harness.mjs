@@ -151,6 +151,16 @@ export async function runTests(tests, only) {
 // opened in headless Chromium without WebGPU; `work(page)` runs once `window.ready` is set, and
 // its result is returned once no request has left the local server. DEBUG=1 logs the page's
 // requests and console.
+// transformers.js as the peer pages set it up (in their module script, after importing `env`):
+// models from the page's /models/, onnxruntime-web's wasm from /ort/ (as withPeerPage and
+// coldstart serve them), one thread.
+export const TJS_ENV = `env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.localModelPath = '/models/';
+env.backends.onnx.wasm.wasmPaths = '/ort/';
+env.backends.onnx.wasm.numThreads = 1;
+`;
+
 export async function withPeerPage({ tjsRoot, modelDir, page }, work) {
   const server = await serve({
     '/tjs/': path.join(tjsRoot, 'node_modules/@huggingface/transformers/dist'),
