@@ -26,11 +26,11 @@ mod training_checks;
 
 #[test]
 fn cpu_kernels_in_training_give_burns_outputs_and_gradients() {
-    let checks = pollster::block_on(training_checks::training_kernel_checks());
+    let checks = pollster::block_on(training_checks::training_kernel_checks(&Device::flex()));
     for c in &checks {
         println!(
             "{:<56} max abs {:.1e}, {} CPU kernels",
-            c.name, c.max_abs, c.cpu_kernels
+            c.name, c.max_abs, c.engine_ops
         );
     }
     training_checks::assert_training_checks(&checks, 1e-5);
@@ -38,5 +38,6 @@ fn cpu_kernels_in_training_give_burns_outputs_and_gradients() {
 
 #[test]
 fn dropout_in_training_keeps_scales_and_reseeds() {
-    pollster::block_on(training_checks::dropout_check());
+    pollster::block_on(training_checks::dropout_check(&Device::flex()));
+    pollster::block_on(training_checks::attention_dropout_check(&Device::flex()));
 }

@@ -9,6 +9,9 @@ mod kernel_checks;
 #[path = "common/half_checks.rs"]
 mod half_checks;
 
+#[path = "common/training_checks.rs"]
+mod training_checks;
+
 use burn::prelude::*;
 
 /// The Vulkan device, set up once for the process (a second setup is refused).
@@ -22,6 +25,21 @@ fn vulkan() -> Device {
                 .0
         })
         .clone()
+}
+
+#[test]
+fn gpu_kernels_in_training_on_vulkan_give_burns_outputs_and_gradients() {
+    let device = vulkan();
+    let checks = pollster::block_on(training_checks::training_kernel_checks(&device));
+    for c in &checks {
+        println!(
+            "{:<56} max abs {:.1e}, {} engine ops",
+            c.name, c.max_abs, c.engine_ops
+        );
+    }
+    training_checks::assert_training_checks(&checks, 1e-5);
+    pollster::block_on(training_checks::dropout_check(&device));
+    pollster::block_on(training_checks::attention_dropout_check(&device));
 }
 
 #[test]

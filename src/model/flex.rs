@@ -43,7 +43,7 @@ pub fn calls() -> u64 {
     CALLS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn count() {
+pub(crate) fn count() {
     CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 

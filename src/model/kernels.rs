@@ -8,10 +8,14 @@
 //!
 //! Each function here computes the same as the composition it replaces, and uses the kernel only
 //! where one applies: an f32 tensor on burn's cubecl backend (WebGPU in the browser, burn-wgpu
-//! natively with the `gpu` feature) without autodiff. On the CPU backend the entry points go to
-//! `flex`'s kernels (in training's graph too, with their own backward steps); everything else
-//! (training's graph on a GPU, burn's fusion builds) takes the composition. The wasm test `fused_kernels_on_webgpu_match_the_composed_ops` compares
-//! both on WebGPU.
+//! natively with the `gpu` feature). Outside autodiff the inference kernels in `cube`; inside
+//! training's graph on a GPU the kernels of `cube::train`, each with its backward kernel (layer
+//! norm, the attention from the fused query/key/value output, the linear layers' bias, activation,
+//! dropout and residual, AdamW). On the CPU backend the entry points go to `flex`'s kernels (in
+//! training's graph too, with their own backward steps); burn's fusion builds take the composition.
+//! The wasm tests `fused_kernels_on_webgpu_match_the_composed_ops` and
+//! `gpu_kernels_in_webgpu_training_give_burns_outputs_and_gradients` compare them with burn's
+//! composition on the CPU.
 //!
 //! Natively, `TUNELAB_FUSED_KERNELS=0` turns them off, so that `examples/bench_gpu.rs` can measure
 //! what they gain in one binary.
@@ -37,6 +41,11 @@ pub fn layer_norm<const D: usize>(
     if let Some(out) = cube::layer_norm(&x, &gamma, &beta, eps) {
         return out;
     }
+    #[cfg(feature = "webgpu")]
+    let x = match cube::train::layer_norm(x, &gamma, &beta, eps) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     let x = match flex::layer_norm(x, &gamma, &beta, eps) {
         Ok(out) => return out,
         Err(x) => x,
@@ -114,6 +123,11 @@ pub fn attention_probs(scores: Tensor<4>, scale: f64, bias: Tensor<4>) -> Tensor
     if let Some(out) = cube::attention_probs(&scores, scale, &bias) {
         return out;
     }
+    #[cfg(feature = "webgpu")]
+    let scores = match cube::train::attention_probs(scores, scale, &bias) {
+        Ok(out) => return out,
+        Err(scores) => scores,
+    };
     let scores = match flex::attention_probs(scores, scale, &bias) {
         Ok(out) => return out,
         Err(scores) => scores,
@@ -140,6 +154,11 @@ pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !d.training.is_enabled() || !x.device().is_autodiff() || d.prob == 0.0 {
         return x;
     }
+    #[cfg(feature = "webgpu")]
+    let x = match cube::train::epilogue(x, None, None, d.prob, None) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     match flex::tracked::dropout(x, d.prob) {
         Ok(out) => out,
         Err(x) => d.forward(x),
@@ -158,6 +177,10 @@ pub fn linear_residual<const D: usize>(
         Ok(out) => return out,
         Err(x) => x,
     };
+    let x = match graph_linear(lin, x, Some(&residual), None, dropout) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     let y = plain_linear(lin, x);
     residual
         + match dropout {
@@ -168,7 +191,11 @@ pub fn linear_residual<const D: usize>(
 
 /// `act(lin(x))`: on a GPU the matmul, then the bias and the activation in one kernel.
 pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activation) -> Tensor<D> {
-    match fused_linear(lin, x, None, Some(act)) {
+    let x = match fused_linear(lin, x, None, Some(act)) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    match graph_linear(lin, x, None, Some(act), None) {
         Ok(out) => out,
         Err(x) => activate(plain_linear(lin, x), act),
     }
@@ -204,6 +231,45 @@ fn fused_linear<const D: usize>(
         });
     }
     cpu_linear(lin, x, residual, act)
+}
+
+/// In training's graph on a GPU, `residual + dropout(act(lin(x)))` (each part optional): one
+/// matrix product of all the rows (burn's, with its backward), then the rest in one kernel
+/// ([`cube::train::epilogue`]). `x` back elsewhere.
+#[allow(clippy::result_large_err)] // gives its input back
+fn graph_linear<const D: usize>(
+    lin: &Linear,
+    x: Tensor<D>,
+    residual: Option<&Tensor<D>>,
+    act: Option<Activation>,
+    dropout: Option<&Dropout>,
+) -> Result<Tensor<D>, Tensor<D>> {
+    #[cfg(feature = "webgpu")]
+    {
+        let w = lin.weight.val();
+        let [k, n] = w.dims();
+        let mut dims = x.dims();
+        let bias = lin.bias.as_ref().map(|b| b.val());
+        let prob = dropout
+            .filter(|d| d.training.is_enabled())
+            .map_or(0.0, |d| d.prob);
+        if dims[D - 1] != k
+            || w.dtype() != DType::F32
+            || !cube::train::epilogue_fits(&x, bias.as_ref(), prob, residual, n)
+        {
+            return Err(x);
+        }
+        let rows = dims[..D - 1].iter().product::<usize>();
+        dims[D - 1] = n;
+        let y = x.reshape([rows, k]).matmul(w).reshape(dims);
+        Ok(cube::train::epilogue(y, bias.as_ref(), act, prob, residual)
+            .unwrap_or_else(|_| unreachable!("epilogue_fits said the kernel applies")))
+    }
+    #[cfg(not(feature = "webgpu"))]
+    {
+        let _ = (lin, residual, act, dropout);
+        Err(x)
+    }
 }
 
 /// On the CPU, `act(lin(x))` or `lin(x) + residual` as one matmul over all rows, then the bias
@@ -286,6 +352,10 @@ pub fn linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// `lin(x)` where the fused kernels do not apply: in training on the CPU the engine's op
 /// ([`flex::tracked::linear`]), elsewhere burn's.
 pub fn plain_linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let x = match graph_linear(lin, x, None, None, None) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     let Some(bias) = &lin.bias else {
         return lin.forward(x);
     };
@@ -322,6 +392,34 @@ pub fn attention(
     }
     let probs = attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias);
     probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * dh])
+}
+
+/// Self-attention in training's graph from `qkv` `[b, t, 3d]` (a layer's fused query/key/value
+/// output, biases added): `dropout(softmax(q kᵀ * scale + bias)) v` per head, heads merged to
+/// `[b, t, d]`. On a GPU one kernel forward and two backward ([`cube::train::qkv_attention`]);
+/// `qkv` back elsewhere (the CPU, outside training), for [`split_qkv`] and the composition.
+#[allow(clippy::result_large_err)] // gives its input back
+pub fn qkv_attention(
+    qkv: Tensor<3>,
+    heads: usize,
+    scale: f64,
+    bias: &Tensor<4>,
+    dropout: &Dropout,
+) -> Result<Tensor<3>, Tensor<3>> {
+    #[cfg(feature = "webgpu")]
+    {
+        let prob = if dropout.training.is_enabled() {
+            dropout.prob
+        } else {
+            0.0
+        };
+        cube::train::qkv_attention(qkv, heads, scale, bias, prob)
+    }
+    #[cfg(not(feature = "webgpu"))]
+    {
+        let _ = (heads, scale, bias, dropout);
+        Err(qkv)
+    }
 }
 
 /// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
@@ -454,6 +552,11 @@ pub const FEW_ROWS: usize = 256;
 /// keys): decoding's one token, not a whole batch of sequences, where matmuls do better.
 pub const FUSED_ATTENTION_MAX_QUERIES: usize = 4;
 
+/// AdamW's step over the optimiser's flat buffers on a GPU, in two kinds of kernel
+/// ([`cube::train::adamw`]).
+#[cfg(feature = "webgpu")]
+pub use cube::train::{adamw as gpu_adamw, SlotGrad};
+
 /// Whether the fused kernels are on for GPU tensors (natively `TUNELAB_FUSED_KERNELS=0` turns
 /// them off); they never apply on the CPU.
 pub fn fused_kernels_enabled() -> bool {
@@ -469,6 +572,11 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
     if let Some(out) = cube::activate(&x, act) {
         return out;
     }
+    #[cfg(feature = "webgpu")]
+    let x = match cube::train::epilogue(x, None, Some(act), 0.0, None) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     let x = match flex::activate(x, act) {
         Ok(out) => return out,
         Err(x) => x,
@@ -494,6 +602,8 @@ mod cube {
     use cubecl::prelude::*;
 
     use crate::model::config::Activation;
+
+    pub mod train;
 
     /// Units per cube for the row kernels: a power of two (the tree reduction needs one), capped
     /// by what the device allows.
@@ -831,8 +941,14 @@ mod cube {
         }
         let input = primitive(scores)?;
         let bias = primitive(bias)?;
+        Some(wrap(softmax_launch(input, bias, scale)))
+    }
+
+    /// [`attention_probs_kernel`] on `scores` (contiguous) with `bias` broadcast to it.
+    fn softmax_launch(input: CubeTensor, bias: CubeTensor, scale: f64) -> CubeTensor {
+        let dims = input.meta.shape();
+        let rows = dims.num_elements() / dims[dims.num_dims() - 1].max(1);
         let output = empty_like(&input);
-        let rows = b * h * t;
         let (count, dim, units) = row_launch(&input, rows);
         unsafe {
             attention_probs_kernel::launch_unchecked(
@@ -847,7 +963,7 @@ mod cube {
                 units as usize,
             )
         };
-        Some(wrap(output))
+        output
     }
 
     /// erf by Abramowitz and Stegun 7.1.26 (error below 1.5e-7), as burn's own kernels compute

@@ -197,23 +197,8 @@ impl AdamW {
             slots: &flat.slots,
             device: device.clone(),
         });
-        let s = self.settings;
-        flat.step += 1;
-        let t = flat.step;
-        let (bias1, bias2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
-        let decay = lr * s.weight_decay;
-        let update = flex::AdamWUpdate {
-            beta1: s.beta1 as f32,
-            one_minus_beta1: (1.0 - s.beta1) as f32,
-            beta2: s.beta2 as f32,
-            one_minus_beta2: (1.0 - s.beta2) as f32,
-            bias2_sqrt: bias2.sqrt() as f32,
-            epsilon: s.epsilon as f32,
-            step_size: (lr / bias1) as f32,
-            decay: decay as f32,
-            keep: (1.0 - decay) as f32,
-            max_grad_norm: s.max_grad_norm as f32,
-        };
+        let update = self.next_update(&mut flat, lr);
+        let decay = update.decay as f64;
         let masked = flat.decay_mask.is_some();
         let grads: Vec<_> = flat
             .order
@@ -239,6 +224,97 @@ impl AdamW {
         });
         self.flat = Some(flat);
         (model, Tensor::from_data([norm], &device))
+    }
+
+    /// The next step's constants (the step counted), in f32 as the composition rounds them.
+    fn next_update(&self, flat: &mut Flat, lr: f64) -> flex::AdamWUpdate {
+        let s = self.settings;
+        flat.step += 1;
+        let t = flat.step;
+        let (bias1, bias2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
+        let decay = lr * s.weight_decay;
+        flex::AdamWUpdate {
+            beta1: s.beta1 as f32,
+            one_minus_beta1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            one_minus_beta2: (1.0 - s.beta2) as f32,
+            bias2_sqrt: bias2.sqrt() as f32,
+            epsilon: s.epsilon as f32,
+            step_size: (lr / bias1) as f32,
+            decay: decay as f32,
+            keep: (1.0 - decay) as f32,
+            max_grad_norm: s.max_grad_norm as f32,
+        }
+    }
+
+    /// [`Self::step`] on a GPU: the engine's kernels ([`kernels::gpu_adamw`]), the flat buffers
+    /// updated in place once the model's views of them are let go. The model, the buffers and
+    /// the gradients back where the kernels do not apply.
+    #[cfg(feature = "webgpu")]
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn step_on_gpu<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut flat: Flat,
+        mut found: HashMap<ParamId, Tensor<1>>,
+    ) -> Result<(M, Tensor<1>), (M, Flat, HashMap<ParamId, Tensor<1>>)> {
+        use crate::model::kernels::{gpu_adamw, SlotGrad};
+        let device = flat.params.device();
+        let model = model.map(&mut Release {
+            slots: &flat.slots,
+            device,
+        });
+        let update = self.next_update(&mut flat, lr);
+        let grads: Vec<SlotGrad> = flat
+            .order
+            .iter()
+            .map(|id| {
+                let slot = &flat.slots[id];
+                SlotGrad {
+                    offset: slot.offset,
+                    len: slot.len,
+                    padded: slot.padded(),
+                    grad: found.remove(id),
+                }
+            })
+            .collect();
+        let buffers = (flat.params, flat.m, flat.v);
+        let outcome = gpu_adamw(
+            buffers.0,
+            buffers.1,
+            buffers.2,
+            flat.decay_mask.as_ref(),
+            &grads,
+            update,
+        );
+        let norm = match outcome {
+            Ok((params, m, v, norm)) => {
+                (flat.params, flat.m, flat.v) = (params, m, v);
+                Some(norm)
+            }
+            Err((params, m, v)) => {
+                (flat.params, flat.m, flat.v) = (params, m, v);
+                flat.step -= 1;
+                for (id, g) in flat.order.iter().zip(grads) {
+                    if let Some(g) = g.grad {
+                        found.insert(*id, g);
+                    }
+                }
+                None
+            }
+        };
+        let model = model.map(&mut Views {
+            slots: &flat.slots,
+            flat: &flat.params,
+        });
+        match norm {
+            Some(norm) => {
+                self.flat = Some(flat);
+                Ok((model, norm))
+            }
+            None => Err((model, flat, found)),
+        }
     }
 
     pub fn new<M: Module>(_model: &M, settings: AdamWSettings) -> Self {
@@ -353,7 +429,7 @@ impl AdamW {
     pub fn step<M: Module>(&mut self, lr: f64, model: M, loss: Tensor<1>) -> (M, Tensor<1>) {
         let grads = loss.backward();
         let mut grads = GradientsParams::from_grads(grads, &model);
-        let (model, mut flat) = match self.flat.take() {
+        let (model, flat) = match self.flat.take() {
             Some(flat) => (model, flat),
             None => self.flatten(model),
         };
@@ -364,7 +440,7 @@ impl AdamW {
             found: HashMap::new(),
         };
         model.visit(&mut found);
-        let mut found = found.found;
+        let found = found.found;
         if flat.order.is_empty() {
             self.flat = Some(flat);
             return (model, Tensor::zeros([1], &device));
@@ -374,6 +450,13 @@ impl AdamW {
         if flex::adamw_applies(&buffers, found.values()) {
             return self.step_on_cpu(lr, model, flat, found);
         }
+        #[cfg(feature = "webgpu")]
+        let (model, mut flat, mut found) = match self.step_on_gpu(lr, model, flat, found) {
+            Ok(done) => return done,
+            Err(back) => back,
+        };
+        #[cfg(not(feature = "webgpu"))]
+        let (mut flat, mut found) = (flat, found);
         let grads_in_order = flat
             .order
             .iter()

@@ -1,7 +1,8 @@
-//! The engine's CPU kernels inside training's graph (`tunelab::model::flex::tracked`, reached
-//! through `tunelab::model::kernels`) and its one-pass AdamW (`flex::adamw`, reached through
-//! `train::optim::AdamW`), against burn's composition of the same ops (`kernels::composed`): the
-//! outputs and every gradient, on the CPU backend with autodiff. Dropout draws its own mask, so it
+//! The engine's kernels inside training's graph (on the CPU `tunelab::model::flex::tracked`, on a
+//! GPU the cubecl ones with their backward kernels, both reached through `tunelab::model::kernels`)
+//! and its AdamW (`flex::adamw` on the CPU, two kinds of GPU kernel, reached through
+//! `train::optim::AdamW`), against burn's composition of the same ops on the same device
+//! (`kernels::composed`): the outputs and every gradient, with autodiff. Dropout draws its own mask, so it
 //! is checked for what a dropout must be: each value kept (times `1 / (1 - p)`) or zeroed, about
 //! `1 - p` of them kept, the gradient through the same mask, and the same mask again after the
 //! device's generator is seeded the same. Shared by the native test (`tests/kernels_cpu.rs`) and
@@ -21,24 +22,31 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
 }
 
 /// One comparison: the largest absolute difference over the outputs and gradients, and how many
-/// of the engine's CPU kernels ran for it.
+/// of the engine's own ops ran for it (`flex::calls`, which the GPU's training ops count too).
 pub struct TrainingCheck {
     pub name: String,
     pub max_abs: f64,
-    pub cpu_kernels: u64,
+    pub engine_ops: u64,
 }
 
 /// `run` (which builds its inputs on the training device, runs the op and returns what to
-/// compare) with the engine's kernels, and within `kernels::composed`.
-async fn compare(name: &str, run: impl Fn(&Device) -> Vec<Tensor<1>>) -> TrainingCheck {
-    let device = Device::flex().autodiff();
+/// compare) with the engine's kernels on `base` with autodiff, against burn's composition
+/// (`kernels::composed`) on the CPU backend with autodiff (the reference the models' golden
+/// tests hold to transformers).
+async fn compare(
+    name: &str,
+    base: &Device,
+    run: impl Fn(&Device) -> Vec<Tensor<1>>,
+) -> TrainingCheck {
+    let device = base.clone().autodiff();
+    let reference = Device::flex().autodiff();
     let mut expected = Vec::new();
-    for t in kernels::composed(|| run(&device)) {
+    for t in kernels::composed(|| run(&reference)) {
         expected.extend(read_f32(t).await.expect("read"));
     }
     let before = flex::calls();
     let outs = run(&device);
-    let cpu_kernels = flex::calls() - before;
+    let engine_ops = flex::calls() - before;
     let mut got = Vec::new();
     for t in outs {
         got.extend(read_f32(t).await.expect("read"));
@@ -53,7 +61,7 @@ async fn compare(name: &str, run: impl Fn(&Device) -> Vec<Tensor<1>>) -> Trainin
     TrainingCheck {
         name: name.into(),
         max_abs,
-        cpu_kernels,
+        engine_ops,
     }
 }
 
@@ -70,15 +78,20 @@ fn output_and_grad<const D: usize>(
     vec![flat(y.inner()), flat(gx)]
 }
 
-pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
+/// Every op on `base` (the CPU backend, or a GPU) with autodiff.
+pub async fn training_kernel_checks(base: &Device) -> Vec<TrainingCheck> {
     let mut checks = Vec::new();
     for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
         checks.push(
-            compare(&format!("{act:?} and its gradient [3, 37, 50]"), |d| {
-                output_and_grad(tensor([3, 37, 50], 1, 4.0, d), |x| {
-                    kernels::activate(x, act)
-                })
-            })
+            compare(
+                &format!("{act:?} and its gradient [3, 37, 50]"),
+                base,
+                |d| {
+                    output_and_grad(tensor([3, 37, 50], 1, 4.0, d), |x| {
+                        kernels::activate(x, act)
+                    })
+                },
+            )
             .await,
         );
     }
@@ -112,7 +125,7 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
     ];
     for (name, shape, bias_shape, hidden, scale, seed) in cases {
         checks.push(
-            compare(&format!("attention probabilities, {name}"), |d| {
+            compare(&format!("attention probabilities, {name}"), base, |d| {
                 let n = bias_shape.iter().product();
                 let mask = (0..n)
                     .map(|i| if hidden(i) { f32::MIN } else { 0.0 })
@@ -125,10 +138,40 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
             .await,
         );
     }
+    // Self-attention from a fused query/key/value output (on a GPU one op; elsewhere split into
+    // heads, the softmax and two matmuls), with padding or a causal mask; 3 heads of 5, one of 96,
+    // and one of 150 (wider than the GPU kernels keep in registers: the composition on a GPU).
+    type AttentionCase = (&'static str, [usize; 4], fn(usize) -> bool, usize, usize);
+    let cases: [AttentionCase; 4] = [
+        ("padding", [2, 1, 1, 7], |i| i % 7 >= 7 - 2 * (i / 7), 3, 5),
+        ("causal", [1, 1, 7, 7], |i| i % 7 > i / 7, 3, 5),
+        ("padding", [2, 1, 1, 7], |i| i % 7 >= 7 - (i / 7), 1, 96),
+        ("padding", [2, 1, 1, 7], |i| i % 7 >= 7 - (i / 7), 1, 150),
+    ];
+    for (name, bias_shape, hidden, heads, dh) in cases {
+        let width = 3 * heads * dh;
+        checks.push(
+            compare(
+                &format!("attention from fused qkv [2, 7, 3 x {heads} x {dh}], {name}"),
+                base,
+                |d| {
+                    let n = bias_shape.iter().product();
+                    let mask = (0..n)
+                        .map(|i| if hidden(i) { f32::MIN } else { 0.0 })
+                        .collect();
+                    let bias = Tensor::<4>::from_data(TensorData::new(mask, bias_shape), d);
+                    output_and_grad(tensor([2, 7, width], 25, 1.0, d), |qkv| {
+                        qkv_attention(qkv, heads, &bias, &DropoutConfig::new(0.0).init())
+                    })
+                },
+            )
+            .await,
+        );
+    }
     // Layer norm: the input's, gamma's and beta's gradients (rows of 37: not a multiple of the
     // kernels' lanes).
     checks.push(
-        compare("layer norm and its three gradients [3, 5, 37]", |d| {
+        compare("layer norm and its three gradients [3, 5, 37]", base, |d| {
             let (g, b) = (
                 (tensor([37], 16, 0.5, d) + 1.0).require_grad(),
                 tensor([37], 17, 0.5, d).require_grad(),
@@ -146,34 +189,39 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
         })
         .await,
     );
-    // An embedding table read at repeated ids: its gradient adds the rows up.
-    checks.push(
-        compare(
-            "embedding and its table's gradient [11, 6] at [2, 5]",
-            |d| {
-                let table = tensor([11, 6], 4, 1.0, d).require_grad();
-                let e = Embedding {
-                    weight: Param::from_tensor(table.clone()),
-                };
-                let ids = Tensor::<2, Int>::from_data(
-                    TensorData::new(vec![3i64, 0, 3, 10, 7, 7, 7, 1, 0, 10], [2, 5]),
-                    d,
-                );
-                let y = kernels::embedding(&e, ids);
-                let w = tensor(y.dims(), 5, 1.0, d);
-                let grads = (y.clone() * w).sum().backward();
-                let g = table.grad(&grads).expect("a gradient for the table");
-                vec![flat(y.inner()), flat(g)]
-            },
-        )
-        .await,
-    );
+    // An embedding table read at repeated ids: its gradient adds the rows up (the CPU's own op;
+    // a GPU takes burn's gather and scatter).
+    if tunelab::device::on_cpu(base) {
+        checks.push(
+            compare(
+                "embedding and its table's gradient [11, 6] at [2, 5]",
+                base,
+                |d| {
+                    let table = tensor([11, 6], 4, 1.0, d).require_grad();
+                    let e = Embedding {
+                        weight: Param::from_tensor(table.clone()),
+                    };
+                    let ids = Tensor::<2, Int>::from_data(
+                        TensorData::new(vec![3i64, 0, 3, 10, 7, 7, 7, 1, 0, 10], [2, 5]),
+                        d,
+                    );
+                    let y = kernels::embedding(&e, ids);
+                    let w = tensor(y.dims(), 5, 1.0, d);
+                    let grads = (y.clone() * w).sum().backward();
+                    let g = table.grad(&grads).expect("a gradient for the table");
+                    vec![flat(y.inner()), flat(g)]
+                },
+            )
+            .await,
+        );
+    }
     // A linear layer over 3-D input: the output and the gradients of the input, the weight and
     // the bias (20 rows: the packed product's path in wasm; 5 rows: burn's).
     for rows in [4usize, 1] {
         checks.push(
             compare(
                 &format!("linear and its three gradients [{rows}, 5, 37] -> 9"),
+                base,
                 |d| {
                     let mut lin = LinearConfig::new(37, 9).init(d);
                     let (w, b) = (
@@ -198,49 +246,143 @@ pub async fn training_kernel_checks() -> Vec<TrainingCheck> {
             .await,
         );
     }
+    // A linear layer with GELU, and one with a residual added (the GPU's epilogue kernel).
+    for (residual, name) in [(false, "GELU"), (true, "a residual")] {
+        checks.push(
+            compare(
+                &format!("linear with {name} and its gradients [3, 7, 37] -> 40"),
+                base,
+                |d| {
+                    let mut lin = LinearConfig::new(37, 40).init(d);
+                    let (w, b) = (
+                        tensor([37, 40], 20, 0.5, d).require_grad(),
+                        tensor([40], 21, 0.5, d).require_grad(),
+                    );
+                    lin.weight = Param::from_tensor(w.clone());
+                    lin.bias = Some(Param::from_tensor(b.clone()));
+                    let x = tensor([3, 7, 37], 22, 1.0, d).require_grad();
+                    let r = tensor([3, 7, 40], 23, 1.0, d).require_grad();
+                    let y = if residual {
+                        kernels::linear_residual(&lin, x.clone(), r.clone(), None)
+                    } else {
+                        kernels::linear_activate(&lin, x.clone(), Activation::Gelu)
+                    };
+                    let wy = tensor(y.dims(), 24, 1.0, d);
+                    let grads = (y.clone() * wy).sum().backward();
+                    let mut out = vec![
+                        flat(y.inner()),
+                        flat(x.grad(&grads).expect("dx")),
+                        flat(w.grad(&grads).expect("dw")),
+                        b.grad(&grads).expect("db"),
+                    ];
+                    if residual {
+                        out.push(flat(r.grad(&grads).expect("dr")));
+                    }
+                    out
+                },
+            )
+            .await,
+        );
+    }
     // AdamW over a linear layer (a weight that decays, a bias that does not, or both), with the
     // gradient clipped: three steps, then the weights and the norms.
     for (decay_bias_and_norm, name) in [(false, "Trainer's mask"), (true, "every weight")] {
         checks.push(
-            compare(&format!("AdamW, 3 steps, decay on {name}, clipped"), |d| {
-                let settings = AdamWSettings {
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    epsilon: 1e-8,
-                    weight_decay: 0.1,
-                    decay_bias_and_norm,
-                    max_grad_norm: 0.5,
-                };
-                let mut lin = LinearConfig::new(37, 9).init(d);
-                lin.weight = Param::from_tensor(tensor([37, 9], 6, 0.5, d).require_grad());
-                lin.bias = Some(Param::from_tensor(tensor([9], 7, 0.5, d).require_grad()));
-                let mut opt = AdamW::new(&lin, settings);
-                let mut norms = Vec::new();
-                for step in 0..3u64 {
-                    let x = tensor([5, 37], 10 + step, 1.0, d);
-                    let y = lin.forward(x);
-                    let loss = (y.clone() * y).mean();
-                    let (next, norm) = opt.step(1e-2, lin, loss);
-                    lin = next;
-                    norms.push(norm);
-                }
-                let mut out = vec![
-                    flat(lin.weight.val().inner()),
-                    lin.bias.as_ref().expect("bias").val().inner(),
-                ];
-                out.extend(norms);
-                out
-            })
+            compare(
+                &format!("AdamW, 3 steps, decay on {name}, clipped"),
+                base,
+                |d| {
+                    let settings = AdamWSettings {
+                        beta1: 0.9,
+                        beta2: 0.999,
+                        epsilon: 1e-8,
+                        weight_decay: 0.1,
+                        decay_bias_and_norm,
+                        max_grad_norm: 0.5,
+                    };
+                    let mut lin = LinearConfig::new(37, 9).init(d);
+                    lin.weight = Param::from_tensor(tensor([37, 9], 6, 0.5, d).require_grad());
+                    lin.bias = Some(Param::from_tensor(tensor([9], 7, 0.5, d).require_grad()));
+                    let mut opt = AdamW::new(&lin, settings);
+                    let mut norms = Vec::new();
+                    for step in 0..3u64 {
+                        let x = tensor([5, 37], 10 + step, 1.0, d);
+                        let y = lin.forward(x);
+                        let loss = (y.clone() * y).mean();
+                        let (next, norm) = opt.step(1e-2, lin, loss);
+                        lin = next;
+                        norms.push(norm);
+                    }
+                    let mut out = vec![
+                        flat(lin.weight.val().inner()),
+                        lin.bias.as_ref().expect("bias").val().inner(),
+                    ];
+                    out.extend(norms);
+                    out
+                },
+            )
             .await,
         );
     }
     checks
 }
 
+/// Attention over `qkv` `[b, t, 3 * heads * dh]`: the engine's op where it applies, else the
+/// heads split, the probabilities, and the two matmuls.
+fn qkv_attention(
+    qkv: Tensor<3>,
+    heads: usize,
+    bias: &Tensor<4>,
+    dropout: &burn::nn::Dropout,
+) -> Tensor<3> {
+    let dh = qkv.dims()[2] / 3 / heads;
+    let scale = 1.0 / (dh as f64).sqrt();
+    match kernels::qkv_attention(qkv, heads, scale, bias, dropout) {
+        Ok(context) => context,
+        Err(qkv) => {
+            let [b, t, _] = qkv.dims();
+            let (q, k, v) = kernels::split_qkv(qkv, heads);
+            let probs = kernels::attention_probs(q.matmul(k.swap_dims(2, 3)), scale, bias.clone());
+            let probs = kernels::dropout(dropout, probs);
+            probs.matmul(v).swap_dims(1, 2).reshape([b, t, heads * dh])
+        }
+    }
+}
+
+/// Attention with dropout (p = 0.3) on its weights: the gradient is the derivative of the output
+/// under the same mask (drawn again after the same seed), against central differences along one
+/// direction.
+pub async fn attention_dropout_check(base: &Device) {
+    let device = base.clone().autodiff();
+    let d = DropoutConfig::new(0.3).init();
+    let bias = Tensor::<4>::zeros([1, 1, 6, 6], &device);
+    let w = tensor([2, 6, 15], 31, 1.0, &device);
+    let f = |qkv: Tensor<3>| {
+        device.seed(11);
+        (qkv_attention(qkv, 3, &bias, &d) * w.clone()).sum()
+    };
+    let x = tensor([2, 6, 45], 30, 1.0, &device).require_grad();
+    let grads = f(x.clone()).backward();
+    let g = read_f32(flat(x.grad(&grads).expect("a gradient")))
+        .await
+        .expect("g");
+    let u = tensor([2, 6, 45], 32, 1.0, &device);
+    let eps = 1e-2;
+    let plus = read_f32(f(x.clone() + u.clone() * eps)).await.expect("f+")[0];
+    let minus = read_f32(f(x.clone() - u.clone() * eps)).await.expect("f-")[0];
+    let numeric = (plus - minus) as f64 / (2.0 * eps);
+    let u = read_f32(flat(u)).await.expect("u");
+    let analytic: f64 = g.iter().zip(&u).map(|(a, b)| (a * b) as f64).sum();
+    assert!(
+        (numeric - analytic).abs() <= 2e-2 * analytic.abs().max(1.0),
+        "directional derivative {numeric} against the gradient's {analytic}"
+    );
+}
+
 /// Dropout (p = 0.25) in training: values kept times 4/3 or zeroed, about 3/4 kept, the gradient
 /// through the same mask, the same mask after the same seed; the engine's op ran.
-pub async fn dropout_check() {
-    let device = Device::flex().autodiff();
+pub async fn dropout_check(base: &Device) {
+    let device = base.clone().autodiff();
     let d = DropoutConfig::new(0.25).init();
     let run = |seed: u64| {
         device.seed(seed);
@@ -303,6 +445,6 @@ pub fn assert_training_checks(checks: &[TrainingCheck], tolerance: f64) {
             c.name,
             c.max_abs
         );
-        assert!(c.cpu_kernels > 0, "{}: no CPU kernel ran", c.name);
+        assert!(c.engine_ops > 0, "{}: none of the engine's ops ran", c.name);
     }
 }

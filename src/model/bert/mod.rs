@@ -194,9 +194,28 @@ impl EncoderLayer {
         adapted(&self.ffn_in, self.lora_of(|l| &l.ffn_in), x)
     }
 
+    /// Self-attention of `x` (post-norm layers: no rotary positions), merged to `[b, t, d]`. In
+    /// training on a GPU the fused query/key/value output goes to one attention op
+    /// ([`kernels::qkv_attention`]) without being split into heads.
+    fn self_attention(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        if !x.device().is_autodiff() || !kernels::fused_kernels_enabled() {
+            let (q, k, v) = self.heads(x);
+            return self.attend(q, k, v, mask_bias);
+        }
+        let qkv = adapted(&self.qkv, self.lora_of(|l| &l.qkv), x);
+        let d = qkv.dims()[2] / 3;
+        let scale = 1.0 / ((d / self.num_heads.max(1)) as f64).sqrt();
+        match kernels::qkv_attention(qkv, self.num_heads, scale, &mask_bias, &self.attn_dropout) {
+            Ok(context) => context,
+            Err(qkv) => {
+                let (q, k, v) = split_qkv(qkv, self.num_heads);
+                self.attend(q, k, v, mask_bias)
+            }
+        }
+    }
+
     fn post_norm(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let (q, k, v) = self.heads(x.clone());
-        let context = self.attend(q, k, v, mask_bias);
+        let context = self.self_attention(x.clone(), mask_bias);
         let x = self.residual(
             &self.attn_out,
             self.lora_of(|l| &l.attn_out),
