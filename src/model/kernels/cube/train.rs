@@ -1244,13 +1244,12 @@ fn qkv_attention_query_grad_kernel(
     let r = attention_row(row, heads, t, bias);
     let q_base = qkv_at(r.b, r.i, r.h, 0, t, d, dh);
     let g_base = (r.b * t + r.i) * d + r.h * dh;
-    let mut q = Array::<f32>::new(dh);
+    // Two rows in registers (the gradient and the sum); the query is read where it lies.
     let mut g = Array::<f32>::new(dh);
     let mut acc = Array::<f32>::new(dh);
     let mut dot_go = 0.0f32;
     #[unroll]
     for e in 0..dh {
-        q[e] = qkv[q_base + e];
         g[e] = grad[g_base + e];
         acc[e] = 0.0f32;
         dot_go += g[e] * context[g_base + e];
@@ -1264,7 +1263,7 @@ fn qkv_attention_query_grad_kernel(
         let mut gv = 0.0f32;
         #[unroll]
         for e in 0..dh {
-            s += q[e] * qkv[k_base + e];
+            s += qkv[q_base + e] * qkv[k_base + e];
             gv += g[e] * qkv[v_base + e];
         }
         let p = f32::exp(s * scale + bias[r.bias_base + j * r.bias_step] - l);
@@ -1313,14 +1312,11 @@ fn qkv_attention_key_grad_kernel(
     let head_rows = (b * heads + h) * t;
     let k_base = qkv_at(b, j, h, 1, t, d, dh);
     let v_base = qkv_at(b, j, h, 2, t, d, dh);
-    let mut k = Array::<f32>::new(dh);
-    let mut v = Array::<f32>::new(dh);
+    // Two rows in registers (the sums); the key and the value are read where they lie.
     let mut dk = Array::<f32>::new(dh);
     let mut dv = Array::<f32>::new(dh);
     #[unroll]
     for e in 0..dh {
-        k[e] = qkv[k_base + e];
-        v[e] = qkv[v_base + e];
         dk[e] = 0.0f32;
         dv[e] = 0.0f32;
     }
@@ -1335,8 +1331,8 @@ fn qkv_attention_key_grad_kernel(
         let mut gv = 0.0f32;
         #[unroll]
         for e in 0..dh {
-            s += qkv[q_base + e] * k[e];
-            gv += grad[g_base + e] * v[e];
+            s += qkv[q_base + e] * qkv[k_base + e];
+            gv += grad[g_base + e] * qkv[v_base + e];
         }
         let qrow = head_rows + i;
         let p = f32::exp(s * scale + bias[b * s0 + h * s1 + i * s2 + j * s3] - lse[qrow]);
@@ -1434,7 +1430,7 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
     }
 }
 
-/// The widest head [`qkv_attention`] takes: each unit keeps four of its rows in registers.
+/// The widest head [`qkv_attention`] takes: each unit keeps two rows of it in registers.
 const ATTENTION_MAX_HEAD: usize = 128;
 
 /// Self-attention in training's graph from `qkv` `[b, t, 3d]` (queries, keys and values fused,
