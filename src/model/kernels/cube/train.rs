@@ -807,7 +807,7 @@ pub fn attention_probs(scores: Burn<4>, scale: f64, bias: &Burn<4>) -> Result<Bu
 // AdamW over the flat buffers
 
 /// Gradients gathered per launch: with the flat buffer and cubecl's metadata, eight bindings,
-/// WebGPU's default most storage buffers a kernel may bind.
+/// WebGPU's default most storage buffers a kernel may bind (`maxStorageBuffersPerShaderStage`).
 const GATHERED: usize = 6;
 
 /// Slot `offset..offset + padded` of `out` gets `g`'s first `len` values, then zeros (element
@@ -978,6 +978,10 @@ pub fn adamw(
         return Err((params, m, v));
     }
     let take = |t: Burn<1>| t.try_into_primitive::<CubeBackend>().expect("checked");
+    // The gather binds seven tensors (cubecl keeps one more binding for itself).
+    if plain(&params).is_some_and(|p| p.client.properties().hardware.max_bindings < 7) {
+        return Err((params, m, v));
+    }
     let (p, mt, vt) = (take(params), take(m), take(v));
     if !p.can_mut() || !mt.can_mut() || !vt.can_mut() || !p.is_contiguous() {
         return Err((wrap(p), wrap(mt), wrap(vt)));
@@ -1151,8 +1155,9 @@ fn weight_factor(
 /// (so that they read each key and value at the same time): the scores against every key with an
 /// online softmax (running maximum and sum, the weighted values rescaled as the maximum moves),
 /// dropout on the weights, the context written with the heads merged into `context` `[b, t, d]`,
-/// and the row's log-sum-exp kept in `lse` for the backward kernels (which recompute the weights
-/// from it rather than keep a `[t, t]` matrix per head).
+/// and the row's log-sum-exp kept in `stats` `[rows, 2]` (column 0) for the backward kernels,
+/// which recompute the weights from it rather than keep a `[t, t]` matrix per head (column 1 is
+/// theirs).
 #[allow(clippy::too_many_arguments)]
 #[cube(launch_unchecked)]
 fn qkv_attention_kernel(
@@ -1160,7 +1165,7 @@ fn qkv_attention_kernel(
     bias: &Tensor<f32>,
     keys_rng: &Tensor<f32>,
     context: &mut Tensor<f32>,
-    lse: &mut Tensor<f32>,
+    stats: &mut Tensor<f32>,
     heads: usize,
     t: usize,
     scale: f32,
@@ -1170,7 +1175,7 @@ fn qkv_attention_kernel(
     #[comptime] with_dropout: bool,
 ) {
     let row = ABSOLUTE_POS;
-    if row >= lse.len() {
+    if row * 2 >= stats.len() {
         terminate!();
     }
     let d = heads * dh;
@@ -1210,11 +1215,11 @@ fn qkv_attention_kernel(
     for e in 0..dh {
         context[out_base + e] = acc[e] / sum;
     }
-    lse[row] = top + f32::ln(sum);
+    stats[row * 2] = top + f32::ln(sum);
 }
 
-/// Backward, one unit per query row `(b, h, i)`: `D_i = g_i · o_i` (kept in `dots` for
-/// [`qkv_attention_key_grad_kernel`]), then over the keys the weights recomputed from the
+/// Backward, one unit per query row `(b, h, i)`: `D_i = g_i · o_i` (kept in column 1 of `stats`
+/// for [`qkv_attention_key_grad_kernel`]), then over the keys the weights recomputed from the
 /// log-sum-exp, the scores' gradient `p (m (g_i · v_j) - D_i)` (`m` the dropout's factor), and
 /// the query's gradient `scale Σ_j ds_ij k_j` into `dqkv`.
 #[allow(clippy::too_many_arguments)]
@@ -1223,10 +1228,9 @@ fn qkv_attention_query_grad_kernel(
     grad: &Tensor<f32>,
     qkv: &Tensor<f32>,
     context: &Tensor<f32>,
-    lse: &Tensor<f32>,
+    stats: &mut Tensor<f32>,
     bias: &Tensor<f32>,
     keys_rng: &Tensor<f32>,
-    dots: &mut Tensor<f32>,
     dqkv: &mut Tensor<f32>,
     heads: usize,
     t: usize,
@@ -1237,7 +1241,7 @@ fn qkv_attention_query_grad_kernel(
     #[comptime] with_dropout: bool,
 ) {
     let row = ABSOLUTE_POS;
-    if row >= lse.len() {
+    if row * 2 >= stats.len() {
         terminate!();
     }
     let d = heads * dh;
@@ -1254,8 +1258,8 @@ fn qkv_attention_query_grad_kernel(
         acc[e] = 0.0f32;
         dot_go += g[e] * context[g_base + e];
     }
-    dots[row] = dot_go;
-    let l = lse[row];
+    stats[row * 2 + 1] = dot_go;
+    let l = stats[row * 2];
     for j in 0..t {
         let k_base = qkv_at(r.b, j, r.h, 1, t, d, dh);
         let v_base = qkv_at(r.b, j, r.h, 2, t, d, dh);
@@ -1287,8 +1291,7 @@ fn qkv_attention_query_grad_kernel(
 fn qkv_attention_key_grad_kernel(
     grad: &Tensor<f32>,
     qkv: &Tensor<f32>,
-    lse: &Tensor<f32>,
-    dots: &Tensor<f32>,
+    stats: &Tensor<f32>,
     bias: &Tensor<f32>,
     keys_rng: &Tensor<f32>,
     dqkv: &mut Tensor<f32>,
@@ -1301,7 +1304,7 @@ fn qkv_attention_key_grad_kernel(
     #[comptime] with_dropout: bool,
 ) {
     let row = ABSOLUTE_POS;
-    if row >= lse.len() {
+    if row * 2 >= stats.len() {
         terminate!();
     }
     let d = heads * dh;
@@ -1335,9 +1338,9 @@ fn qkv_attention_key_grad_kernel(
             gv += grad[g_base + e] * qkv[v_base + e];
         }
         let qrow = head_rows + i;
-        let p = f32::exp(s * scale + bias[b * s0 + h * s1 + i * s2 + j * s3] - lse[qrow]);
+        let p = f32::exp(s * scale + bias[b * s0 + h * s1 + i * s2 + j * s3] - stats[qrow * 2]);
         let m = weight_factor(qrow * t + j, keys_rng, threshold, drop_scale, with_dropout);
-        let ds = p * (m * gv - dots[qrow]);
+        let ds = p * (m * gv - stats[qrow * 2 + 1]);
         let w = m * p;
         #[unroll]
         for e in 0..dh {
@@ -1361,7 +1364,8 @@ struct QkvAttentionStep {
 }
 
 impl Backward<CubeBackend, 1> for QkvAttentionStep {
-    /// The fused query/key/value output, the context, each row's log-sum-exp and the bias.
+    /// The fused query/key/value output, the context, each row's log-sum-exp (`[rows, 2]`, the
+    /// second column the backward kernels' own) and the bias.
     type State = (CubeTensor, CubeTensor, CubeTensor, CubeTensor);
 
     fn backward(
@@ -1370,17 +1374,17 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let (qkv, context, lse, bias) = ops.state;
+        let (qkv, context, stats, bias) = ops.state;
         let (heads, dh, scale, mask) = (self.heads, self.dh, self.scale, self.mask);
         burn_autodiff::ops::unary::<CubeBackend, _>(ops.parents, ops.node, grads, |grad| {
             let grad = into_contiguous(grad);
             let t = grad.meta.shape()[1];
-            let rows = lse.meta.shape().num_elements();
-            let dots = empty_like(&lse);
+            let rows = stats.meta.shape().num_elements() / 2;
             let dqkv = empty_like(&qkv);
+            // Without dropout the bias stands in for the keys' binding (read-only, unread).
             let (keys, threshold, drop_scale) = match &mask {
                 Some(m) => (m.keys.clone(), m.threshold, m.scale),
-                None => (lse.clone(), 0, 1.0),
+                None => (bias.clone(), 0, 1.0),
             };
             let (count, dim) = elementwise_launch(&grad, rows);
             let client = grad.client.clone();
@@ -1392,10 +1396,9 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
                     grad.clone().into_tensor_arg(),
                     qkv.clone().into_tensor_arg(),
                     context.into_tensor_arg(),
-                    lse.clone().into_tensor_arg(),
+                    stats.clone().into_tensor_arg(),
                     bias.clone().into_tensor_arg(),
                     keys.clone().into_tensor_arg(),
-                    dots.clone().into_tensor_arg(),
                     dqkv.clone().into_tensor_arg(),
                     heads,
                     t,
@@ -1411,8 +1414,7 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
                     dim,
                     grad.into_tensor_arg(),
                     qkv.into_tensor_arg(),
-                    lse.into_tensor_arg(),
-                    dots.into_tensor_arg(),
+                    stats.into_tensor_arg(),
                     bias.into_tensor_arg(),
                     keys.into_tensor_arg(),
                     dqkv.clone().into_tensor_arg(),
@@ -1465,6 +1467,10 @@ pub fn qkv_attention(
     let Some(bias) = constant(bias) else {
         return Err(qkv);
     };
+    // Its query-gradient kernel binds seven tensors (cubecl keeps one more binding for itself).
+    if bias.client.properties().hardware.max_bindings < 7 {
+        return Err(qkv);
+    }
     let Some(qt) = on_graph(&qkv) else {
         return Err(qkv);
     };
@@ -1481,10 +1487,10 @@ pub fn qkv_attention(
     let input = into_contiguous(qp);
     let d = d3 / 3;
     let rows = b * heads * t;
-    let lse = empty_device_dtype(
+    let stats = empty_device_dtype(
         input.client.clone(),
         input.device.clone(),
-        [rows].into(),
+        [rows, 2].into(),
         DType::F32,
     );
     let context = empty_device_dtype(
@@ -1507,7 +1513,7 @@ pub fn qkv_attention(
             bias.clone().into_tensor_arg(),
             keys.into_tensor_arg(),
             context.clone().into_tensor_arg(),
-            lse.clone().into_tensor_arg(),
+            stats.clone().into_tensor_arg(),
             heads,
             t,
             scale as f32,
@@ -1528,7 +1534,7 @@ pub fn qkv_attention(
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish((input, context.clone(), lse, bias), context),
+        OpsKind::Tracked(prep) => prep.finish((input, context.clone(), stats, bias), context),
         OpsKind::UnTracked(prep) => prep.finish(context),
     };
     Ok(from_graph(out))
