@@ -806,8 +806,9 @@ pub fn attention_probs(scores: Burn<4>, scale: f64, bias: &Burn<4>) -> Result<Bu
 // ---------------------------------------------------------------------------------------------
 // AdamW over the flat buffers
 
-/// Gradients gathered per launch: with the flat buffer and cubecl's metadata, eight bindings,
-/// WebGPU's default most storage buffers a kernel may bind (`maxStorageBuffersPerShaderStage`).
+/// Gradients gathered per launch: with the flat buffer, seven tensors, what cubecl lets a kernel
+/// bind under WebGPU's default `maxStorageBuffersPerShaderStage` of eight (it keeps one in
+/// reserve: `max_bindings`).
 const GATHERED: usize = 6;
 
 /// Slot `offset..offset + padded` of `out` gets `g`'s first `len` values, then zeros (element
@@ -978,7 +979,7 @@ pub fn adamw(
         return Err((params, m, v));
     }
     let take = |t: Burn<1>| t.try_into_primitive::<CubeBackend>().expect("checked");
-    // The gather binds seven tensors (cubecl keeps one more binding for itself).
+    // The gather binds seven tensors (cubecl's `max_bindings`: the device's storage buffers less one).
     if plain(&params).is_some_and(|p| p.client.properties().hardware.max_bindings < 7) {
         return Err((params, m, v));
     }
@@ -1467,7 +1468,8 @@ pub fn qkv_attention(
     let Some(bias) = constant(bias) else {
         return Err(qkv);
     };
-    // Its query-gradient kernel binds seven tensors (cubecl keeps one more binding for itself).
+    // Its query-gradient kernel binds seven tensors (cubecl's `max_bindings`: the device's storage
+    // buffers less one).
     if bias.client.properties().hardware.max_bindings < 7 {
         return Err(qkv);
     }
