@@ -7,9 +7,13 @@
 //! the launches, not the arithmetic, cost a training step's time (README, issue 11).
 //!
 //! - [`layer_norm`]: one kernel forward (keeping each row's mean and `1 / std`), one backward for
-//!   the input, and two column sums (burn's reductions) for gamma and beta;
+//!   the input, and one column sum (burn's reduction) for gamma and beta together;
+//! - [`qkv_attention`]: a layer's self-attention straight from its fused query/key/value output,
+//!   with the attention dropout: one kernel forward, two backward, one unit per row, no `[t, t]`
+//!   matrix kept (the weights recomputed from each row's log-sum-exp);
 //! - [`attention_probs`]: `softmax(scores * scale + bias)` (the bias a constant: the padding or
-//!   causal mask), one kernel each way;
+//!   causal mask), one kernel each way, where the attention is composed (ModernBERT's rotary
+//!   layers);
 //! - [`epilogue`]: what follows a linear layer's product, `residual + dropout(act(y + bias))`
 //!   with any of its parts, in one kernel forward and at most one backward (the residual's
 //!   gradient is the output's, the bias's a column sum); dropout's mask is a counter hash keyed
