@@ -27,8 +27,16 @@ fn vulkan() -> Device {
         .clone()
 }
 
+/// Held by each test for its whole run: launches are counted process-wide, so a test running
+/// beside another would count the other's kernels too.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static GPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn gpu_kernels_in_training_on_vulkan_give_burns_outputs_and_gradients() {
+    let _gpu = one_at_a_time();
     let device = vulkan();
     let checks = pollster::block_on(training_checks::training_kernel_checks(&device));
     for c in &checks {
@@ -44,6 +52,7 @@ fn gpu_kernels_in_training_on_vulkan_give_burns_outputs_and_gradients() {
 
 #[test]
 fn fused_kernels_on_vulkan_match_the_composed_ops() {
+    let _gpu = one_at_a_time();
     let device = vulkan();
     let checks = pollster::block_on(kernel_checks::fused_kernel_checks(&device));
     for c in &checks {
@@ -57,6 +66,7 @@ fn fused_kernels_on_vulkan_match_the_composed_ops() {
 
 #[test]
 fn half_precision_checkpoints_stay_f16_on_vulkan_and_give_the_cpus_outputs() {
+    let _gpu = one_at_a_time();
     let device = vulkan();
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -525,17 +525,7 @@ async fn full_fine_tuning_on_webgpu_reproduces_the_adamw_trace() {
         .unwrap()
         .model
         .train();
-    let mut opt = tunelab::train::optim::AdamW::new(
-        &model,
-        tunelab::train::optim::AdamWSettings {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.01,
-            decay_bias_and_norm: true,
-            max_grad_norm: 0.0,
-        },
-    );
+    let mut opt = tunelab::train::optim::AdamW::new(&model, trace_settings());
     let before = tunelab::model::flex::calls();
     let mut losses = Vec::new();
     for _ in 0..3 {
@@ -589,6 +579,18 @@ fn tiny_bert_lora(trained: bool) -> BTreeMap<String, Vec<u8>> {
     ])
 }
 
+/// The AdamW settings of transformers' traces (train-trace, lora-trace).
+fn trace_settings() -> tunelab::train::optim::AdamWSettings {
+    tunelab::train::optim::AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 0.01,
+        decay_bias_and_norm: true,
+        max_grad_norm: 0.0,
+    }
+}
+
 /// train-trace's batch (the LoRA goldens' too).
 fn trace_batch() -> EncodedBatch {
     let g = include_bytes!("fixtures/golden/train-trace.golden.safetensors");
@@ -640,17 +642,7 @@ async fn lora_adapters_apply_and_train_as_peft_on_webgpu_and_the_cpu() {
         .1;
         let labels: Vec<i32> = labels.iter().map(|&v| v as i32).collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &ad);
-        let mut opt = tunelab::train::optim::AdamW::new(
-            &model,
-            tunelab::train::optim::AdamWSettings {
-                beta1: 0.9,
-                beta2: 0.999,
-                epsilon: 1e-8,
-                weight_decay: 0.01,
-                decay_bias_and_norm: true,
-                max_grad_norm: 0.0,
-            },
-        );
+        let mut opt = tunelab::train::optim::AdamW::new(&model, trace_settings());
         let mut losses = Vec::new();
         for _ in 0..3 {
             let loss =

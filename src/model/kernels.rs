@@ -981,41 +981,6 @@ mod cube {
         select(x < 0.0f32, -e, e)
     }
 
-    /// `act(input + bias)` (`kind` 0 GELU, 1 tanh GELU, 2 ReLU, 3 none), plus `residual` when
-    /// `with_residual`; `bias` `[d]` repeats along the last dimension.
-    #[cube(launch_unchecked)]
-    fn activation_kernel(
-        input: &Tensor<f32>,
-        bias: &Tensor<f32>,
-        residual: &Tensor<f32>,
-        output: &mut Tensor<f32>,
-        #[comptime] kind: u32,
-        #[comptime] with_bias: bool,
-        #[comptime] with_residual: bool,
-    ) {
-        let i = ABSOLUTE_POS;
-        if i >= output.len() {
-            terminate!();
-        }
-        let mut x = input[i];
-        if comptime![with_bias] {
-            x += bias[i % bias.len()];
-        }
-        if comptime![with_residual] {
-            x += residual[i];
-        }
-        if comptime![kind == 3] {
-            output[i] = x;
-        } else if comptime![kind == 0] {
-            output[i] = 0.5f32 * x * (1.0f32 + erf(x * core::f32::consts::FRAC_1_SQRT_2));
-        } else if comptime![kind == 1] {
-            let inner = 0.797_884_6f32 * (x + 0.044_715f32 * x * x * x);
-            output[i] = 0.5f32 * x * (1.0f32 + f32::tanh(inner));
-        } else {
-            output[i] = f32::max(x, 0.0f32);
-        }
-    }
-
     fn elementwise<const D: usize>(
         x: &Burn<D>,
         bias: Option<&Burn<1>>,
@@ -1041,27 +1006,28 @@ mod cube {
         let output = empty_like(&input);
         let dim = CubeDim::new(&input.client, n);
         let count = cubecl::calculate_cube_count_elemwise(&input.client, n, dim);
-        let kind = match act {
-            Some(Activation::Gelu) => 0,
-            Some(Activation::GeluTanh) => 1,
-            Some(Activation::Relu) => 2,
-            None => 3,
-        };
         let (with_bias, with_residual) = (bias.is_some(), residual.is_some());
-        // An unused argument still needs a binding: the input stands in.
+        // An unused argument still needs a binding: the input stands in (and for the dropout's
+        // keys, which inference has none of).
         let bias = bias.unwrap_or_else(|| input.clone());
         let residual = residual.unwrap_or_else(|| input.clone());
+        // Training's epilogue without its dropout: `act(y + bias)` or `y + bias + residual` (the
+        // callers never ask for both).
         unsafe {
-            activation_kernel::launch_unchecked(
+            train::epilogue_kernel::launch_unchecked(
                 &input.client.clone(),
                 count,
                 dim,
-                input.into_tensor_arg(),
+                input.clone().into_tensor_arg(),
                 bias.into_tensor_arg(),
                 residual.into_tensor_arg(),
+                input.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
-                kind,
+                0,
+                1.0,
+                train::kind_of(act),
                 with_bias,
+                false,
                 with_residual,
             )
         };

@@ -131,6 +131,15 @@ struct Mask {
 }
 
 impl Mask {
+    /// The kernels' dropout arguments: the keys, the threshold and the scale; without a mask,
+    /// `stand_in` (any tensor the kernel only reads) for the keys' binding, which goes unread.
+    fn args(mask: &Option<Self>, stand_in: &CubeTensor) -> (CubeTensor, u32, f32) {
+        match mask {
+            Some(m) => (m.keys.clone(), m.threshold, m.scale),
+            None => (stand_in.clone(), 0, 1.0),
+        }
+    }
+
     /// A fresh mask for dropping `prob` of the values, its keys drawn on `device` (one launch).
     fn draw(prob: f64, device: &burn::tensor::Device) -> Option<Self> {
         let keys = Burn::<1>::random([2], Distribution::Default, device).inner();
@@ -182,9 +191,12 @@ fn act_slope(x: f32, #[comptime] kind: u32) -> f32 {
     s
 }
 
+/// `residual + dropout(act(input + bias))`, each part chosen at compile time (`kind` 0 GELU,
+/// 1 tanh GELU, 2 ReLU, 3 none); `bias` `[d]` repeats along the last dimension. Inference's
+/// bias-and-activation kernel too (`super::elementwise`, without the dropout).
 #[allow(clippy::too_many_arguments)]
 #[cube(launch_unchecked)]
-fn epilogue_kernel(
+pub(super) fn epilogue_kernel(
     input: &Tensor<f32>,
     bias: &Tensor<f32>,
     residual: &Tensor<f32>,
@@ -249,7 +261,8 @@ fn epilogue_grad_kernel(
     output[i] = g;
 }
 
-fn kind_of(act: Option<Activation>) -> u32 {
+/// The activation as [`epilogue_kernel`]'s `kind`.
+pub(super) fn kind_of(act: Option<Activation>) -> u32 {
     match act {
         Some(Activation::Gelu) => 0,
         Some(Activation::GeluTanh) => 1,
@@ -294,10 +307,8 @@ impl Backward<CubeBackend, 3> for EpilogueStep {
             };
             let with_bias = bias.is_some();
             let bias = bias.unwrap_or_else(|| grad.clone());
-            let (keys, threshold, scale, with_dropout) = match &self.mask {
-                Some(m) => (m.keys.clone(), m.threshold, m.scale, true),
-                None => (grad.clone(), 0, 1.0, false),
-            };
+            let with_dropout = self.mask.is_some();
+            let (keys, threshold, scale) = Mask::args(&self.mask, &grad);
             let output = empty_like(&grad);
             let (count, dim) = elementwise_launch(&grad, grad.meta.shape().num_elements());
             unsafe {
@@ -404,10 +415,7 @@ pub fn epilogue<const D: usize>(
     let output = empty_like(&input);
     let (count, dim) = elementwise_launch(&input, input.meta.shape().num_elements());
     let kind = kind_of(act);
-    let (keys, threshold, scale) = match &mask {
-        Some(m) => (m.keys.clone(), m.threshold, m.scale),
-        None => (input.clone(), 0, 1.0),
-    };
+    let (keys, threshold, scale) = Mask::args(&mask, &input);
     unsafe {
         epilogue_kernel::launch_unchecked(
             &input.client.clone(),
@@ -1386,11 +1394,7 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
             let t = grad.meta.shape()[1];
             let rows = stats.meta.shape().num_elements() / 2;
             let dqkv = empty_like(&qkv);
-            // Without dropout the bias stands in for the keys' binding (read-only, unread).
-            let (keys, threshold, drop_scale) = match &mask {
-                Some(m) => (m.keys.clone(), m.threshold, m.scale),
-                None => (bias.clone(), 0, 1.0),
-            };
+            let (keys, threshold, drop_scale) = Mask::args(&mask, &bias);
             let (count, dim) = elementwise_launch(&grad, rows);
             let client = grad.client.clone();
             unsafe {
@@ -1506,10 +1510,7 @@ pub fn qkv_attention(
         DType::F32,
     );
     let (count, dim) = elementwise_launch(&input, rows);
-    let (keys, threshold, drop_scale) = match &mask {
-        Some(m) => (m.keys.clone(), m.threshold, m.scale),
-        None => (bias.clone(), 0, 1.0),
-    };
+    let (keys, threshold, drop_scale) = Mask::args(&mask, &bias);
     unsafe {
         qkv_attention_kernel::launch_unchecked(
             &input.client.clone(),
