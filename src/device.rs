@@ -69,6 +69,14 @@ pub fn pad_multiple(device: &Device) -> usize {
 pub const GPU_PAD_MULTIPLE: usize = 32;
 
 #[cfg(feature = "engine")]
+/// Seeds `device`'s generator and the engine's dropout masks ([`crate::rng::dropout_keys`]):
+/// after the same seed, the same draws and the same masks again.
+pub fn seed(device: &Device, seed: u64) {
+    device.seed(seed);
+    crate::rng::seed_dropout_keys(seed);
+}
+
+#[cfg(feature = "engine")]
 /// Whether `device` is one of burn's CPU backends.
 pub fn on_cpu(device: &Device) -> bool {
     let plain = device.clone().without_autodiff();

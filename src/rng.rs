@@ -47,9 +47,42 @@ impl Rng {
     }
 }
 
+thread_local! {
+    /// The stream [`dropout_keys`] draws from; [`crate::device::seed`] sets it.
+    static DROPOUT_KEYS: std::cell::Cell<u64> = const { std::cell::Cell::new(0x7E57_AB1E_5EED_0001) };
+}
+
+/// Starts the stream of dropout keys at `seed` ([`crate::device::seed`] does, beside the
+/// device's own generator).
+pub fn seed_dropout_keys(seed: u64) {
+    DROPOUT_KEYS.set(seed);
+}
+
+/// The two 32-bit keys of one dropout's mask (the engine's kernels hash each element's index
+/// under them): the next draw of the stream the last [`seed_dropout_keys`] started. Drawn on the
+/// host, so a mask costs no launch on a GPU, and a seeded run gives the same masks again.
+pub fn dropout_keys() -> (u32, u32) {
+    let mut rng = Rng::new(DROPOUT_KEYS.get());
+    let v = rng.next_u64();
+    DROPOUT_KEYS.set(rng.state);
+    (v as u32, (v >> 32) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropout_keys_restart_at_their_seed() {
+        seed_dropout_keys(3);
+        let first: Vec<_> = (0..4).map(|_| dropout_keys()).collect();
+        seed_dropout_keys(3);
+        let again: Vec<_> = (0..4).map(|_| dropout_keys()).collect();
+        assert_eq!(first, again);
+        assert_ne!(first[0], first[1], "two masks in a row had the same keys");
+        seed_dropout_keys(4);
+        assert_ne!(dropout_keys(), first[0], "another seed gave the same keys");
+    }
 
     #[test]
     fn same_seed_same_stream_and_uniform_range() {

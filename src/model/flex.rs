@@ -1334,7 +1334,7 @@ simd_fn! {
 /// (`perf record` on `examples/bench_finetune.rs full`): libm's `erf` and `exp` took 12% of the
 /// time. `tests/kernels_cpu.rs` compares each op's output and gradients with burn's.
 pub mod tracked {
-    use burn::tensor::{DType, Distribution, Int, Tensor};
+    use burn::tensor::{DType, Int, Tensor};
     use burn_autodiff::checkpoint::base::Checkpointer;
     use burn_autodiff::checkpoint::strategy::NoCheckpointing;
     use burn_autodiff::grads::Gradients;
@@ -1437,29 +1437,24 @@ pub mod tracked {
 
     /// Dropout with keep probability `1 - prob` in training's graph, as burn's `Dropout` computes
     /// it (kept values scaled by `1 / (1 - prob)`), in one pass. The mask comes from a counter
-    /// hash keyed by two draws of the device's generator (so a seeded run gives the same masks
-    /// again), and is computed again in the backward step rather than kept. burn draws a
-    /// Bernoulli variable per element through ChaCha, then multiplies twice: 7% of full
-    /// fine-tuning's time.
+    /// hash keyed by [`crate::rng::dropout_keys`] (so a seeded run, [`crate::device::seed`],
+    /// gives the same masks again), and is computed again in the backward step rather than kept.
+    /// burn draws a Bernoulli variable per element through ChaCha, then multiplies twice: 7% of
+    /// full fine-tuning's time.
     pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64) -> Result<Tensor<D>, Tensor<D>> {
         if !enabled() || !x.is_autodiff() || x.dtype() != DType::F32 || !(0.0..1.0).contains(&prob)
         {
             return Err(x);
         }
-        let keys = Tensor::<1>::random([2], Distribution::Default, &x.device()).inner();
-        let Some(keys) = super::flex(&keys) else {
-            return Err(x);
-        };
         let Ok(t) = x.clone().try_into_primitive::<Graph>() else {
             return Err(x);
         };
         drop(x);
-        let key = |u: f32| (u as f64 * 4_294_967_296.0) as u32;
-        let keys = values(&keys);
+        let (k1, k2) = crate::rng::dropout_keys();
         let keep = 1.0 - prob;
         let mask = super::DropoutMask {
-            k1: key(keys[0]),
-            k2: key(keys[1]),
+            k1,
+            k2,
             threshold: (keep * (1u32 << 24) as f64).round() as u32,
             scale: (1.0 / keep) as f32,
         };

@@ -1007,8 +1007,7 @@ mod cube {
         let dim = CubeDim::new(&input.client, n);
         let count = cubecl::calculate_cube_count_elemwise(&input.client, n, dim);
         let (with_bias, with_residual) = (bias.is_some(), residual.is_some());
-        // An unused argument still needs a binding: the input stands in (and for the dropout's
-        // keys, which inference has none of).
+        // An unused argument still needs a binding: the input stands in.
         let bias = bias.unwrap_or_else(|| input.clone());
         let residual = residual.unwrap_or_else(|| input.clone());
         // Training's epilogue without its dropout: `act(y + bias)` or `y + bias + residual` (the
@@ -1021,8 +1020,9 @@ mod cube {
                 input.clone().into_tensor_arg(),
                 bias.into_tensor_arg(),
                 residual.into_tensor_arg(),
-                input.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
+                0,
+                0,
                 0,
                 1.0,
                 train::kind_of(act),

@@ -228,7 +228,7 @@ pub async fn pre_train(
             let input = EncoderInput::new(&batch, &autodiff);
             let lr = args.learning_rate_at(steps, total_steps);
             // Dropout's masks for this step from the run's seed and the step.
-            autodiff.seed(super::checkpoint::step_seed(args.seed, steps));
+            crate::device::seed(&autodiff, super::checkpoint::step_seed(args.seed, steps));
             steps += 1;
             if let Some(loss) = masked_loss(&trainable, &input, &masked) {
                 let value = read_f32(loss.clone().inner()).await?[0] as f64;

@@ -99,7 +99,7 @@ pub async fn fine_tune_from(
         epochs: args.num_train_epochs,
         total_steps,
     });
-    device.seed(args.seed);
+    crate::device::seed(device, args.seed);
     let env = Env {
         tokenizer,
         args,
@@ -169,7 +169,7 @@ pub async fn fine_tune_from(
             let t0 = now_ms();
             if !cancelled {
                 // Dropout's masks for this step from the run's seed and the step alone.
-                env.autodiff.seed(step_seed(args.seed, tally.steps));
+                crate::device::seed(&env.autodiff, step_seed(args.seed, tally.steps));
                 let lr = args.learning_rate_at(tally.steps, total_steps);
                 let (next, loss, grad_norm) =
                     trainable.step(&mut optimizer, lr, batch, train, &env)?;

@@ -358,7 +358,7 @@ pub async fn attention_dropout_check(base: &Device) {
     let bias = Tensor::<4>::zeros([1, 1, 6, 6], &device);
     let w = tensor([2, 6, 15], 31, 1.0, &device);
     let f = |qkv: Tensor<3>| {
-        device.seed(11);
+        tunelab::device::seed(&device, 11);
         (qkv_attention(qkv, 3, &bias, &d) * w.clone()).sum()
     };
     let x = tensor([2, 6, 45], 30, 1.0, &device).require_grad();
@@ -385,17 +385,23 @@ pub async fn dropout_check(base: &Device) {
     let device = base.clone().autodiff();
     let d = DropoutConfig::new(0.25).init();
     let run = |seed: u64| {
-        device.seed(seed);
+        tunelab::device::seed(&device, seed);
         let x = (tensor([4, 100, 101], 8, 1.0, &device).abs() + 0.5).require_grad();
         let before = flex::calls();
+        let counter = tunelab::counts::Counter::start();
         let y = kernels::dropout(&d, x.clone());
+        let launches = counter.finish().launches;
         let ran = flex::calls() - before;
         let grads = y.clone().sum().backward();
         let g = x.grad(&grads).expect("a gradient");
-        (x.inner(), y.inner(), g, ran)
+        (x.inner(), y.inner(), g, (ran, launches))
     };
-    let (x, y, g, ran) = run(7);
+    let (x, y, g, (ran, launches)) = run(7);
     assert!(ran > 0, "the engine's dropout ran");
+    if !tunelab::device::on_cpu(base) {
+        // The mask's keys come from the host: no launch draws them.
+        assert_eq!(launches, 1, "launches of a dropout on a GPU");
+    }
     let (x, y, g) = (
         read_f32(flat(x)).await.expect("x"),
         read_f32(flat(y)).await.expect("y"),

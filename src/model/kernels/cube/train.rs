@@ -28,7 +28,7 @@
 //! f32 tensors of the cubecl backend in the graph, with the engine's kernels on
 //! ([`crate::model::flex::enabled`]: `kernels::composed` turns these off too).
 
-use burn::tensor::{DType, Distribution, Tensor as Burn};
+use burn::tensor::{DType, Tensor as Burn};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -112,44 +112,44 @@ fn mix32(x: u32) -> u32 {
     x
 }
 
-/// Whether element `i` is kept: the hash of `i` under the two keys (uniform draws in [0, 1)
-/// scaled to 32 bits) falls under `threshold` in its top 24 bits.
+/// Whether element `i` is kept: the hash of `i` under the two keys falls under `threshold` in
+/// its top 24 bits.
 #[cube]
-fn kept(i: usize, keys: &Tensor<f32>, threshold: u32) -> bool {
-    let k1 = u32::cast_from(keys[0] * 4_294_967_296.0f32);
-    let k2 = u32::cast_from(keys[1] * 4_294_967_296.0f32);
+fn kept(i: usize, k1: u32, k2: u32, threshold: u32) -> bool {
     let h = mix32(mix32(u32::cast_from(i) ^ k1) ^ k2);
     (h >> 8u32) < threshold
 }
 
-/// A dropout's mask: its keys on the device, and the threshold and scale of `1 - prob`.
-#[derive(Debug, Clone)]
+/// A dropout's mask: its keys ([`crate::rng::dropout_keys`], drawn on the host: no launch), and
+/// the threshold and scale of `1 - prob`.
+#[derive(Debug, Clone, Copy)]
 struct Mask {
-    keys: CubeTensor,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     scale: f32,
 }
 
 impl Mask {
-    /// The kernels' dropout arguments: the keys, the threshold and the scale; without a mask,
-    /// `stand_in` (any tensor the kernel only reads) for the keys' binding, which goes unread.
-    fn args(mask: &Option<Self>, stand_in: &CubeTensor) -> (CubeTensor, u32, f32) {
+    /// The kernels' dropout arguments: the keys, the threshold and the scale (a kernel without a
+    /// mask reads none of them).
+    fn args(mask: &Option<Self>) -> (u32, u32, u32, f32) {
         match mask {
-            Some(m) => (m.keys.clone(), m.threshold, m.scale),
-            None => (stand_in.clone(), 0, 1.0),
+            Some(m) => (m.k1, m.k2, m.threshold, m.scale),
+            None => (0, 0, 0, 1.0),
         }
     }
 
-    /// A fresh mask for dropping `prob` of the values, its keys drawn on `device` (one launch).
-    fn draw(prob: f64, device: &burn::tensor::Device) -> Option<Self> {
-        let keys = Burn::<1>::random([2], Distribution::Default, device).inner();
-        let keys = keys.try_into_primitive::<CubeBackend>().ok()?;
+    /// A fresh mask for dropping `prob` of the values.
+    fn draw(prob: f64) -> Self {
+        let (k1, k2) = crate::rng::dropout_keys();
         let keep = 1.0 - prob;
-        Some(Self {
-            keys,
+        Self {
+            k1,
+            k2,
             threshold: (keep * (1u32 << 24) as f64).round() as u32,
             scale: (1.0 / keep) as f32,
-        })
+        }
     }
 }
 
@@ -200,8 +200,9 @@ pub(super) fn epilogue_kernel(
     input: &Tensor<f32>,
     bias: &Tensor<f32>,
     residual: &Tensor<f32>,
-    keys: &Tensor<f32>,
     output: &mut Tensor<f32>,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     scale: f32,
     #[comptime] kind: u32,
@@ -219,7 +220,7 @@ pub(super) fn epilogue_kernel(
     }
     let mut y = act_at(x, kind);
     if comptime![with_dropout] {
-        y = select(kept(i, keys, threshold), y * scale, 0.0f32);
+        y = select(kept(i, k1, k2, threshold), y * scale, 0.0f32);
     }
     if comptime![with_residual] {
         y += residual[i];
@@ -235,8 +236,9 @@ fn epilogue_grad_kernel(
     grad: &Tensor<f32>,
     input: &Tensor<f32>,
     bias: &Tensor<f32>,
-    keys: &Tensor<f32>,
     output: &mut Tensor<f32>,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     scale: f32,
     #[comptime] kind: u32,
@@ -249,7 +251,7 @@ fn epilogue_grad_kernel(
     }
     let mut g = grad[i];
     if comptime![with_dropout] {
-        g = select(kept(i, keys, threshold), g * scale, 0.0f32);
+        g = select(kept(i, k1, k2, threshold), g * scale, 0.0f32);
     }
     if comptime![kind != 3] {
         let mut x = input[i];
@@ -308,7 +310,7 @@ impl Backward<CubeBackend, 3> for EpilogueStep {
             let with_bias = bias.is_some();
             let bias = bias.unwrap_or_else(|| grad.clone());
             let with_dropout = self.mask.is_some();
-            let (keys, threshold, scale) = Mask::args(&self.mask, &grad);
+            let (k1, k2, threshold, scale) = Mask::args(&self.mask);
             let output = empty_like(&grad);
             let (count, dim) = elementwise_launch(&grad, grad.meta.shape().num_elements());
             unsafe {
@@ -319,8 +321,9 @@ impl Backward<CubeBackend, 3> for EpilogueStep {
                     grad.into_tensor_arg(),
                     input.into_tensor_arg(),
                     bias.into_tensor_arg(),
-                    keys.into_tensor_arg(),
                     output.clone().into_tensor_arg(),
+                    k1,
+                    k2,
                     threshold,
                     scale,
                     kind,
@@ -387,14 +390,7 @@ pub fn epilogue<const D: usize>(
         Some(None) => return Err(y),
         other => other.flatten(),
     };
-    let mask = if dropout > 0.0 {
-        match Mask::draw(dropout, &y.device()) {
-            Some(m) => Some(m),
-            None => return Err(y),
-        }
-    } else {
-        None
-    };
+    let mask = (dropout > 0.0).then(|| Mask::draw(dropout));
     drop(y);
     let (yp, yn) = yt.into_parts();
     let input = into_contiguous(yp);
@@ -415,7 +411,7 @@ pub fn epilogue<const D: usize>(
     let output = empty_like(&input);
     let (count, dim) = elementwise_launch(&input, input.meta.shape().num_elements());
     let kind = kind_of(act);
-    let (keys, threshold, scale) = Mask::args(&mask, &input);
+    let (k1, k2, threshold, scale) = Mask::args(&mask);
     unsafe {
         epilogue_kernel::launch_unchecked(
             &input.client.clone(),
@@ -430,8 +426,9 @@ pub fn epilogue<const D: usize>(
                 .clone()
                 .unwrap_or_else(|| input.clone())
                 .into_tensor_arg(),
-            keys.into_tensor_arg(),
             output.clone().into_tensor_arg(),
+            k1,
+            k2,
             threshold,
             scale,
             kind,
@@ -1152,14 +1149,15 @@ fn attention_row(row: usize, heads: usize, t: usize, bias: &Tensor<f32>) -> Atte
 #[cube]
 fn weight_factor(
     at: usize,
-    keys_rng: &Tensor<f32>,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     drop_scale: f32,
     #[comptime] with_dropout: bool,
 ) -> f32 {
     let mut f = 1.0f32;
     if comptime![with_dropout] {
-        f = select(kept(at, keys_rng, threshold), drop_scale, 0.0f32);
+        f = select(kept(at, k1, k2, threshold), drop_scale, 0.0f32);
     }
     f
 }
@@ -1176,12 +1174,13 @@ fn weight_factor(
 fn qkv_attention_kernel(
     qkv: &Tensor<f32>,
     bias: &Tensor<f32>,
-    keys_rng: &Tensor<f32>,
     context: &mut Tensor<f32>,
     stats: &mut Tensor<f32>,
     heads: usize,
     t: usize,
     scale: f32,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     drop_scale: f32,
     #[comptime] dh: usize,
@@ -1216,7 +1215,7 @@ fn qkv_attention_kernel(
         let p = f32::exp(s - next);
         sum = sum * rescale + p;
         top = next;
-        let w = p * weight_factor(row * t + j, keys_rng, threshold, drop_scale, with_dropout);
+        let w = p * weight_factor(row * t + j, k1, k2, threshold, drop_scale, with_dropout);
         let v_base = qkv_at(r.b, j, r.h, 2, t, d, dh);
         #[unroll]
         for e in 0..dh {
@@ -1243,11 +1242,12 @@ fn qkv_attention_query_grad_kernel(
     context: &Tensor<f32>,
     stats: &mut Tensor<f32>,
     bias: &Tensor<f32>,
-    keys_rng: &Tensor<f32>,
     dqkv: &mut Tensor<f32>,
     heads: usize,
     t: usize,
     scale: f32,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     drop_scale: f32,
     #[comptime] dh: usize,
@@ -1284,7 +1284,7 @@ fn qkv_attention_query_grad_kernel(
             gv += g[e] * qkv[v_base + e];
         }
         let p = f32::exp(s * scale + bias[r.bias_base + j * r.bias_step] - l);
-        let m = weight_factor(row * t + j, keys_rng, threshold, drop_scale, with_dropout);
+        let m = weight_factor(row * t + j, k1, k2, threshold, drop_scale, with_dropout);
         let ds = p * (m * gv - dot_go);
         #[unroll]
         for e in 0..dh {
@@ -1306,11 +1306,12 @@ fn qkv_attention_key_grad_kernel(
     qkv: &Tensor<f32>,
     stats: &Tensor<f32>,
     bias: &Tensor<f32>,
-    keys_rng: &Tensor<f32>,
     dqkv: &mut Tensor<f32>,
     heads: usize,
     t: usize,
     scale: f32,
+    k1: u32,
+    k2: u32,
     threshold: u32,
     drop_scale: f32,
     #[comptime] dh: usize,
@@ -1352,7 +1353,7 @@ fn qkv_attention_key_grad_kernel(
         }
         let qrow = head_rows + i;
         let p = f32::exp(s * scale + bias[b * s0 + h * s1 + i * s2 + j * s3] - stats[qrow * 2]);
-        let m = weight_factor(qrow * t + j, keys_rng, threshold, drop_scale, with_dropout);
+        let m = weight_factor(qrow * t + j, k1, k2, threshold, drop_scale, with_dropout);
         let ds = p * (m * gv - stats[qrow * 2 + 1]);
         let w = m * p;
         #[unroll]
@@ -1394,7 +1395,7 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
             let t = grad.meta.shape()[1];
             let rows = stats.meta.shape().num_elements() / 2;
             let dqkv = empty_like(&qkv);
-            let (keys, threshold, drop_scale) = Mask::args(&mask, &bias);
+            let (k1, k2, threshold, drop_scale) = Mask::args(&mask);
             let (count, dim) = elementwise_launch(&grad, rows);
             let client = grad.client.clone();
             unsafe {
@@ -1407,11 +1408,12 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
                     context.into_tensor_arg(),
                     stats.clone().into_tensor_arg(),
                     bias.clone().into_tensor_arg(),
-                    keys.clone().into_tensor_arg(),
                     dqkv.clone().into_tensor_arg(),
                     heads,
                     t,
                     scale,
+                    k1,
+                    k2,
                     threshold,
                     drop_scale,
                     dh,
@@ -1425,11 +1427,12 @@ impl Backward<CubeBackend, 1> for QkvAttentionStep {
                     qkv.into_tensor_arg(),
                     stats.into_tensor_arg(),
                     bias.into_tensor_arg(),
-                    keys.into_tensor_arg(),
                     dqkv.clone().into_tensor_arg(),
                     heads,
                     t,
                     scale,
+                    k1,
+                    k2,
                     threshold,
                     drop_scale,
                     dh,
@@ -1476,22 +1479,15 @@ pub fn qkv_attention(
     let Some(bias) = constant(bias) else {
         return Err(qkv);
     };
-    // Its query-gradient kernel binds seven tensors (cubecl's `max_bindings`: the device's storage
+    // Its query-gradient kernel binds six tensors (cubecl's `max_bindings`: the device's storage
     // buffers less one).
-    if bias.client.properties().hardware.max_bindings < 7 {
+    if bias.client.properties().hardware.max_bindings < 6 {
         return Err(qkv);
     }
     let Some(qt) = on_graph(&qkv) else {
         return Err(qkv);
     };
-    let mask = if dropout > 0.0 {
-        match Mask::draw(dropout, &qkv.device()) {
-            Some(m) => Some(m),
-            None => return Err(qkv),
-        }
-    } else {
-        None
-    };
+    let mask = (dropout > 0.0).then(|| Mask::draw(dropout));
     drop(qkv);
     let (qp, qn) = qt.into_parts();
     let input = into_contiguous(qp);
@@ -1510,7 +1506,7 @@ pub fn qkv_attention(
         DType::F32,
     );
     let (count, dim) = elementwise_launch(&input, rows);
-    let (keys, threshold, drop_scale) = Mask::args(&mask, &bias);
+    let (k1, k2, threshold, drop_scale) = Mask::args(&mask);
     unsafe {
         qkv_attention_kernel::launch_unchecked(
             &input.client.clone(),
@@ -1518,12 +1514,13 @@ pub fn qkv_attention(
             dim,
             input.clone().into_tensor_arg(),
             bias.clone().into_tensor_arg(),
-            keys.into_tensor_arg(),
             context.clone().into_tensor_arg(),
             stats.clone().into_tensor_arg(),
             heads,
             t,
             scale as f32,
+            k1,
+            k2,
             threshold,
             drop_scale,
             dh,
