@@ -18,7 +18,8 @@
 #              (PROFILE_ROWS, default 25), and who calls those named in PROFILE_CALLERS
 #   wasm-parts - parts of the CPU path in wasm (wasm_bench's cpu_parts_in_wasm): attention per
 #              layer of MiniLM's shape at 1 x 128 and 32 x 32, the memory bandwidth a plain loop
-#              reads, one row times cold weights (decoding's product), in GB/s, and the packed
+#              reads, one row times cold weights (decoding's product: burn's, and the LM head
+#              by a dot product per row), in GB/s, and the packed
 #              product's register tile at its peak, with and without relaxed SIMD's fused
 #              multiply-add, in GFLOP/s
 #   table    - a 100,000-row labelled CSV read in wasm in headless Chromium: time and wasm memory

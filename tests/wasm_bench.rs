@@ -267,8 +267,9 @@ async fn matmuls_in_wasm() {
 /// all-MiniLM-L6-v2's shape at batch 1 × 128 and 32 × 32 (the heads read in place from the fused
 /// query/key/value buffer), and what decoding is bound by: the memory bandwidth a plain loop
 /// reads (the sum of a 384 MiB buffer), and the product of one row by cold weights (40 of
-/// GPT-2 small's `[768, 3072]`, then its LM head's `[768, 50257]` transposed view), in GB/s of
-/// weights read. `scripts/bench.sh wasm-parts`.
+/// GPT-2 small's `[768, 3072]`, then its LM head's `[768, 50257]` transposed view by burn's
+/// matmul and by the engine's dot product per vocabulary row), in GB/s of weights read.
+/// `scripts/bench.sh wasm-parts`.
 #[wasm_bindgen_test]
 async fn cpu_parts_in_wasm() {
     use tunelab::model::flex;
@@ -349,6 +350,28 @@ async fn cpu_parts_in_wasm() {
     web_sys::console::log_1(
         &format!(
             "one row times the LM head's [768, 50257] transposed view (burn's matmul): {:.1} GB/s ({evict})",
+            (50257 * 768 * 4) as f64 / ms / 1e6
+        )
+        .into(),
+    );
+    let head_values = matmul_values(50257 * 768, 3);
+    let x_values = matmul_values(768, 9);
+    let mut logits = vec![0.0f32; 50257];
+    let ms = ms_each(3, &mut || {
+        evict += other.iter().step_by(16).sum::<f32>();
+        flex::times_rows_transposed(&x_values, 1, &head_values, 50257, &mut logits);
+    }) - ms_each(3, &mut || evict += other.iter().step_by(16).sum::<f32>());
+    let burns = x.clone().matmul(head.clone().transpose()).into_data();
+    let most = burns
+        .as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(&logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    web_sys::console::log_1(
+        &format!(
+            "one row times the LM head [50257, 768], a dot product per row (flex::times_rows_transposed): {:.1} GB/s ({evict}; {most:.1e} from burn's)",
             (50257 * 768 * 4) as f64 / ms / 1e6
         )
         .into(),

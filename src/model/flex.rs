@@ -349,6 +349,105 @@ simd_fn! {
     }
 }
 
+/// Lanes of [`dot_rows`]' accumulators: four `simd128` registers (two AVX2 ones), so that a
+/// streamed dot product is not held to one add's latency per vector.
+const DOT_LANES: usize = 16;
+
+simd_fn! {
+    /// `out[j] = x · w_j` for the consecutive rows `w_j` (each `x.len()` long) of `w`: one
+    /// streamed pass over `w`.
+    fn dot_rows(out: &mut [f32], x: &[f32], w: &[f32]) {
+        let k = x.len();
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(k)) {
+            let mut acc = [0.0f32; DOT_LANES];
+            let mut rc = row.chunks_exact(DOT_LANES);
+            let mut xc = x.chunks_exact(DOT_LANES);
+            for (r, xs) in (&mut rc).zip(&mut xc) {
+                for l in 0..DOT_LANES {
+                    acc[l] += r[l] * xs[l];
+                }
+            }
+            let mut s = 0.0f32;
+            for (r, xs) in rc.remainder().iter().zip(xc.remainder()) {
+                s += r * xs;
+            }
+            // Pairwise, as the lanes of two halves would be added in registers.
+            let mut half = DOT_LANES / 2;
+            while half > 0 {
+                for l in 0..half {
+                    acc[l] += acc[l + half];
+                }
+                half /= 2;
+            }
+            *o = acc[0] + s;
+        }
+    }
+}
+
+/// `x` `[m, k]` times the transpose of `w` `[n, k]` (row-major) into `out` `[m, n]`: a dot
+/// product per row of `w` and row of `x`, each row of `w` read from memory once (for a few rows
+/// of `x`: decoding). Natively in blocks of rows on several threads.
+pub fn times_rows_transposed(x: &[f32], m: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    let k = w.len() / n.max(1);
+    assert!(x.len() == m * k && out.len() == m * n && w.len() == n * k);
+    // `[n, m]` (the same as `[m, n]` for one row): row `j` of `w` against every row of `x`
+    // while it is in the cache.
+    let mut by_row = if m == 1 {
+        Vec::new()
+    } else {
+        vec![0.0f32; n * m]
+    };
+    let target = if m == 1 {
+        &mut out[..]
+    } else {
+        &mut by_row[..]
+    };
+    let block = |b: usize, o: &mut [f32]| {
+        let j0 = b * TRANSPOSED_BLOCK;
+        let rows = o.len() / m;
+        let wb = &w[j0 * k..(j0 + rows) * k];
+        if m == 1 {
+            dot_rows(o, x, wb);
+            return;
+        }
+        let mut one = [0.0f32; 1];
+        for (row, oj) in wb.chunks_exact(k).zip(o.chunks_mut(m)) {
+            for (i, v) in oj.iter_mut().enumerate() {
+                dot_rows(&mut one, &x[i * k..(i + 1) * k], row);
+                *v = one[0];
+            }
+        }
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if n * k >= 1 << 18 {
+        use rayon::prelude::*;
+        target
+            .par_chunks_mut(TRANSPOSED_BLOCK * m)
+            .enumerate()
+            .for_each(|(b, o)| block(b, o));
+    } else {
+        target
+            .chunks_mut(TRANSPOSED_BLOCK * m)
+            .enumerate()
+            .for_each(|(b, o)| block(b, o));
+    }
+    #[cfg(target_arch = "wasm32")]
+    target
+        .chunks_mut(TRANSPOSED_BLOCK * m)
+        .enumerate()
+        .for_each(|(b, o)| block(b, o));
+    if m > 1 {
+        for (j, r) in by_row.chunks_exact(m).enumerate() {
+            for (i, v) in r.iter().enumerate() {
+                out[i * n + j] = *v;
+            }
+        }
+    }
+}
+
+/// Rows of the weight per block of [`times_rows_transposed`] (a task natively).
+const TRANSPOSED_BLOCK: usize = 256;
+
 simd_fn! {
     /// `row = softmax(row * scale + bias)`, in place.
     fn softmax_row(row: &mut [f32], bias: &[f32], scale: f32) {
@@ -708,6 +807,34 @@ pub fn matmul_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     Some(wrap(new_tensor(out, &[m, n])))
 }
 
+/// `x` `[m, k]` times `w` `[k, n]` where `w` is the transposed view of a row-major `[n, k]`
+/// matrix (a language model's head over its vocabulary table) and `x` has at most
+/// [`TRANSPOSED_MAX_ROWS`] rows (decoding): a dot product per row of the table
+/// ([`times_rows_transposed`]); `None` otherwise. gemm reads such a view at 26 GB/s in wasm,
+/// where this streams at the memory's speed (`scripts/bench.sh wasm-parts`).
+pub fn matmul_transposed_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let [m, k] = x.dims();
+    let [k2, n] = w.dims();
+    if k != k2 || m == 0 || m > TRANSPOSED_MAX_ROWS || k == 0 || n == 0 {
+        return None;
+    }
+    let (xt, wt) = (flex(x)?, flex(w)?);
+    let layout = wt.layout();
+    let strides = layout.strides();
+    if strides[0] != 1 || strides[1] != k as isize {
+        return None;
+    }
+    let at = layout.start_offset();
+    let table = wt.storage::<f32>().get(at..at + n * k)?;
+    let mut out = vec![0.0f32; m * n];
+    times_rows_transposed(&values(&xt), m, table, n, &mut out);
+    Some(wrap(new_tensor(out, &[m, n])))
+}
+
+/// The most rows of `x` [`matmul_transposed_weight`] takes: beyond, the weight's reads are
+/// shared by enough rows that gemm's blocked product is faster.
+pub const TRANSPOSED_MAX_ROWS: usize = 4;
+
 /// A weight's packed layout ([`super::matmul::pack_b`]), with the buffer it was packed from.
 struct PackedWeight {
     /// Shared with the weight: while the cache holds it, no op writes into it (burn's and the
@@ -987,6 +1114,31 @@ mod tests {
         let p = packed_weight(&flex(&big).unwrap(), k, n, 100);
         assert_eq!(p.len(), n.div_ceil(8) * 8 * k);
         assert_eq!(packed_weights().0, before);
+    }
+
+    #[test]
+    fn a_few_rows_times_a_transposed_table_are_dot_products_per_row() {
+        // A table of 3,000 rows of 37 (blocks of rows, and a remainder past the lanes), as a
+        // language model's head reads it; 1 to 4 rows, and the cases it leaves to gemm.
+        let (n, k) = (3000, 37);
+        let table = matrix(n, k, 6);
+        let head = table.clone().transpose();
+        for m in 1..=TRANSPOSED_MAX_ROWS {
+            let x = matrix(m, k, m);
+            let y = matmul_transposed_weight(&x, &head).expect("a transposed table");
+            let want = x.clone().matmul(head.clone());
+            assert!(worst(y, want) < 1e-5, "{m} rows");
+        }
+        let five = matrix(TRANSPOSED_MAX_ROWS + 1, k, 1);
+        assert!(matmul_transposed_weight(&five, &head).is_none());
+        let x = matrix(1, k, 1);
+        assert!(
+            matmul_transposed_weight(&x, &matrix(k, n, 2)).is_none(),
+            "a plain weight"
+        );
+        let part = table.slice([10..2010, 0..k]).transpose();
+        let y = matmul_transposed_weight(&x, &part).expect("a view of some rows");
+        assert!(worst(y, x.clone().matmul(part)) < 1e-5);
     }
 
     #[test]

@@ -333,6 +333,9 @@ fn rows_times<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
             return y.reshape(dims);
         }
     }
+    if let Some(y) = flex::matmul_transposed_weight(&x, &w) {
+        return y.reshape(dims);
+    }
     x.matmul(w).reshape(dims)
 }
 

@@ -64,7 +64,7 @@ impl WeightPath<'_, '_> {
     /// GPT-2's `Conv1D` (weight stored `[in, out]`, y = x W + b) as a burn `Linear`.
     pub fn conv1d(&self, d_in: usize, d_out: usize) -> Linear {
         Linear {
-            weight: Param::from_tensor(self.tensor("weight", [d_in, d_out])),
+            weight: Param::from_tensor(self.in_out("weight", [d_in, d_out])),
             bias: Some(Param::from_tensor(self.tensor("bias", [d_out]))),
         }
     }

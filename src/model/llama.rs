@@ -180,8 +180,10 @@ impl Llama {
     }
 
     fn load(w: &Weights, c: &LlamaConfig, max_binding_bytes: u64) -> Self {
-        // Half-precision checkpoints stay so on a GPU that computes in f16.
+        // Half-precision checkpoints stay so on a GPU that computes in f16; on the CPU each
+        // output's weights stay one row, for decoding's dot products.
         w.keep_half();
+        w.keep_output_rows();
         let d = c.hidden_size;
         let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
         let norm = |at: WeightPath, n: usize| RmsNorm {

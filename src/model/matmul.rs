@@ -76,9 +76,70 @@ pub fn pack_b(b: &[f32], offset: usize, rs: usize, cs: usize, k: usize, n: usize
     }
     for jp in 0..panels {
         let dst = &mut out[jp * NR * k..(jp + 1) * NR * k];
-        pack_panel(b, offset, rs, cs, k, jp * NR, NR.min(n - jp * NR), dst);
+        let cols = NR.min(n - jp * NR);
+        if rs == 1 && cols == NR {
+            // The transposed view of an `[n, k]` weight (a decoder's on the CPU): each column
+            // is a row in memory.
+            pack_columns(b, offset + jp * NR * cs, cs, k, dst);
+        } else {
+            pack_panel(b, offset, rs, cs, k, jp * NR, cols, dst);
+        }
     }
     out
+}
+
+/// [`NR`] columns of `b`, each `k` consecutive values, column `l` from `b[at + l * cs..]`, as
+/// `k` rows of [`NR`] values in `dst`: four values of four columns at a time, transposed in
+/// registers (in wasm with `simd128` shuffles; a gather of one value per column read `NR`
+/// values from `NR` places for every row).
+fn pack_columns(b: &[f32], at: usize, cs: usize, k: usize, dst: &mut [f32]) {
+    let quads = k / 4;
+    for l0 in (0..NR).step_by(4) {
+        let col = |l: usize| &b[at + (l0 + l) * cs..at + (l0 + l) * cs + k];
+        let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+        for q in 0..quads {
+            let p = 4 * q;
+            let rows = transpose4([
+                c0[p..p + 4].try_into().expect("4"),
+                c1[p..p + 4].try_into().expect("4"),
+                c2[p..p + 4].try_into().expect("4"),
+                c3[p..p + 4].try_into().expect("4"),
+            ]);
+            for (i, r) in rows.iter().enumerate() {
+                dst[(p + i) * NR + l0..(p + i) * NR + l0 + 4].copy_from_slice(r);
+            }
+        }
+        for p in 4 * quads..k {
+            dst[p * NR + l0..p * NR + l0 + 4].copy_from_slice(&[c0[p], c1[p], c2[p], c3[p]]);
+        }
+    }
+}
+
+/// A 4 × 4 block transposed.
+#[inline(always)]
+fn transpose4(r: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::{i32x4_shuffle, v128};
+        // SAFETY: `[f32; 4]` and `v128` are both 16 plain bytes.
+        let v: [v128; 4] = unsafe { std::mem::transmute(r) };
+        let t0 = i32x4_shuffle::<0, 4, 1, 5>(v[0], v[1]);
+        let t1 = i32x4_shuffle::<2, 6, 3, 7>(v[0], v[1]);
+        let t2 = i32x4_shuffle::<0, 4, 1, 5>(v[2], v[3]);
+        let t3 = i32x4_shuffle::<2, 6, 3, 7>(v[2], v[3]);
+        let out = [
+            i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+            i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+            i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+            i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+        ];
+        // SAFETY: as above.
+        unsafe { std::mem::transmute::<[v128; 4], [[f32; 4]; 4]>(out) }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        std::array::from_fn(|i| std::array::from_fn(|j| r[j][i]))
+    }
 }
 
 /// Columns `j0..j0 + cols` of `b` (strides as in [`pack_b`]) as `k` rows of [`NR`] values in

@@ -75,6 +75,9 @@ pub struct Weights<'a> {
     device: Device,
     /// Matrices stored in f16 or bf16 stay in f16 on the device ([`Weights::keep_half`]).
     half: Cell<bool>,
+    /// Linear layers' weights keep each output's weights as one row on the CPU
+    /// ([`Weights::keep_output_rows`]).
+    output_rows: Cell<bool>,
     used: RefCell<BTreeSet<String>>,
     missing: RefCell<Vec<String>>,
     misshapen: RefCell<Vec<String>>,
@@ -120,6 +123,7 @@ impl<'a> Weights<'a> {
             },
             device: device.clone(),
             half: Cell::new(false),
+            output_rows: Cell::new(false),
             used: RefCell::default(),
             missing: RefCell::default(),
             misshapen: RefCell::default(),
@@ -215,6 +219,18 @@ impl<'a> Weights<'a> {
     /// read such weights as they are and compute in f32. Natively `TUNELAB_F16=0` keeps f32.
     pub fn keep_half(&self) {
         self.half.set(half_on(&self.device));
+    }
+
+    /// From here on, on the CPU, linear layers' weights ([`WeightPath::transposed`],
+    /// [`WeightPath::conv1d`]) keep each output's weights as one row, as `torch.nn.Linear`
+    /// stores them (`[out, in]`), and the layer multiplies by a transposed view of that. A
+    /// decoder asks for it: decoding multiplies one row at a time, and a dot product per weight
+    /// row streams the weights faster than gemm reads a `[in, out]` matrix
+    /// (`flex::matmul_transposed_weight`); longer inputs take the products that read any layout.
+    /// Not for training: its gradients and optimiser take row-major weights.
+    pub fn keep_output_rows(&self) {
+        self.output_rows
+            .set(crate::device::on_cpu(&self.device) && super::flex::enabled());
     }
 
     /// The tensor `name` as the file stores it, with its full name, checked against `shape`;
@@ -415,11 +431,15 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     /// The matrix `{path}.{name}` stored `[rows, cols]`, as its transpose `[cols, rows]`: on the
     /// CPU backend (inference or training) laid out row-major from the file's values, so that
     /// each product reads its rows in order (burn's linear copied a transposed view at every call,
-    /// forward and backward); elsewhere a view of the stored matrix, as the GPU kernels expect.
+    /// forward and backward); elsewhere, and for a decoder ([`Weights::keep_output_rows`]), a
+    /// view of the stored matrix, as the GPU kernels and decoding's dot products expect.
     pub fn transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
         let device = self.device();
         // (With the CPU kernels off, as before them: the benchmarks' baseline.)
-        if !crate::device::on_cpu(device) || !super::flex::enabled() {
+        if !crate::device::on_cpu(device)
+            || !super::flex::enabled()
+            || self.weights.output_rows.get()
+        {
             return self
                 .weights
                 .matrix(&self.name(name), [rows, cols])
@@ -430,6 +450,21 @@ impl<'w, 'a> WeightPath<'w, 'a> {
             TensorData::new(transpose(&data, rows, cols), [cols, rows]),
             device,
         )
+    }
+
+    /// GPT-2's `Conv1D` weight `{path}.{name}` stored `[rows, cols]` (`[in, out]`), as it is;
+    /// for a decoder on the CPU ([`Weights::keep_output_rows`]) laid out `[cols, rows]` and
+    /// given as the transposed view of that.
+    pub fn in_out(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
+        if !self.weights.output_rows.get() {
+            return self.tensor(name, [rows, cols]);
+        }
+        let data = self.weights.host(&self.name(name), &[rows, cols]);
+        Tensor::<2>::from_data(
+            TensorData::new(transpose(&data, rows, cols), [cols, rows]),
+            self.device(),
+        )
+        .transpose()
     }
 
     /// The tensor `{path}.{name}` as f16 host data, when kept in half precision (see

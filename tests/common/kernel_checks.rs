@@ -305,8 +305,18 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         )
         .await,
     );
-    // One row and a few, against weights stored [k, n] and read transposed (the LM head's).
-    for (m, transposed) in [(1, false), (3, false), (1, true), (5, true), (8, true)] {
+    // One row and a few, against weights stored [k, n] and read transposed (the LM head's, and
+    // a decoder's on the CPU: a dot product per weight row up to 4 rows); 20 rows for wasm's
+    // packed product, which packs the transposed view.
+    for (m, transposed) in [
+        (1, false),
+        (3, false),
+        (1, true),
+        (3, true),
+        (5, true),
+        (8, true),
+        (20, true),
+    ] {
         out.push(
             compare(
                 format!("matmul_rows [{m}, 200] x [200, 333] transposed {transposed}"),

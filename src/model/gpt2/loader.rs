@@ -15,6 +15,8 @@ impl Gpt2 {
     /// Loads the model, splitting the token embeddings into chunks of at most
     /// `max_binding_bytes` (use `u64::MAX` where there is no limit).
     pub fn load(w: &Weights, config: &Gpt2Config, max_binding_bytes: u64) -> Self {
+        // On the CPU each output's weights as one row, for decoding's dot products.
+        w.keep_output_rows();
         let d = config.n_embd;
         let eps = config.layer_norm_epsilon;
         let blocks = (0..config.n_layer)
