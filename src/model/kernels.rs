@@ -213,6 +213,10 @@ fn fused_linear<const D: usize>(
 ) -> Result<Tensor<D>, Tensor<D>> {
     #[cfg(feature = "webgpu")]
     if cube::applies(&x) {
+        let bias = lin.bias.as_ref().map(|b| b.val());
+        if let Some(out) = cube::linear_rows(&x, &lin.weight.val(), bias.as_ref(), residual, act) {
+            return Ok(out);
+        }
         let y = matmul_rows(x, lin.weight.val());
         let y = match &lin.bias {
             Some(bias) => match cube::add_bias(&y, &bias.val(), residual, act) {
@@ -1241,15 +1245,24 @@ mod cube {
     /// `slices` and adding the parts up in shared memory. The 32 lanes of a unit group run along
     /// whichever of `w`'s dimensions is contiguous (`k_lanes`: along `k`), so reads coalesce.
     /// `w` is f32, or f16 (a weight kept in half precision: each element read as f32).
+    ///
+    /// The linear layer's epilogue on the way out (as [`train::epilogue_kernel`] computes it):
+    /// `residual + act(y + bias)`, each part where its flag says (`kind` 3: no activation).
+    #[allow(clippy::too_many_arguments)]
     #[cube(launch_unchecked)]
     fn matmul_rows_kernel<W: Float>(
         x: &Tensor<f32>,
         w: &Tensor<W>,
+        bias: &Tensor<f32>,
+        residual: &Tensor<f32>,
         output: &mut Tensor<f32>,
         rows: usize,
         #[comptime] m: usize,
         #[comptime] units: usize,
         #[comptime] k_lanes: bool,
+        #[comptime] kind: u32,
+        #[comptime] with_bias: bool,
+        #[comptime] with_residual: bool,
         #[define(W)] _w_type: ElemType,
     ) {
         let k = w.shape(0);
@@ -1291,7 +1304,15 @@ mod cube {
                     for j in 0..slices {
                         total += acc[(r * slices + j) * cols + c];
                     }
-                    output[(first + r) * n + col] = total;
+                    if comptime![with_bias] {
+                        total += bias[col];
+                    }
+                    let mut y = train::act_at(total, kind);
+                    let at = (first + r) * n + col;
+                    if comptime![with_residual] {
+                        y += residual[at];
+                    }
+                    output[at] = y;
                 }
             }
         }
@@ -1326,12 +1347,47 @@ mod cube {
         w: &Burn<2>,
         most: usize,
     ) -> Option<Burn<D>> {
+        linear_rows_up_to(x, w, None, None, None, most)
+    }
+
+    /// A linear layer in one launch where the row kernel applies: `residual + act(x w + bias)`
+    /// (each part optional).
+    pub fn linear_rows<const D: usize>(
+        x: &Burn<D>,
+        w: &Burn<2>,
+        bias: Option<&Burn<1>>,
+        residual: Option<&Burn<D>>,
+        act: Option<Activation>,
+    ) -> Option<Burn<D>> {
+        linear_rows_up_to(x, w, bias, residual, act, rows_kernel_max())
+    }
+
+    fn linear_rows_up_to<const D: usize>(
+        x: &Burn<D>,
+        w: &Burn<2>,
+        bias: Option<&Burn<1>>,
+        residual: Option<&Burn<D>>,
+        act: Option<Activation>,
+        most: usize,
+    ) -> Option<Burn<D>> {
         let dims = x.dims();
         let [k, n] = w.dims();
         let m = dims.iter().product::<usize>() / k.max(1);
         if dims[D - 1] != k || k == 0 || n == 0 || m == 0 || m > most {
             return None;
         }
+        let mut out_dims = dims;
+        out_dims[D - 1] = n;
+        let bias = match bias {
+            Some(b) if b.dims()[0] == n => Some(primitive(b)?),
+            Some(_) => return None,
+            None => None,
+        };
+        let residual = match residual {
+            Some(r) if r.dims() == out_dims => Some(primitive(r)?),
+            Some(_) => return None,
+            None => None,
+        };
         let block = m.min(ROW_BLOCK);
         let input = primitive(x)?;
         let w = strided_weight(w)?;
@@ -1363,6 +1419,10 @@ mod cube {
         if cubes > 65_535 || blocks > 65_535 {
             return None;
         }
+        let (with_bias, with_residual) = (bias.is_some(), residual.is_some());
+        // An unused part still needs a binding: the input stands in.
+        let bias = bias.unwrap_or_else(|| input.clone());
+        let residual = residual.unwrap_or_else(|| input.clone());
         unsafe {
             matmul_rows_kernel::launch_unchecked(
                 &input.client.clone(),
@@ -1370,11 +1430,16 @@ mod cube {
                 CubeDim::new_1d(units),
                 input.into_tensor_arg(),
                 w.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                residual.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
                 m,
                 block,
                 units as usize,
                 k_lanes,
+                train::kind_of(act),
+                with_bias,
+                with_residual,
                 w_type,
             )
         };

@@ -158,7 +158,7 @@ impl Mask {
 
 /// `act` (`kind` 0 GELU, 1 tanh GELU, 2 ReLU, 3 none) at `x`.
 #[cube]
-fn act_at(x: f32, #[comptime] kind: u32) -> f32 {
+pub(super) fn act_at(x: f32, #[comptime] kind: u32) -> f32 {
     let mut y = x;
     if comptime![kind == 0] {
         y = 0.5f32 * x * (1.0f32 + erf(x * core::f32::consts::FRAC_1_SQRT_2));
