@@ -3,12 +3,13 @@
 # (a rented or lent box). Build here, carry DIR and the working tree, run there:
 #
 #   here:  scripts/bench-gpu-remote.sh --build DIR [FEATURE ...]
-#            bench_gpu built with each FEATURE (default: gpu gpu-fusion gpu-fast: plain, with
-#            fusion, with fusion+autotune), stripped and compressed, and the Vulkan/GL loaders
+#            bench_gpu built with each FEATURE (default: gpu gpu-autotune: plain, and with burn's
+#            autotune; also gpu-fusion, gpu-fast: fusion, fusion+autotune), stripped and
+#            compressed, and the Vulkan/GL loaders
 #   there: scripts/bench-gpu-remote.sh DIR [RUN ...]
-#            RUN: plain | unfused (plain with the engine's fused kernels off) | fusion | fast
-#            (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) | torch
-#            default: plain unfused torch
+#            RUN: plain | unfused (plain with the engine's fused kernels off) | autotune | fusion |
+#            fast (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) |
+#            torch; default: plain autotune torch
 #
 # There it unpacks the loaders, points Vulkan at NVIDIA's ICD, prints the GPU, then runs each RUN
 # (`bench_gpu encoder gpt2 train`; BENCH_ARGS overrides the workloads) and PyTorch on CUDA
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --build ]; then
   dir=${2:?usage: --build DIR [FEATURE ...]}
   shift 2
-  features=("$@"); [ "${#features[@]}" -gt 0 ] || features=(gpu gpu-fusion gpu-fast)
+  features=("$@"); [ "${#features[@]}" -gt 0 ] || features=(gpu gpu-autotune)
   source scripts/env.sh
   mkdir -p "$dir"
   for f in "${features[@]}"; do
@@ -35,7 +36,7 @@ if [ "${1:-}" = --build ]; then
 fi
 dir=${1:?usage: DIR [RUN ...]}
 shift
-runs=("$@"); [ "${#runs[@]}" -gt 0 ] || runs=(plain unfused torch)
+runs=("$@"); [ "${#runs[@]}" -gt 0 ] || runs=(plain autotune torch)
 read -r -a workloads <<< "${BENCH_ARGS:-encoder gpt2 train}"
 for f in "$dir"/*.deb; do dpkg -x "$f" /; done
 ldconfig
