@@ -10,7 +10,7 @@ use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
 use tunelab::prompt::generate::{generate, generate_ids, GenerationConfig, StopReason};
 use tunelab::prompt::score::continuation_log_probs;
-use tunelab::prompt::{LabelScorer, LanguageModel, Template};
+use tunelab::prompt::{Decoder, LabelScorer, LanguageModel, Template};
 
 fn lm(max_binding: u64) -> LanguageModel {
     let files = ModelFiles::from_dir(fixture_model("tiny-gpt2")).unwrap();
@@ -326,4 +326,40 @@ fn the_default_prompts_are_the_seeds_wording() {
         few.render("Fine."),
         "Determine the sentiment of the following sentence as Positive or Negative.\nSentence: Awful.\nSentiment: Negative\nSentence: Lovely!\nSentiment: Positive\nSentence: Fine.\nSentiment:"
     );
+}
+
+/// GPT-2's tensors as loaded give back the checkpoint's: on the CPU its `Conv1D` weights are
+/// kept transposed (each output's weights one row, for decoding's dot products) and read back
+/// through the transposed view.
+#[test]
+fn gpt2_exports_the_checkpoints_tensors() {
+    let Decoder::Gpt2(model) = lm(u64::MAX).model else {
+        panic!("tiny-gpt2 loads as GPT-2");
+    };
+    let mut out = tunelab::model::layers::Exporter::default();
+    model.export(&mut out);
+    let ours = pollster::block_on(out.read()).unwrap();
+    let file = std::fs::read(fixture_model("tiny-gpt2").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+    let mut compared = 0;
+    for (name, (shape, values)) in &ours {
+        let stored = st
+            .tensor(name)
+            .or_else(|_| st.tensor(name.trim_start_matches("transformer.")))
+            .unwrap_or_else(|_| panic!("{name} is in the file"));
+        assert_eq!(shape, stored.shape(), "{name}");
+        let want: Vec<f32> = stored
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(values, &want, "{name}");
+        compared += 1;
+    }
+    assert!(
+        ours.contains_key("transformer.h.0.mlp.c_fc.weight"),
+        "{:?}",
+        ours.keys()
+    );
+    assert!(compared > 4, "{compared} tensors");
 }

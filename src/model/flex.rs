@@ -808,10 +808,10 @@ pub fn matmul_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
 }
 
 /// `x` `[m, k]` times `w` `[k, n]` where `w` is the transposed view of a row-major `[n, k]`
-/// matrix (a language model's head over its vocabulary table) and `x` has at most
-/// [`TRANSPOSED_MAX_ROWS`] rows (decoding): a dot product per row of the table
-/// ([`times_rows_transposed`]); `None` otherwise. gemm reads such a view at 26 GB/s in wasm,
-/// where this streams at the memory's speed (`scripts/bench.sh wasm-parts`).
+/// matrix (a language model's head over its vocabulary table; a decoder's layers on the CPU,
+/// `Weights::keep_output_rows`) and `x` has at most [`TRANSPOSED_MAX_ROWS`] rows (decoding): a
+/// dot product per row of `w`'s matrix ([`times_rows_transposed`]); `None` otherwise. gemm reads
+/// the LM head's view at 25.7 GB/s in wasm, this at 38.6 (`scripts/bench.sh wasm-parts`).
 pub fn matmul_transposed_weight(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let [m, k] = x.dims();
     let [k2, n] = w.dims();
