@@ -117,7 +117,7 @@ fn pack_columns(b: &[f32], at: usize, cs: usize, k: usize, dst: &mut [f32]) {
 
 /// A 4 × 4 block transposed.
 #[inline(always)]
-fn transpose4(r: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
+pub(crate) fn transpose4(r: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         use core::arch::wasm32::{i32x4_shuffle, v128};

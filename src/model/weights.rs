@@ -495,16 +495,41 @@ pub fn half_on(device: &Device) -> bool {
 
 /// `data` `[rows, cols]` (row-major) as `[cols, rows]`, in 32 × 32 tiles: element by element,
 /// every write of a wide matrix's column lands a page away from the last (Qwen2.5-0.5B's
-/// 4864 × 896 layers took 10 s to load natively, 1.5 s in tiles).
+/// 4864 × 896 layers took 10 s to load natively, 1.5 s in tiles). Inside a tile, 4 × 4 blocks
+/// transposed in registers (`simd128` shuffles in wasm: GPT-2's `Conv1D` weights are transposed
+/// this way when a decoder loads on the CPU).
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    use super::matmul::transpose4;
     const TILE: usize = 32;
     let mut t = vec![0.0f32; data.len()];
     for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                let row = &data[r * cols..(r + 1) * cols];
-                for c in c0..(c0 + TILE).min(cols) {
-                    t[c * rows + r] = row[c];
+            let c1 = (c0 + TILE).min(cols);
+            let mut r = r0;
+            while r + 4 <= r1 {
+                let mut c = c0;
+                while c + 4 <= c1 {
+                    let block = transpose4(std::array::from_fn(|i| {
+                        let at = (r + i) * cols + c;
+                        data[at..at + 4].try_into().expect("4")
+                    }));
+                    for (j, column) in block.iter().enumerate() {
+                        let at = (c + j) * rows + r;
+                        t[at..at + 4].copy_from_slice(column);
+                    }
+                    c += 4;
+                }
+                for c in c..c1 {
+                    for i in 0..4 {
+                        t[c * rows + r + i] = data[(r + i) * cols + c];
+                    }
+                }
+                r += 4;
+            }
+            for r in r..r1 {
+                for c in c0..c1 {
+                    t[c * rows + r] = data[r * cols + c];
                 }
             }
         }
@@ -580,7 +605,15 @@ fn count_text(n: u64) -> String {
 mod tests {
     #[test]
     fn tiled_transpose_matches_the_definition() {
-        for (rows, cols) in [(1, 1), (3, 70), (70, 3), (33, 65), (64, 64)] {
+        for (rows, cols) in [
+            (1, 1),
+            (3, 70),
+            (70, 3),
+            (33, 65),
+            (64, 64),
+            (37, 6),
+            (5, 131),
+        ] {
             let data: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let t = super::transpose(&data, rows, cols);
             for r in 0..rows {
