@@ -11,7 +11,6 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation;
 
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
@@ -109,7 +108,7 @@ impl LlamaLayer {
         );
         let x = linear_residual(&self.o_proj, context, x, None);
         let m = self.post_norm.forward(x.clone());
-        let gated = activation::silu(linear(&self.gate_proj, m.clone())) * linear(&self.up_proj, m);
+        let gated = kernels::gated_linear(&self.up_proj, m.clone(), linear(&self.gate_proj, m));
         (linear_residual(&self.down_proj, gated, x, None), (kb, vb))
     }
 }

@@ -393,6 +393,29 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         )
         .await,
     );
+    // A SwiGLU's up projection times its activated gate (a Llama layer's MLP), one row and
+    // three.
+    for m in [1, 3] {
+        out.push(
+            compare(
+                format!("linear gated by SiLU [1, {m}, 40] -> 24, weight transposed"),
+                gpu,
+                |d| {
+                    let lin = Linear {
+                        weight: Param::from_tensor(tensor([24, 40], 32, 0.5, d).transpose()),
+                        bias: None,
+                    };
+                    (
+                        lin,
+                        tensor([1, m, 40], 33, 1.0, d),
+                        tensor([1, m, 24], 34, 3.0, d),
+                    )
+                },
+                |(lin, x, gate)| kernels::gated_linear(&lin, x, gate),
+            )
+            .await,
+        );
+    }
     out.push(
         compare(
             "linear_activate Gelu [3, 5, 40] -> 24".into(),
