@@ -340,22 +340,7 @@ fn gpt2_exports_the_checkpoints_tensors() {
     model.export(&mut out);
     let ours = pollster::block_on(out.read()).unwrap();
     let file = std::fs::read(fixture_model("tiny-gpt2").join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&file).unwrap();
-    let mut compared = 0;
-    for (name, (shape, values)) in &ours {
-        let stored = st
-            .tensor(name)
-            .or_else(|_| st.tensor(name.trim_start_matches("transformer.")))
-            .unwrap_or_else(|_| panic!("{name} is in the file"));
-        assert_eq!(shape, stored.shape(), "{name}");
-        let want: Vec<f32> = stored
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(values, &want, "{name}");
-        compared += 1;
-    }
+    let compared = assert_as_stored(&ours, &file, "transformer.");
     assert!(
         ours.contains_key("transformer.h.0.mlp.c_fc.weight"),
         "{:?}",

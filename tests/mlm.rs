@@ -106,16 +106,7 @@ fn a_masked_lm_exports_as_its_checkpoint() {
         n
     };
     assert_eq!(ours.keys().cloned().collect::<Vec<_>>(), names);
-    for (name, (shape, values)) in &ours {
-        let t = st.tensor(name).unwrap();
-        assert_eq!(shape, t.shape(), "{name}");
-        let want: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(values, &want, "{name}");
-    }
+    assert_as_stored(&ours, &file, "");
 }
 
 /// Domain adaptation end to end on tiny-bert, which has no masked-LM head (a fresh one, tied to

@@ -28,8 +28,12 @@ mod kernel_checks;
 mod half_checks;
 #[path = "common/store_checks.rs"]
 mod store_checks;
+#[path = "common/trace.rs"]
+mod trace;
 #[path = "common/training_checks.rs"]
 mod training_checks;
+
+use trace::trace_settings;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -580,18 +584,6 @@ fn tiny_bert_lora(trained: bool) -> BTreeMap<String, Vec<u8>> {
         ("adapter_config.json".to_string(), config.to_vec()),
         ("adapter_model.safetensors".to_string(), weights.to_vec()),
     ])
-}
-
-/// The AdamW settings of transformers' traces (train-trace, lora-trace).
-fn trace_settings() -> tunelab::train::optim::AdamWSettings {
-    tunelab::train::optim::AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-        weight_decay: 0.01,
-        decay_bias_and_norm: true,
-        max_grad_norm: 0.0,
-    }
 }
 
 /// train-trace's batch (the LoRA goldens' too).

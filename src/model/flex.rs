@@ -156,9 +156,23 @@ fn writable(t: &mut FlexTensor) -> &mut [f32] {
 /// the work is big enough to pay for them (burn's own CPU ops use rayon there too), in order in
 /// wasm (one thread per engine).
 fn rows_mut(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let big = out.len() >= 1 << 15;
+    rows_mut_if(big, out, len, f);
+}
+
+/// [`rows_mut`], on several threads natively where `big` says the work pays for them (work that
+/// the output's length does not measure: a product's depth).
+fn rows_mut_if(
+    big: bool,
+    out: &mut [f32],
+    len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let len = len.max(1);
+    #[cfg(target_arch = "wasm32")]
+    let _ = big;
     #[cfg(not(target_arch = "wasm32"))]
-    if out.len() >= 1 << 15 {
+    if big {
         use rayon::prelude::*;
         out.par_chunks_mut(len)
             .enumerate()
@@ -418,24 +432,7 @@ pub fn times_rows_transposed(x: &[f32], m: usize, w: &[f32], n: usize, out: &mut
             }
         }
     };
-    #[cfg(not(target_arch = "wasm32"))]
-    if n * k >= 1 << 18 {
-        use rayon::prelude::*;
-        target
-            .par_chunks_mut(TRANSPOSED_BLOCK * m)
-            .enumerate()
-            .for_each(|(b, o)| block(b, o));
-    } else {
-        target
-            .chunks_mut(TRANSPOSED_BLOCK * m)
-            .enumerate()
-            .for_each(|(b, o)| block(b, o));
-    }
-    #[cfg(target_arch = "wasm32")]
-    target
-        .chunks_mut(TRANSPOSED_BLOCK * m)
-        .enumerate()
-        .for_each(|(b, o)| block(b, o));
+    rows_mut_if(n * k >= 1 << 18, target, TRANSPOSED_BLOCK * m, block);
     if m > 1 {
         for (j, r) in by_row.chunks_exact(m).enumerate() {
             for (i, v) in r.iter().enumerate() {

@@ -445,10 +445,16 @@ impl<'w, 'a> WeightPath<'w, 'a> {
                 .matrix(&self.name(name), [rows, cols])
                 .transpose();
         }
+        self.laid_out_transposed(name, [rows, cols])
+    }
+
+    /// The matrix `{path}.{name}` stored `[rows, cols]`, laid out `[cols, rows]` row-major on
+    /// the device (transposed on the host, in tiles).
+    fn laid_out_transposed(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
         let data = self.weights.host(&self.name(name), &[rows, cols]);
         Tensor::from_data(
             TensorData::new(transpose(&data, rows, cols), [cols, rows]),
-            device,
+            self.device(),
         )
     }
 
@@ -459,12 +465,7 @@ impl<'w, 'a> WeightPath<'w, 'a> {
         if !self.weights.output_rows.get() {
             return self.tensor(name, [rows, cols]);
         }
-        let data = self.weights.host(&self.name(name), &[rows, cols]);
-        Tensor::<2>::from_data(
-            TensorData::new(transpose(&data, rows, cols), [cols, rows]),
-            self.device(),
-        )
-        .transpose()
+        self.laid_out_transposed(name, [rows, cols]).transpose()
     }
 
     /// The tensor `{path}.{name}` as f16 host data, when kept in half precision (see

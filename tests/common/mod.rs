@@ -8,6 +8,10 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use tunelab::train::{Phase, TrainEvent, TrainHooks};
 
+mod trace;
+#[allow(unused_imports)] // not every test binary trains
+pub use trace::trace_settings;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -87,6 +91,32 @@ pub fn golden(name: &str) -> (BTreeMap<String, Golden>, Value) {
         serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.golden.json"))).unwrap())
             .unwrap();
     (out, json)
+}
+
+/// Asserts that each exported tensor (`ours`, by name) equals, shape and values, the f32 tensor
+/// of that name in the safetensors `file`, or of that name less `prefix` (an architecture prefix
+/// the file may leave out); returns how many were compared.
+#[allow(dead_code)] // not every test binary exports
+pub fn assert_as_stored(
+    ours: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    file: &[u8],
+    prefix: &str,
+) -> usize {
+    let st = SafeTensors::deserialize(file).unwrap();
+    for (name, (shape, values)) in ours {
+        let stored = st
+            .tensor(name)
+            .or_else(|_| st.tensor(name.trim_start_matches(prefix)))
+            .unwrap_or_else(|_| panic!("{name} is in the file"));
+        assert_eq!(shape, stored.shape(), "{name}");
+        let want: Vec<f32> = stored
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(values, &want, "{name}");
+    }
+    ours.len()
 }
 
 /// Largest absolute difference; panics on a length mismatch.
@@ -176,19 +206,6 @@ impl TrainHooks for Collect {
             })
             .count()
             >= limit
-    }
-}
-
-/// `torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)`, as the
-/// training-trace goldens were made.
-pub fn trace_settings() -> tunelab::train::optim::AdamWSettings {
-    tunelab::train::optim::AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        epsilon: 1e-8,
-        weight_decay: 0.01,
-        decay_bias_and_norm: true,
-        max_grad_norm: 0.0,
     }
 }
 
