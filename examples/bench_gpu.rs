@@ -18,14 +18,16 @@
 //! the matmuls of one token with burn's kernel and the engine's row kernel, the LM head.
 //! Environment: TUNELAB_DEVICE=wgpu|cpu (default wgpu), TUNELAB_TASKS_MAX (default
 //! `tunelab::device::TASKS_MAX`), TUNELAB_FUSED_KERNELS=0 (the engine's fused kernels off, to
-//! measure what they gain), TUNELAB_KERNELS=1 (the launches by kernel name).
+//! measure what they gain), TUNELAB_TILED_MATMUL=0 (burn's matmul for many rows and in training
+//! instead of the engine's tiled kernel), TUNELAB_KERNEL_TIMES=1 (each kernel of a training run
+//! and of an embedding call timed: where the time goes), TUNELAB_KERNELS=1 (the launches by kernel name).
 
 use burn::prelude::*;
 use tunelab::counts::{Counter, Counts};
 use tunelab::data::{import_dataset, stratified_sample, stratified_split, Dataset, TableOptions};
 use tunelab::hub::ModelFiles;
 use tunelab::model::gpt2::KvCache;
-use tunelab::model::kernels::{argmax_rows, matmul_rows, row_kernel_matmul};
+use tunelab::model::kernels::{argmax_rows, matmul_rows, row_kernel_matmul, tiled_matmul};
 use tunelab::model::{read_f32, read_i64};
 use tunelab::pipelines::Embedder;
 use tunelab::prompt::LanguageModel;
@@ -76,6 +78,53 @@ fn kernels(c: &Counter, n: usize, what: &str) {
     println!("  kernels per {what}:");
     for (name, count) in c.kernels() {
         println!("  {:>9.1}  {name}", count as f64 / n.max(1) as f64);
+    }
+}
+
+/// With TUNELAB_KERNEL_TIMES set, each kernel timed as it runs (one at a time, so the run is
+/// slower than the table's): where a unit of work's device time goes.
+fn timing() -> bool {
+    std::env::var_os("TUNELAB_KERNEL_TIMES").is_some()
+}
+
+/// A kernel's name without its path: `KernelBinop<MulOp>` for
+/// `burn_cubecl::kernel::binary::kernel_binop::KernelBinop<burn_cubecl::…::MulOp>`.
+fn short(kernel: &str) -> String {
+    let last = |p: &str| p.rsplit("::").next().unwrap_or(p).to_string();
+    match kernel.split_once('<') {
+        Some((head, args)) => {
+            let inner = args.trim_end_matches('>');
+            let arg = inner.rsplit(", ").next().unwrap_or(inner);
+            format!(
+                "{}<{}>",
+                last(head),
+                last(arg.split('<').next().unwrap_or(arg))
+            )
+        }
+        None => last(kernel),
+    }
+}
+
+/// The profile of a timed count: per unit, the kernels taking the most time.
+fn kernel_times(c: &Counter, n: usize, what: &str) {
+    let times = c.times();
+    if times.is_empty() {
+        return;
+    }
+    let n = n.max(1) as f64;
+    let total: f64 = times.iter().map(|t| t.secs).sum();
+    println!(
+        "  kernel time per {what}: {:.2} ms in all (each kernel waited for)",
+        total / n * 1e3
+    );
+    for t in times.iter().take(25) {
+        println!(
+            "  {:>8.3} ms {:>7.1} launches  {}{}",
+            t.secs / n * 1e3,
+            t.launches as f64 / n,
+            short(t.kernel),
+            if t.device_clock { "" } else { " (host clock)" }
+        );
     }
 }
 
@@ -167,19 +216,24 @@ fn main() {
     let t0 = std::time::Instant::now();
     let (device, max_bind) = device(&which);
     println!(
-        "machine: {}; device {which}; fused kernels {}; burn fusion {}, autotune {}; init {:.2} s",
+        "machine: {}; device {which}; fused kernels {}{}; burn fusion {}, autotune {}; init {:.2} s",
         machine(),
         if tunelab::model::kernels::fused_kernels_enabled() {
             "on"
         } else {
             "off (TUNELAB_FUSED_KERNELS=0)"
         },
+        if std::env::var("TUNELAB_TILED_MATMUL").is_ok_and(|v| v == "0") {
+            ", tiled matmul off (TUNELAB_TILED_MATMUL=0)"
+        } else {
+            ""
+        },
         if cfg!(feature = "gpu-fusion") || cfg!(feature = "gpu-fast") {
             "on"
         } else {
             "off"
         },
-        if cfg!(feature = "gpu-fast") {
+        if cfg!(feature = "gpu-fast") || cfg!(feature = "gpu-autotune") {
             "on"
         } else {
             "off"
@@ -265,14 +319,19 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
 }
 
 /// The median seconds of `emb.embed(texts)` over `runs` calls after `warm`, then the launches
-/// and readbacks of one more call.
+/// and readbacks of one more call (and with TUNELAB_KERNEL_TIMES its profile).
 fn timed_and_counted(emb: &Embedder, texts: &[&str], warm: usize, runs: usize) -> (f64, Counts) {
     let secs = median_secs(warm, runs, || {
         block(emb.embed(texts)).unwrap();
     });
-    let c = Counter::start();
+    let c = if timing() {
+        Counter::start_timed()
+    } else {
+        Counter::start()
+    };
     block(emb.embed(texts)).unwrap();
     kernels(&c, 1, "call");
+    kernel_times(&c, 1, "call");
     (secs, c.finish())
 }
 
@@ -334,6 +393,37 @@ fn probe(device: &Device, max_bind: u64) {
             },
         );
     }
+    // Many rows (a training batch of 32 × 128 tokens): burn's matmul and the engine's tiled
+    // kernel at both its tile sizes, forward and for the weight's gradient `xᵀ · dy`.
+    let x4k = Tensor::<2>::random([4096, 384], burn::tensor::Distribution::Default, device);
+    let dy = Tensor::<2>::random([4096, 1536], burn::tensor::Distribution::Default, device);
+    let twelve = |f: &dyn Fn() -> Tensor<2>| {
+        let mut acc = f();
+        for _ in 0..11 {
+            acc = f();
+        }
+        block(read_f32(acc.narrow(1, 0, 1))).unwrap();
+    };
+    time("matmul [4096,384]x[384,1536] x12, burn", &mut || {
+        twelve(&|| x4k.clone().matmul(w384.clone()))
+    });
+    time("xT dy [384,4096]x[4096,1536] x12, burn", &mut || {
+        twelve(&|| x4k.clone().transpose().matmul(dy.clone()))
+    });
+    for tile in ["64", "128"] {
+        std::env::set_var("TUNELAB_GEMM_TILE", tile);
+        if tiled_matmul(x4k.clone(), w384.clone()).is_none() {
+            break;
+        }
+        time(&format!("the same forward, tiled {tile}"), &mut || {
+            twelve(&|| tiled_matmul(x4k.clone(), w384.clone()).expect("tiled"))
+        });
+        time(&format!("the same xT dy, tiled {tile}"), &mut || {
+            twelve(&|| tiled_matmul(x4k.clone().transpose(), dy.clone()).expect("tiled"))
+        });
+    }
+    std::env::remove_var("TUNELAB_GEMM_TILE");
+    drop((x4k, dy));
     // The whole vocabulary where one binding holds it (lavapipe's 128 MiB does not).
     let vocab = 50257.min((max_bind / (768 * 4)) as usize);
     let wte = Tensor::<2>::random([vocab, 768], burn::tensor::Distribution::Default, device);
@@ -487,17 +577,19 @@ fn train(data: &Dataset, device: &Device, narrow: bool) {
             classifier_for_training(&files, &train.label_names, &args, pooling, device).unwrap();
         let s = std::time::Instant::now();
         let mut h = TrainWatch {
-            counter: Some(Counter::start()),
+            counter: Some(if timing() {
+                Counter::start_timed()
+            } else {
+                Counter::start()
+            }),
             ..Default::default()
         };
         block(fine_tune(model, &tok, &train, &test, &args, device, &mut h)).unwrap();
         let (c, steps) = h.per_step();
         if let Some(all) = &h.counter {
-            kernels(
-                all,
-                h.at_last.map_or(1, |(n, _)| n),
-                "step (whole run, evaluation included)",
-            );
+            let steps = h.at_last.map_or(1, |(n, _)| n);
+            kernels(all, steps, "step (whole run, evaluation included)");
+            kernel_times(all, steps, "step (whole run, evaluation included)");
         }
         row(
             &format!("full fine-tuning, {n} reviews, batch {bs}, <=128 tokens"),

@@ -7,7 +7,9 @@
 #            autotune; also gpu-fusion, gpu-fast: fusion, fusion+autotune), stripped and
 #            compressed, and the Vulkan/GL loaders
 #   there: scripts/bench-gpu-remote.sh DIR [RUN ...]
-#            RUN: plain | unfused (plain with the engine's fused kernels off) | autotune | fusion |
+#            RUN: plain | unfused (plain with the engine's fused kernels off) | untiled (plain
+#            with burn's matmul for many rows and in training, not the engine's tiled kernel) |
+#            autotune | fusion |
 #            fast (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) |
 #            torch; default: plain autotune torch
 #
@@ -58,11 +60,13 @@ for run in "${runs[@]}"; do
     continue
   fi
   build=${run%@*}; tasks=; [ "$run" != "$build" ] && tasks=${run#*@}
-  fused=1; [ "$build" = unfused ] && build=plain fused=0
+  fused=1 tiled=1
+  [ "$build" = unfused ] && build=plain fused=0
+  [ "$build" = untiled ] && build=plain tiled=0
   bin=bench_gpu; [ "$build" = plain ] || bin=bench_gpu-$build
   unpack "$bin"
   echo "=== burn-wgpu $run${tasks:+, tasks_max $tasks}"
-  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} TUNELAB_FUSED_KERNELS=$fused timeout "${STEP_S:-200}" \
+  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} TUNELAB_FUSED_KERNELS=$fused TUNELAB_TILED_MATMUL=$tiled timeout "${STEP_S:-200}" \
     "/tmp/$bin" "${workloads[@]}" 2>&1 |
     grep -v XDG_RUNTIME
 done

@@ -42,8 +42,25 @@ impl Counter {
     pub fn start() -> Self {
         Self {
             reads_at_start: READS.with(Cell::get),
-            launches: launches::Watch::start(),
+            launches: launches::Watch::start(false),
         }
+    }
+
+    /// [`Counter::start`], and each kernel timed as it runs, for a profile ([`Counter::times`]):
+    /// every launch then waits for its kernel, so kernels run one at a time and the whole takes
+    /// longer than it would.
+    pub fn start_timed() -> Self {
+        Self {
+            reads_at_start: READS.with(Cell::get),
+            launches: launches::Watch::start(true),
+        }
+    }
+
+    /// With [`Counter::start_timed`], the time taken by each kernel: name, launches, seconds in
+    /// all, and whether the device's clock measured them (else the host's, around a blocking
+    /// submit, which includes its overhead); most time first. Empty elsewhere.
+    pub fn times(&self) -> Vec<KernelTime> {
+        self.launches.times()
     }
 
     /// What was counted, ending the count.
@@ -65,6 +82,15 @@ impl Counter {
     }
 }
 
+/// One kernel's share of a profile ([`Counter::times`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub launches: u64,
+    pub secs: f64,
+    pub device_clock: bool,
+}
+
 /// Notes one readback (called by the engine's read functions).
 pub(crate) fn note_read() {
     READS.with(|r| r.set(r.get() + 1));
@@ -76,16 +102,43 @@ mod launches {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use cubecl_runtime::logging::{LaunchObservation, LaunchObserver};
+    use cubecl_runtime::logging::{
+        Duration, LaunchObservation, LaunchObserver, TimingMethod, TimingRequest,
+    };
 
+    use super::KernelTime;
+
+    /// Launches in all, launches by kernel name, and with `timed` the time by kernel name
+    /// (seconds, and whether every measurement came from the device's clock).
     #[derive(Default)]
-    struct Tally(AtomicU64, Mutex<HashMap<&'static str, u64>>);
+    struct Tally {
+        launches: AtomicU64,
+        names: Mutex<HashMap<&'static str, u64>>,
+        timed: bool,
+        times: Mutex<HashMap<&'static str, (f64, bool)>>,
+    }
 
     impl LaunchObserver for Tally {
         fn launched(&self, kernel: &'static str) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut names) = self.1.lock() {
+            self.launches.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut names) = self.names.lock() {
                 *names.entry(kernel).or_default() += 1;
+            }
+        }
+
+        fn timing(&self) -> TimingRequest {
+            if self.timed {
+                TimingRequest::Resolved
+            } else {
+                TimingRequest::None
+            }
+        }
+
+        fn timed(&self, kernel: &'static str, duration: Duration, method: TimingMethod) {
+            if let Ok(mut times) = self.times.lock() {
+                let t = times.entry(kernel).or_insert((0.0, true));
+                t.0 += duration.as_secs_f64();
+                t.1 &= method == TimingMethod::Device;
             }
         }
     }
@@ -96,8 +149,11 @@ mod launches {
     }
 
     impl Watch {
-        pub fn start() -> Self {
-            let tally = Arc::new(Tally::default());
+        pub fn start(timed: bool) -> Self {
+            let tally = Arc::new(Tally {
+                timed,
+                ..Tally::default()
+            });
             let observation = LaunchObservation::new(tally.clone());
             Self {
                 tally,
@@ -106,15 +162,33 @@ mod launches {
         }
 
         pub fn count(&self) -> u64 {
-            self.tally.0.load(Ordering::Relaxed)
+            self.tally.launches.load(Ordering::Relaxed)
         }
 
         pub fn kernels(&self) -> Vec<(&'static str, u64)> {
-            let mut out: Vec<_> = match self.tally.1.lock() {
+            let mut out: Vec<_> = match self.tally.names.lock() {
                 Ok(names) => names.iter().map(|(k, n)| (*k, *n)).collect(),
                 Err(_) => Vec::new(),
             };
             out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            out
+        }
+
+        pub fn times(&self) -> Vec<KernelTime> {
+            let names = self.kernels();
+            let mut out: Vec<KernelTime> = match self.tally.times.lock() {
+                Ok(times) => times
+                    .iter()
+                    .map(|(k, (secs, device))| KernelTime {
+                        kernel: k,
+                        launches: names.iter().find(|n| n.0 == *k).map_or(0, |n| n.1),
+                        secs: *secs,
+                        device_clock: *device,
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            out.sort_by(|a, b| b.secs.total_cmp(&a.secs).then(a.kernel.cmp(b.kernel)));
             out
         }
     }
@@ -122,12 +196,18 @@ mod launches {
 
 #[cfg(not(feature = "webgpu"))]
 mod launches {
+    use super::KernelTime;
+
     /// Without cubecl nothing launches kernels.
     pub struct Watch;
 
     impl Watch {
-        pub fn start() -> Self {
+        pub fn start(_timed: bool) -> Self {
             Watch
+        }
+
+        pub fn times(&self) -> Vec<KernelTime> {
+            Vec::new()
         }
 
         pub fn count(&self) -> u64 {

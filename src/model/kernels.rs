@@ -278,7 +278,12 @@ fn graph_linear<const D: usize>(
         }
         let rows = dims[..D - 1].iter().product::<usize>();
         dims[D - 1] = n;
-        let y = x.reshape([rows, k]).matmul(w).reshape(dims);
+        let x = x.reshape([rows, k]);
+        let y = match cube::train::matmul(&x, &w) {
+            Some(y) => y,
+            None => x.matmul(w),
+        }
+        .reshape(dims);
         Ok(cube::train::epilogue(y, bias.as_ref(), act, prob, residual)
             .unwrap_or_else(|_| unreachable!("epilogue_fits said the kernel applies")))
     }
@@ -550,6 +555,18 @@ pub fn row_kernel_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Option<T
     }
 }
 
+/// `x` `[m, k]` times `w` `[k, n]` (either a transposed view) by the GPU's tiled kernel
+/// whatever the number of rows, for the benchmark's comparison; `None` where it does not apply.
+pub fn tiled_matmul(x: Tensor<2>, w: Tensor<2>) -> Option<Tensor<2>> {
+    #[cfg(feature = "webgpu")]
+    return cube::tiled_matmul(&x, &w);
+    #[cfg(not(feature = "webgpu"))]
+    {
+        let _ = (x, w);
+        None
+    }
+}
+
 /// The index of the largest value of each row of `x` `[b, n]` (the first of equal maxima, as
 /// torch's `argmax`), as `[b, 1]`: greedy decoding's next token. On a GPU one kernel, a cube per
 /// row (burn's reduction took about 2 ms for GPT-2's 50,257 logits on an H200).
@@ -623,6 +640,7 @@ mod cube {
 
     use crate::model::config::Activation;
 
+    pub mod gemm;
     pub mod train;
 
     /// Units per cube for the row kernels: a power of two (the tree reduction needs one), capped
@@ -1369,6 +1387,12 @@ mod cube {
         linear_rows_up_to(x, w, None, None, None, false, most)
     }
 
+    pub fn tiled_matmul(x: &Burn<2>, w: &Burn<2>) -> Option<Burn<2>> {
+        let a = gemm::Operand::of(strided(x)?)?;
+        let b = gemm::Operand::of(strided_weight(w)?)?;
+        gemm::gemm(&a, &b, gemm::Epilogue::default(), &[a.rows, b.cols]).map(wrap)
+    }
+
     /// A linear layer in one launch where the row kernel applies: `residual + act(x w + bias)`
     /// (each part optional).
     pub fn linear_rows<const D: usize>(
@@ -1404,7 +1428,7 @@ mod cube {
         let dims = x.dims();
         let [k, n] = w.dims();
         let m = dims.iter().product::<usize>() / k.max(1);
-        if dims[D - 1] != k || k == 0 || n == 0 || m == 0 || m > most {
+        if dims[D - 1] != k || k == 0 || n == 0 || m == 0 {
             return None;
         }
         let mut out_dims = dims;
@@ -1419,9 +1443,21 @@ mod cube {
             Some(_) => return None,
             None => None,
         };
-        let block = m.min(ROW_BLOCK);
         let input = primitive(x)?;
         let w = strided_weight(w)?;
+        if m > most {
+            // Many rows: the tiled product, the epilogue in the same kernel.
+            let epilogue = gemm::Epilogue {
+                bias: bias.as_ref(),
+                act,
+                residual: residual.as_ref(),
+                gated,
+            };
+            let a = gemm::Operand::of(input)?;
+            let b = gemm::Operand::of(w)?;
+            return gemm::gemm(&a, &b, epilogue, &out_dims).map(wrap);
+        }
+        let block = m.min(ROW_BLOCK);
         let w_type = match w.dtype {
             DType::F16 => ElemType::Float(cubecl::ir::FloatKind::F16),
             _ => ElemType::Float(cubecl::ir::FloatKind::F32),

@@ -446,6 +446,83 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
         )
         .await,
     );
+    // Past the row kernel's rows, the tiled product with the epilogue in the same launch: its
+    // 64-row tiles with edges on every side (300 rows, 70 deep, 130 outputs), a transposed weight
+    // gated by SiLU, and its 128-row tiles (2,048 rows by 1,030 outputs).
+    out.push(
+        compare(
+            "linear_residual [2, 150, 70] -> 130, tiled".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([70, 130], 35, 0.5, d)),
+                    bias: Some(Param::from_tensor(tensor([130], 36, 0.5, d))),
+                };
+                (
+                    lin,
+                    tensor([2, 150, 70], 37, 1.0, d),
+                    tensor([2, 150, 130], 38, 1.0, d),
+                )
+            },
+            |(lin, x, r)| kernels::linear_residual(&lin, x, r, None),
+        )
+        .await,
+    );
+    out.push(
+        compare(
+            "linear gated by SiLU [1, 300, 40] -> 24, weight transposed, tiled".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([24, 40], 39, 0.5, d).transpose()),
+                    bias: None,
+                };
+                (
+                    lin,
+                    tensor([1, 300, 40], 40, 1.0, d),
+                    tensor([1, 300, 24], 41, 3.0, d),
+                )
+            },
+            |(lin, x, gate)| kernels::gated_linear(&lin, x, gate),
+        )
+        .await,
+    );
+    // A deep product of few tiles: in splits of its depth, summed with the bias and the
+    // residual by a second launch.
+    out.push(
+        compare(
+            "linear_residual [1, 300, 1100] -> 30, tiled in splits".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([1100, 30], 45, 0.5, d)),
+                    bias: Some(Param::from_tensor(tensor([30], 46, 0.5, d))),
+                };
+                (
+                    lin,
+                    tensor([1, 300, 1100], 47, 0.25, d),
+                    tensor([1, 300, 30], 48, 1.0, d),
+                )
+            },
+            |(lin, x, r)| kernels::linear_residual(&lin, x, r, None),
+        )
+        .await,
+    );
+    out.push(
+        compare(
+            "linear_activate Gelu [1, 2048, 40] -> 1030, tiled".into(),
+            gpu,
+            |d| {
+                let lin = Linear {
+                    weight: Param::from_tensor(tensor([40, 1030], 42, 0.5, d)),
+                    bias: Some(Param::from_tensor(tensor([1030], 43, 0.5, d))),
+                };
+                (lin, tensor([1, 2048, 40], 44, 1.0, d))
+            },
+            |(lin, x)| kernels::linear_activate(&lin, x, Activation::Gelu),
+        )
+        .await,
+    );
     for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
         out.push(
             compare(
@@ -470,7 +547,8 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
 /// GPU stays two matmuls around the probabilities kernel (the fused query/key/value matmul and its
 /// head split, the two matmuls and the probabilities, and the merge of the heads); as many for a
 /// prompt's 20 queries over a cache, and two more where its key/value heads are repeated for
-/// grouped-query attention.
+/// grouped-query attention; two for a tiled product in splits of its depth (the parts, then
+/// their sum with the epilogue).
 pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
     for c in checks {
         assert!(
@@ -484,7 +562,10 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
                 6
             } else if c.name.starts_with("attention t 20") {
                 8
-            } else if c.name.starts_with("heads") || c.name.starts_with("split") {
+            } else if c.name.starts_with("heads")
+                || c.name.starts_with("split")
+                || c.name.ends_with("in splits")
+            {
                 2
             } else {
                 1
@@ -504,10 +585,12 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
 #[allow(dead_code)] // the GPU tests do not call it
 pub fn assert_cpu_kernels_ran(checks: &[Check]) {
     for c in checks {
-        // (Rotary positions are a GPU kernel only: on the CPU the composition's few passes.)
+        // (Rotary positions are a GPU kernel only: on the CPU the composition's few passes; a
+        // bias-less layer over hundreds of rows is one plain product there, nothing to fuse.)
         if c.name.starts_with("matmul_rows")
             || c.name.starts_with("argmax")
             || c.name.starts_with("rotary")
+            || (c.name.starts_with("linear gated") && c.name.ends_with("tiled"))
         {
             continue;
         }

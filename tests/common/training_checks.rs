@@ -246,28 +246,38 @@ pub async fn training_kernel_checks(base: &Device) -> Vec<TrainingCheck> {
             .await,
         );
     }
-    // A linear layer with GELU, and one with a residual added (the GPU's epilogue kernel).
-    for (residual, name) in [(false, "GELU"), (true, "a residual")] {
+    // A linear layer with GELU, and one with a residual added (the GPU's epilogue kernel); then
+    // with more rows and outputs than one tile of the GPU's product holds, none of the three
+    // sizes a multiple of its tiles (its backward products run 300 deep); and 1,200 rows, whose
+    // weight's gradient (one tile, 1,200 deep) the GPU sums in four splits. These take inputs
+    // and output weights of a smaller spread: f32's rounding over such long sums alone reaches
+    // the checks' 1e-5 at full spread, burn's own product's too.
+    for (residual, name, [b0, t, k, n], spread) in [
+        (false, "GELU", [3, 7, 37, 40], 1.0),
+        (true, "a residual", [3, 7, 37, 40], 1.0),
+        (false, "GELU", [2, 150, 70, 130], 0.25),
+        (true, "a residual", [2, 600, 24, 40], 0.1),
+    ] {
         checks.push(
             compare(
-                &format!("linear with {name} and its gradients [3, 7, 37] -> 40"),
+                &format!("linear with {name} and its gradients [{b0}, {t}, {k}] -> {n}"),
                 base,
                 |d| {
-                    let mut lin = LinearConfig::new(37, 40).init(d);
+                    let mut lin = LinearConfig::new(k, n).init(d);
                     let (w, b) = (
-                        tensor([37, 40], 20, 0.5, d).require_grad(),
-                        tensor([40], 21, 0.5, d).require_grad(),
+                        tensor([k, n], 20, 0.5, d).require_grad(),
+                        tensor([n], 21, 0.5, d).require_grad(),
                     );
                     lin.weight = Param::from_tensor(w.clone());
                     lin.bias = Some(Param::from_tensor(b.clone()));
-                    let x = tensor([3, 7, 37], 22, 1.0, d).require_grad();
-                    let r = tensor([3, 7, 40], 23, 1.0, d).require_grad();
+                    let x = tensor([b0, t, k], 22, spread, d).require_grad();
+                    let r = tensor([b0, t, n], 23, 1.0, d).require_grad();
                     let y = if residual {
                         kernels::linear_residual(&lin, x.clone(), r.clone(), None)
                     } else {
                         kernels::linear_activate(&lin, x.clone(), Activation::Gelu)
                     };
-                    let wy = tensor(y.dims(), 24, 1.0, d);
+                    let wy = tensor(y.dims(), 24, spread, d);
                     let grads = (y.clone() * wy).sum().backward();
                     let mut out = vec![
                         flat(y.inner()),

@@ -40,6 +40,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 use cubecl::prelude::*;
 
+use super::gemm::{gemm, Epilogue, Operand};
 use super::{broadcast_stride, cube_reduce, empty_like, erf, row_launch, wrap};
 use crate::model::config::Activation;
 use crate::model::flex;
@@ -72,8 +73,12 @@ fn from_graph<const D: usize>(t: Tracked) -> Burn<D> {
     Burn::from_primitive::<Graph>(t)
 }
 
-/// The sum of `t`'s rows of `n` (any layout): `[n]`, by burn's reduction.
+/// The sum of `t`'s rows of `n` (any layout): `[n]`, by the tiled product
+/// ([`super::gemm::column_sums`]) where it applies, else burn's reduction.
 fn column_sum(t: CubeTensor, n: usize) -> CubeTensor {
+    if let Some(sums) = super::gemm::column_sums(&t, n) {
+        return sums;
+    }
     let rows = t.meta.shape().num_elements() / n.max(1);
     let rank = t.meta.shape().num_dims();
     let sum = match rank {
@@ -454,6 +459,74 @@ pub fn epilogue<const D: usize>(
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
     Ok(from_graph(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A linear layer's product
+
+#[derive(Debug)]
+struct MatmulStep;
+
+impl Backward<CubeBackend, 2> for MatmulStep {
+    /// The input and the weight.
+    type State = (CubeTensor, CubeTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [px, pw] = ops.parents;
+        let grad = grads.consume::<CubeBackend>(&ops.node);
+        let (x, w) = ops.state;
+        let dy = Operand::of(grad.clone()).expect("a matrix");
+        // The tiled kernel applied forward, so it does backward (same device, sizes of the same
+        // order); burn's matmul stands by all the same.
+        if let Some(node) = pw {
+            let shape = w.meta.shape().to_vec();
+            let xt = Operand::of(x.clone()).expect("a matrix").transposed();
+            let dw = gemm(&xt, &dy, Epilogue::default(), &shape).unwrap_or_else(|| {
+                let y = wrap::<2>(x.clone())
+                    .transpose()
+                    .matmul(wrap::<2>(grad.clone()));
+                y.try_into_primitive::<CubeBackend>()
+                    .expect("a cubecl tensor")
+            });
+            grads.register::<CubeBackend>(node.id, dw);
+        }
+        if let Some(node) = px {
+            let shape = x.meta.shape().to_vec();
+            let wt = Operand::of(w.clone()).expect("a matrix").transposed();
+            let dx = gemm(&dy, &wt, Epilogue::default(), &shape).unwrap_or_else(|| {
+                let y = wrap::<2>(grad).matmul(wrap::<2>(w).transpose());
+                y.try_into_primitive::<CubeBackend>()
+                    .expect("a cubecl tensor")
+            });
+            grads.register::<CubeBackend>(node.id, dx);
+        }
+    }
+}
+
+/// `x · w` (`[m, k] · [k, n]`) in training's graph by the tiled kernel ([`super::gemm`]), and
+/// backward `dy · wᵀ` and `xᵀ · dy` by the same kernel reading the transposed views as they
+/// are; `None` where it does not apply (burn's matmul then).
+pub fn matmul(x: &Burn<2>, w: &Burn<2>) -> Option<Burn<2>> {
+    let (xt, wt) = (on_graph(x)?, on_graph(w)?);
+    let (xp, xn) = xt.into_parts();
+    let (wp, wn) = wt.into_parts();
+    let a = Operand::of(xp.clone())?;
+    let b = Operand::of(wp.clone())?;
+    let out = gemm(&a, &b, Epilogue::default(), &[a.rows, b.cols])?;
+    let out = match MatmulStep
+        .prepare::<NoCheckpointing>([xn, wn])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((xp, wp), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(from_graph(out))
 }
 
 // ---------------------------------------------------------------------------------------------
