@@ -374,6 +374,78 @@ async fn decode_counts(lm: &LanguageModel) -> Counts {
     c.finish()
 }
 
+/// The kernels `run` launches, by name, counted while it runs.
+async fn kernels_of<F: std::future::Future<Output = ()>>(
+    run: impl FnOnce() -> F,
+) -> std::collections::BTreeSet<&'static str> {
+    let c = Counter::start();
+    run().await;
+    let names = c.kernels().into_iter().map(|(name, _)| name).collect();
+    drop(c);
+    names
+}
+
+/// The warm-up the engine runs after a load on WebGPU (`pipelines::warm`) launches every kernel
+/// that a first request then launches (one text; a batch of texts past the row kernel's rows; a
+/// generation), the row kernel and the tiled product among them, so that the browser has compiled
+/// them before the user asks.
+#[wasm_bindgen_test]
+async fn webgpu_warm_up_launches_the_kernels_of_a_first_request() {
+    use tunelab::pipelines::warm;
+    let compute = webgpu().await;
+    let device = &compute.device;
+    let clf = TextClassifier::load(&tiny_bert(), device).unwrap();
+    let warmed = kernels_of(|| async { warm::classifier(&clf).await.unwrap() }).await;
+    let reviews: Vec<String> = (0..12)
+        .map(|i| format!("review {i}: the acting was fine, the story dragged on and on, and the ending came far too late for anyone to care"))
+        .collect();
+    let reviews: Vec<&str> = reviews.iter().map(|r| &**r).collect();
+    let asked = kernels_of(|| async {
+        clf.logits(&["great film"]).await.unwrap();
+        clf.logits(&reviews).await.unwrap();
+    })
+    .await;
+    let missing: Vec<_> = asked.difference(&warmed).collect();
+    assert!(
+        missing.is_empty(),
+        "the classifier's first requests launched kernels its warm-up did not: {missing:?}"
+    );
+    for kernel in ["matmul_rows_kernel", "gemm_kernel"] {
+        assert!(
+            warmed.iter().any(|k| k.contains(kernel)),
+            "the warm-up launched no {kernel}: {warmed:?}"
+        );
+    }
+
+    let lm = LanguageModel::load(
+        &files(
+            include_bytes!("fixtures/models/tiny-gpt2/config.json"),
+            include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
+            include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
+        ),
+        device,
+        u64::MAX,
+    )
+    .unwrap();
+    let warmed = kernels_of(|| async { warm::language_model(&lm).await.unwrap() }).await;
+    let prompt: Vec<u32> = (0..12).map(|i| 100 + i * 37).collect();
+    let cfg = GenerationConfig {
+        max_new_tokens: 4,
+        ..GenerationConfig::default()
+    };
+    let asked = kernels_of(|| async {
+        generate_ids(&lm, &prompt, &cfg, &mut |_| true)
+            .await
+            .unwrap();
+    })
+    .await;
+    let missing: Vec<_> = asked.difference(&warmed).collect();
+    assert!(
+        missing.is_empty(),
+        "a first generation launched kernels the language model's warm-up did not: {missing:?}"
+    );
+}
+
 /// Launches and readbacks per unit of work: figures that do not depend on the machine, so the
 /// browser's SwiftShader tracks them as a GPU would (`scripts/bench.sh gpu` prints the same
 /// natively). Each bound is the count this engine reaches, with a little room: a change that

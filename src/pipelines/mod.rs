@@ -13,6 +13,8 @@ pub mod embed;
 pub mod fill_mask;
 pub mod ner;
 pub mod similarity;
+#[cfg(feature = "engine")]
+pub mod warm;
 pub mod zero_shot;
 
 #[cfg(feature = "engine")]

@@ -117,7 +117,46 @@ pub async fn load(
     }
     share(slot, fetched.files, info.stored.as_deref());
     reply.send(Event::Loaded { slot, info });
+    warm_up(slot, &compute);
     Ok(())
+}
+
+/// On WebGPU, the loaded model's kernels compiled in the background while the user reads
+/// ([`crate::pipelines::warm`]): the load is done and answered; a request that comes meanwhile
+/// runs beside the warm-up on the one device. A failed warm-up is only logged.
+fn warm_up(slot: Slot, compute: &Compute) {
+    if !matches!(compute.backend, Backend::WebGpu { .. }) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        use crate::pipelines::warm;
+        let done = match slot {
+            Slot::Classifier => match state::peek(|e| e.classifier.clone()) {
+                Some(m) => warm::classifier(&m).await,
+                None => match state::peek(|e| e.tagger.clone()) {
+                    Some(m) => warm::tagger(&m).await,
+                    None => Ok(()),
+                },
+            },
+            Slot::FillMask => match state::peek(|e| e.fill_mask.clone()) {
+                Some(m) => warm::fill_mask(&m).await,
+                None => Ok(()),
+            },
+            Slot::LanguageModel => match state::peek(|e| e.language_model.clone()) {
+                Some(m) => warm::language_model(&m).await,
+                None => Ok(()),
+            },
+            Slot::Embedder => match state::peek(|e| e.embedder.clone()) {
+                Some(m) => warm::embedder(&m).await,
+                None => Ok(()),
+            },
+            // Training compiles its kernels in its first steps, over a run of many.
+            Slot::Base => Ok(()),
+        };
+        if let Err(e) = done {
+            web_sys::console::warn_1(&format!("warming the kernels up: {e}").into());
+        }
+    });
 }
 
 async fn fetch(
