@@ -92,17 +92,15 @@ fn gemm_kernel<W: Float>(
                 r = e % tile;
                 kk = e / tile;
             }
-            let gr = row0 + r;
-            let gk = k0 + kk;
-            let mut v = 0.0f32;
-            if gr < m && gk < k_end {
-                if comptime![a_ones] {
-                    v = 1.0f32;
-                } else {
+            if comptime![!a_ones] {
+                let gr = row0 + r;
+                let gk = k0 + kk;
+                let mut v = 0.0f32;
+                if gr < m && gk < k_end {
                     v = a[gr * a_row + gk * a_col];
                 }
+                sa[kk * stride + r] = v;
             }
-            sa[kk * stride + r] = v;
             // B's tile: `bk` rows by `tile` columns.
             let mut c = e % tile;
             let mut kb = e / tile;
@@ -119,21 +117,35 @@ fn gemm_kernel<W: Float>(
             sb[kb * stride + c] = w;
         }
         sync_cube();
-        #[unroll]
-        for kk in 0..bk {
-            #[unroll]
-            for i in 0..tm {
-                ar[i] = sa[kk * stride + ty + 16 * i];
+        if comptime![a_ones] {
+            // A row of ones: the first row of units sums B's tile (zero past its edges), the
+            // others only load.
+            if ty == 0 {
+                #[unroll]
+                for kk in 0..bk {
+                    #[unroll]
+                    for j in 0..tm {
+                        acc[j] += sb[kk * stride + tx + 16 * j];
+                    }
+                }
             }
+        } else {
             #[unroll]
-            for j in 0..tm {
-                br[j] = sb[kk * stride + tx + 16 * j];
-            }
-            #[unroll]
-            for i in 0..tm {
+            for kk in 0..bk {
+                #[unroll]
+                for i in 0..tm {
+                    ar[i] = sa[kk * stride + ty + 16 * i];
+                }
                 #[unroll]
                 for j in 0..tm {
-                    acc[i * tm + j] += ar[i] * br[j];
+                    br[j] = sb[kk * stride + tx + 16 * j];
+                }
+                #[unroll]
+                for i in 0..tm {
+                    #[unroll]
+                    for j in 0..tm {
+                        acc[i * tm + j] += ar[i] * br[j];
+                    }
                 }
             }
         }
@@ -240,7 +252,7 @@ pub struct Operand {
     pub cols: usize,
     pub row_stride: usize,
     pub col_stride: usize,
-    /// Every value 1, never read (`tensor` a stand-in): a product by it sums columns.
+    /// A single row of ones, never read (`tensor` a stand-in): a product by it sums columns.
     pub ones: bool,
 }
 
@@ -287,11 +299,11 @@ impl Operand {
         })
     }
 
-    /// A `[rows, cols]` matrix of ones, on `like`'s device.
-    pub fn ones(like: &CubeTensor, rows: usize, cols: usize) -> Self {
+    /// A `[1, cols]` row of ones, on `like`'s device (as the left operand only).
+    pub fn ones(like: &CubeTensor, cols: usize) -> Self {
         Self {
             tensor: like.clone(),
-            rows,
+            rows: 1,
             cols,
             row_stride: 0,
             col_stride: 0,
@@ -325,7 +337,7 @@ pub fn column_sums(t: &CubeTensor, n: usize) -> Option<CubeTensor> {
     if b.cols != n || b.tensor.dtype != burn::tensor::DType::F32 {
         return None;
     }
-    let ones = Operand::ones(t, 1, b.rows);
+    let ones = Operand::ones(t, b.rows);
     gemm(&ones, &b, Epilogue::default(), &[n])
 }
 
@@ -340,10 +352,12 @@ pub struct Epilogue<'a> {
     pub gated: bool,
 }
 
-/// Whether the tiled kernel can run on `t`'s device: 256 units per cube and its shared tiles.
-pub fn fits(t: &CubeTensor) -> bool {
+/// Whether the tiled kernel with `tm` values per unit along each side (its tiles `16·tm` wide,
+/// `bk` deep) can run on `t`'s device: 256 units per cube and room for its two shared tiles.
+fn fits(t: &CubeTensor, tm: usize, bk: usize) -> bool {
     let hw = &t.client.properties().hardware;
-    hw.max_units_per_cube >= UNITS as u32 && hw.max_shared_memory_size >= 2 * 8 * 129 * 4
+    hw.max_units_per_cube >= UNITS as u32
+        && hw.max_shared_memory_size >= 2 * bk * (16 * tm + 1) * std::mem::size_of::<f32>()
 }
 
 /// With `TUNELAB_TILED_MATMUL=0` (natively) the tiled kernel stays off, for the benchmark.
@@ -380,7 +394,8 @@ pub fn gemm(
 ) -> Option<CubeTensor> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if !enabled()
-        || !fits(&a.tensor)
+        || (a.ones && m != 1)
+        || b.ones
         || b.rows != k
         || m == 0
         || n == 0
@@ -394,7 +409,6 @@ pub fn gemm(
     {
         return None;
     }
-    // Large tiles where they still fill the device many times over, else 64 × 64.
     // 64 × 64 tiles: 128 × 128 ones (`TUNELAB_GEMM_TILE=128`) were slower on an H200 even for
     // a training batch's 4,096 rows (benches/results/h200-2026-11-28).
     let tm = match forced_tile() {
@@ -404,6 +418,9 @@ pub fn gemm(
     let tile = 16 * tm;
     // 4 loads per unit per step of each operand: bk = 16 for 64-row tiles, 8 for 128.
     let bk = 4 * UNITS / tile;
+    if !fits(&a.tensor, tm, bk) {
+        return None;
+    }
     let (cubes_x, cubes_y) = (n.div_ceil(tile), m.div_ceil(tile));
     if cubes_x > 65_535 || cubes_y > 65_535 {
         return None;
