@@ -13,11 +13,34 @@
 #            fast (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) |
 #            torch; default: plain autotune torch
 #
+# The working tree that travels to a lent machine is capped (64 MiB) and the test fixtures alone
+# come near it: `--stage` sets them aside in .gpustage/ (ignored, so it stays here) but for the
+# three tokenizers the benchmark reads; `--unstage` puts them back (do so before anything else).
+#
+#   here:  scripts/bench-gpu-remote.sh --stage; (the run, carrying .gpubin);
+#          scripts/bench-gpu-remote.sh --unstage
+#
 # There it unpacks the loaders, points Vulkan at NVIDIA's ICD, prints the GPU, then runs each RUN
 # (`bench_gpu encoder gpt2 train`; BENCH_ARGS overrides the workloads) and PyTorch on CUDA
 # (benches/torch_gpu.py): every row side by side, on one machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --stage ]; then
+  [ -e .gpustage/fixtures ] && { echo "already staged: --unstage first" >&2; exit 1; }
+  mkdir -p .gpustage && mv tests/fixtures .gpustage/fixtures || exit 1
+  for m in tiny-bert tiny-gpt2 tiny-llama; do
+    mkdir -p "tests/fixtures/models/$m"
+    cp -p ".gpustage/fixtures/models/$m/tokenizer.json" "tests/fixtures/models/$m/"
+  done
+  du -sh tests/fixtures
+  exit 0
+fi
+if [ "${1:-}" = --unstage ]; then
+  [ -d .gpustage/fixtures ] || { echo "nothing staged" >&2; exit 1; }
+  rm -rf tests/fixtures && mv .gpustage/fixtures tests/fixtures && rmdir .gpustage
+  git status --short tests/fixtures
+  exit 0
+fi
 if [ "${1:-}" = --build ]; then
   dir=${2:?usage: --build DIR [FEATURE ...]}
   shift 2
