@@ -1303,6 +1303,10 @@ fn qkv_attention_kernel(
     stats[row * 2] = top + f32::ln(sum);
 }
 
+/// The widest head whose backward kernels keep their unit's own rows in registers (four rows of
+/// `dh` for the key's kernel: 128 registers at MiniLM's 32; BERT-base's 64 would need 256).
+const OWN_ROWS_MAX_HEAD: usize = 32;
+
 /// Backward, one unit per query row `(b, h, i)`: `D_i = g_i · o_i` (kept in column 1 of `stats`
 /// for [`qkv_attention_key_grad_kernel`]), then over the keys the weights recomputed from the
 /// log-sum-exp, the scores' gradient `p (m (g_i · v_j) - D_i)` (`m` the dropout's factor), and
@@ -1334,15 +1338,21 @@ fn qkv_attention_query_grad_kernel(
     let r = attention_row(row, heads, t, bias);
     let q_base = qkv_at(r.b, r.i, r.h, 0, t, d, dh);
     let g_base = (r.b * t + r.i) * d + r.h * dh;
-    // Two rows in registers (the gradient and the sum); the query is read where it lies.
+    // The gradient and the sum in registers, and for a narrow head the query too (read once,
+    // as in the key's kernel); a wide head's query is read where it lies.
+    let own = comptime![if dh <= OWN_ROWS_MAX_HEAD { dh } else { 1 }];
     let mut g = Array::<f32>::new(dh);
     let mut acc = Array::<f32>::new(dh);
+    let mut qr = Array::<f32>::new(own);
     let mut dot_go = 0.0f32;
     #[unroll]
     for e in 0..dh {
         g[e] = grad[g_base + e];
         acc[e] = 0.0f32;
         dot_go += g[e] * context[g_base + e];
+        if comptime![dh <= OWN_ROWS_MAX_HEAD] {
+            qr[e] = qkv[q_base + e];
+        }
     }
     stats[row * 2 + 1] = dot_go;
     let l = stats[row * 2];
@@ -1353,7 +1363,11 @@ fn qkv_attention_query_grad_kernel(
         let mut gv = 0.0f32;
         #[unroll]
         for e in 0..dh {
-            s += qkv[q_base + e] * qkv[k_base + e];
+            if comptime![dh <= OWN_ROWS_MAX_HEAD] {
+                s += qr[e] * qkv[k_base + e];
+            } else {
+                s += qkv[q_base + e] * qkv[k_base + e];
+            }
             gv += g[e] * qkv[v_base + e];
         }
         let p = f32::exp(s * scale + bias[r.bias_base + j * r.bias_step] - l);
@@ -1402,13 +1416,22 @@ fn qkv_attention_key_grad_kernel(
     let head_rows = (b * heads + h) * t;
     let k_base = qkv_at(b, j, h, 1, t, d, dh);
     let v_base = qkv_at(b, j, h, 2, t, d, dh);
-    // Two rows in registers (the sums); the key and the value are read where they lie.
+    // The sums in registers, and for a narrow head this unit's key and value too (read once:
+    // each unit's own row, re-read per query, is a scattered load across the units); a wide
+    // head's are read where they lie, to keep to two rows of registers.
+    let own = comptime![if dh <= OWN_ROWS_MAX_HEAD { dh } else { 1 }];
     let mut dk = Array::<f32>::new(dh);
     let mut dv = Array::<f32>::new(dh);
+    let mut kr = Array::<f32>::new(own);
+    let mut vr = Array::<f32>::new(own);
     #[unroll]
     for e in 0..dh {
         dk[e] = 0.0f32;
         dv[e] = 0.0f32;
+        if comptime![dh <= OWN_ROWS_MAX_HEAD] {
+            kr[e] = qkv[k_base + e];
+            vr[e] = qkv[v_base + e];
+        }
     }
     let s0 = broadcast_stride(bias, 0usize);
     let s1 = broadcast_stride(bias, 1usize);
@@ -1421,8 +1444,13 @@ fn qkv_attention_key_grad_kernel(
         let mut gv = 0.0f32;
         #[unroll]
         for e in 0..dh {
-            s += qkv[q_base + e] * qkv[k_base + e];
-            gv += grad[g_base + e] * qkv[v_base + e];
+            if comptime![dh <= OWN_ROWS_MAX_HEAD] {
+                s += qkv[q_base + e] * kr[e];
+                gv += grad[g_base + e] * vr[e];
+            } else {
+                s += qkv[q_base + e] * qkv[k_base + e];
+                gv += grad[g_base + e] * qkv[v_base + e];
+            }
         }
         let qrow = head_rows + i;
         let p = f32::exp(s * scale + bias[b * s0 + h * s1 + i * s2 + j * s3] - stats[qrow * 2]);
