@@ -410,19 +410,17 @@ fn probe(device: &Device, max_bind: u64) {
     time("xT dy [384,4096]x[4096,1536] x12, burn", &mut || {
         twelve(&|| x4k.clone().transpose().matmul(dy.clone()))
     });
-    for tile in ["64", "128"] {
-        std::env::set_var("TUNELAB_GEMM_TILE", tile);
-        if tiled_matmul(x4k.clone(), w384.clone()).is_none() {
+    for tile in [64, 128] {
+        if tiled_matmul(x4k.clone(), w384.clone(), tile).is_none() {
             break;
         }
         time(&format!("the same forward, tiled {tile}"), &mut || {
-            twelve(&|| tiled_matmul(x4k.clone(), w384.clone()).expect("tiled"))
+            twelve(&|| tiled_matmul(x4k.clone(), w384.clone(), tile).expect("tiled"))
         });
         time(&format!("the same xT dy, tiled {tile}"), &mut || {
-            twelve(&|| tiled_matmul(x4k.clone().transpose(), dy.clone()).expect("tiled"))
+            twelve(&|| tiled_matmul(x4k.clone().transpose(), dy.clone(), tile).expect("tiled"))
         });
     }
-    std::env::remove_var("TUNELAB_GEMM_TILE");
     drop((x4k, dy));
     // The whole vocabulary where one binding holds it (lavapipe's 128 MiB does not).
     let vocab = 50257.min((max_bind / (768 * 4)) as usize);

@@ -69,6 +69,14 @@ fn tiny_bert() -> ModelFiles {
     )
 }
 
+fn tiny_gpt2() -> ModelFiles {
+    files(
+        include_bytes!("fixtures/models/tiny-gpt2/config.json"),
+        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
+        include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
+    )
+}
+
 fn golden(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f64>) {
     let st = SafeTensors::deserialize(bytes).unwrap();
     let v = st.tensor(name).unwrap();
@@ -308,11 +316,7 @@ async fn tiny_gpt2_greedy_on_webgpu_gives_the_golden_tokens() {
     let prompt: Vec<u32> = rows(&s, &prompt).remove(0);
     let (gs, greedy) = golden(g, "greedy_ids");
     let want: Vec<u32> = rows(&gs, &greedy).remove(0)[prompt.len()..].to_vec();
-    let files = files(
-        include_bytes!("fixtures/models/tiny-gpt2/config.json"),
-        include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
-        include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
-    );
+    let files = tiny_gpt2();
     // Chunk the embeddings as for real GPT-2 on a small binding limit (4 chunks here).
     let lm = LanguageModel::load(&files, &compute.device, (50257 / 4 + 1) as u64 * 64 * 4).unwrap();
     assert_eq!(lm.model.gpt2().unwrap().wte.chunks.len(), 4);
@@ -385,6 +389,19 @@ async fn kernels_of<F: std::future::Future<Output = ()>>(
     names
 }
 
+/// Asserts that every kernel in `asked` (what `what` launched) is in `warmed`.
+fn assert_warmed(
+    asked: &std::collections::BTreeSet<&'static str>,
+    warmed: &std::collections::BTreeSet<&'static str>,
+    what: &str,
+) {
+    let missing: Vec<_> = asked.difference(warmed).collect();
+    assert!(
+        missing.is_empty(),
+        "{what} launched kernels the warm-up did not: {missing:?}"
+    );
+}
+
 /// The warm-up the engine runs after a load on WebGPU (`pipelines::warm`) launches every kernel
 /// that a first request then launches (one text; a batch of texts past the row kernel's rows; a
 /// generation), the row kernel and the tiled product among them, so that the browser has compiled
@@ -405,11 +422,7 @@ async fn webgpu_warm_up_launches_the_kernels_of_a_first_request() {
         clf.logits(&reviews).await.unwrap();
     })
     .await;
-    let missing: Vec<_> = asked.difference(&warmed).collect();
-    assert!(
-        missing.is_empty(),
-        "the classifier's first requests launched kernels its warm-up did not: {missing:?}"
-    );
+    assert_warmed(&asked, &warmed, "the classifier's first requests");
     for kernel in ["matmul_rows_kernel", "gemm_kernel"] {
         assert!(
             warmed.iter().any(|k| k.contains(kernel)),
@@ -417,16 +430,7 @@ async fn webgpu_warm_up_launches_the_kernels_of_a_first_request() {
         );
     }
 
-    let lm = LanguageModel::load(
-        &files(
-            include_bytes!("fixtures/models/tiny-gpt2/config.json"),
-            include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
-            include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
-        ),
-        device,
-        u64::MAX,
-    )
-    .unwrap();
+    let lm = LanguageModel::load(&tiny_gpt2(), device, u64::MAX).unwrap();
     let warmed = kernels_of(|| async { warm::language_model(&lm).await.unwrap() }).await;
     let prompt: Vec<u32> = (0..12).map(|i| 100 + i * 37).collect();
     let cfg = GenerationConfig {
@@ -439,11 +443,7 @@ async fn webgpu_warm_up_launches_the_kernels_of_a_first_request() {
             .unwrap();
     })
     .await;
-    let missing: Vec<_> = asked.difference(&warmed).collect();
-    assert!(
-        missing.is_empty(),
-        "a first generation launched kernels the language model's warm-up did not: {missing:?}"
-    );
+    assert_warmed(&asked, &warmed, "a first generation");
 }
 
 /// Launches and readbacks per unit of work: figures that do not depend on the machine, so the
@@ -463,16 +463,7 @@ async fn webgpu_launches_and_readbacks_per_forward_token_and_training_step() {
     let forward = c.finish();
 
     // Greedy decoding (tiny-gpt2) with the KV cache.
-    let lm = LanguageModel::load(
-        &files(
-            include_bytes!("fixtures/models/tiny-gpt2/config.json"),
-            include_bytes!("fixtures/models/tiny-gpt2/tokenizer.json"),
-            include_bytes!("fixtures/models/tiny-gpt2/model.safetensors"),
-        ),
-        device,
-        u64::MAX,
-    )
-    .unwrap();
+    let lm = LanguageModel::load(&tiny_gpt2(), device, u64::MAX).unwrap();
     let decode = decode_counts(&lm).await;
 
     // The same for a Llama-family decoder (tiny-qwen3, 2 layers: grouped-query attention,

@@ -555,14 +555,15 @@ pub fn row_kernel_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Option<T
     }
 }
 
-/// `x` `[m, k]` times `w` `[k, n]` (either a transposed view) by the GPU's tiled kernel
-/// whatever the number of rows, for the benchmark's comparison; `None` where it does not apply.
-pub fn tiled_matmul(x: Tensor<2>, w: Tensor<2>) -> Option<Tensor<2>> {
+/// `x` `[m, k]` times `w` `[k, n]` (either a transposed view) by the GPU's tiled kernel with
+/// output tiles `tile` wide (64, the engine's, or 128) whatever the number of rows, for the
+/// benchmark's comparison; `None` where it does not apply.
+pub fn tiled_matmul(x: Tensor<2>, w: Tensor<2>, tile: usize) -> Option<Tensor<2>> {
     #[cfg(feature = "webgpu")]
-    return cube::tiled_matmul(&x, &w);
+    return cube::tiled_matmul(&x, &w, tile);
     #[cfg(not(feature = "webgpu"))]
     {
-        let _ = (x, w);
+        let _ = (x, w, tile);
         None
     }
 }
@@ -1337,19 +1338,18 @@ mod cube {
                     for j in 0..slices {
                         total += acc[(r * slices + j) * cols + c];
                     }
-                    if comptime![with_bias] {
-                        total += bias[col];
-                    }
-                    let mut y = train::act_at(total, kind);
                     let at = (first + r) * n + col;
-                    if comptime![gated] {
-                        // SwiGLU: the gate's SiLU times this product.
-                        let g = residual[at];
-                        y *= g / (1.0f32 + f32::exp(-g));
-                    } else if comptime![with_residual] {
-                        y += residual[at];
-                    }
-                    output[at] = y;
+                    output[at] = gemm::finish(
+                        total,
+                        col,
+                        at,
+                        bias,
+                        residual,
+                        kind,
+                        with_bias,
+                        with_residual,
+                        gated,
+                    );
                 }
             }
         }
@@ -1387,10 +1387,11 @@ mod cube {
         linear_rows_up_to(x, w, None, None, None, false, most)
     }
 
-    pub fn tiled_matmul(x: &Burn<2>, w: &Burn<2>) -> Option<Burn<2>> {
+    pub fn tiled_matmul(x: &Burn<2>, w: &Burn<2>, tile: usize) -> Option<Burn<2>> {
         let a = gemm::Operand::of(strided(x)?)?;
         let b = gemm::Operand::of(strided_weight(w)?)?;
-        gemm::gemm(&a, &b, gemm::Epilogue::default(), &[a.rows, b.cols]).map(wrap)
+        let shape = [a.rows, b.cols];
+        gemm::gemm_tiled(&a, &b, gemm::Epilogue::default(), &shape, tile).map(wrap)
     }
 
     /// A linear layer in one launch where the row kernel applies: `residual + act(x w + bias)`

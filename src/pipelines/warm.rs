@@ -37,28 +37,33 @@ pub fn batch() -> Vec<String> {
         .collect()
 }
 
+/// The encoder pipelines' warm-up inputs, one call each: [`TINY`], [`SHORT`], [`batch`].
+fn encoder_inputs() -> [Vec<String>; 3] {
+    [vec![TINY.into()], vec![SHORT.into()], batch()]
+}
+
 fn refs(texts: &[String]) -> Vec<&str> {
     texts.iter().map(|t| &**t).collect()
 }
 
 pub async fn classifier(m: &TextClassifier) -> Result<(), Error> {
-    m.logits(&[TINY]).await?;
-    m.logits(&[SHORT]).await?;
-    m.logits(&refs(&batch())).await?;
+    for texts in encoder_inputs() {
+        m.logits(&refs(&texts)).await?;
+    }
     Ok(())
 }
 
 pub async fn tagger(m: &Tagger) -> Result<(), Error> {
-    m.token_tags(&[TINY]).await?;
-    m.token_tags(&[SHORT]).await?;
-    m.token_tags(&refs(&batch())).await?;
+    for texts in encoder_inputs() {
+        m.token_tags(&refs(&texts)).await?;
+    }
     Ok(())
 }
 
 pub async fn embedder(m: &Embedder) -> Result<(), Error> {
-    m.embed(&[TINY]).await?;
-    m.embed(&[SHORT]).await?;
-    m.embed(&refs(&batch())).await?;
+    for texts in encoder_inputs() {
+        m.embed(&refs(&texts)).await?;
+    }
     Ok(())
 }
 

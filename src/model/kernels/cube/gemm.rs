@@ -17,7 +17,7 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-use super::train::{act_at, kind_of};
+use super::train::{act_at, elementwise_launch, kind_of};
 use crate::model::config::Activation;
 
 /// Units per cube: a 16 × 16 grid.
@@ -178,10 +178,10 @@ fn gemm_kernel<W: Float>(
     }
 }
 
-/// The epilogue of output `at` (column `c`) from its product `t`.
+/// The epilogue of output `at` (column `c`) from its product `t` (the row kernel's too).
 #[allow(clippy::too_many_arguments)]
 #[cube]
-fn finish(
+pub(super) fn finish(
     t: f32,
     c: usize,
     at: usize,
@@ -330,8 +330,9 @@ impl Operand {
 
 /// The sum of `t`'s rows (`t` read as `[rows, n]`: a matrix, or a contiguous tensor whose last
 /// dimension is `n`), `[n]`: a product by a row of ones, split along the rows as a deep product
-/// is. burn's reduction took 0.19 ms on average for a bias gradient of a training batch on an
-/// H200, 8.6 ms of a 33 ms step (`TUNELAB_KERNEL_TIMES`, benches/results/h200-2026-11-28).
+/// is. burn's 46 reductions of a batch-32 training step on an H200, these column sums most of
+/// them, took 8.6 ms of its 33 (`TUNELAB_KERNEL_TIMES`, benches/results/h200-2026-11-28, run 11);
+/// after, 0.06 ms and these sums' second launches 0.5 ms (run 12).
 pub fn column_sums(t: &CubeTensor, n: usize) -> Option<CubeTensor> {
     let b = Operand::of(t.clone())?;
     if b.cols != n || b.tensor.dtype != burn::tensor::DType::F32 {
@@ -371,17 +372,10 @@ pub fn enabled() -> bool {
     true
 }
 
-/// Natively `TUNELAB_GEMM_TILE=64|128` forces the tile's size, for the benchmark's probe.
-fn forced_tile() -> Option<usize> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        std::env::var("TUNELAB_GEMM_TILE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    }
-    #[cfg(target_arch = "wasm32")]
-    None
-}
+/// The output tile's side (64 or 128): 64 unless the benchmark's probe asks for 128. 128 × 128
+/// tiles were slower on an H200 even for a training batch's 4,096 rows
+/// (benches/results/h200-2026-11-28).
+pub const TILE: usize = 64;
 
 /// `a · b` with the epilogue, contiguous, shaped `out_shape` (`a.rows × b.cols` values); `a` and
 /// the epilogue's tensors f32, `b` f32 or f16. `None` where it does not apply (the kernel off or
@@ -391,6 +385,17 @@ pub fn gemm(
     b: &Operand,
     epilogue: Epilogue,
     out_shape: &[usize],
+) -> Option<CubeTensor> {
+    gemm_tiled(a, b, epilogue, out_shape, TILE)
+}
+
+/// [`gemm`] with output tiles `tile` wide (64 or 128).
+pub fn gemm_tiled(
+    a: &Operand,
+    b: &Operand,
+    epilogue: Epilogue,
+    out_shape: &[usize],
+    tile: usize,
 ) -> Option<CubeTensor> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if !enabled()
@@ -406,16 +411,11 @@ pub fn gemm(
         || epilogue
             .residual
             .is_some_and(|t| t.meta.shape().num_elements() != m * n)
+        || !matches!(tile, 64 | 128)
     {
         return None;
     }
-    // 64 × 64 tiles: 128 × 128 ones (`TUNELAB_GEMM_TILE=128`) were slower on an H200 even for
-    // a training batch's 4,096 rows (benches/results/h200-2026-11-28).
-    let tm = match forced_tile() {
-        Some(128) => 8,
-        _ => 4,
-    };
-    let tile = 16 * tm;
+    let tm = tile / 16;
     // 4 loads per unit per step of each operand: bk = 16 for 64-row tiles, 8 for 128.
     let bk = 4 * UNITS / tile;
     if !fits(&a.tensor, tm, bk) {
@@ -455,7 +455,12 @@ pub fn gemm(
     } else {
         out.clone()
     };
-    let stand_in = || a.tensor.clone();
+    // An unused part still needs a binding: A's tensor stands in.
+    let bias = epilogue.bias.unwrap_or(&a.tensor);
+    let residual = epilogue.residual.unwrap_or(&a.tensor);
+    let kind = kind_of(epilogue.act);
+    let with_bias = epilogue.bias.is_some();
+    let with_residual = epilogue.residual.is_some() && !epilogue.gated;
     // With splits, the epilogue waits for their sum.
     let direct = splits == 1;
     unsafe {
@@ -465,16 +470,8 @@ pub fn gemm(
             CubeDim::new_1d(UNITS as u32),
             a.tensor.clone().into_tensor_arg(),
             b.tensor.clone().into_tensor_arg(),
-            epilogue
-                .bias
-                .cloned()
-                .unwrap_or_else(stand_in)
-                .into_tensor_arg(),
-            epilogue
-                .residual
-                .cloned()
-                .unwrap_or_else(stand_in)
-                .into_tensor_arg(),
+            bias.clone().into_tensor_arg(),
+            residual.clone().into_tensor_arg(),
             target.clone().into_tensor_arg(),
             m,
             n,
@@ -489,44 +486,31 @@ pub fn gemm(
             a.ones,
             a.rows_contiguous(),
             !b.rows_contiguous(),
-            if direct {
-                kind_of(epilogue.act)
-            } else {
-                kind_of(None)
-            },
-            direct && epilogue.bias.is_some(),
-            direct && epilogue.residual.is_some() && !epilogue.gated,
+            if direct { kind } else { kind_of(None) },
+            direct && with_bias,
+            direct && with_residual,
             direct && epilogue.gated,
             w_type,
         )
     };
     if splits > 1 {
         let len = m * n;
-        let dim = CubeDim::new(&client, len);
-        let count = cubecl::calculate_cube_count_elemwise(&client, len, dim);
+        let (count, dim) = elementwise_launch(&out, len);
         unsafe {
             sum_splits_kernel::launch_unchecked(
                 &client,
                 count,
                 dim,
                 target.into_tensor_arg(),
-                epilogue
-                    .bias
-                    .cloned()
-                    .unwrap_or_else(stand_in)
-                    .into_tensor_arg(),
-                epilogue
-                    .residual
-                    .cloned()
-                    .unwrap_or_else(stand_in)
-                    .into_tensor_arg(),
+                bias.clone().into_tensor_arg(),
+                residual.clone().into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 n,
                 len,
                 splits,
-                kind_of(epilogue.act),
-                epilogue.bias.is_some(),
-                epilogue.residual.is_some() && !epilogue.gated,
+                kind,
+                with_bias,
+                with_residual,
                 epilogue.gated,
             )
         };

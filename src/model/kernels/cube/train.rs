@@ -94,7 +94,7 @@ fn column_sum(t: CubeTensor, n: usize) -> CubeTensor {
 }
 
 /// Elementwise launch over `n` values.
-fn elementwise_launch(t: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
+pub(super) fn elementwise_launch(t: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
     let dim = CubeDim::new(&t.client, n);
     (
         cubecl::calculate_cube_count_elemwise(&t.client, n, dim),
