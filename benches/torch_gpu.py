@@ -117,16 +117,23 @@ def decoder(name, g):
 
 
 if "decoders" in sections:
-    decoder("GPT-2 small", GPT2LMHeadModel(GPT2Config()).to(dev).eval())
+    # Each in half precision on a GPU (torch.float16, as the engine's default there) and in f32.
+    dtypes = [(torch.float16, "f16"), (torch.float32, "f32")] if dev == "cuda" else [(torch.float32, "f32")]
     # The Hub's config.json of each (examples/common/random_models.rs has the same shapes).
-    decoder("SmolLM2-135M", LlamaForCausalLM(LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)).to(dev).eval())
-    decoder("Qwen2.5-0.5B", Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)).to(dev).eval())
+    models = [
+        ("GPT-2 small", lambda: GPT2LMHeadModel(GPT2Config())),
+        ("SmolLM2-135M", lambda: LlamaForCausalLM(LlamaConfig(
+            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+            rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True))),
+        ("Qwen2.5-0.5B", lambda: Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+            num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+            rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True))),
+    ]
+    for name, make in models:
+        for dtype, label in dtypes:
+            decoder(f"{name} ({label})", make().to(dev, dtype).eval())
 
 train_idx = [i for i in range(len(texts)) if i % 5 != 0]
 random.seed(42)

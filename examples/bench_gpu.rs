@@ -30,7 +30,7 @@ use tunelab::model::gpt2::KvCache;
 use tunelab::model::kernels::{argmax_rows, matmul_rows, row_kernel_matmul, tiled_matmul};
 use tunelab::model::{read_f32, read_i64};
 use tunelab::pipelines::Embedder;
-use tunelab::prompt::LanguageModel;
+use tunelab::prompt::{LanguageModel, Precision};
 use tunelab::train::{
     classifier_for_training, default_pooling, fine_tune, Mode, Phase, TrainEvent, TrainHooks,
     TrainingArgs,
@@ -490,16 +490,34 @@ fn llama(device: &Device, max_bind: u64, narrow: bool) {
         let layers = if narrow { 2 } else { shape.layers };
         let shape = LlamaShape { layers, ..*shape };
         let files = random_llama(&shape, tokenizer.clone());
-        let half = tunelab::model::weights::half_on(device);
-        let name = format!("{}{}", shape.name, if half { " (f16 weights)" } else { "" });
-        decoder(&name, &files, device, max_bind, narrow);
+        decoder(shape.name, &files, device, max_bind, narrow);
     }
 }
 
-/// A decoder's rows: the first run's time to the first token (compiling the kernels), then
-/// the medians of the prefill of 64 tokens and of 32 greedy tokens with the KV cache.
+/// A decoder's rows in half precision (where the device computes in f16: the app's default,
+/// `Precision::Auto`) and in f32 (`TUNELAB_F16=0` keeps to f32 alone).
 fn decoder(name: &str, files: &ModelFiles, device: &Device, max_bind: u64, narrow: bool) {
-    let lm = LanguageModel::load(files, device, max_bind).expect("load the decoder");
+    if tunelab::model::weights::half_on(device) {
+        decoder_in(name, files, device, max_bind, narrow, Precision::Auto);
+    }
+    decoder_in(name, files, device, max_bind, narrow, Precision::F32);
+}
+
+/// A decoder's rows in `precision`: the first run's time to the first token (compiling the
+/// kernels), then the medians of the prefill of 64 tokens and of 32 greedy tokens with the KV
+/// cache.
+fn decoder_in(
+    name: &str,
+    files: &ModelFiles,
+    device: &Device,
+    max_bind: u64,
+    narrow: bool,
+    precision: Precision,
+) {
+    let lm =
+        LanguageModel::load_with(files, device, max_bind, precision).expect("load the decoder");
+    let half = lm.activation_dtype() == burn::tensor::DType::F16;
+    let name = &format!("{name} ({})", if half { "f16" } else { "f32" });
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
     // As the app decodes greedily (prompt::generate).
     let greedy =

@@ -41,6 +41,30 @@ impl Backend {
     }
 }
 
+/// How a decoder keeps its matrices and activations on a GPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Precision {
+    /// Half precision where the device computes in it (`model::weights::half_on`): matrices and activations
+    /// (the hidden states, queries, keys, values and the KV cache) in f16, every sum, norm and
+    /// softmax in f32, the logits in f32. Within 1e-2 of f32 on the golden decoders' logits,
+    /// with the same greedy tokens (`tests/kernels_gpu.rs`). f32 elsewhere (the CPU, a GPU
+    /// without f16).
+    #[default]
+    Auto,
+    /// f32 throughout, whatever the file stores.
+    F32,
+}
+
+impl Precision {
+    /// As the page and a loaded model's line say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Precision::Auto => "half precision (f16) where the GPU computes in it",
+            Precision::F32 => "full precision (f32)",
+        }
+    }
+}
+
 #[cfg(feature = "engine")]
 impl Compute {
     /// burn's CPU backend.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::data::{ImportReport, TableOptions, TablePreview};
-pub use crate::device::Backend;
+pub use crate::device::{Backend, Precision};
 pub use crate::hub::{check_model_id, check_url_template, StoredModel, HUB_URL_TEMPLATE};
 pub use crate::math::LabelScore;
 pub use crate::metrics::Metrics;
@@ -108,6 +108,9 @@ pub enum Request {
         /// memory allows.
         #[serde(default)]
         workers: Option<usize>,
+        /// How language models compute on a GPU.
+        #[serde(default)]
+        precision: Precision,
     },
     Load {
         slot: Slot,
@@ -327,6 +330,10 @@ pub struct ModelInfo {
     /// until the page closes.
     #[serde(default)]
     pub storage_warning: Option<String>,
+    /// A language model's precision on a GPU ("f16" or "f32"); `None` for the others and on
+    /// the CPU (always f32).
+    #[serde(default)]
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

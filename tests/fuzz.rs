@@ -336,7 +336,7 @@ fn load(config: &ModelConfig, weights: &[u8]) -> bool {
     let device = Device::flex();
     if let Some(g) = config.gpt2() {
         return g.parameters() < 1_000_000
-            && Gpt2::from_checkpoint(weights, g, u64::MAX, &device).is_ok();
+            && Gpt2::from_checkpoint(weights, g, u64::MAX, &device, Default::default()).is_ok();
     }
     match config.encoder() {
         Some(e) if e.parameters() < 1_000_000 => {

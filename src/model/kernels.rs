@@ -17,6 +17,13 @@
 //! `gpu_kernels_in_webgpu_training_give_burns_outputs_and_gradients` compare them with burn's
 //! composition on the CPU.
 //!
+//! The inference kernels a decoder uses (norms, rotary positions, the query/key/value split into
+//! the KV cache, decoding's attention, the row and tiled products) take their activations in f32
+//! or f16 (a decoder in half precision, [`activation_dtype`]): they read f16 as f32, compute in
+//! f32 and write their output's type, which may differ from the input's (a norm writing f16 for
+//! the products from the f32 residual stream, an LM head writing f32 logits). Where a kernel
+//! declines f16 activations, the composition runs on f32 copies.
+//!
 //! Natively, `TUNELAB_FUSED_KERNELS=0` turns them off, so that `examples/bench_gpu.rs` can measure
 //! what they gain in one binary.
 
@@ -41,6 +48,9 @@ pub fn layer_norm<const D: usize>(
     if let Some(out) = cube::layer_norm(&x, &gamma, &beta, eps) {
         return out;
     }
+    if let Some(dtype) = half_type(&x) {
+        return layer_norm(x.cast(DType::F32), gamma, beta, eps).cast(dtype);
+    }
     #[cfg(feature = "webgpu")]
     let x = match cube::train::layer_norm(x, &gamma, &beta, eps) {
         Ok(out) => return out,
@@ -57,12 +67,36 @@ pub fn layer_norm<const D: usize>(
     burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
 }
 
+/// [`layer_norm`] (with `beta`) or [`rms_norm`] (without) written in `dtype` whatever `x`'s: a
+/// decoder in half precision keeps its residual stream in f32 and gives its products their
+/// input in f16 (on a GPU one kernel, where it applies; else the norm, then a cast).
+pub fn norm_into<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Option<Tensor<1>>,
+    eps: f64,
+    dtype: DType,
+) -> Tensor<D> {
+    #[cfg(feature = "webgpu")]
+    if let Some(out) = cube::norm(&x, &gamma, beta.as_ref(), eps, Some(dtype)) {
+        return out;
+    }
+    let y = match beta {
+        Some(beta) => layer_norm(x, gamma, beta, eps),
+        None => rms_norm(x, gamma, eps),
+    };
+    cast_to(y, dtype)
+}
+
 /// RMSNorm over the last dimension (Llama's, Qwen's): `x / sqrt(mean(x²) + eps) * weight`; on a
 /// GPU one kernel (the composition launches seven).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
     #[cfg(feature = "webgpu")]
     if let Some(out) = cube::rms_norm(&x, &weight, eps) {
         return out;
+    }
+    if let Some(dtype) = half_type(&x) {
+        return rms_norm(x.cast(DType::F32), weight, eps).cast(dtype);
     }
     let x = match flex::rms_norm(x, &weight, eps) {
         Ok(out) => return out,
@@ -86,11 +120,44 @@ pub fn rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     if let Some(out) = cube::rotary(&x, cos, sin) {
         return out;
     }
+    if let Some(dtype) = half_type(&x) {
+        return rotary(x.cast(DType::F32), cos, sin).cast(dtype);
+    }
     let half = x.dims()[3] / 2;
     let first = x.clone().narrow(3, 0, half);
     let second = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![second.neg(), first], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+/// `x`'s type when it is not f32: activations in half precision ([`activation_dtype`]) that a
+/// kernel declined, which the composition then takes in f32 (burn's ops would mix the two).
+fn half_type<const D: usize>(x: &Tensor<D>) -> Option<DType> {
+    (x.dtype() != DType::F32).then(|| x.dtype())
+}
+
+/// The type of a decoder's activations that only products and attention read (a norm's output,
+/// the queries, keys and values, the KV cache, the attention's output, the MLP's inner
+/// activations) for matrices in `weights`' type: f16 where they are (a GPU that computes in it,
+/// [`super::weights::Precision`]) and the engine's kernels are on, which read f16 as f32, sum,
+/// normalise and take softmaxes in f32, and write f16; else f32. The residual stream between
+/// the blocks stays f32: rounded at every block it doubled the error on the golden decoders'
+/// logits (0.9–1.3e-2 with f16 weights alone, 1.2–2.5e-2 with it in f16 too, on lavapipe).
+pub fn activation_dtype(weights: DType) -> DType {
+    if weights == DType::F16 && fused_kernels_enabled() {
+        DType::F16
+    } else {
+        DType::F32
+    }
+}
+
+/// `t` in `dtype` (no launch where it is already).
+pub fn cast_to<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(dtype)
+    }
 }
 
 /// `t` in f32: a weight kept in f16 ([`super::weights::Weights::keep_half`]) converted for the
@@ -229,6 +296,15 @@ fn fused_linear<const D: usize>(
         let bias = lin.bias.as_ref().map(|b| b.val());
         if let Some(out) = cube::linear_rows(&x, &lin.weight.val(), bias.as_ref(), residual, act) {
             return Ok(out);
+        }
+        if let Some(dtype) = half_type(&x) {
+            // Half-precision activations the kernel declined: the rest in f32, the output in
+            // the residual's type (a decoder's residual stream, f32) or else in `x`'s.
+            let dtype = residual.map_or(dtype, |r| r.dtype());
+            let residual = residual.map(|r| cast_to(r.clone(), DType::F32));
+            return fused_linear(lin, x.cast(DType::F32), residual.as_ref(), act)
+                .map(|y| y.cast(dtype))
+                .map_err(|x| x.cast(dtype));
         }
         let y = matmul_rows(x, lin.weight.val());
         let y = match &lin.bias {
@@ -410,6 +486,12 @@ pub fn attention(
             return out;
         }
     }
+    // Half-precision activations: the products and softmax below in f32 (burn's matmul would
+    // sum in f16).
+    if let Some(dtype) = half_type(&q) {
+        let f32 = |x: Tensor<4>| cast_to(x, DType::F32);
+        return attention(f32(q), f32(k), f32(v), scale, bias).cast(dtype);
+    }
     let groups = h / k.dims()[1].max(1);
     let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
     if let Some(out) = flex::attention(&q, &k, &v, scale, &bias) {
@@ -465,7 +547,10 @@ pub fn heads_into_cache(
             let y = matmul_rows(x, lin.weight.val());
             return match cube::heads_into_cache(&y, &bias.val(), heads, cache, past) {
                 Ok(done) => done,
-                Err(cache) => split_heads_into(y + bias.val().unsqueeze(), heads, cache, past),
+                Err(cache) => {
+                    let bias = cast_to(bias.val(), y.dtype());
+                    split_heads_into(y + bias.unsqueeze(), heads, cache, past)
+                }
             };
         }
     }
@@ -480,12 +565,15 @@ pub fn split_heads(lin: &Linear, x: Tensor<3>, heads: usize) -> (Tensor<4>, Tens
         if cube::applies(&x) {
             let [b, t, d] = x.dims();
             let shape = [b, heads, t, d / heads.max(1)];
-            let device = x.device();
-            let buffers = (Tensor::empty(shape, &device), Tensor::empty(shape, &device));
+            let options = (&x.device(), x.dtype());
+            let buffers = (Tensor::empty(shape, options), Tensor::empty(shape, options));
             let y = matmul_rows(x, lin.weight.val());
             return match cube::heads_into_cache(&y, &bias.val(), heads, buffers, 0) {
                 Ok(done) => done,
-                Err(_) => split_qkv(y + bias.val().unsqueeze(), heads),
+                Err(_) => {
+                    let bias = cast_to(bias.val(), y.dtype());
+                    split_qkv(y + bias.unsqueeze(), heads)
+                }
             };
         }
     }
@@ -534,6 +622,9 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     if let Some(out) = cube::matmul_rows(&x, &w) {
         return out;
     }
+    if let Some(dtype) = half_type(&x) {
+        return matmul_rows(x.cast(DType::F32), w).cast(dtype);
+    }
     // A weight kept in f16 ([`super::weights::Weights::keep_half`]) where the row kernel does
     // not apply (a long prompt): burn's matmul in f32, on a converted copy.
     let w = as_f32(w);
@@ -541,6 +632,16 @@ pub fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
         return rows_times(x, w);
     }
     module::linear(x, w, None)
+}
+
+/// [`matmul_rows`] with the product in f32 whatever `x`'s type: an LM head's logits, which f16
+/// would round by up to 0.03 at GPT-2's magnitudes.
+pub fn matmul_rows_f32<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    #[cfg(feature = "webgpu")]
+    if let Some(out) = cube::matmul_rows_f32(&x, &w) {
+        return out;
+    }
+    matmul_rows(cast_to(x, DType::F32), w)
 }
 
 /// [`matmul_rows`]'s kernel whatever the number of rows, for the benchmark's comparison; `None`
@@ -610,6 +711,9 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
     if let Some(out) = cube::activate(&x, act) {
         return out;
     }
+    if let Some(dtype) = half_type(&x) {
+        return activate(x.cast(DType::F32), act).cast(dtype);
+    }
     #[cfg(feature = "webgpu")]
     let x = match cube::train::epilogue(x, None, Some(act), 0.0, None) {
         Ok(out) => return out,
@@ -664,13 +768,29 @@ mod cube {
 
     /// [`strided`] for a weight: f32, or f16 kept so on a device that computes in it.
     fn strided_weight(w: &Burn<2>) -> Option<CubeTensor> {
-        if w.dtype() != DType::F16 {
-            return strided(w);
+        strided_act(w)
+    }
+
+    /// [`strided`] for the kernels that take activations in either precision: f32, or f16 (a
+    /// decoder in half precision on a device that computes in it, [`super::activation_dtype`]).
+    /// Each reads them as f32 and writes its output in their type.
+    fn strided_act<const D: usize>(x: &Burn<D>) -> Option<CubeTensor> {
+        if x.dtype() != DType::F16 {
+            return strided(x);
         }
-        if !enabled() || w.is_autodiff() {
+        if !enabled() || x.is_autodiff() {
             return None;
         }
-        w.clone().try_into_primitive::<CubeBackend>().ok()
+        x.clone().try_into_primitive::<CubeBackend>().ok()
+    }
+
+    /// The kernels' element type for a float tensor of `dtype` (f32 or f16).
+    pub(super) fn elem_type(dtype: DType) -> Option<ElemType> {
+        match dtype {
+            DType::F32 => Some(ElemType::Float(cubecl::ir::FloatKind::F32)),
+            DType::F16 => Some(ElemType::Float(cubecl::ir::FloatKind::F16)),
+            _ => None,
+        }
     }
 
     /// [`strided`], made contiguous.
@@ -678,9 +798,10 @@ mod cube {
         strided(x).map(into_contiguous)
     }
 
-    /// Whether the kernels apply to `x` (without copying it).
+    /// Whether the kernels apply to `x` (without copying it): f32, or f16 activations for the
+    /// kernels that take them.
     pub fn applies<const D: usize>(x: &Burn<D>) -> bool {
-        strided(x).is_some()
+        strided_act(x).is_some()
     }
 
     fn wrap<const D: usize>(t: CubeTensor) -> Burn<D> {
@@ -748,15 +869,16 @@ mod cube {
     /// One row's layer norm (`centred`: `(x - mean) / sqrt(var + eps) * gamma + beta`) or RMSNorm
     /// (`x / sqrt(mean(x²) + eps) * gamma`; `beta` unread).
     #[cube(launch_unchecked)]
-    fn norm_kernel(
-        input: &Tensor<f32>,
+    fn norm_kernel<A: Float, O: Float>(
+        input: &Tensor<A>,
         gamma: &Tensor<f32>,
         beta: &Tensor<f32>,
-        output: &mut Tensor<f32>,
+        output: &mut Tensor<O>,
         rows: usize,
         eps: f32,
         #[comptime] units: usize,
         #[comptime] centred: bool,
+        #[define(A, O)] _types: [ElemType; 2],
     ) {
         let row = CUBE_POS;
         if row >= rows {
@@ -772,7 +894,7 @@ mod cube {
             let mut sum = 0.0f32;
             let mut i = unit;
             while i < d {
-                sum += input[base + i];
+                sum += f32::cast_from(input[base + i]);
                 i += units;
             }
             acc[unit] = sum;
@@ -783,7 +905,7 @@ mod cube {
         let mut squares = 0.0f32;
         let mut i = unit;
         while i < d {
-            let c = input[base + i] - mean;
+            let c = f32::cast_from(input[base + i]) - mean;
             squares += c * c;
             i += units;
         }
@@ -793,24 +915,26 @@ mod cube {
 
         let mut i = unit;
         while i < d {
-            let y = (input[base + i] - mean) / denom * gamma[i];
+            let y = (f32::cast_from(input[base + i]) - mean) / denom * gamma[i];
             if comptime![centred] {
-                output[base + i] = y + beta[i];
+                output[base + i] = O::cast_from(y + beta[i]);
             } else {
-                output[base + i] = y;
+                output[base + i] = O::cast_from(y);
             }
             i += units;
         }
     }
 
-    /// [`norm_kernel`] over the last dimension of `x`: a layer norm with `beta`, else RMSNorm.
-    fn norm<const D: usize>(
+    /// [`norm_kernel`] over the last dimension of `x`: a layer norm with `beta`, else RMSNorm;
+    /// written in `out` (f32 or f16), else in `x`'s type.
+    pub fn norm<const D: usize>(
         x: &Burn<D>,
         gamma: &Burn<1>,
         beta: Option<&Burn<1>>,
         eps: f64,
+        out: Option<DType>,
     ) -> Option<Burn<D>> {
-        let input = primitive(x)?;
+        let input = strided_act(x).map(into_contiguous)?;
         let gamma = primitive(gamma)?;
         let dims = x.dims();
         let d = dims[D - 1];
@@ -824,7 +948,14 @@ mod cube {
             None => gamma.clone(),
         };
         let rows = dims.iter().product::<usize>() / d;
-        let output = empty_like(&input);
+        let out = out.unwrap_or(input.dtype);
+        let types = [elem_type(input.dtype)?, elem_type(out)?];
+        let output = empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            input.meta.shape().clone(),
+            out,
+        );
         let (count, dim, units) = row_launch(&input, rows);
         unsafe {
             norm_kernel::launch_unchecked(
@@ -839,6 +970,7 @@ mod cube {
                 eps as f32,
                 units as usize,
                 centred,
+                types,
             )
         };
         Some(wrap(output))
@@ -850,21 +982,22 @@ mod cube {
         beta: &Burn<1>,
         eps: f64,
     ) -> Option<Burn<D>> {
-        norm(x, gamma, Some(beta), eps)
+        norm(x, gamma, Some(beta), eps, None)
     }
 
     pub fn rms_norm<const D: usize>(x: &Burn<D>, weight: &Burn<1>, eps: f64) -> Option<Burn<D>> {
-        norm(x, weight, None, eps)
+        norm(x, weight, None, eps, None)
     }
 
     /// `x * cos + rotate_half(x) * sin`, `x` `[b, h, t, dh]` read through its strides, the
     /// output contiguous.
     #[cube(launch_unchecked)]
-    fn rotary_kernel(
-        x: &Tensor<f32>,
+    fn rotary_kernel<A: Float>(
+        x: &Tensor<A>,
         cos: &Tensor<f32>,
         sin: &Tensor<f32>,
-        output: &mut Tensor<f32>,
+        output: &mut Tensor<A>,
+        #[define(A)] _a_type: ElemType,
     ) {
         let i = ABSOLUTE_POS;
         if i >= output.len() {
@@ -881,9 +1014,10 @@ mod cube {
         let base = b * x.stride(0) + h * x.stride(1) + p * x.stride(2);
         // rotate_half: element e takes -x[e + half] in the first half, x[e - half] in the second.
         let sign = select(e < half, -1.0f32, 1.0f32);
-        let other = sign * x[base + ((e + half) % dh) * x.stride(3)];
+        let other = sign * f32::cast_from(x[base + ((e + half) % dh) * x.stride(3)]);
         let c = p * dh + e;
-        output[i] = x[base + e * x.stride(3)] * cos[c] + other * sin[c];
+        output[i] =
+            A::cast_from(f32::cast_from(x[base + e * x.stride(3)]) * cos[c] + other * sin[c]);
     }
 
     pub fn rotary(x: &Burn<4>, cos: &Burn<4>, sin: &Burn<4>) -> Option<Burn<4>> {
@@ -891,7 +1025,8 @@ mod cube {
         if cos.dims() != [1, 1, t, dh] || sin.dims() != [1, 1, t, dh] || dh % 2 != 0 {
             return None;
         }
-        let input = strided(x)?;
+        let input = strided_act(x)?;
+        let a_type = elem_type(input.dtype)?;
         let (cos, sin) = (primitive(cos)?, primitive(sin)?);
         let n = b * h * t * dh;
         if n == 0 {
@@ -914,6 +1049,7 @@ mod cube {
                 cos.into_tensor_arg(),
                 sin.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
+                a_type,
             )
         };
         Some(wrap(output))
@@ -1090,16 +1226,17 @@ mod cube {
     /// One cube per query row `(b, h, i)`: the scores against every key (kept in shared memory),
     /// their softmax, and the weighted sum of the values, written as `[b, t, h, dh]`.
     #[cube(launch_unchecked)]
-    fn attention_kernel(
-        q: &Tensor<f32>,
-        k: &Tensor<f32>,
-        v: &Tensor<f32>,
+    fn attention_kernel<A: Float>(
+        q: &Tensor<A>,
+        k: &Tensor<A>,
+        v: &Tensor<A>,
         bias: &Tensor<f32>,
-        output: &mut Tensor<f32>,
+        output: &mut Tensor<A>,
         rows: usize,
         scale: f32,
         #[comptime] units: usize,
         #[comptime] keys: usize,
+        #[define(A)] _a_type: ElemType,
     ) {
         let row = CUBE_POS;
         if row >= rows {
@@ -1129,7 +1266,8 @@ mod cube {
         while j < keys {
             let mut dot = 0.0f32;
             for e in 0..dh {
-                dot += q[q_base + e * q.stride(3)] * k[k_base + j * k.stride(2) + e * k.stride(3)];
+                dot += f32::cast_from(q[q_base + e * q.stride(3)])
+                    * f32::cast_from(k[k_base + j * k.stride(2) + e * k.stride(3)]);
             }
             let s = dot * scale + bias[bias_base + j * s3];
             scores[j] = s;
@@ -1156,9 +1294,9 @@ mod cube {
         while e < dh {
             let mut c = 0.0f32;
             for j in 0..keys {
-                c += scores[j] * v[v_base + j * v.stride(2) + e * v.stride(3)];
+                c += scores[j] * f32::cast_from(v[v_base + j * v.stride(2) + e * v.stride(3)]);
             }
-            output[out_base + e] = c / sum;
+            output[out_base + e] = A::cast_from(c / sum);
             e += units;
         }
     }
@@ -1166,13 +1304,14 @@ mod cube {
     /// `y + bias` (`y` `[b, t, 3d]`) split into heads: the queries into `q` `[b, heads, t, dh]`,
     /// the keys and values into the cache buffers at positions `past..`.
     #[cube(launch_unchecked)]
-    fn heads_into_cache_kernel(
-        y: &Tensor<f32>,
+    fn heads_into_cache_kernel<A: Float>(
+        y: &Tensor<A>,
         bias: &Tensor<f32>,
-        q: &mut Tensor<f32>,
-        k: &mut Tensor<f32>,
-        v: &mut Tensor<f32>,
+        q: &mut Tensor<A>,
+        k: &mut Tensor<A>,
+        v: &mut Tensor<A>,
         past: usize,
+        #[define(A)] _a_type: ElemType,
     ) {
         let i = ABSOLUTE_POS;
         if i >= y.len() {
@@ -1187,7 +1326,7 @@ mod cube {
         let row = i / d3;
         let pos = row % t;
         let b = row / t;
-        let value = y[i] + bias[col];
+        let value = A::cast_from(f32::cast_from(y[i]) + bias[col]);
         let part = col / d;
         let c = col % d;
         let h = c / dh;
@@ -1230,10 +1369,18 @@ mod cube {
         if !fits {
             return Err(cache);
         }
-        let (Some(input), Some(bias_t)) = (primitive(y), primitive(bias)) else {
+        let (Some(input), Some(bias_t)) = (strided_act(y).map(into_contiguous), primitive(bias))
+        else {
             return Err(cache);
         };
-        if !applies(&cache.0) || !applies(&cache.1) {
+        let Some(a_type) = elem_type(input.dtype) else {
+            return Err(cache);
+        };
+        if !applies(&cache.0)
+            || !applies(&cache.1)
+            || cache.0.dtype() != input.dtype
+            || cache.1.dtype() != input.dtype
+        {
             return Err(cache);
         }
         // Taken without a clone, so that a buffer nothing else holds can be written in place.
@@ -1267,6 +1414,7 @@ mod cube {
                 k.clone().into_tensor_arg(),
                 v.clone().into_tensor_arg(),
                 past,
+                a_type,
             )
         };
         Ok((wrap(q), wrap(k), wrap(v)))
@@ -1283,12 +1431,12 @@ mod cube {
     /// `gated`, `act(y + bias) * silu(residual)` (the residual binding holds a SwiGLU's gate).
     #[allow(clippy::too_many_arguments)]
     #[cube(launch_unchecked)]
-    fn matmul_rows_kernel<W: Float>(
-        x: &Tensor<f32>,
+    fn matmul_rows_kernel<W: Float, A: Float, O: Float>(
+        x: &Tensor<A>,
         w: &Tensor<W>,
         bias: &Tensor<f32>,
-        residual: &Tensor<f32>,
-        output: &mut Tensor<f32>,
+        residual: &Tensor<O>,
+        output: &mut Tensor<O>,
         rows: usize,
         #[comptime] m: usize,
         #[comptime] units: usize,
@@ -1297,7 +1445,7 @@ mod cube {
         #[comptime] with_bias: bool,
         #[comptime] with_residual: bool,
         #[comptime] gated: bool,
-        #[define(W)] _w_type: ElemType,
+        #[define(W, A, O)] _types: [ElemType; 3],
     ) {
         let k = w.shape(0);
         let n = w.shape(1);
@@ -1323,7 +1471,7 @@ mod cube {
                 let base = (first + r) * k;
                 let mut kk = s;
                 while kk < k {
-                    sum += x[base + kk] * f32::cast_from(w[kk * ws0 + col * ws1]);
+                    sum += f32::cast_from(x[base + kk]) * f32::cast_from(w[kk * ws0 + col * ws1]);
                     kk += slices;
                 }
             }
@@ -1339,7 +1487,7 @@ mod cube {
                         total += acc[(r * slices + j) * cols + c];
                     }
                     let at = (first + r) * n + col;
-                    output[at] = gemm::finish(
+                    output[at] = O::cast_from(gemm::finish(
                         total,
                         col,
                         at,
@@ -1349,7 +1497,7 @@ mod cube {
                         with_bias,
                         with_residual,
                         gated,
-                    );
+                    ));
                 }
             }
         }
@@ -1384,14 +1532,28 @@ mod cube {
         w: &Burn<2>,
         most: usize,
     ) -> Option<Burn<D>> {
-        linear_rows_up_to(x, w, None, None, None, false, most)
+        linear_rows_up_to(x, w, None, None, None, false, most, None)
+    }
+
+    /// [`matmul_rows`] written in f32 whatever `x`'s precision: an LM head's logits.
+    pub fn matmul_rows_f32<const D: usize>(x: &Burn<D>, w: &Burn<2>) -> Option<Burn<D>> {
+        linear_rows_up_to(
+            x,
+            w,
+            None,
+            None,
+            None,
+            false,
+            rows_kernel_max(),
+            Some(DType::F32),
+        )
     }
 
     pub fn tiled_matmul(x: &Burn<2>, w: &Burn<2>, tile: usize) -> Option<Burn<2>> {
         let a = gemm::Operand::of(strided(x)?)?;
         let b = gemm::Operand::of(strided_weight(w)?)?;
         let shape = [a.rows, b.cols];
-        gemm::gemm_tiled(&a, &b, gemm::Epilogue::default(), &shape, tile).map(wrap)
+        gemm::gemm_tiled(&a, &b, gemm::Epilogue::default(), &shape, tile, DType::F32).map(wrap)
     }
 
     /// A linear layer in one launch where the row kernel applies: `residual + act(x w + bias)`
@@ -1403,7 +1565,7 @@ mod cube {
         residual: Option<&Burn<D>>,
         act: Option<Activation>,
     ) -> Option<Burn<D>> {
-        linear_rows_up_to(x, w, bias, residual, act, false, rows_kernel_max())
+        linear_rows_up_to(x, w, bias, residual, act, false, rows_kernel_max(), None)
     }
 
     /// `silu(gate) * (x w + bias)` in one launch where the row kernel applies (a SwiGLU's up
@@ -1414,9 +1576,12 @@ mod cube {
         bias: Option<&Burn<1>>,
         gate: &Burn<D>,
     ) -> Option<Burn<D>> {
-        linear_rows_up_to(x, w, bias, Some(gate), None, true, rows_kernel_max())
+        linear_rows_up_to(x, w, bias, Some(gate), None, true, rows_kernel_max(), None)
     }
 
+    /// The output in `out` (f32 or f16), else in the residual's type, else in `x`'s; a gate
+    /// (`gated`) in the output's.
+    #[allow(clippy::too_many_arguments)]
     fn linear_rows_up_to<const D: usize>(
         x: &Burn<D>,
         w: &Burn<2>,
@@ -1425,6 +1590,7 @@ mod cube {
         act: Option<Activation>,
         gated: bool,
         most: usize,
+        out: Option<DType>,
     ) -> Option<Burn<D>> {
         let dims = x.dims();
         let [k, n] = w.dims();
@@ -1439,13 +1605,25 @@ mod cube {
             Some(_) => return None,
             None => None,
         };
+        let input = strided_act(x).map(into_contiguous)?;
+        // The residual's type where there is one (a decoder's residual stream stays f32 when
+        // its products take f16), else `x`'s.
+        let out_dtype = out
+            .or(residual.filter(|_| !gated).map(|r| r.dtype()))
+            .unwrap_or(input.dtype);
         let residual = match residual {
-            Some(r) if r.dims() == out_dims => Some(primitive(r)?),
+            Some(r) if r.dims() == out_dims && r.dtype() == out_dtype => {
+                Some(strided_act(r).map(into_contiguous)?)
+            }
             Some(_) => return None,
             None => None,
         };
-        let input = primitive(x)?;
         let w = strided_weight(w)?;
+        let types = [
+            elem_type(w.dtype)?,
+            elem_type(input.dtype)?,
+            elem_type(out_dtype)?,
+        ];
         if m > most {
             // Many rows: the tiled product, the epilogue in the same kernel.
             let epilogue = gemm::Epilogue {
@@ -1456,13 +1634,9 @@ mod cube {
             };
             let a = gemm::Operand::of(input)?;
             let b = gemm::Operand::of(w)?;
-            return gemm::gemm(&a, &b, epilogue, &out_dims).map(wrap);
+            return gemm::gemm_into(&a, &b, epilogue, &out_dims, out_dtype).map(wrap);
         }
         let block = m.min(ROW_BLOCK);
-        let w_type = match w.dtype {
-            DType::F16 => ElemType::Float(cubecl::ir::FloatKind::F16),
-            _ => ElemType::Float(cubecl::ir::FloatKind::F32),
-        };
         let strides = w.meta.strides();
         let k_lanes = strides[0] == 1 && strides[1] != 1;
         let mut shape = dims;
@@ -1471,7 +1645,7 @@ mod cube {
             input.client.clone(),
             input.device.clone(),
             shape.to_vec().into(),
-            input.dtype,
+            out_dtype,
         );
         let max = input.client.properties().hardware.max_units_per_cube;
         let units: u32 = if max >= 256 {
@@ -1488,9 +1662,9 @@ mod cube {
             return None;
         }
         let (with_bias, with_residual) = (bias.is_some(), residual.is_some());
-        // An unused part still needs a binding: the input stands in.
-        let bias = bias.unwrap_or_else(|| input.clone());
-        let residual = residual.unwrap_or_else(|| input.clone());
+        // An unused part still needs a binding of its type: a stand-in.
+        let bias = bias.unwrap_or_else(|| gemm::stand_in(&input, DType::F32));
+        let residual = residual.unwrap_or_else(|| gemm::stand_in(&input, out_dtype));
         unsafe {
             matmul_rows_kernel::launch_unchecked(
                 &input.client.clone(),
@@ -1509,7 +1683,7 @@ mod cube {
                 with_bias,
                 with_residual,
                 gated,
-                w_type,
+                types,
             )
         };
         Some(wrap(output))
@@ -1621,7 +1795,16 @@ mod cube {
         if !broadcasts_to(bias, [b, h, t, n]) {
             return None;
         }
-        let (q, k, v, bias) = (strided(q)?, strided(k)?, strided(v)?, strided(bias)?);
+        let (q, k, v, bias) = (
+            strided_act(q)?,
+            strided_act(k)?,
+            strided_act(v)?,
+            strided(bias)?,
+        );
+        if k.dtype != q.dtype || v.dtype != q.dtype {
+            return None;
+        }
+        let a_type = elem_type(q.dtype)?;
         let output = empty_device_dtype(
             q.client.clone(),
             q.device.clone(),
@@ -1644,6 +1827,7 @@ mod cube {
                 scale as f32,
                 units as usize,
                 n,
+                a_type,
             )
         };
         Some(wrap(output))

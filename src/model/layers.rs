@@ -30,6 +30,12 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         kernels::layer_norm(x, self.gamma.val(), self.beta.val(), self.epsilon)
     }
+
+    /// [`LayerNorm::forward`] written in `dtype` ([`kernels::norm_into`]).
+    pub fn forward_to<const D: usize>(&self, x: Tensor<D>, dtype: DType) -> Tensor<D> {
+        let beta = Some(self.beta.val());
+        kernels::norm_into(x, self.gamma.val(), beta, self.epsilon, dtype)
+    }
 }
 
 impl WeightPath<'_, '_> {
@@ -102,6 +108,8 @@ impl WeightPath<'_, '_> {
     }
 
     /// An embedding table `[n, d]` from `weight`.
+    /// In f32 whatever the precision (a decoder's position table is small, and adds to its
+    /// residual stream, which is f32).
     pub fn embedding(&self, n: usize, d: usize) -> Embedding {
         Embedding {
             weight: Param::from_tensor(self.tensor("weight", [n, d])),
@@ -370,13 +378,20 @@ impl VocabRows {
         Tensor::cat(self.chunks.iter().map(|c| c.val()).collect(), 0)
     }
 
-    /// Rows `ids` `[b, t]` -> `[b, t, d]`, gathered across the chunks.
-    pub fn lookup(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+    /// The matrix's type: f32, or f16 ([`super::weights::Weights::keep_half`]).
+    pub fn dtype(&self) -> DType {
+        self.chunks[0].val().dtype()
+    }
+
+    /// Rows `ids` `[b, t]` -> `[b, t, d]` in `dtype` (the model's activations), gathered across
+    /// the chunks.
+    pub fn lookup(&self, ids: Tensor<2, Int>, dtype: DType) -> Tensor<3> {
         let [b, t] = ids.dims();
         let flat = ids.reshape([b * t]);
         let d = self.chunks[0].dims()[1];
         if self.chunks.len() == 1 {
-            return kernels::as_f32(self.chunks[0].val().select(0, flat)).reshape([b, t, d]);
+            let rows = self.chunks[0].val().select(0, flat);
+            return kernels::cast_to(rows, dtype).reshape([b, t, d]);
         }
         let mut out: Option<Tensor<2>> = None;
         let mut start = 0i64;
@@ -396,15 +411,17 @@ impl VocabRows {
             });
             start += n;
         }
-        out.expect("at least one chunk").reshape([b, t, d])
+        let rows = out.expect("at least one chunk");
+        kernels::cast_to(rows, dtype).reshape([b, t, d])
     }
 
-    /// `h` `[n, d]` times the matrix's transpose: `[n, vocab]` (an LM head's logits).
+    /// `h` `[n, d]` times the matrix's transpose: `[n, vocab]` (an LM head's logits), in f32
+    /// whatever `h`'s type.
     pub fn project(&self, h: Tensor<2>) -> Tensor<2> {
         let parts: Vec<Tensor<2>> = self
             .chunks
             .iter()
-            .map(|c| kernels::matmul_rows(h.clone(), c.val().transpose()))
+            .map(|c| kernels::matmul_rows_f32(h.clone(), c.val().transpose()))
             .collect();
         if parts.len() == 1 {
             parts.into_iter().next().expect("one part")

@@ -11,12 +11,13 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::config::LlamaConfig;
 use super::gpt2::KvCache;
 use super::kernels::{self, attention, linear, linear_residual};
 use super::layers::{rope_tables_scaled, rotary, Rope, VocabRows};
-use super::weights::{WeightFiles, WeightPath, Weights};
+use super::weights::{Precision, WeightFiles, WeightPath, Weights};
 use super::ModelError;
 
 /// `x / sqrt(mean(x²) + eps) * weight` over the last dimension.
@@ -30,6 +31,11 @@ pub struct RmsNorm {
 impl RmsNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         kernels::rms_norm(x, self.weight.val(), self.eps)
+    }
+
+    /// [`RmsNorm::forward`] written in `dtype` ([`kernels::norm_into`]).
+    pub fn forward_to<const D: usize>(&self, x: Tensor<D>, dtype: DType) -> Tensor<D> {
+        kernels::norm_into(x, self.weight.val(), None, self.eps, dtype)
     }
 }
 
@@ -66,7 +72,8 @@ fn heads(x: Tensor<3>, n: usize, dh: usize, norm: Option<&RmsNorm>) -> Tensor<4>
 impl LlamaLayer {
     /// `cache`: this layer's key and value buffers `[b, kv_heads, capacity, dh]` holding `past`
     /// positions; `rope`: the (cos, sin) tables of the positions `past..past + t`; `mask_bias`
-    /// `[1, 1, t, capacity]` hides later and unused positions.
+    /// `[1, 1, t, capacity]` hides later and unused positions. `x` (the residual stream) in
+    /// f32; what the products and attention read in `dtype` ([`Llama::activation_dtype`]).
     fn forward(
         &self,
         x: Tensor<3>,
@@ -74,10 +81,11 @@ impl LlamaLayer {
         past: usize,
         rope: &Rope,
         mask_bias: Tensor<4>,
+        dtype: DType,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let [b, t, _] = x.dims();
         let dh = self.head_dim;
-        let h = self.input_norm.forward(x.clone());
+        let h = self.input_norm.forward_to(x.clone(), dtype);
         let q = heads(
             linear(&self.q_proj, h.clone()),
             self.heads,
@@ -107,7 +115,7 @@ impl LlamaLayer {
             mask_bias,
         );
         let x = linear_residual(&self.o_proj, context, x, None);
-        let m = self.post_norm.forward(x.clone());
+        let m = self.post_norm.forward_to(x.clone(), dtype);
         let gated = kernels::gated_linear(&self.up_proj, m.clone(), linear(&self.gate_proj, m));
         (linear_residual(&self.down_proj, gated, x, None), (kb, vb))
     }
@@ -135,12 +143,13 @@ impl Llama {
         let past = cache.len();
         let device = ids.device();
         let c = &self.config;
+        let dtype = self.activation_dtype();
         cache.reserve(
             past + t,
             c.max_positions,
             [b, c.num_kv_heads, c.head_dim],
             self.layers.len(),
-            &device,
+            (&device, dtype),
         );
         let capacity = cache.capacity();
         // Query i (absolute position past + i) sees keys 0..=past + i.
@@ -150,11 +159,12 @@ impl Llama {
             f32::MIN,
         );
         let rope = rope_tables_scaled(c.rope_theta, &c.rope_scaling, c.head_dim, past, t, &device);
-        let mut x = self.embed_tokens.lookup(ids);
+        // The residual stream in f32 whatever the table's type.
+        let mut x = self.embed_tokens.lookup(ids, DType::F32);
         let layers = std::mem::take(&mut cache.layers);
         let mut next = Vec::with_capacity(self.layers.len());
         for (layer, kv) in self.layers.iter().zip(layers) {
-            let (y, kv) = layer.forward(x, kv, past, &rope, mask_bias.clone());
+            let (y, kv) = layer.forward(x, kv, past, &rope, mask_bias.clone(), dtype);
             next.push(kv);
             x = y;
         }
@@ -163,7 +173,14 @@ impl Llama {
         self.norm.forward(x)
     }
 
-    /// Next-token logits `[b, t, vocab]` from final hidden states.
+    /// The type of the activations the products and attention read, the KV cache's: f16 for
+    /// matrices kept so ([`super::weights::Precision`]), else f32 (the residual stream and the
+    /// hidden states are f32 either way).
+    pub fn activation_dtype(&self) -> DType {
+        kernels::activation_dtype(self.embed_tokens.dtype())
+    }
+
+    /// Next-token logits `[b, t, vocab]` (f32) from final hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = hidden.dims();
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
@@ -178,10 +195,10 @@ impl Llama {
             .reshape([b, self.config.vocab_size])
     }
 
-    fn load(w: &Weights, c: &LlamaConfig, max_binding_bytes: u64) -> Self {
-        // Half-precision checkpoints stay so on a GPU that computes in f16; on the CPU each
-        // output's weights stay one row, for decoding's dot products.
-        w.keep_half();
+    fn load(w: &Weights, c: &LlamaConfig, max_binding_bytes: u64, precision: Precision) -> Self {
+        // On a GPU that computes in f16, matrices in f16 (with `Precision::Auto`); on the CPU
+        // each output's weights stay one row, for decoding's dot products.
+        w.keep_half(precision);
         w.keep_output_rows();
         let d = c.hidden_size;
         let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
@@ -239,15 +256,16 @@ impl Llama {
 
     /// A `*ForCausalLM` checkpoint, reporting every missing, mis-shaped or unexpected tensor;
     /// the token embeddings (and an untied head) in row chunks of at most `max_binding_bytes`
-    /// (`u64::MAX` where there is no limit).
+    /// (`u64::MAX` where there is no limit), in `precision` on a GPU.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &LlamaConfig,
         max_binding_bytes: u64,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         Weights::load(bytes, Self::PREFIX, config.parameters(), device, |w| {
-            Self::load(w, config, max_binding_bytes)
+            Self::load(w, config, max_binding_bytes, precision)
         })
     }
 }

@@ -73,7 +73,7 @@ pub struct Weights<'a> {
     /// The architecture prefix present in the file (`"bert."`), or empty.
     prefix: String,
     device: Device,
-    /// Matrices stored in f16 or bf16 stay in f16 on the device ([`Weights::keep_half`]).
+    /// Matrices go to the device in f16 ([`Weights::keep_half`]).
     half: Cell<bool>,
     /// Linear layers' weights keep each output's weights as one row on the CPU
     /// ([`Weights::keep_output_rows`]).
@@ -213,12 +213,15 @@ impl<'a> Weights<'a> {
         self.shards[shard].tensors.tensor(full)
     }
 
-    /// From here on, matrices ([`Weights::matrix`]) that the file stores in f16 or bf16 stay in
-    /// f16 on the device, when it is a GPU that computes in f16 (WebGPU's `shader-f16`): half
-    /// the GPU memory and half the bytes each product reads. A decoder asks for it; the kernels
-    /// read such weights as they are and compute in f32. Natively `TUNELAB_F16=0` keeps f32.
-    pub fn keep_half(&self) {
-        self.half.set(half_on(&self.device));
+    /// From here on, with [`Precision::Auto`] on a GPU that computes in f16 (WebGPU's
+    /// `shader-f16`), matrices ([`Weights::matrix`]) go to the device in f16, whatever the file
+    /// stores (f32 rounded to the nearest f16; a matrix with a value past f16's range stays
+    /// f32): half the GPU memory and half the bytes each product reads. A decoder asks for it;
+    /// the kernels read such weights as f32 and sum in f32. Natively `TUNELAB_F16=0` keeps
+    /// f32.
+    pub fn keep_half(&self, precision: Precision) {
+        self.half
+            .set(precision == Precision::Auto && half_on(&self.device));
     }
 
     /// From here on, on the CPU, linear layers' weights ([`WeightPath::transposed`],
@@ -263,14 +266,29 @@ impl<'a> Weights<'a> {
         Some((full, view))
     }
 
-    /// The tensor `name` as f16 host data when the file stores it in f16 or bf16 and
-    /// [`Weights::keep_half`] holds; else `None` (and nothing is recorded).
+    /// The tensor `name` as f16 host data when [`Weights::keep_half`] holds and the file stores
+    /// it in f16, bf16 or f32 within f16's range; else `None` (and nothing is recorded).
     fn host_half(&self, name: &str, shape: &[usize]) -> Option<Vec<half::f16>> {
         if !self.half.get() {
             return None;
         }
         let full = self.resolve(name)?;
-        let dtype = self.view(&full).ok()?.dtype();
+        let view = self.view(&full).ok()?;
+        let dtype = view.dtype();
+        if dtype == Dtype::F32 && view.shape() == shape {
+            // Rounded only where every value stays finite (bf16 past f16's range is rare, f32
+            // weights there rarer still: such a matrix stays f32).
+            let values: Vec<half::f16> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            if values.iter().any(|v| v.is_infinite()) {
+                return None;
+            }
+            self.stored(name, shape)?;
+            return Some(values);
+        }
         if !matches!(dtype, Dtype::F16 | Dtype::BF16) {
             return None;
         }
@@ -286,8 +304,8 @@ impl<'a> Weights<'a> {
         })
     }
 
-    /// The matrix `name` on the device: in f16 where [`Weights::keep_half`] holds and the file
-    /// stores it in f16 or bf16, else f32.
+    /// The matrix `name` on the device: in f16 where [`Weights::keep_half`] holds (see there),
+    /// else f32.
     pub fn matrix(&self, name: &str, shape: [usize; 2]) -> Tensor<2> {
         match self.host_half(name, &shape) {
             Some(values) => Tensor::from_data(
@@ -463,7 +481,7 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     /// given as the transposed view of that.
     pub fn in_out(&self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
         if !self.weights.output_rows.get() {
-            return self.tensor(name, [rows, cols]);
+            return self.weights.matrix(&self.name(name), [rows, cols]);
         }
         self.laid_out_transposed(name, [rows, cols]).transpose()
     }
@@ -484,8 +502,10 @@ impl<'w, 'a> WeightPath<'w, 'a> {
     }
 }
 
-/// Whether matrices stored in half precision stay so on `device`: a GPU whose runtime computes
-/// in f16 (WebGPU with `shader-f16`); natively `TUNELAB_F16=0` says no (the benchmarks' f32).
+pub use crate::device::Precision;
+
+/// Whether matrices may be kept in half precision on `device`: a GPU whose runtime computes in
+/// f16 (WebGPU with `shader-f16`); natively `TUNELAB_F16=0` says no (the benchmarks' f32).
 pub fn half_on(device: &Device) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     if std::env::var("TUNELAB_F16").is_ok_and(|v| v == "0") {

@@ -18,6 +18,8 @@ use crate::model::gpt2::{Gpt2, KvCache};
 #[cfg(feature = "engine")]
 use crate::model::llama::Llama;
 #[cfg(feature = "engine")]
+pub use crate::model::weights::Precision;
+#[cfg(feature = "engine")]
 use crate::text::TextTokenizer;
 
 pub use generate::{Generation, GenerationConfig, StopReason};
@@ -132,11 +134,22 @@ pub fn leading_special_tokens(tokenizer: &TextTokenizer) -> Vec<u32> {
 #[cfg(feature = "engine")]
 impl LanguageModel {
     /// Loads a GPT-2 or Llama-family checkpoint; `max_binding_bytes` is the device's
-    /// storage-binding limit (`u64::MAX` on the CPU).
+    /// storage-binding limit (`u64::MAX` on the CPU). On a GPU that computes in f16, in half
+    /// precision ([`Precision::Auto`]).
     pub fn load(
         files: &ModelFiles,
         device: &Device,
         max_binding_bytes: u64,
+    ) -> Result<Self, Error> {
+        Self::load_with(files, device, max_binding_bytes, Precision::Auto)
+    }
+
+    /// [`LanguageModel::load`] in `precision`.
+    pub fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        max_binding_bytes: u64,
+        precision: Precision,
     ) -> Result<Self, Error> {
         let config = files.config()?;
         let tokenizer = files.tokenizer()?;
@@ -146,6 +159,7 @@ impl LanguageModel {
                 g,
                 max_binding_bytes,
                 device,
+                precision,
             )?)
         } else if let Some(l) = config.llama() {
             Decoder::Llama(Llama::from_checkpoint(
@@ -153,6 +167,7 @@ impl LanguageModel {
                 l,
                 max_binding_bytes,
                 device,
+                precision,
             )?)
         } else {
             return Err(Error::usage(
@@ -211,5 +226,14 @@ impl LanguageModel {
 
     pub fn max_positions(&self) -> usize {
         self.model.max_positions()
+    }
+
+    /// What the products and attention read, and the KV cache: f16 in half precision, else
+    /// f32 ([`Precision`]).
+    pub fn activation_dtype(&self) -> burn::tensor::DType {
+        match &self.model {
+            Decoder::Gpt2(m) => m.activation_dtype(),
+            Decoder::Llama(m) => m.activation_dtype(),
+        }
     }
 }

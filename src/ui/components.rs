@@ -180,8 +180,9 @@ pub fn ModelPicker(
             {move || loaded.get().map(|info| view! {
                 <p class="loaded" data-loaded=info.name.clone()>
                     "Loaded "<strong>{info.name.clone()}</strong>
-                    {format!(" — {}, {:.1} M parameters{}", info.architecture, info.parameters as f64 / 1e6,
-                        if info.labels.is_empty() { String::new() } else { format!(", labels: {}", info.labels.join(", ")) })}
+                    {format!(" — {}, {:.1} M parameters{}{}", info.architecture, info.parameters as f64 / 1e6,
+                        if info.labels.is_empty() { String::new() } else { format!(", labels: {}", info.labels.join(", ")) },
+                        info.precision.as_deref().map(|p| format!(", {p} on the GPU")).unwrap_or_default())}
                 </p>
                 {info.storage_warning.map(|w| view! { <p class="warning storage-warning">{w}</p> })}
             })}

@@ -3,7 +3,9 @@
 
 use leptos::prelude::*;
 
-use crate::protocol::{check_url_template, BackendChoice, Event, Request, HUB_URL_TEMPLATE};
+use crate::protocol::{
+    check_url_template, BackendChoice, Event, Precision, Request, HUB_URL_TEMPLATE,
+};
 
 use super::components::ErrorBox;
 use super::request::Call;
@@ -67,6 +69,15 @@ pub fn ModelsPage() -> impl IntoView {
                         </option>
                     }).collect_view()}
                 </select>
+                <label for="precision-choice">"Language models on a GPU"</label>
+                <select id="precision-choice" on:change=move |ev| {
+                    state.precision_choice.set(if event_target_value(&ev) == "f32" { Precision::F32 } else { Precision::Auto });
+                    state.start_engine();
+                }>
+                    <option value="auto" selected=move || state.precision_choice.get() == Precision::Auto>{Precision::Auto.describe()}</option>
+                    <option value="f32" selected=move || state.precision_choice.get() == Precision::F32>{Precision::F32.describe()}</option>
+                </select>
+                <p class="muted">"In half precision a language model's weights, key/value cache and the activations its products read are f16 (half the GPU memory and the bytes each token reads); sums, norms, softmaxes and the logits stay f32. The logits then differ from full precision by about what transformers' own float16 gives; a near-tie between two next tokens can go the other way."</p>
                 <p class="muted">"Helper engines share batch classification, feature extraction, evaluations and prompt evaluations on the CPU; each holds its own copy of the model."</p>
                 <p class="muted">"Switching restarts the engine: loaded models are dropped (stored ones reload quickly)."</p>
             </div>

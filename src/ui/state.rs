@@ -4,7 +4,7 @@ use crate::hub::check_url_template;
 use leptos::prelude::*;
 
 use crate::protocol::{
-    Backend, BackendChoice, Event, ModelInfo, ModelSource, Request, Slot, StoredModel,
+    Backend, BackendChoice, Event, ModelInfo, ModelSource, Precision, Request, Slot, StoredModel,
     HUB_URL_TEMPLATE,
 };
 
@@ -20,6 +20,8 @@ pub struct AppState {
     /// core, as memory allows.
     pub workers_choice: RwSignal<Option<usize>>,
     pub backend_choice: RwSignal<BackendChoice>,
+    /// How language models compute on a GPU (`?precision=f32` in a link: full precision).
+    pub precision_choice: RwSignal<Precision>,
     /// A failure of the engine itself (it could not start, or stopped too often).
     pub engine_error: RwSignal<Option<String>>,
     /// What happened when the engine stopped and was restarted, and what was reloaded.
@@ -133,6 +135,10 @@ impl AppState {
             workers: RwSignal::new(1),
             workers_choice: RwSignal::new(query_param("workers").and_then(|w| w.parse().ok())),
             backend_choice: RwSignal::new(choice),
+            precision_choice: RwSignal::new(match query_param("precision").as_deref() {
+                Some("f32") => Precision::F32,
+                _ => Precision::Auto,
+            }),
             engine_error: RwSignal::new(None),
             engine_notice: RwSignal::new(None),
             restarts: RwSignal::new(0),
@@ -218,6 +224,7 @@ impl AppState {
             Request::Start {
                 backend: BackendChoice::Auto,
                 workers: None,
+                precision: this.precision_choice.get_untracked(),
             },
             move |event, _| match event {
                 Event::Started {
@@ -411,6 +418,7 @@ impl AppState {
             Request::Start {
                 backend: this.backend_choice.get_untracked(),
                 workers: this.workers_choice.get_untracked(),
+                precision: this.precision_choice.get_untracked(),
             },
             None,
             move |event, _| match event {

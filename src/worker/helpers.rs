@@ -120,6 +120,7 @@ pub fn start(count: usize) -> usize {
                     Request::Start {
                         backend: BackendChoice::Cpu,
                         workers: Some(1),
+                        precision: Default::default(),
                     },
                     None,
                 );

@@ -5,12 +5,13 @@
 use std::rc::Rc;
 
 use burn::module::Module;
+use burn::tensor::DType;
 use wasm_bindgen::JsValue;
 
 use super::helpers;
 use super::state::{self, BaseModel, Engine};
 use super::Reply;
-use crate::device::{self, Backend, Compute};
+use crate::device::{self, Backend, Compute, Precision};
 use crate::error::Error;
 use crate::hub::download::{fetch_model, Progress};
 use crate::hub::storage::{estimate, Store};
@@ -48,6 +49,7 @@ pub async fn start(
     reply: Reply,
     choice: BackendChoice,
     workers: Option<usize>,
+    precision: Precision,
 ) -> Result<(), Error> {
     let compute = device_for(choice).await;
     helpers::stop();
@@ -63,6 +65,7 @@ pub async fn start(
     state::update(|e| {
         *e = Engine {
             compute: Some(compute),
+            precision,
             ..Engine::default()
         }
     });
@@ -380,6 +383,7 @@ pub(super) fn install(
     crate::model::flex::release_packed_weights();
     let config = files.config()?;
     let device = &compute.device;
+    let mut lm_precision = None;
     let (labels, parameters) = match slot {
         Slot::Classifier if config.task == Task::TokenClassification => {
             let m = Tagger::load(files, device)?;
@@ -416,7 +420,15 @@ pub(super) fn install(
                     e.scorer_replica = None;
                 });
             }
-            let m = LanguageModel::load(files, device, compute.max_binding_bytes)?;
+            let precision = state::peek(|e| Some(e.precision)).unwrap_or_default();
+            let m = LanguageModel::load_with(files, device, compute.max_binding_bytes, precision)?;
+            if !device::on_cpu(device) {
+                lm_precision = Some(if m.activation_dtype() == DType::F16 {
+                    "f16"
+                } else {
+                    "f32"
+                });
+            }
             let described = (vec![], m.model.num_params());
             state::update(|e| {
                 e.language_model = Some(Rc::new(m));
@@ -445,7 +457,9 @@ pub(super) fn install(
             (config.id2label.clone(), encoder.encoder.num_params())
         }
     };
-    Ok(model_info(name, &config, labels, files, parameters))
+    let mut info = model_info(name, &config, labels, files, parameters);
+    info.precision = lm_precision.map(String::from);
+    Ok(info)
 }
 
 /// Tells the engine where helper engines find the model just loaded into `slot` (when there
@@ -497,6 +511,7 @@ pub fn model_info(
         bytes: files.weights_bytes() as usize,
         stored: None,
         storage_warning: None,
+        precision: None,
     }
 }
 

@@ -120,7 +120,11 @@ pub fn run() {
 /// Routes a request to the handler of its concern.
 async fn handle(reply: Reply, request: Request, payload: Option<JsValue>) -> Result<(), Error> {
     match request {
-        Request::Start { backend, workers } => load::start(reply, backend, workers).await,
+        Request::Start {
+            backend,
+            workers,
+            precision,
+        } => load::start(reply, backend, workers, precision).await,
         Request::Load { slot, source } => load::load(reply, slot, source, payload).await,
         Request::ListStored => load::list_stored(reply).await,
         Request::DeleteStored { key } => load::delete_stored(reply, &key).await,

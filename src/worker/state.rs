@@ -58,6 +58,8 @@ pub struct Embedded {
 #[derive(Default)]
 pub struct Engine {
     pub compute: Option<Compute>,
+    /// How language models compute on a GPU (the page's setting).
+    pub precision: crate::device::Precision,
     pub classifier: Option<Rc<TextClassifier>>,
     /// The classifier slot's model when it is a token classifier (then `classifier` is empty).
     pub tagger: Option<Rc<crate::pipelines::Tagger>>,

@@ -1231,6 +1231,10 @@ assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(sys.
           const g = golden(same || name);
           const want = g.greedy_ids[0].slice(g.input_ids[0].length).join(',');
           await loadModel(page, 'language-model', name);
+          // The loaded line says the precision on a GPU (SwiftShader has no shader-f16: f32).
+          const line = await picker(page, 'language-model').locator('.loaded').textContent();
+          const said = kind === 'webgpu' ? /, f(16|32) on the GPU$/.test(line.trim()) : !/on the GPU/.test(line);
+          assert(said, `${name} on ${kind}: loaded line ${JSON.stringify(line)}`);
           await page.locator('#raw-prompt').check();
           await page.locator('#prompt-text').fill(g.prompt);
           await page.locator('#stop-newline').uncheck();

@@ -6,16 +6,23 @@ use burn::prelude::*;
 use super::{Gpt2, Gpt2Block};
 use crate::model::config::Gpt2Config;
 use crate::model::layers::Exporter;
-use crate::model::weights::{WeightFiles, Weights};
+use crate::model::weights::{Precision, WeightFiles, Weights};
 use crate::model::ModelError;
 
 impl Gpt2 {
     pub const PREFIX: &'static str = "transformer.";
 
     /// Loads the model, splitting the token embeddings into chunks of at most
-    /// `max_binding_bytes` (use `u64::MAX` where there is no limit).
-    pub fn load(w: &Weights, config: &Gpt2Config, max_binding_bytes: u64) -> Self {
-        // On the CPU each output's weights as one row, for decoding's dot products.
+    /// `max_binding_bytes` (use `u64::MAX` where there is no limit), in `precision` on a GPU.
+    pub fn load(
+        w: &Weights,
+        config: &Gpt2Config,
+        max_binding_bytes: u64,
+        precision: Precision,
+    ) -> Self {
+        // On a GPU that computes in f16, matrices in f16 (with `Precision::Auto`); on the CPU
+        // each output's weights as one row, for decoding's dot products.
+        w.keep_half(precision);
         w.keep_output_rows();
         let d = config.n_embd;
         let eps = config.layer_norm_epsilon;
@@ -63,15 +70,17 @@ impl Gpt2 {
         base.pp("ln_f").layer_norm(&self.ln_f);
     }
 
-    /// A GPT-2 checkpoint, its token embeddings in chunks of at most `max_binding_bytes`.
+    /// A GPT-2 checkpoint, its token embeddings in chunks of at most `max_binding_bytes`, in
+    /// `precision` on a GPU.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &Gpt2Config,
         max_binding_bytes: u64,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         Weights::load(bytes, Self::PREFIX, config.parameters(), device, |w| {
-            Self::load(w, config, max_binding_bytes)
+            Self::load(w, config, max_binding_bytes, precision)
         })
     }
 }

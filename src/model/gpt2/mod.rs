@@ -13,6 +13,7 @@ mod loader;
 
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::config::{Activation, Gpt2Config};
 use super::kernels::{attention, heads_into_cache, linear_activate, linear_residual};
@@ -66,24 +67,32 @@ impl KvCache {
         self.layers.first().map_or(0, |(k, _)| k.dims()[2])
     }
 
-    /// Makes room for `total` positions in `layers` buffers of `[b, heads, _, head_dim]`:
-    /// a multiple of [`CACHE_BLOCK`], at most `limit` (unless `total` is larger).
+    /// The buffers' type: f32, or f16 for a decoder in half precision.
+    pub fn dtype(&self) -> Option<DType> {
+        self.layers.first().map(|(k, _)| k.dtype())
+    }
+
+    /// Makes room for `total` positions in `layers` buffers of `[b, heads, _, head_dim]` in
+    /// `dtype` (the model's activations): a multiple of [`CACHE_BLOCK`], at most `limit`
+    /// (unless `total` is larger).
     pub(crate) fn reserve(
         &mut self,
         total: usize,
         limit: usize,
         dims: [usize; 3],
         layers: usize,
-        device: &Device,
+        (device, dtype): (&Device, DType),
     ) {
         let old = self.capacity();
-        if total <= old && self.layers.len() == layers {
+        let same_type = self.dtype().is_none_or(|t| t == dtype);
+        if total <= old && self.layers.len() == layers && same_type {
             return;
         }
         let [b, h, dh] = dims;
         let capacity = total.next_multiple_of(CACHE_BLOCK).min(limit.max(total));
         let grow = |t: Tensor<4>| -> Tensor<4> {
-            let more = Tensor::zeros([b, h, capacity - t.dims()[2], dh], device);
+            let t = super::kernels::cast_to(t, dtype);
+            let more = Tensor::zeros([b, h, capacity - t.dims()[2], dh], (device, dtype));
             Tensor::cat(vec![t, more], 2)
         };
         if self.layers.len() == layers {
@@ -92,7 +101,7 @@ impl KvCache {
                 .map(|(k, v)| (grow(k), grow(v)))
                 .collect();
         } else {
-            let empty = || Tensor::<4>::zeros([b, h, capacity, dh], device);
+            let empty = || Tensor::<4>::zeros([b, h, capacity, dh], (device, dtype));
             self.layers = (0..layers).map(|_| (empty(), empty())).collect();
             self.len = 0;
         }
@@ -102,25 +111,31 @@ impl KvCache {
 impl Gpt2Block {
     /// `cache`: this layer's key and value buffers, holding `past` positions; `mask_bias`
     /// `[1, 1, t, capacity]` hides the positions a query may not see (later ones and unused ones)
-    /// with the most negative f32.
+    /// with the most negative f32. `x` (the residual stream) in f32; what the products and
+    /// attention read in `dtype` (f16 in half precision, [`Gpt2::activation_dtype`]).
     fn forward(
         &self,
         x: Tensor<3>,
         cache: (Tensor<4>, Tensor<4>),
         past: usize,
         mask_bias: Tensor<4>,
+        dtype: DType,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
         let dh = x.dims()[2] / self.n_head;
         let (q, k, v) = heads_into_cache(
             &self.c_attn,
-            self.ln_1.forward(x.clone()),
+            self.ln_1.forward_to(x.clone(), dtype),
             self.n_head,
             cache,
             past,
         );
         let context = attention(q, k.clone(), v.clone(), 1.0 / (dh as f64).sqrt(), mask_bias);
         let x = linear_residual(&self.c_proj, context, x, None);
-        let inner = linear_activate(&self.c_fc, self.ln_2.forward(x.clone()), self.activation);
+        let inner = linear_activate(
+            &self.c_fc,
+            self.ln_2.forward_to(x.clone(), dtype),
+            self.activation,
+        );
         (linear_residual(&self.mlp_proj, inner, x, None), (k, v))
     }
 }
@@ -161,7 +176,9 @@ impl Gpt2 {
         let device = ids.device();
         let positions =
             Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device).reshape([1, t]);
-        let mut x = self.wte.lookup(ids) + self.wpe.forward(positions);
+        let dtype = self.activation_dtype();
+        // The residual stream in f32 whatever the token table's type (the positions' is f32).
+        let mut x = self.wte.lookup(ids, DType::F32) + self.wpe.forward(positions);
         let heads = self.config.n_head;
         let dims = [b, heads, self.config.n_embd / heads];
         cache.reserve(
@@ -169,7 +186,7 @@ impl Gpt2 {
             self.config.n_positions,
             dims,
             self.blocks.len(),
-            &device,
+            (&device, dtype),
         );
         let capacity = cache.capacity();
         // Query i (absolute position past + i) sees keys 0..=past + i.
@@ -185,7 +202,7 @@ impl Gpt2 {
             if all {
                 states.push(x.clone());
             }
-            let (y, kv) = block.forward(x, kv, past, mask_bias.clone());
+            let (y, kv) = block.forward(x, kv, past, mask_bias.clone(), dtype);
             next_cache.push(kv);
             x = y;
         }
@@ -195,7 +212,14 @@ impl Gpt2 {
         states
     }
 
-    /// Next-token logits `[b, t, vocab]` from final hidden states.
+    /// The type of the activations the products and attention read, the KV cache's: f16 for
+    /// matrices kept so ([`super::weights::Precision`]), else f32 (the residual stream and the
+    /// hidden states are f32 either way).
+    pub fn activation_dtype(&self) -> DType {
+        super::kernels::activation_dtype(self.wte.dtype())
+    }
+
+    /// Next-token logits `[b, t, vocab]` (f32) from final hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = hidden.dims();
         self.wte

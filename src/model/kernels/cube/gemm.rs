@@ -17,8 +17,10 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
+use super::elem_type;
 use super::train::{act_at, elementwise_launch, kind_of};
 use crate::model::config::Activation;
+use burn::tensor::DType;
 
 /// Units per cube: a 16 × 16 grid.
 const UNITS: usize = 256;
@@ -34,12 +36,12 @@ const MIN_SPLIT_DEPTH: usize = 256;
 /// logical `[k, n]` (strides `b_row`, `b_col`), `out` and `residual` contiguous `[m, n]`.
 #[allow(clippy::too_many_arguments)]
 #[cube(launch_unchecked)]
-fn gemm_kernel<W: Float>(
-    a: &Tensor<f32>,
+fn gemm_kernel<W: Float, A: Float, O: Float>(
+    a: &Tensor<A>,
     b: &Tensor<W>,
     bias: &Tensor<f32>,
-    residual: &Tensor<f32>,
-    out: &mut Tensor<f32>,
+    residual: &Tensor<O>,
+    out: &mut Tensor<O>,
     m: usize,
     n: usize,
     k: usize,
@@ -57,7 +59,7 @@ fn gemm_kernel<W: Float>(
     #[comptime] with_bias: bool,
     #[comptime] with_residual: bool,
     #[comptime] gated: bool,
-    #[define(W)] _w_type: ElemType,
+    #[define(W, A, O)] _types: [ElemType; 3],
 ) {
     let tile = comptime![16 * tm];
     let stride = comptime![16 * tm + 1];
@@ -97,7 +99,7 @@ fn gemm_kernel<W: Float>(
                 let gk = k0 + kk;
                 let mut v = 0.0f32;
                 if gr < m && gk < k_end {
-                    v = a[gr * a_row + gk * a_col];
+                    v = f32::cast_from(a[gr * a_row + gk * a_col]);
                 }
                 sa[kk * stride + r] = v;
             }
@@ -161,7 +163,7 @@ fn gemm_kernel<W: Float>(
                 let c = col0 + tx + 16 * j;
                 if c < n {
                     let at = r * n + c;
-                    out[part + at] = finish(
+                    out[part + at] = O::cast_from(finish(
                         acc[i * tm + j],
                         c,
                         at,
@@ -171,7 +173,7 @@ fn gemm_kernel<W: Float>(
                         with_bias,
                         with_residual,
                         gated,
-                    );
+                    ));
                 }
             }
         }
@@ -181,12 +183,12 @@ fn gemm_kernel<W: Float>(
 /// The epilogue of output `at` (column `c`) from its product `t` (the row kernel's too).
 #[allow(clippy::too_many_arguments)]
 #[cube]
-pub(super) fn finish(
+pub(super) fn finish<O: Float>(
     t: f32,
     c: usize,
     at: usize,
     bias: &Tensor<f32>,
-    residual: &Tensor<f32>,
+    residual: &Tensor<O>,
     #[comptime] kind: u32,
     #[comptime] with_bias: bool,
     #[comptime] with_residual: bool,
@@ -198,10 +200,10 @@ pub(super) fn finish(
     }
     let mut y = act_at(t, kind);
     if comptime![gated] {
-        let g = residual[at];
+        let g = f32::cast_from(residual[at]);
         y *= g / (1.0f32 + f32::exp(-g));
     } else if comptime![with_residual] {
-        y += residual[at];
+        y += f32::cast_from(residual[at]);
     }
     y
 }
@@ -209,11 +211,11 @@ pub(super) fn finish(
 /// The sum of a split product's `splits` parts (`[splits, m, n]`), then the epilogue.
 #[allow(clippy::too_many_arguments)]
 #[cube(launch_unchecked)]
-fn sum_splits_kernel(
+fn sum_splits_kernel<O: Float>(
     parts: &Tensor<f32>,
     bias: &Tensor<f32>,
-    residual: &Tensor<f32>,
-    out: &mut Tensor<f32>,
+    residual: &Tensor<O>,
+    out: &mut Tensor<O>,
     n: usize,
     len: usize,
     splits: usize,
@@ -221,6 +223,7 @@ fn sum_splits_kernel(
     #[comptime] with_bias: bool,
     #[comptime] with_residual: bool,
     #[comptime] gated: bool,
+    #[define(O)] _o_type: ElemType,
 ) {
     let at = ABSOLUTE_POS;
     if at < len {
@@ -228,7 +231,7 @@ fn sum_splits_kernel(
         for z in 0..splits {
             t += parts[z * len + at];
         }
-        out[at] = finish(
+        out[at] = O::cast_from(finish(
             t,
             at % n,
             at,
@@ -238,7 +241,7 @@ fn sum_splits_kernel(
             with_bias,
             with_residual,
             gated,
-        );
+        ));
     }
 }
 
@@ -377,25 +380,47 @@ pub fn enabled() -> bool {
 /// (benches/results/h200-2026-11-28).
 pub const TILE: usize = 64;
 
-/// `a · b` with the epilogue, contiguous, shaped `out_shape` (`a.rows × b.cols` values); `a` and
-/// the epilogue's tensors f32, `b` f32 or f16. `None` where it does not apply (the kernel off or
-/// too big for the device, shapes that do not agree, a grid too large).
+/// `a · b` with the epilogue, contiguous, shaped `out_shape` (`a.rows × b.cols` values), in f32;
+/// `a`, `b` and the residual f32 or f16 (a decoder's activations and weights in half precision),
+/// the bias f32. `None` where it does not apply (the kernel off or too big for the device, shapes
+/// that do not agree, a grid too large).
 pub fn gemm(
     a: &Operand,
     b: &Operand,
     epilogue: Epilogue,
     out_shape: &[usize],
 ) -> Option<CubeTensor> {
-    gemm_tiled(a, b, epilogue, out_shape, TILE)
+    gemm_tiled(a, b, epilogue, out_shape, TILE, DType::F32)
 }
 
-/// [`gemm`] with output tiles `tile` wide (64 or 128).
+/// [`gemm`] written in `out` (f32 or f16; the residual in the same), the sums in f32 either way.
+pub fn gemm_into(
+    a: &Operand,
+    b: &Operand,
+    epilogue: Epilogue,
+    out_shape: &[usize],
+    out: DType,
+) -> Option<CubeTensor> {
+    gemm_tiled(a, b, epilogue, out_shape, TILE, out)
+}
+
+/// A binding for a kernel's unused tensor of type `dtype`: `like` (one of the kernel's inputs,
+/// never its output) where it has that type, nothing allocated; else a one-element buffer.
+pub fn stand_in(like: &CubeTensor, dtype: DType) -> CubeTensor {
+    if like.dtype == dtype {
+        return like.clone();
+    }
+    empty_device_dtype(like.client.clone(), like.device.clone(), [1].into(), dtype)
+}
+
+/// [`gemm`] with output tiles `tile` wide (64 or 128), written in `out_dtype`.
 pub fn gemm_tiled(
     a: &Operand,
     b: &Operand,
     epilogue: Epilogue,
     out_shape: &[usize],
     tile: usize,
+    out_dtype: DType,
 ) -> Option<CubeTensor> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if !enabled()
@@ -412,6 +437,8 @@ pub fn gemm_tiled(
             .residual
             .is_some_and(|t| t.meta.shape().num_elements() != m * n)
         || !matches!(tile, 64 | 128)
+        || epilogue.residual.is_some_and(|t| t.dtype != out_dtype)
+        || epilogue.bias.is_some_and(|t| t.dtype != DType::F32)
     {
         return None;
     }
@@ -435,34 +462,48 @@ pub fn gemm_tiled(
     }
     let k_len = k.div_ceil(splits).next_multiple_of(bk);
     let splits = k.div_ceil(k_len);
-    let w_type = match b.tensor.dtype {
-        burn::tensor::DType::F16 => ElemType::Float(cubecl::ir::FloatKind::F16),
-        burn::tensor::DType::F32 => ElemType::Float(cubecl::ir::FloatKind::F32),
-        _ => return None,
+    let (Some(w_type), Some(a_type), Some(o_type)) = (
+        elem_type(b.tensor.dtype),
+        elem_type(a.tensor.dtype),
+        elem_type(out_dtype),
+    ) else {
+        return None;
     };
     let client = a.tensor.client.clone();
-    let alloc = |shape: Vec<usize>| {
-        empty_device_dtype(
-            client.clone(),
-            a.tensor.device.clone(),
-            shape.into(),
-            burn::tensor::DType::F32,
+    let alloc = |shape: Vec<usize>, dtype: DType| {
+        empty_device_dtype(client.clone(), a.tensor.device.clone(), shape.into(), dtype)
+    };
+    let out = alloc(out_shape.to_vec(), out_dtype);
+    // With splits, their parts in f32, then summed into `out`.
+    let (target, target_type) = if splits > 1 {
+        (
+            alloc(vec![splits, m, n], DType::F32),
+            elem_type(DType::F32)?,
         )
-    };
-    let out = alloc(out_shape.to_vec());
-    let target = if splits > 1 {
-        alloc(vec![splits, m, n])
     } else {
-        out.clone()
+        (out.clone(), o_type)
     };
-    // An unused part still needs a binding: A's tensor stands in.
-    let bias = epilogue.bias.unwrap_or(&a.tensor);
-    let residual = epilogue.residual.unwrap_or(&a.tensor);
+    // An unused part still needs a binding of its type: a stand-in.
+    let bias = epilogue
+        .bias
+        .cloned()
+        .unwrap_or_else(|| stand_in(&a.tensor, DType::F32));
+    let residual = epilogue
+        .residual
+        .cloned()
+        .unwrap_or_else(|| stand_in(&a.tensor, out_dtype));
+    // The product's own launch binds a residual of the target's type (unread with splits; not
+    // the target itself: WebGPU refuses a buffer bound for writing and reading in one launch).
+    let direct = splits == 1;
+    let product_residual = if direct {
+        residual.clone()
+    } else {
+        stand_in(&a.tensor, DType::F32)
+    };
     let kind = kind_of(epilogue.act);
     let with_bias = epilogue.bias.is_some();
     let with_residual = epilogue.residual.is_some() && !epilogue.gated;
     // With splits, the epilogue waits for their sum.
-    let direct = splits == 1;
     unsafe {
         gemm_kernel::launch_unchecked(
             &client,
@@ -471,7 +512,7 @@ pub fn gemm_tiled(
             a.tensor.clone().into_tensor_arg(),
             b.tensor.clone().into_tensor_arg(),
             bias.clone().into_tensor_arg(),
-            residual.clone().into_tensor_arg(),
+            product_residual.into_tensor_arg(),
             target.clone().into_tensor_arg(),
             m,
             n,
@@ -490,7 +531,7 @@ pub fn gemm_tiled(
             direct && with_bias,
             direct && with_residual,
             direct && epilogue.gated,
-            w_type,
+            [w_type, a_type, target_type],
         )
     };
     if splits > 1 {
@@ -512,6 +553,7 @@ pub fn gemm_tiled(
                 with_bias,
                 with_residual,
                 epilogue.gated,
+                o_type,
             )
         };
     }
