@@ -529,6 +529,37 @@ pub fn qkv_attention(
     }
 }
 
+/// Self-attention outside training from `qkv` `[b, t, 3d]` (a layer's fused query/key/value
+/// output, biases added): `softmax(q kᵀ * scale + bias) v` per head, heads merged to `[b, t, d]`,
+/// `bias` broadcast to `[b, heads, t, t]`. On a GPU one kernel reading the heads where they lie
+/// (an encoder's attention was the head split, two matmuls around the probabilities kernel and
+/// the merge of the heads: five launches and a `[b, heads, t, t]` matrix); `qkv` back elsewhere
+/// (the CPU, training), for [`split_qkv`] and [`attention`].
+#[allow(clippy::result_large_err)] // gives its input back
+pub fn self_attention(
+    qkv: Tensor<3>,
+    heads: usize,
+    scale: f64,
+    bias: &Tensor<4>,
+) -> Result<Tensor<3>, Tensor<3>> {
+    #[cfg(feature = "webgpu")]
+    if let Some(out) = cube::qkv_attention(&qkv, heads, scale, bias) {
+        return Ok(out);
+    }
+    let _ = (heads, scale, bias);
+    Err(qkv)
+}
+
+/// Whether [`self_attention`] is worth asking for: the fused kernels on (natively
+/// `TUNELAB_QKV_ATTENTION=0` keeps an encoder's attention as split heads and [`attention`], for
+/// the benchmark's comparison). Its kernel runs on a GPU only.
+pub fn self_attention_enabled() -> bool {
+    #[cfg(feature = "webgpu")]
+    return fused_kernels_enabled() && cube::qkv_attention_enabled();
+    #[cfg(not(feature = "webgpu"))]
+    false
+}
+
 /// Queries, keys and values `[b, heads, t, dh]` from `lin` (query, key and value fused, `[d, 3d]`)
 /// applied to `x` `[b, t, d]`, the keys and values written into the cache buffers `cache`
 /// `[b, heads, capacity, dh]` at positions `past..past + t`. Returns the queries and the updated
@@ -1768,6 +1799,138 @@ mod cube {
             )
         };
         Some(Burn::from_primitive::<CubeBackend>(output))
+    }
+
+    /// Self-attention from `qkv` `[b, t, 3d]` (a layer's fused query/key/value output, biases
+    /// added), the heads read where they lie: one unit per query row `(b, h, i)`, the units of a
+    /// cube on consecutive queries of one head (so that they read each key and value at the same
+    /// time), the scores against every key with an online softmax (running maximum and sum, the
+    /// weighted values rescaled as the maximum moves), the context written with the heads merged
+    /// into `[b, t, d]`. Training's forward kernel ([`train::qkv_attention`]) without its dropout
+    /// and log-sum-exp; f32 or f16 `qkv`, computed in f32, the context in `qkv`'s type.
+    #[allow(clippy::too_many_arguments)]
+    #[cube(launch_unchecked)]
+    fn qkv_attention_kernel<A: Float>(
+        qkv: &Tensor<A>,
+        bias: &Tensor<f32>,
+        context: &mut Tensor<A>,
+        rows: usize,
+        heads: usize,
+        t: usize,
+        scale: f32,
+        #[comptime] dh: usize,
+        #[define(A)] _a_type: ElemType,
+    ) {
+        let row = ABSOLUTE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let d = heads * dh;
+        let b = row / (heads * t);
+        let h = (row / t) % heads;
+        let i = row % t;
+        let bias_base = b * broadcast_stride(bias, 0usize)
+            + h * broadcast_stride(bias, 1usize)
+            + i * broadcast_stride(bias, 2usize);
+        let bias_step = broadcast_stride(bias, 3usize);
+        let q_base = (b * t + i) * 3 * d + h * dh;
+        let mut q = Array::<f32>::new(dh);
+        let mut acc = Array::<f32>::new(dh);
+        #[unroll]
+        for e in 0..dh {
+            q[e] = f32::cast_from(qkv[q_base + e]);
+            acc[e] = 0.0f32;
+        }
+        let mut top = f32::new(f32::MIN);
+        let mut sum = 0.0f32;
+        for j in 0..t {
+            let k_base = (b * t + j) * 3 * d + d + h * dh;
+            let mut dot = 0.0f32;
+            #[unroll]
+            for e in 0..dh {
+                dot += q[e] * f32::cast_from(qkv[k_base + e]);
+            }
+            let s = dot * scale + bias[bias_base + j * bias_step];
+            let next = f32::max(top, s);
+            let rescale = f32::exp(top - next);
+            let p = f32::exp(s - next);
+            sum = sum * rescale + p;
+            top = next;
+            let v_base = k_base + d;
+            #[unroll]
+            for e in 0..dh {
+                acc[e] = acc[e] * rescale + p * f32::cast_from(qkv[v_base + e]);
+            }
+        }
+        let out_base = (b * t + i) * d + h * dh;
+        #[unroll]
+        for e in 0..dh {
+            context[out_base + e] = A::cast_from(acc[e] / sum);
+        }
+    }
+
+    /// The widest head [`qkv_attention_kernel`] takes (its query and sums in registers).
+    const QKV_ATTENTION_MAX_HEAD: usize = 128;
+
+    /// With `TUNELAB_QKV_ATTENTION=0` (natively) encoders' inference attention stays the split
+    /// heads and [`attention`] (two matmuls around the probabilities past 4 queries), for the
+    /// benchmark's comparison.
+    pub fn qkv_attention_enabled() -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *ON.get_or_init(|| std::env::var("TUNELAB_QKV_ATTENTION").map_or(true, |v| v != "0"))
+        }
+        #[cfg(target_arch = "wasm32")]
+        true
+    }
+
+    pub fn qkv_attention(
+        qkv: &Burn<3>,
+        heads: usize,
+        scale: f64,
+        bias: &Burn<4>,
+    ) -> Option<Burn<3>> {
+        let [b, t, d3] = qkv.dims();
+        let dh = (d3 / 3).checked_div(heads).unwrap_or(0);
+        if !qkv_attention_enabled()
+            || heads == 0
+            || d3 % (3 * heads) != 0
+            || !(1..=QKV_ATTENTION_MAX_HEAD).contains(&dh)
+            || t == 0
+            || b == 0
+            || !broadcasts_to(bias, [b, heads, t, t])
+        {
+            return None;
+        }
+        let input = strided_act(qkv).map(into_contiguous)?;
+        let a_type = elem_type(input.dtype)?;
+        let bias = strided(bias)?;
+        let rows = b * heads * t;
+        let context = empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            [b, t, d3 / 3].into(),
+            input.dtype,
+        );
+        let (count, dim) = train::elementwise_launch(&input, rows);
+        unsafe {
+            qkv_attention_kernel::launch_unchecked(
+                &input.client.clone(),
+                count,
+                dim,
+                input.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                context.clone().into_tensor_arg(),
+                rows,
+                heads,
+                t,
+                scale as f32,
+                dh,
+                a_type,
+            )
+        };
+        Some(wrap(context))
     }
 
     /// Keys per cube the attention kernel keeps in shared memory (16 KiB of f32).

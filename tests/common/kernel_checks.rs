@@ -261,6 +261,47 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
             .await,
         );
     }
+    // An encoder's attention outside training on a GPU: one kernel on the fused query/key/value
+    // output (the CPU splits the heads and takes `attention`), heads 12, 32 and 64 wide, a
+    // padding bias hiding some keys (all of the last example's in the second case).
+    for (b, heads, t, dh, all_hidden) in [
+        (2, 3, 9, 12, false),
+        (4, 12, 40, 32, true),
+        (2, 2, 17, 64, false),
+    ] {
+        out.push(
+            compare(
+                format!("self_attention [{b}, {heads}, {t}, {dh}] from the fused output, padding"),
+                gpu,
+                |d| {
+                    let width = heads * dh;
+                    let lin = Linear {
+                        weight: Param::from_tensor(tensor([width, 3 * width], 28, 0.3, d)),
+                        bias: Some(Param::from_tensor(tensor([3 * width], 29, 0.3, d))),
+                    };
+                    let mut hidden = vec![0.0f32; b * t];
+                    hidden[t + 2] = f32::MIN;
+                    hidden[2 * t - 1] = f32::MIN;
+                    if all_hidden {
+                        hidden[(b - 1) * t..].fill(f32::MIN);
+                    }
+                    let bias = Tensor::from_data(TensorData::new(hidden, [b, 1, 1, t]), d);
+                    (lin, tensor([b, t, width], 30, 1.0, d), bias)
+                },
+                |(lin, x, bias)| {
+                    let scale = 1.0 / (dh as f64).sqrt();
+                    match kernels::self_attention(kernels::linear(&lin, x), heads, scale, &bias) {
+                        Ok(context) => context,
+                        Err(qkv) => {
+                            let (q, k, v) = kernels::split_qkv(qkv, heads);
+                            kernels::attention(q, k, v, scale, bias)
+                        }
+                    }
+                },
+            )
+            .await,
+        );
+    }
     // The query, key and value heads of one step, the keys and values written into filled cache
     // buffers at position 5 (the rest of the buffers must stay as they were).
     for t in [1, 3] {
@@ -543,9 +584,10 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
 /// composed fallback: one launch per op (attention reads its strided query as it is; a linear
 /// layer's row kernel adds the bias, the activation and the residual on its way out), two for the
 /// query/key/value layer (the product, and the kernel that adds the bias and splits the heads into
-/// the cache); six for an encoder's attention over many queries, which on a
+/// the cache); six for an encoder's attention over many queries taken as split heads, which on a
 /// GPU stays two matmuls around the probabilities kernel (the fused query/key/value matmul and its
-/// head split, the two matmuls and the probabilities, and the merge of the heads); as many for a
+/// head split, the two matmuls and the probabilities, and the merge of the heads), two taken as
+/// [`kernels::self_attention`] (the product, then one attention kernel); as many for a
 /// prompt's 20 queries over a cache, and two more where its key/value heads are repeated for
 /// grouped-query attention; two for a tiled product in splits of its depth (the parts, then
 /// their sum with the epilogue).
@@ -564,6 +606,7 @@ pub fn assert_checks(checks: &[Check], tolerance: f64, count_launches: bool) {
                 8
             } else if c.name.starts_with("heads")
                 || c.name.starts_with("split")
+                || c.name.starts_with("self_attention")
                 || c.name.ends_with("in splits")
             {
                 2

@@ -198,6 +198,22 @@ impl EncoderLayer {
     /// training on a GPU the fused query/key/value output goes to one attention op
     /// ([`kernels::qkv_attention`]) without being split into heads.
     fn self_attention(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        if !x.device().is_autodiff()
+            && kernels::self_attention_enabled()
+            && !crate::device::on_cpu(&x.device())
+        {
+            // Inference on a GPU: one attention kernel on the fused output.
+            let qkv = adapted(&self.qkv, self.lora_of(|l| &l.qkv), x);
+            let d = qkv.dims()[2] / 3;
+            let scale = 1.0 / ((d / self.num_heads.max(1)) as f64).sqrt();
+            return match kernels::self_attention(qkv, self.num_heads, scale, &mask_bias) {
+                Ok(context) => context,
+                Err(qkv) => {
+                    let (q, k, v) = split_qkv(qkv, self.num_heads);
+                    self.attend(q, k, v, mask_bias)
+                }
+            };
+        }
         if !x.device().is_autodiff() || !kernels::fused_kernels_enabled() {
             let (q, k, v) = self.heads(x);
             return self.attend(q, k, v, mask_bias);
