@@ -71,23 +71,28 @@ cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_att
 m = BertModel(cfg).to(dev).eval()
 
 
-def embed(batch, max_length):
+def embed(batch, max_length, m):
     enc = tok(batch, padding=True, truncation=True, max_length=max_length,
               return_tensors="pt").to(dev)
     with torch.no_grad():
         h = m(**enc).last_hidden_state
         mask = enc["attention_mask"][..., None]
-        x = (h * mask).sum(1) / mask.sum(1)
+        x = (h.float() * mask).sum(1) / mask.sum(1)
         return torch.nn.functional.normalize(x, dim=-1).cpu()
 
 
 if "embed" in sections:
-    long = " ".join(texts[:20])
-    row("MiniLM embed 1x128", f"{med(lambda: embed([long], 128)) * 1e3:.2f} ms")
-    t32 = [t for t in texts if len(tok(t)["input_ids"]) >= 32][:32]
-    row("MiniLM embed 32x32", f"{med(lambda: embed(t32, 32)) * 1e3:.2f} ms")
-    s = med(lambda: embed(texts[:256], 128), 1, 5)
-    row("256 reviews (<=128 tokens, tokenization incl.), one call", f"{s * 1e3:.1f} ms = {256 / s:.0f} /s")
+    # In half precision on a GPU (torch.float16, as the engine's default there) and in f32, as
+    # bench_gpu prints them.
+    for dtype, label in [(torch.float16, "f16"), (torch.float32, "f32")] if dev == "cuda" else [(torch.float32, "f32")]:
+        mm = BertModel(cfg).to(dev, dtype).eval()
+        long = " ".join(texts[:20])
+        row(f"MiniLM embed 1x128 ({label})", f"{med(lambda: embed([long], 128, mm)) * 1e3:.2f} ms")
+        t32 = [t for t in texts if len(tok(t)["input_ids"]) >= 32][:32]
+        row(f"MiniLM embed 32x32 ({label})", f"{med(lambda: embed(t32, 32, mm)) * 1e3:.2f} ms")
+        s = med(lambda: embed(texts[:256], 128, mm), 1, 5)
+        row(f"256 reviews (<=128 tokens, tokenization incl.), one call ({label})",
+            f"{s * 1e3:.1f} ms = {256 / s:.0f} /s")
 
 def decoder(name, g):
     """The prefill and decode rows of a causal LM `g` (as bench_gpu's `decoder`)."""

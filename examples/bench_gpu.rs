@@ -272,25 +272,41 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     pollster::block_on(f)
 }
 
+/// The encoder's rows in half precision (where the device computes in f16: the app's default,
+/// `Precision::Auto`) and in f32 (`TUNELAB_F16=0` keeps to f32 alone).
 fn encoder(data: &Dataset, device: &Device, narrow: bool) {
     let files = random_bert(
         if narrow { &NARROW_MINILM } else { &MINILM },
         bert_tokenizer(),
     );
-    let mut emb = Embedder::load(&files, device).expect("load");
+    if tunelab::model::weights::half_on(device) {
+        encoder_in(data, &files, device, narrow, Precision::Auto, "f16");
+    }
+    encoder_in(data, &files, device, narrow, Precision::F32, "f32");
+}
+
+fn encoder_in(
+    data: &Dataset,
+    files: &ModelFiles,
+    device: &Device,
+    narrow: bool,
+    precision: Precision,
+    label: &str,
+) {
+    let mut emb = Embedder::load_with(files, device, precision).expect("load");
     let (warm, runs) = if narrow { (1, 1) } else { (3, 20) };
     let long: String = data.texts[..20].join(" ");
     emb.max_length = 128;
     let first = std::time::Instant::now();
     block(emb.embed(&[&long])).unwrap();
     row(
-        "MiniLM embed: first call (compiles kernels)",
+        &format!("MiniLM embed ({label}): first call (compiles kernels)"),
         format!("{:.0} ms", first.elapsed().as_secs_f64() * 1e3),
         None,
     );
     let (one, counts) = timed_and_counted(&emb, &[&long], warm, runs);
     row(
-        "MiniLM embed 1x128",
+        &format!("MiniLM embed 1x128 ({label})"),
         format!("{:.2} ms", one * 1e3),
         Some((counts, 1, "forward")),
     );
@@ -304,7 +320,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
         .collect();
     let (many, counts) = timed_and_counted(&emb, &texts, warm, runs);
     row(
-        "MiniLM embed 32x32",
+        &format!("MiniLM embed 32x32 ({label})"),
         format!("{:.2} ms", many * 1e3),
         Some((counts, 1, "forward")),
     );
@@ -312,7 +328,7 @@ fn encoder(data: &Dataset, device: &Device, narrow: bool) {
     let reviews: Vec<&str> = data.texts.iter().take(256).map(|t| &**t).collect();
     let (big, counts) = timed_and_counted(&emb, &reviews, warm.min(1), if narrow { 1 } else { 5 });
     row(
-        "256 reviews (<=128 tokens, tokenization incl.), one call",
+        &format!("256 reviews (<=128 tokens, tokenization incl.), one call ({label})"),
         format!("{:.1} ms = {:.0} /s", big * 1e3, 256.0 / big),
         Some((counts, 1, "call")),
     );

@@ -41,7 +41,8 @@ impl Backend {
     }
 }
 
-/// How a decoder keeps its matrices and activations on a GPU.
+/// How a model loaded for inference keeps its matrices and activations on a GPU (fine-tuning
+/// computes in f32).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Precision {
     /// Half precision where the device computes in it (`model::weights::half_on`): matrices and activations

@@ -268,6 +268,7 @@ impl Built {
                     &config,
                     pooling,
                     device,
+                    Default::default(),
                 )?;
                 encoder(model)?
             }

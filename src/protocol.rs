@@ -330,8 +330,8 @@ pub struct ModelInfo {
     /// until the page closes.
     #[serde(default)]
     pub storage_warning: Option<String>,
-    /// A language model's precision on a GPU ("f16" or "f32"); `None` for the others and on
-    /// the CPU (always f32).
+    /// What a model loaded for inference computes in on a GPU ("f16" or "f32", [`Precision`]);
+    /// `None` for a base model to fine-tune (f32) and on the CPU (always f32).
     #[serde(default)]
     pub precision: Option<String>,
 }

@@ -339,9 +339,14 @@ fn load(config: &ModelConfig, weights: &[u8]) -> bool {
             && Gpt2::from_checkpoint(weights, g, u64::MAX, &device, Default::default()).is_ok();
     }
     match config.encoder() {
-        Some(e) if e.parameters() < 1_000_000 => {
-            SequenceClassifier::from_checkpoint(weights, config, Pooling::Cls, &device).is_ok()
-        }
+        Some(e) if e.parameters() < 1_000_000 => SequenceClassifier::from_checkpoint(
+            weights,
+            config,
+            Pooling::Cls,
+            &device,
+            Default::default(),
+        )
+        .is_ok(),
         _ => false,
     }
 }

@@ -286,3 +286,77 @@ fn linear_kernels_take_and_write_f16_activations() {
         assert!(max <= 1e-3, "{rows} rows in f32: {max:e}");
     }
 }
+
+/// Encoders loaded for inference in half precision on Vulkan: their matrices in f16, the
+/// queries, keys, values and feed-forward activations their products write in f16 (the
+/// post-norm families), the residual stream, norms, softmaxes and the head in f32. Against
+/// transformers' f32 goldens: the logits within 1e-2 (transformers' own f16 lands within
+/// 0.7–3.8e-3 on these, `golden/half-precision.json`) with every row's label; `Precision::F32`
+/// on the same device within 1e-4.
+#[test]
+fn encoders_in_half_precision_stay_within_1e_2_of_transformers_with_the_same_labels() {
+    use tunelab::model::bert::EncoderInput;
+    use tunelab::pipelines::TextClassifier;
+    use tunelab::prompt::Precision;
+    let _gpu = one_at_a_time();
+    let device = vulkan();
+    let half = tunelab::model::weights::half_on(&device);
+    let argmax =
+        |row: &[f32]| (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best });
+    for name in [
+        "tiny-bert",
+        "tiny-distilbert",
+        "tiny-roberta",
+        "tiny-xlm-roberta",
+        "tiny-modernbert",
+    ] {
+        let (g, _) = common::golden(name);
+        let files = tunelab::hub::ModelFiles::from_dir(common::fixture_model(name)).unwrap();
+        let ids = g["input_ids"].rows_u32();
+        let mask = g["attention_mask"].rows_u32();
+        let types = g.get("token_type_ids").map(|t| t.rows_u32());
+        let batch = tunelab::text::EncodedBatch::from_rows(&ids, &mask, types.as_deref());
+        let want = g["logits"].f32();
+        let labels = want.len() / ids.len();
+        for (precision, tolerance) in [
+            (Precision::Auto, half_checks::f16_tolerance(name)),
+            (Precision::F32, 1e-4),
+        ] {
+            let c = TextClassifier::load_with(&files, &device, precision).unwrap();
+            let f16 = half && precision == Precision::Auto;
+            let expected = if f16 {
+                burn::tensor::DType::F16
+            } else {
+                burn::tensor::DType::F32
+            };
+            let layer = &c.model.encoder.layers[0];
+            assert_eq!(
+                layer.ffn_in.weight.val().dtype(),
+                expected,
+                "{name}: matrices"
+            );
+            assert_eq!(
+                c.model.head.classifier.weight.val().dtype(),
+                burn::tensor::DType::F32,
+                "{name}: the head"
+            );
+            let input = EncoderInput::new(&batch, &device);
+            let logits =
+                common::block_on(tunelab::model::read_f32(c.model.forward(&input))).unwrap();
+            let max = common::max_abs_diff(&logits, &want);
+            let same = logits
+                .chunks(labels)
+                .zip(want.chunks(labels))
+                .all(|(a, b)| argmax(a) == argmax(b));
+            println!(
+                "{name:<16} {precision:?} ({expected:?} matrices): logits max abs {max:.1e} \
+                 (tolerance {tolerance:.0e}), every label the same: {same}"
+            );
+            assert!(
+                max as f64 <= tolerance,
+                "{name} {precision:?}: logits {max:e}"
+            );
+            assert!(same, "{name} {precision:?}: a row's label");
+        }
+    }
+}

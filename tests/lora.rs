@@ -122,8 +122,14 @@ fn a_peft_adapter_applies_as_peft_scores_it_merged_or_not() {
     .unwrap();
     let files = ModelFiles::from_entries(files);
     let config = files.config().unwrap();
-    let model =
-        SequenceClassifier::from_checkpoint(&files.weights, &config, Pooling::Cls, &dev).unwrap();
+    let model = SequenceClassifier::from_checkpoint(
+        &files.weights,
+        &config,
+        Pooling::Cls,
+        &dev,
+        Default::default(),
+    )
+    .unwrap();
     assert_close("applied", &values(model.forward(&input)), &want, 1e-5);
     // tiny-bert's own label names: the adapter has no labels.json and as many outputs.
     assert_eq!(config.id2label, vec!["NEGATIVE", "POSITIVE"]);

@@ -16,7 +16,13 @@ use tunelab::train::optim::AdamW;
 fn tiny_bert_mlm(dev: &Device) -> MaskedLm {
     let files = ModelFiles::from_dir(fixture_model("tiny-bert-mlm")).unwrap();
     let config = files.config().unwrap();
-    MaskedLm::from_checkpoint(&files.weights, config.encoder().unwrap(), dev).unwrap()
+    MaskedLm::from_checkpoint(
+        &files.weights,
+        config.encoder().unwrap(),
+        dev,
+        Default::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -155,7 +161,13 @@ fn masked_lm_training_lowers_held_out_perplexity_and_exports_a_masked_lm() {
         ModelFiles::from_entries(block_on(export_masked_lm(&result.model, &files)).unwrap());
     let saved = folder.config().unwrap();
     assert_eq!(saved.task, tunelab::model::Task::MaskedLm);
-    let back = MaskedLm::from_checkpoint(&folder.weights, saved.encoder().unwrap(), &dev).unwrap();
+    let back = MaskedLm::from_checkpoint(
+        &folder.weights,
+        saved.encoder().unwrap(),
+        &dev,
+        Default::default(),
+    )
+    .unwrap();
     let mut a = Exporter::default();
     result.model.export(&mut a);
     let mut b = Exporter::default();

@@ -281,6 +281,31 @@ pub fn linear_activate<const D: usize>(lin: &Linear, x: Tensor<D>, act: Activati
     }
 }
 
+/// `act(lin(x))` (`lin(x)` without `act`) written in `dtype` whatever `x`'s type: an encoder in
+/// half precision writes its queries, keys and values and its feed-forward block's inner
+/// activations in f16 from its f32 residual stream. On a GPU one kernel where it applies, else
+/// the layer, then a cast.
+pub fn linear_to<const D: usize>(
+    lin: &Linear,
+    x: Tensor<D>,
+    act: Option<Activation>,
+    dtype: DType,
+) -> Tensor<D> {
+    #[cfg(feature = "webgpu")]
+    if x.dtype() != dtype && cube::applies(&x) {
+        let bias = lin.bias.as_ref().map(|b| b.val());
+        if let Some(out) = cube::linear_rows_into(&x, &lin.weight.val(), bias.as_ref(), act, dtype)
+        {
+            return out;
+        }
+    }
+    let y = match act {
+        Some(a) => linear_activate(lin, x, a),
+        None => linear(lin, x),
+    };
+    cast_to(y, dtype)
+}
+
 /// `act(lin(x))` or `lin(x) + residual` where the engine's kernels apply: on a GPU
 /// [`matmul_rows`] (a weight kept in f16 read as it is), then the bias with the activation or
 /// the residual in one kernel; on the CPU [`cpu_linear`]. `x` back elsewhere (training).
@@ -1597,6 +1622,17 @@ mod cube {
         act: Option<Activation>,
     ) -> Option<Burn<D>> {
         linear_rows_up_to(x, w, bias, residual, act, false, rows_kernel_max(), None)
+    }
+
+    /// [`linear_rows`] without a residual, written in `out`.
+    pub fn linear_rows_into<const D: usize>(
+        x: &Burn<D>,
+        w: &Burn<2>,
+        bias: Option<&Burn<1>>,
+        act: Option<Activation>,
+        out: DType,
+    ) -> Option<Burn<D>> {
+        linear_rows_up_to(x, w, bias, None, act, false, rows_kernel_max(), Some(out))
     }
 
     /// `silu(gate) * (x w + bias)` in one launch where the row kernel applies (a SwiGLU's up

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::math::{ranked, softmax, LabelScore};
 use crate::model::bert::SequenceClassifier;
+use crate::model::weights::Precision;
 use crate::model::{ModelConfig, Task};
 use crate::pool::{
     chunks_by_length, spread, Build, Files, Helpers, Lane, Replica, RowsOf, Unwatched,
@@ -30,8 +31,18 @@ pub struct TextClassifier {
 }
 
 impl TextClassifier {
-    /// Loads a `*ForSequenceClassification` checkpoint (its own head and `id2label`).
+    /// Loads a `*ForSequenceClassification` checkpoint (its own head and `id2label`); on a GPU
+    /// that computes in f16, in half precision ([`Precision::Auto`]).
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, Error> {
+        Self::load_with(files, device, Precision::Auto)
+    }
+
+    /// [`TextClassifier::load`] in `precision`.
+    pub fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, Error> {
         let config = files.config()?;
         let enc = encoder_config(&config)?.clone();
         if config.task != Task::SequenceClassification {
@@ -42,8 +53,13 @@ impl TextClassifier {
         }
         let tokenizer = files.tokenizer()?;
         let pooling = checkpoint_pooling(&config);
-        let model =
-            SequenceClassifier::from_checkpoint(files.checkpoint()?, &config, pooling, device)?;
+        let model = SequenceClassifier::from_checkpoint(
+            files.checkpoint()?,
+            &config,
+            pooling,
+            device,
+            precision,
+        )?;
         let labels = (0..model.num_labels()).map(|i| config.label(i)).collect();
         Ok(Self {
             model,

@@ -9,6 +9,7 @@ use super::{batched_rows, default_max_length, encoder_config};
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::model::bert::{first_token, l2_normalize, mean_pool, Encoder, Pooling};
+use crate::model::weights::Precision;
 use crate::pipelines::similarity::Similarity;
 use crate::text::TextTokenizer;
 
@@ -119,12 +120,22 @@ pub struct Embedder {
 impl Embedder {
     /// Loads any BERT-family checkpoint; pooling and normalisation follow its
     /// sentence-transformers files when present (mean pooling, no normalisation otherwise).
+    /// On a GPU that computes in f16, in half precision ([`Precision::Auto`]).
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, Error> {
+        Self::load_with(files, device, Precision::Auto)
+    }
+
+    /// [`Embedder::load`] in `precision`.
+    pub fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, Error> {
         let config = files.config()?;
         let enc = encoder_config(&config)?.clone();
         SentenceTransformers::check(files)?;
         let tokenizer = files.tokenizer()?;
-        let encoder = Encoder::from_checkpoint(files.checkpoint()?, &enc, device)?;
+        let encoder = Encoder::from_checkpoint(files.checkpoint()?, &enc, device, precision)?;
         let st = SentenceTransformers::of(files).unwrap_or(SentenceTransformers {
             pooling: Pooling::Mean,
             normalize: false,

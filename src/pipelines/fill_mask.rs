@@ -7,6 +7,7 @@ use super::{default_max_length, encoder_config};
 use crate::error::Error;
 use crate::hub::ModelFiles;
 use crate::model::bert::{EncoderInput, MaskedLm};
+use crate::model::weights::Precision;
 use crate::model::{read_f32, Task};
 use crate::text::TextTokenizer;
 
@@ -23,7 +24,17 @@ pub struct FillMask {
 }
 
 impl FillMask {
+    /// On a GPU that computes in f16, in half precision ([`Precision::Auto`]).
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, Error> {
+        Self::load_with(files, device, Precision::Auto)
+    }
+
+    /// [`FillMask::load`] in `precision`.
+    pub fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, Error> {
         let config = files.config()?;
         let enc = encoder_config(&config)?.clone();
         if config.task != Task::MaskedLm {
@@ -37,7 +48,7 @@ impl FillMask {
             .mask_id()
             .and_then(|id| Some((tokenizer.id_to_token(id)?, id)))
             .ok_or_else(|| Error::usage("the tokenizer has no [MASK] token"))?;
-        let model = MaskedLm::from_checkpoint(files.checkpoint()?, &enc, device)?;
+        let model = MaskedLm::from_checkpoint(files.checkpoint()?, &enc, device, precision)?;
         Ok(Self {
             model,
             tokenizer,

@@ -97,6 +97,7 @@ mod engine {
     use crate::hub::ModelFiles;
     use crate::math::softmax;
     use crate::model::bert::{EncoderInput, TokenClassifier};
+    use crate::model::weights::Precision;
     use crate::model::{read_f32, Task};
     use crate::pipelines::{default_max_length, encoder_config};
     use crate::text::{EncodedBatch, TextTokenizer, Tokens};
@@ -114,8 +115,18 @@ mod engine {
     }
 
     impl Tagger {
-        /// Loads a `*ForTokenClassification` checkpoint.
+        /// Loads a `*ForTokenClassification` checkpoint; on a GPU that computes in f16, in half
+        /// precision ([`Precision::Auto`]).
         pub fn load(files: &ModelFiles, device: &Device) -> Result<Self, Error> {
+            Self::load_with(files, device, Precision::Auto)
+        }
+
+        /// [`Tagger::load`] in `precision`.
+        pub fn load_with(
+            files: &ModelFiles,
+            device: &Device,
+            precision: Precision,
+        ) -> Result<Self, Error> {
             let config = files.config()?;
             let enc = encoder_config(&config)?.clone();
             if config.task != Task::TokenClassification {
@@ -124,7 +135,8 @@ mod engine {
                 ));
             }
             let tokenizer = files.tokenizer()?;
-            let model = TokenClassifier::from_checkpoint(files.checkpoint()?, &config, device)?;
+            let model =
+                TokenClassifier::from_checkpoint(files.checkpoint()?, &config, device, precision)?;
             let labels = (0..model.num_labels()).map(|i| config.label(i)).collect();
             Ok(Self {
                 model,

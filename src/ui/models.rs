@@ -69,7 +69,7 @@ pub fn ModelsPage() -> impl IntoView {
                         </option>
                     }).collect_view()}
                 </select>
-                <label for="precision-choice">"Language models on a GPU"</label>
+                <label for="precision-choice">"Models on a GPU"</label>
                 <select id="precision-choice" on:change=move |ev| {
                     state.precision_choice.set(if event_target_value(&ev) == "f32" { Precision::F32 } else { Precision::Auto });
                     state.start_engine();
@@ -77,7 +77,7 @@ pub fn ModelsPage() -> impl IntoView {
                     <option value="auto" selected=move || state.precision_choice.get() == Precision::Auto>{Precision::Auto.describe()}</option>
                     <option value="f32" selected=move || state.precision_choice.get() == Precision::F32>{Precision::F32.describe()}</option>
                 </select>
-                <p class="muted">"In half precision a language model's weights, key/value cache and the activations its products read are f16 (half the GPU memory and the bytes each token reads); sums, norms, softmaxes and the logits stay f32. The logits then differ from full precision by about what transformers' own float16 gives; a near-tie between two next tokens can go the other way."</p>
+                <p class="muted">"In half precision a model's weights are f16 on the GPU, and so are a language model's key/value cache and the activations that only its products and attention read (an encoder's queries, keys, values and feed-forward activations); sums, norms, softmaxes, the residual stream and the outputs stay f32, and fine-tuning computes in f32. Scores and logits then differ from full precision by about what transformers' own float16 gives: a near-tie between two labels or next tokens can go the other way."</p>
                 <p class="muted">"Helper engines share batch classification, feature extraction, evaluations and prompt evaluations on the CPU; each holds its own copy of the model."</p>
                 <p class="muted">"Switching restarts the engine: loaded models are dropped (stored ones reload quickly)."</p>
             </div>

@@ -5,7 +5,6 @@
 use std::rc::Rc;
 
 use burn::module::Module;
-use burn::tensor::DType;
 use wasm_bindgen::JsValue;
 
 use super::helpers;
@@ -383,10 +382,10 @@ pub(super) fn install(
     crate::model::flex::release_packed_weights();
     let config = files.config()?;
     let device = &compute.device;
-    let mut lm_precision = None;
+    let precision = state::peek(|e| Some(e.precision)).unwrap_or_default();
     let (labels, parameters) = match slot {
         Slot::Classifier if config.task == Task::TokenClassification => {
-            let m = Tagger::load(files, device)?;
+            let m = Tagger::load_with(files, device, precision)?;
             let described = (m.labels.clone(), m.model.num_params());
             state::update(|e| {
                 e.tagger = Some(Rc::new(m));
@@ -396,7 +395,7 @@ pub(super) fn install(
             described
         }
         Slot::Classifier => {
-            let m = TextClassifier::load(files, device)?;
+            let m = TextClassifier::load_with(files, device, precision)?;
             let described = (m.labels.clone(), m.model.num_params());
             state::update(|e| {
                 e.classifier = Some(Rc::new(m));
@@ -406,7 +405,7 @@ pub(super) fn install(
             described
         }
         Slot::FillMask => {
-            let m = FillMask::load(files, device)?;
+            let m = FillMask::load_with(files, device, precision)?;
             let described = (vec![], m.model.num_params());
             state::update(|e| e.fill_mask = Some(Rc::new(m)));
             described
@@ -420,15 +419,7 @@ pub(super) fn install(
                     e.scorer_replica = None;
                 });
             }
-            let precision = state::peek(|e| Some(e.precision)).unwrap_or_default();
             let m = LanguageModel::load_with(files, device, compute.max_binding_bytes, precision)?;
-            if !device::on_cpu(device) {
-                lm_precision = Some(if m.activation_dtype() == DType::F16 {
-                    "f16"
-                } else {
-                    "f32"
-                });
-            }
             let described = (vec![], m.model.num_params());
             state::update(|e| {
                 e.language_model = Some(Rc::new(m));
@@ -438,7 +429,7 @@ pub(super) fn install(
             described
         }
         Slot::Embedder => {
-            let m = Embedder::load(files, device)?;
+            let m = Embedder::load_with(files, device, precision)?;
             let described = (vec![], m.encoder.num_params());
             state::update(|e| {
                 e.embedder = Some(Rc::new(m));
@@ -458,8 +449,22 @@ pub(super) fn install(
         }
     };
     let mut info = model_info(name, &config, labels, files, parameters);
-    info.precision = lm_precision.map(String::from);
+    if slot != Slot::Base {
+        info.precision = precision_on(device, precision);
+    }
     Ok(info)
+}
+
+/// What a model loaded for inference computes in on `device`: "f16" or "f32" on a GPU
+/// ([`Precision`]), `None` on the CPU (f32).
+pub fn precision_on(device: &burn::prelude::Device, precision: Precision) -> Option<String> {
+    if device::on_cpu(device) {
+        return None;
+    }
+    let half = precision == Precision::Auto
+        && crate::model::weights::half_on(device)
+        && crate::model::kernels::fused_kernels_enabled();
+    Some(if half { "f16" } else { "f32" }.into())
 }
 
 /// Tells the engine where helper engines find the model just loaded into `slot` (when there

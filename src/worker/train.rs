@@ -698,7 +698,8 @@ async fn classify_with(
     device: &burn::prelude::Device,
 ) -> Result<(), Error> {
     let name = name.to_string();
-    let model = TextClassifier::load(&files, device)?;
+    let precision = super::state::peek(|e| Some(e.precision)).unwrap_or_default();
+    let model = TextClassifier::load_with(&files, device, precision)?;
     let mut info = model_info(
         &name,
         &model.config,
@@ -706,6 +707,7 @@ async fn classify_with(
         &files,
         model.model.num_params(),
     );
+    info.precision = super::load::precision_on(device, precision);
     state::update(|e| {
         e.classifier = Some(Rc::new(model));
         e.tagger = None;

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::model::config::{EncoderConfig, Family, ModernBertConfig};
 use crate::model::layers::{Exporter, LayerNorm};
-use crate::model::weights::{WeightFiles, WeightPath, Weights};
+use crate::model::weights::{Precision, WeightFiles, WeightPath, Weights};
 use crate::model::{ModelConfig, ModelError};
 
 impl DropoutRates {
@@ -107,8 +107,16 @@ impl Encoder {
         layout(family).prefix
     }
 
-    /// Loads the layers, then the embeddings.
+    /// Loads the layers, then the embeddings: the matrices in f16 where
+    /// [`Weights::keep_half`] holds (an inference pipeline in half precision on a GPU), which
+    /// ends with the encoder, so that a head loaded after it is f32 (burn's `Linear` runs it).
     pub fn load(w: &Weights, config: &EncoderConfig, dropout: DropoutRates) -> Self {
+        let encoder = Self::load_encoder(w, config, dropout);
+        w.keep_half(Precision::F32);
+        encoder
+    }
+
+    fn load_encoder(w: &Weights, config: &EncoderConfig, dropout: DropoutRates) -> Self {
         if let Some(modern) = &config.modern {
             return Self::load_modern(w, config, modern, dropout);
         }
@@ -531,30 +539,36 @@ fn encoder_of(config: &ModelConfig) -> Result<&EncoderConfig, ModelError> {
 }
 
 impl Encoder {
-    /// The bare encoder of a checkpoint, for inference.
+    /// The bare encoder of a checkpoint, for inference, in `precision` on a GPU.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &EncoderConfig,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         Weights::load(
             bytes,
             Self::prefix(config.family),
             config.parameters(),
             device,
-            |w| Self::load(w, config, DropoutRates::default()),
+            |w| {
+                w.keep_half(precision);
+                Self::load(w, config, DropoutRates::default())
+            },
         )
     }
 }
 
 impl SequenceClassifier {
     /// A `*ForSequenceClassification` checkpoint with its own head, for inference. The number
-    /// of labels is the classifier's (its weight's shape), else `id2label`'s.
+    /// of labels is the classifier's (its weight's shape), else `id2label`'s. The encoder in
+    /// `precision` on a GPU, the head f32.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         pooling: Pooling,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
         Weights::load(
@@ -570,6 +584,7 @@ impl SequenceClassifier {
                     .filter(|&n| n > 0)
                     .unwrap_or(config.id2label.len().max(2));
                 let inference = DropoutRates::default();
+                w.keep_half(precision);
                 Self::load(
                     w,
                     enc,
@@ -608,11 +623,13 @@ impl SequenceClassifier {
 impl TokenClassifier {
     /// A `*ForTokenClassification` checkpoint, for inference: every family names its head
     /// `classifier` (RoBERTa's too, unlike its sequence classifier). The number of labels is the
-    /// head's (its weight's shape), else `id2label`'s.
+    /// head's (its weight's shape), else `id2label`'s. The encoder in `precision` on a GPU, the
+    /// head f32.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &ModelConfig,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         let enc = encoder_of(config)?;
         Weights::load(
@@ -627,8 +644,10 @@ impl TokenClassifier {
                     .and_then(|s| s.first().copied())
                     .filter(|&n| n > 0)
                     .unwrap_or(config.id2label.len().max(2));
+                w.keep_half(precision);
+                let encoder = Encoder::load(w, enc, DropoutRates::default());
                 Self {
-                    encoder: Encoder::load(w, enc, DropoutRates::default()),
+                    encoder,
                     classifier: head.linear(enc.hidden_size, num_labels),
                 }
             },
@@ -655,18 +674,23 @@ impl MaskedLm {
         )
     }
 
-    /// A `*ForMaskedLM` checkpoint, for inference.
+    /// A `*ForMaskedLM` checkpoint, for inference: the encoder in `precision` on a GPU, the
+    /// head f32.
     pub fn from_checkpoint<'a>(
         bytes: impl Into<WeightFiles<'a>>,
         config: &EncoderConfig,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, ModelError> {
         Weights::load(
             bytes,
             Encoder::prefix(config.family),
             config.parameters(),
             device,
-            |w| Self::load(w, config),
+            |w| {
+                w.keep_half(precision);
+                Self::load(w, config)
+            },
         )
     }
 }

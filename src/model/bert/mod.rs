@@ -153,6 +153,17 @@ impl EncoderLayer {
         }
     }
 
+    /// What the layer's products write for its attention and its feed-forward block's inner
+    /// activations: f16 outside training for matrices kept so (an inference pipeline in half
+    /// precision on a GPU, [`kernels::activation_dtype`]) in a post-norm layer without
+    /// adapters, else `x`'s type. The residual stream stays `x`'s (f32).
+    fn inner_dtype(&self, x: &Tensor<3>) -> burn::tensor::DType {
+        if x.device().is_autodiff() || self.lora.is_some() || self.block != Block::PostNorm {
+            return x.dtype();
+        }
+        kernels::activation_dtype(self.ffn_in.weight.val().dtype())
+    }
+
     /// The adapters of one of the layer's linear layers, when it has any.
     fn lora_of(&self, pick: fn(&LayerLora) -> &LinearLora) -> Option<&LinearLora> {
         self.lora.as_ref().map(pick).filter(|l| l.active())
@@ -202,8 +213,15 @@ impl EncoderLayer {
             && kernels::self_attention_enabled()
             && !crate::device::on_cpu(&x.device())
         {
-            // Inference on a GPU: one attention kernel on the fused output.
-            let qkv = adapted(&self.qkv, self.lora_of(|l| &l.qkv), x);
+            // Inference on a GPU: one attention kernel on the fused output (f16 in half
+            // precision).
+            let qkv = match self.lora_of(|l| &l.qkv) {
+                None => {
+                    let dtype = self.inner_dtype(&x);
+                    kernels::linear_to(&self.qkv, x, None, dtype)
+                }
+                Some(lora) => adapted(&self.qkv, Some(lora), x),
+            };
             let d = qkv.dims()[2] / 3;
             let scale = 1.0 / ((d / self.num_heads.max(1)) as f64).sqrt();
             return match kernels::self_attention(qkv, self.num_heads, scale, &mask_bias) {
@@ -244,7 +262,14 @@ impl EncoderLayer {
             None => x,
         };
         let inner = match self.lora_of(|l| &l.ffn_in) {
-            None => linear_activate(&self.ffn_in, x.clone(), self.activation),
+            None => {
+                let dtype = self.inner_dtype(&x);
+                if dtype == x.dtype() {
+                    linear_activate(&self.ffn_in, x.clone(), self.activation)
+                } else {
+                    kernels::linear_to(&self.ffn_in, x.clone(), Some(self.activation), dtype)
+                }
+            }
             Some(_) => activate(self.ffn_input(x.clone()), self.activation),
         };
         let x = self.residual(
