@@ -9,7 +9,8 @@
 #   there: scripts/bench-gpu-remote.sh DIR [RUN ...]
 #            RUN: plain | unfused (plain with the engine's fused kernels off) | untiled (plain
 #            with burn's matmul for many rows and in training, not the engine's tiled kernel) |
-#            autotune | fusion |
+#            unqkv (plain with an encoder's attention as split heads and two matmuls, not the
+#            one-kernel attention) | autotune | fusion |
 #            fast (fusion+autotune), each optionally @N (tasks_max N instead of the adapter's) |
 #            torch; default: plain autotune torch
 #
@@ -79,17 +80,18 @@ unpack() {  # NAME -> /tmp/NAME
 for run in "${runs[@]}"; do
   if [ "$run" = torch ]; then
     echo "=== PyTorch"
-    PYTHONUNBUFFERED=1 timeout "${TORCH_S:-150}" python3 benches/torch_gpu.py cuda 2>&1 | grep -v Warning
+    PYTHONUNBUFFERED=1 timeout "${TORCH_S:-300}" python3 benches/torch_gpu.py cuda 2>&1 | grep -v Warning
     continue
   fi
   build=${run%@*}; tasks=; [ "$run" != "$build" ] && tasks=${run#*@}
-  fused=1 tiled=1
+  fused=1 tiled=1 qkv=1
   [ "$build" = unfused ] && build=plain fused=0
   [ "$build" = untiled ] && build=plain tiled=0
+  [ "$build" = unqkv ] && build=plain qkv=0
   bin=bench_gpu; [ "$build" = plain ] || bin=bench_gpu-$build
   unpack "$bin"
   echo "=== burn-wgpu $run${tasks:+, tasks_max $tasks}"
-  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} TUNELAB_FUSED_KERNELS=$fused TUNELAB_TILED_MATMUL=$tiled timeout "${STEP_S:-200}" \
+  env ${tasks:+TUNELAB_TASKS_MAX=$tasks} TUNELAB_FUSED_KERNELS=$fused TUNELAB_TILED_MATMUL=$tiled TUNELAB_QKV_ATTENTION=$qkv timeout "${STEP_S:-300}" \
     "/tmp/$bin" "${workloads[@]}" 2>&1 |
     grep -v XDG_RUNTIME
 done
