@@ -494,9 +494,11 @@ pub fn plain_linear<const D: usize>(lin: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// Attention of `q` `[b, h, t, dh]` over `k`, `v` `[b, h / groups, n, dh]` (grouped-query
 /// attention: each key/value head serves `groups` query heads) with `bias` broadcast to
 /// `[b, h, t, n]`: `softmax(q kᵀ * scale + bias) v`, returned as `[b, t, h * dh]` (heads merged).
-/// On a GPU, when few queries are asked (decoding), one kernel does it all, reading each
-/// key/value head for its group; otherwise the heads are repeated ([`repeat_kv`]) and two
-/// matmuls go around [`attention_probs`].
+/// On a GPU one kernel does it all, reading each key/value head for its group: for few queries
+/// (decoding) a cube per query, its units over the keys; for more (a prompt, an encoder's
+/// rotary heads) a unit per query with an online softmax (natively `TUNELAB_QKV_ATTENTION=0`
+/// keeps those as below). Elsewhere the heads are repeated ([`repeat_kv`]) and two matmuls go
+/// around [`attention_probs`].
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -510,6 +512,8 @@ pub fn attention(
         if let Some(out) = cube::attention(&q, &k, &v, scale, &bias) {
             return out;
         }
+    } else if let Some(out) = cube::attention_rows(&q, &k, &v, scale, &bias) {
+        return out;
     }
     // Half-precision activations: the products and softmax below in f32 (burn's matmul would
     // sum in f16).
@@ -1905,12 +1909,143 @@ mod cube {
         }
     }
 
+    /// Attention over many queries (a prompt, an encoder's rotary heads): one unit per query row
+    /// `(b, h, i)` of `q` `[b, h, t, dh]`, the units of a cube on consecutive queries of one head
+    /// (reading each key and value at the same time), over the keys and values `[b, h / groups,
+    /// n, dh]` (grouped-query attention: query head `h` reads key/value head `h / groups`), every
+    /// tensor read through its strides, with an online softmax as [`qkv_attention_kernel`]; the
+    /// output `[b, t, h * dh]` in `q`'s type.
+    #[allow(clippy::too_many_arguments)]
+    #[cube(launch_unchecked)]
+    fn attention_rows_kernel<A: Float>(
+        q: &Tensor<A>,
+        k: &Tensor<A>,
+        v: &Tensor<A>,
+        bias: &Tensor<f32>,
+        output: &mut Tensor<A>,
+        rows: usize,
+        scale: f32,
+        #[comptime] dh: usize,
+        #[define(A)] _a_type: ElemType,
+    ) {
+        let row = ABSOLUTE_POS;
+        if row >= rows {
+            terminate!();
+        }
+        let heads = q.shape(1);
+        let queries = q.shape(2);
+        let n = k.shape(2);
+        let b = row / (heads * queries);
+        let h = (row / queries) % heads;
+        let i = row % queries;
+        let kv_h = h / (heads / k.shape(1));
+        let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
+        let k_base = b * k.stride(0) + kv_h * k.stride(1);
+        let v_base = b * v.stride(0) + kv_h * v.stride(1);
+        let bias_base = b * broadcast_stride(bias, 0usize)
+            + h * broadcast_stride(bias, 1usize)
+            + i * broadcast_stride(bias, 2usize);
+        let bias_step = broadcast_stride(bias, 3usize);
+        let mut qr = Array::<f32>::new(dh);
+        let mut acc = Array::<f32>::new(dh);
+        #[unroll]
+        for e in 0..dh {
+            qr[e] = f32::cast_from(q[q_base + e * q.stride(3)]);
+            acc[e] = 0.0f32;
+        }
+        let mut top = f32::new(f32::MIN);
+        let mut sum = 0.0f32;
+        for j in 0..n {
+            let kj = k_base + j * k.stride(2);
+            let mut dot = 0.0f32;
+            #[unroll]
+            for e in 0..dh {
+                dot += qr[e] * f32::cast_from(k[kj + e * k.stride(3)]);
+            }
+            let s = dot * scale + bias[bias_base + j * bias_step];
+            let next = f32::max(top, s);
+            let rescale = f32::exp(top - next);
+            let p = f32::exp(s - next);
+            sum = sum * rescale + p;
+            top = next;
+            let vj = v_base + j * v.stride(2);
+            #[unroll]
+            for e in 0..dh {
+                acc[e] = acc[e] * rescale + p * f32::cast_from(v[vj + e * v.stride(3)]);
+            }
+        }
+        let out_base = ((b * queries + i) * heads + h) * dh;
+        #[unroll]
+        for e in 0..dh {
+            output[out_base + e] = A::cast_from(acc[e] / sum);
+        }
+    }
+
+    pub fn attention_rows(
+        q: &Burn<4>,
+        k: &Burn<4>,
+        v: &Burn<4>,
+        scale: f64,
+        bias: &Burn<4>,
+    ) -> Option<Burn<3>> {
+        let [b, h, t, dh] = q.dims();
+        let [kb, kh, n, kdh] = k.dims();
+        if !qkv_attention_enabled()
+            || [kb, kh, n, kdh] != v.dims()
+            || kb != b
+            || kh == 0
+            || h % kh != 0
+            || kdh != dh
+            || n == 0
+            || t == 0
+            || !(1..=QKV_ATTENTION_MAX_HEAD).contains(&dh)
+            || !broadcasts_to(bias, [b, h, t, n])
+        {
+            return None;
+        }
+        let (q, k, v, bias) = (
+            strided_act(q)?,
+            strided_act(k)?,
+            strided_act(v)?,
+            strided(bias)?,
+        );
+        if k.dtype != q.dtype || v.dtype != q.dtype {
+            return None;
+        }
+        let a_type = elem_type(q.dtype)?;
+        let output = empty_device_dtype(
+            q.client.clone(),
+            q.device.clone(),
+            [b, t, h * dh].into(),
+            q.dtype,
+        );
+        let rows = b * h * t;
+        let (count, dim) = train::elementwise_launch(&q, rows);
+        unsafe {
+            attention_rows_kernel::launch_unchecked(
+                &q.client.clone(),
+                count,
+                dim,
+                q.into_tensor_arg(),
+                k.into_tensor_arg(),
+                v.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                rows,
+                scale as f32,
+                dh,
+                a_type,
+            )
+        };
+        Some(wrap(output))
+    }
+
     /// The widest head [`qkv_attention_kernel`] takes (its query and sums in registers).
     const QKV_ATTENTION_MAX_HEAD: usize = 128;
 
-    /// With `TUNELAB_QKV_ATTENTION=0` (natively) encoders' inference attention stays the split
-    /// heads and [`attention`] (two matmuls around the probabilities past 4 queries), for the
-    /// benchmark's comparison.
+    /// With `TUNELAB_QKV_ATTENTION=0` (natively) attention over more than 4 queries outside
+    /// training stays as before these kernels (an encoder's split heads, two matmuls around the
+    /// probabilities), for the benchmark's comparison.
     pub fn qkv_attention_enabled() -> bool {
         #[cfg(not(target_arch = "wasm32"))]
         {
