@@ -826,14 +826,9 @@ mod cube {
         x.clone().try_into_primitive::<CubeBackend>().ok()
     }
 
-    /// [`strided`] for a weight: f32, or f16 kept so on a device that computes in it.
-    fn strided_weight(w: &Burn<2>) -> Option<CubeTensor> {
-        strided_act(w)
-    }
-
-    /// [`strided`] for the kernels that take activations in either precision: f32, or f16 (a
-    /// decoder in half precision on a device that computes in it, [`super::activation_dtype`]).
-    /// Each reads them as f32 and writes its output in their type.
+    /// [`strided`] for the kernels that take activations or weights in either precision: f32, or
+    /// f16 (a model in half precision on a device that computes in it,
+    /// [`super::activation_dtype`]). Each reads them as f32.
     fn strided_act<const D: usize>(x: &Burn<D>) -> Option<CubeTensor> {
         if x.dtype() != DType::F16 {
             return strided(x);
@@ -1611,7 +1606,7 @@ mod cube {
 
     pub fn tiled_matmul(x: &Burn<2>, w: &Burn<2>, tile: usize) -> Option<Burn<2>> {
         let a = gemm::Operand::of(strided(x)?)?;
-        let b = gemm::Operand::of(strided_weight(w)?)?;
+        let b = gemm::Operand::of(strided_act(w)?)?;
         let shape = [a.rows, b.cols];
         gemm::gemm_tiled(&a, &b, gemm::Epilogue::default(), &shape, tile, DType::F32).map(wrap)
     }
@@ -1689,7 +1684,7 @@ mod cube {
             Some(_) => return None,
             None => None,
         };
-        let w = strided_weight(w)?;
+        let w = strided_act(w)?;
         let types = [
             elem_type(w.dtype)?,
             elem_type(input.dtype)?,
@@ -1874,38 +1869,89 @@ mod cube {
             + i * broadcast_stride(bias, 2usize);
         let bias_step = broadcast_stride(bias, 3usize);
         let q_base = (b * t + i) * 3 * d + h * dh;
-        let mut q = Array::<f32>::new(dh);
+        let k_base = b * t * 3 * d + d + h * dh;
+        let at = RowAt {
+            q: q_base,
+            q_step: 1,
+            k: k_base,
+            k_row: 3 * d,
+            k_step: 1,
+            v: k_base + d,
+            v_row: 3 * d,
+            v_step: 1,
+            bias: bias_base,
+            bias_step,
+            out: (b * t + i) * d + h * dh,
+        };
+        attend_row(qkv, qkv, qkv, bias, context, at, t, scale, dh);
+    }
+
+    /// Where [`attend_row`] reads and writes: the query's `dh` values from `q` on, `q_step`
+    /// apart; key `j`'s from `k + j * k_row` on, `k_step` apart (value `j`'s likewise); key
+    /// `j`'s bias at `bias + j * bias_step`; the output's `dh` values from `out` on.
+    #[derive(CubeType, Clone, Copy)]
+    struct RowAt {
+        q: usize,
+        q_step: usize,
+        k: usize,
+        k_row: usize,
+        k_step: usize,
+        v: usize,
+        v_row: usize,
+        v_step: usize,
+        bias: usize,
+        bias_step: usize,
+        out: usize,
+    }
+
+    /// One query row's attention over `n` keys, in f32: the scores with an online softmax
+    /// (running maximum and sum, the weighted values rescaled as the maximum moves), the
+    /// context written in `out`'s type. The body of [`qkv_attention_kernel`] and
+    /// [`attention_rows_kernel`].
+    #[allow(clippy::too_many_arguments)]
+    #[cube]
+    fn attend_row<A: Float>(
+        q: &Tensor<A>,
+        k: &Tensor<A>,
+        v: &Tensor<A>,
+        bias: &Tensor<f32>,
+        out: &mut Tensor<A>,
+        at: RowAt,
+        n: usize,
+        scale: f32,
+        #[comptime] dh: usize,
+    ) {
+        let mut qr = Array::<f32>::new(dh);
         let mut acc = Array::<f32>::new(dh);
         #[unroll]
         for e in 0..dh {
-            q[e] = f32::cast_from(qkv[q_base + e]);
+            qr[e] = f32::cast_from(q[at.q + e * at.q_step]);
             acc[e] = 0.0f32;
         }
         let mut top = f32::new(f32::MIN);
         let mut sum = 0.0f32;
-        for j in 0..t {
-            let k_base = (b * t + j) * 3 * d + d + h * dh;
+        for j in 0..n {
+            let kj = at.k + j * at.k_row;
             let mut dot = 0.0f32;
             #[unroll]
             for e in 0..dh {
-                dot += q[e] * f32::cast_from(qkv[k_base + e]);
+                dot += qr[e] * f32::cast_from(k[kj + e * at.k_step]);
             }
-            let s = dot * scale + bias[bias_base + j * bias_step];
+            let s = dot * scale + bias[at.bias + j * at.bias_step];
             let next = f32::max(top, s);
             let rescale = f32::exp(top - next);
             let p = f32::exp(s - next);
             sum = sum * rescale + p;
             top = next;
-            let v_base = k_base + d;
+            let vj = at.v + j * at.v_row;
             #[unroll]
             for e in 0..dh {
-                acc[e] = acc[e] * rescale + p * f32::cast_from(qkv[v_base + e]);
+                acc[e] = acc[e] * rescale + p * f32::cast_from(v[vj + e * at.v_step]);
             }
         }
-        let out_base = (b * t + i) * d + h * dh;
         #[unroll]
         for e in 0..dh {
-            context[out_base + e] = A::cast_from(acc[e] / sum);
+            out[at.out + e] = A::cast_from(acc[e] / sum);
         }
     }
 
@@ -1939,46 +1985,22 @@ mod cube {
         let h = (row / queries) % heads;
         let i = row % queries;
         let kv_h = h / (heads / k.shape(1));
-        let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-        let k_base = b * k.stride(0) + kv_h * k.stride(1);
-        let v_base = b * v.stride(0) + kv_h * v.stride(1);
-        let bias_base = b * broadcast_stride(bias, 0usize)
-            + h * broadcast_stride(bias, 1usize)
-            + i * broadcast_stride(bias, 2usize);
-        let bias_step = broadcast_stride(bias, 3usize);
-        let mut qr = Array::<f32>::new(dh);
-        let mut acc = Array::<f32>::new(dh);
-        #[unroll]
-        for e in 0..dh {
-            qr[e] = f32::cast_from(q[q_base + e * q.stride(3)]);
-            acc[e] = 0.0f32;
-        }
-        let mut top = f32::new(f32::MIN);
-        let mut sum = 0.0f32;
-        for j in 0..n {
-            let kj = k_base + j * k.stride(2);
-            let mut dot = 0.0f32;
-            #[unroll]
-            for e in 0..dh {
-                dot += qr[e] * f32::cast_from(k[kj + e * k.stride(3)]);
-            }
-            let s = dot * scale + bias[bias_base + j * bias_step];
-            let next = f32::max(top, s);
-            let rescale = f32::exp(top - next);
-            let p = f32::exp(s - next);
-            sum = sum * rescale + p;
-            top = next;
-            let vj = v_base + j * v.stride(2);
-            #[unroll]
-            for e in 0..dh {
-                acc[e] = acc[e] * rescale + p * f32::cast_from(v[vj + e * v.stride(3)]);
-            }
-        }
-        let out_base = ((b * queries + i) * heads + h) * dh;
-        #[unroll]
-        for e in 0..dh {
-            output[out_base + e] = A::cast_from(acc[e] / sum);
-        }
+        let at = RowAt {
+            q: b * q.stride(0) + h * q.stride(1) + i * q.stride(2),
+            q_step: q.stride(3),
+            k: b * k.stride(0) + kv_h * k.stride(1),
+            k_row: k.stride(2),
+            k_step: k.stride(3),
+            v: b * v.stride(0) + kv_h * v.stride(1),
+            v_row: v.stride(2),
+            v_step: v.stride(3),
+            bias: b * broadcast_stride(bias, 0usize)
+                + h * broadcast_stride(bias, 1usize)
+                + i * broadcast_stride(bias, 2usize),
+            bias_step: broadcast_stride(bias, 3usize),
+            out: ((b * queries + i) * heads + h) * dh,
+        };
+        attend_row(q, k, v, bias, output, at, n, scale, dh);
     }
 
     pub fn attention_rows(
@@ -1988,56 +2010,29 @@ mod cube {
         scale: f64,
         bias: &Burn<4>,
     ) -> Option<Burn<3>> {
-        let [b, h, t, dh] = q.dims();
-        let [kb, kh, n, kdh] = k.dims();
-        if !qkv_attention_enabled()
-            || [kb, kh, n, kdh] != v.dims()
-            || kb != b
-            || kh == 0
-            || h % kh != 0
-            || kdh != dh
-            || n == 0
-            || t == 0
-            || !(1..=QKV_ATTENTION_MAX_HEAD).contains(&dh)
-            || !broadcasts_to(bias, [b, h, t, n])
-        {
+        let dh = q.dims()[3];
+        if !qkv_attention_enabled() || !(1..=QKV_ATTENTION_MAX_HEAD).contains(&dh) {
             return None;
         }
-        let (q, k, v, bias) = (
-            strided_act(q)?,
-            strided_act(k)?,
-            strided_act(v)?,
-            strided(bias)?,
-        );
-        if k.dtype != q.dtype || v.dtype != q.dtype {
-            return None;
-        }
-        let a_type = elem_type(q.dtype)?;
-        let output = empty_device_dtype(
-            q.client.clone(),
-            q.device.clone(),
-            [b, t, h * dh].into(),
-            q.dtype,
-        );
-        let rows = b * h * t;
-        let (count, dim) = train::elementwise_launch(&q, rows);
+        let o = AttentionOperands::of(q, k, v, bias)?;
+        let (count, dim) = train::elementwise_launch(&o.q, o.rows);
         unsafe {
             attention_rows_kernel::launch_unchecked(
-                &q.client.clone(),
+                &o.q.client.clone(),
                 count,
                 dim,
-                q.into_tensor_arg(),
-                k.into_tensor_arg(),
-                v.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                rows,
+                o.q.into_tensor_arg(),
+                o.k.into_tensor_arg(),
+                o.v.into_tensor_arg(),
+                o.bias.into_tensor_arg(),
+                o.output.clone().into_tensor_arg(),
+                o.rows,
                 scale as f32,
                 dh,
-                a_type,
+                o.a_type,
             )
         };
-        Some(wrap(output))
+        Some(wrap(o.output))
     }
 
     /// The widest head [`qkv_attention_kernel`] takes (its query and sums in registers).
@@ -2107,6 +2102,63 @@ mod cube {
     /// Keys per cube the attention kernel keeps in shared memory (16 KiB of f32).
     const MAX_KEYS: usize = 4096;
 
+    /// What both attention kernels take: `q` `[b, h, t, dh]`, `k` and `v` `[b, h / groups, n,
+    /// dh]` (one type, f32 or f16) and `bias` (f32, broadcast to `[b, h, t, n]`) as cubecl
+    /// tensors read through their strides, their element type, the output `[b, t, h * dh]` and
+    /// its `b * h * t` rows; `None` where the shapes do not agree or there is nothing to do.
+    struct AttentionOperands {
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        bias: CubeTensor,
+        a_type: ElemType,
+        output: CubeTensor,
+        rows: usize,
+    }
+
+    impl AttentionOperands {
+        fn of(q: &Burn<4>, k: &Burn<4>, v: &Burn<4>, bias: &Burn<4>) -> Option<Self> {
+            let [b, h, t, dh] = q.dims();
+            let [kb, kh, n, kdh] = k.dims();
+            if [kb, kh, n, kdh] != v.dims()
+                || kb != b
+                || kh == 0
+                || h % kh != 0
+                || kdh != dh
+                || n == 0
+                || t == 0
+                || !broadcasts_to(bias, [b, h, t, n])
+            {
+                return None;
+            }
+            let (q, k, v, bias) = (
+                strided_act(q)?,
+                strided_act(k)?,
+                strided_act(v)?,
+                strided(bias)?,
+            );
+            if k.dtype != q.dtype || v.dtype != q.dtype {
+                return None;
+            }
+            let a_type = elem_type(q.dtype)?;
+            let output = empty_device_dtype(
+                q.client.clone(),
+                q.device.clone(),
+                [b, t, h * dh].into(),
+                q.dtype,
+            );
+            Some(Self {
+                q,
+                k,
+                v,
+                bias,
+                a_type,
+                output,
+                rows: b * h * t,
+            })
+        }
+    }
+
     pub fn attention(
         q: &Burn<4>,
         k: &Burn<4>,
@@ -2114,56 +2166,29 @@ mod cube {
         scale: f64,
         bias: &Burn<4>,
     ) -> Option<Burn<3>> {
-        let [b, h, t, dh] = q.dims();
-        let [kb, kh, n, kdh] = k.dims();
-        if [kb, kh, n, kdh] != v.dims()
-            || kb != b
-            || kh == 0
-            || h % kh != 0
-            || kdh != dh
-            || n == 0
-            || n > MAX_KEYS
-        {
+        let n = k.dims()[2];
+        if n > MAX_KEYS {
             return None;
         }
-        if !broadcasts_to(bias, [b, h, t, n]) {
-            return None;
-        }
-        let (q, k, v, bias) = (
-            strided_act(q)?,
-            strided_act(k)?,
-            strided_act(v)?,
-            strided(bias)?,
-        );
-        if k.dtype != q.dtype || v.dtype != q.dtype {
-            return None;
-        }
-        let a_type = elem_type(q.dtype)?;
-        let output = empty_device_dtype(
-            q.client.clone(),
-            q.device.clone(),
-            [b, t, h * dh].into(),
-            q.dtype,
-        );
-        let rows = b * h * t;
-        let (count, dim, units) = row_launch(&q, rows);
+        let o = AttentionOperands::of(q, k, v, bias)?;
+        let (count, dim, units) = row_launch(&o.q, o.rows);
         unsafe {
             attention_kernel::launch_unchecked(
-                &q.client.clone(),
+                &o.q.client.clone(),
                 count,
                 dim,
-                q.into_tensor_arg(),
-                k.into_tensor_arg(),
-                v.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                rows,
+                o.q.into_tensor_arg(),
+                o.k.into_tensor_arg(),
+                o.v.into_tensor_arg(),
+                o.bias.into_tensor_arg(),
+                o.output.clone().into_tensor_arg(),
+                o.rows,
                 scale as f32,
                 units as usize,
                 n,
-                a_type,
+                o.a_type,
             )
         };
-        Some(wrap(output))
+        Some(wrap(o.output))
     }
 }

@@ -382,7 +382,7 @@ pub(super) fn install(
     crate::model::flex::release_packed_weights();
     let config = files.config()?;
     let device = &compute.device;
-    let precision = state::peek(|e| Some(e.precision)).unwrap_or_default();
+    let precision = state::precision();
     let (labels, parameters) = match slot {
         Slot::Classifier if config.task == Task::TokenClassification => {
             let m = Tagger::load_with(files, device, precision)?;

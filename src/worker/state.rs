@@ -109,6 +109,11 @@ pub fn need<T>(get: impl FnOnce(&Engine) -> Option<T>, what: &str) -> Result<T, 
         .ok_or_else(|| Error::usage(format!("load a {what} first")))
 }
 
+/// How models loaded for inference compute on a GPU (the page's setting, with `Start`).
+pub fn precision() -> crate::device::Precision {
+    ENGINE.with(|e| e.borrow().precision)
+}
+
 /// The device (after `Start`).
 pub fn compute() -> Result<Compute, Error> {
     ENGINE

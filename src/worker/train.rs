@@ -698,7 +698,7 @@ async fn classify_with(
     device: &burn::prelude::Device,
 ) -> Result<(), Error> {
     let name = name.to_string();
-    let precision = super::state::peek(|e| Some(e.precision)).unwrap_or_default();
+    let precision = state::precision();
     let model = TextClassifier::load_with(&files, device, precision)?;
     let mut info = model_info(
         &name,

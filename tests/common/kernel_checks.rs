@@ -229,73 +229,60 @@ pub async fn fused_kernel_checks(gpu: &Device) -> Vec<Check> {
             .await,
         );
     }
-    // An encoder's attention: the heads split from one fused query/key/value matmul (views of its
-    // output), every query over every key, a padding bias; heads 12 wide (not a multiple of the
-    // CPU kernels' 8 lanes), and a batch big enough to be spread over threads natively, whose
-    // last example hides every key (as the composition does, its weights are then uniform).
-    for (b, heads, t, dh, all_hidden) in [(2, 3, 9, 12, false), (4, 12, 40, 32, true)] {
-        out.push(
-            compare(
-                format!("attention [{b}, {heads}, {t}, {dh}] from split_heads, padding"),
-                gpu,
-                |d| {
-                    let width = heads * dh;
-                    let lin = Linear {
-                        weight: Param::from_tensor(tensor([width, 3 * width], 25, 0.3, d)),
-                        bias: Some(Param::from_tensor(tensor([3 * width], 26, 0.3, d))),
-                    };
-                    let mut hidden = vec![0.0f32; b * t];
-                    hidden[t + 2] = f32::MIN;
-                    hidden[2 * t - 1] = f32::MIN;
-                    if all_hidden {
-                        hidden[(b - 1) * t..].fill(f32::MIN);
-                    }
-                    let bias = Tensor::from_data(TensorData::new(hidden, [b, 1, 1, t]), d);
-                    (lin, tensor([b, t, width], 27, 1.0, d), bias)
-                },
-                |(lin, x, bias)| {
-                    let (q, k, v) = kernels::split_heads(&lin, x, heads);
-                    kernels::attention(q, k, v, 1.0 / (dh as f64).sqrt(), bias)
-                },
-            )
-            .await,
-        );
-    }
-    // An encoder's attention outside training on a GPU: one kernel on the fused query/key/value
-    // output (the CPU splits the heads and takes `attention`), heads 12, 32 and 64 wide, a
-    // padding bias hiding some keys (all of the last example's in the second case).
+    // An encoder's attention, two ways from the same inputs: the heads split from one fused
+    // query/key/value matmul (views of its output) then `attention`, and outside training on a
+    // GPU one kernel on the fused output (`self_attention`; the CPU splits the heads). Every
+    // query over every key, a padding bias; heads 12 wide (not a multiple of the CPU kernels' 8
+    // lanes), 32 and 64, and a batch big enough to be spread over threads natively, whose last
+    // example hides every key (as the composition does, its weights are then uniform).
     for (b, heads, t, dh, all_hidden) in [
         (2, 3, 9, 12, false),
         (4, 12, 40, 32, true),
         (2, 2, 17, 64, false),
     ] {
+        let inputs = |d: &Device| {
+            let width = heads * dh;
+            let lin = Linear {
+                weight: Param::from_tensor(tensor([width, 3 * width], 25, 0.3, d)),
+                bias: Some(Param::from_tensor(tensor([3 * width], 26, 0.3, d))),
+            };
+            let mut hidden = vec![0.0f32; b * t];
+            hidden[t + 2] = f32::MIN;
+            hidden[2 * t - 1] = f32::MIN;
+            if all_hidden {
+                hidden[(b - 1) * t..].fill(f32::MIN);
+            }
+            let bias = Tensor::from_data(TensorData::new(hidden, [b, 1, 1, t]), d);
+            (lin, tensor([b, t, width], 27, 1.0, d), bias)
+        };
+        let scale = 1.0 / (dh as f64).sqrt();
+        out.push(
+            compare(
+                format!("attention [{b}, {heads}, {t}, {dh}] from split_heads, padding"),
+                gpu,
+                inputs,
+                |(lin, x, bias)| {
+                    let (q, k, v) = kernels::split_heads(&lin, x, heads);
+                    kernels::attention(q, k, v, scale, bias)
+                },
+            )
+            .await,
+        );
         out.push(
             compare(
                 format!("self_attention [{b}, {heads}, {t}, {dh}] from the fused output, padding"),
                 gpu,
-                |d| {
-                    let width = heads * dh;
-                    let lin = Linear {
-                        weight: Param::from_tensor(tensor([width, 3 * width], 28, 0.3, d)),
-                        bias: Some(Param::from_tensor(tensor([3 * width], 29, 0.3, d))),
-                    };
-                    let mut hidden = vec![0.0f32; b * t];
-                    hidden[t + 2] = f32::MIN;
-                    hidden[2 * t - 1] = f32::MIN;
-                    if all_hidden {
-                        hidden[(b - 1) * t..].fill(f32::MIN);
-                    }
-                    let bias = Tensor::from_data(TensorData::new(hidden, [b, 1, 1, t]), d);
-                    (lin, tensor([b, t, width], 30, 1.0, d), bias)
-                },
-                |(lin, x, bias)| {
-                    let scale = 1.0 / (dh as f64).sqrt();
-                    match kernels::self_attention(kernels::linear(&lin, x), heads, scale, &bias) {
-                        Ok(context) => context,
-                        Err(qkv) => {
-                            let (q, k, v) = kernels::split_qkv(qkv, heads);
-                            kernels::attention(q, k, v, scale, bias)
-                        }
+                inputs,
+                |(lin, x, bias)| match kernels::self_attention(
+                    kernels::linear(&lin, x),
+                    heads,
+                    scale,
+                    &bias,
+                ) {
+                    Ok(context) => context,
+                    Err(qkv) => {
+                        let (q, k, v) = kernels::split_qkv(qkv, heads);
+                        kernels::attention(q, k, v, scale, bias)
                     }
                 },
             )
